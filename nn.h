@@ -254,7 +254,7 @@ NNDEF nn_node *nn_batchnorm(nn_model *model, nn_node *x);
 NNDEF nn_node *nn_dropout(nn_model *model, nn_node *x, float drop_probability);
 NNDEF nn_node *nn_flatten(nn_model *model, nn_node *x);
 NNDEF nn_node *nn_add_nodes(nn_model *model, nn_node *a, nn_node *b); /* residual sum */
-NNDEF nn_node *nn_activation(nn_model *model, nn_node *x, nn_activation kind, float parameter);
+NNDEF nn_node *nn_activation_node(nn_model *model, nn_node *x, nn_activation kind, float parameter);
 NNDEF nn_node *nn_relu(nn_model *model, nn_node *x);
 NNDEF nn_node *nn_leaky_relu(nn_model *model, nn_node *x, float negative_slope);
 NNDEF nn_node *nn_sigmoid(nn_model *model, nn_node *x);
@@ -432,3 +432,1437 @@ NNDEF nn_status nn_load(nn_model *model, const char *path);
 }
 #endif
 #endif /* NN_H_INCLUDED */
+
+/* ######################################################################################
+   IMPLEMENTATION
+   ###################################################################################### */
+#ifdef NN_IMPLEMENTATION
+#ifndef NN__IMPLEMENTATION_DONE
+#define NN__IMPLEMENTATION_DONE
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/time.h>
+#include <unistd.h>
+#define NN__POSIX 1
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(NN_MALLOC) != defined(NN_FREE)
+#error "nn.h: define both NN_MALLOC and NN_FREE, or neither"
+#endif
+#ifndef NN_MALLOC
+#define NN_MALLOC(size) malloc(size)
+#define NN_FREE(ptr) free(ptr)
+#endif
+#ifndef NN_ASSERT
+#include <assert.h>
+#define NN_ASSERT(x) assert(x)
+#endif
+
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define NN__THREAD_LOCAL thread_local
+#elif defined(__GNUC__) || defined(__clang__)
+#define NN__THREAD_LOCAL __thread
+#elif defined(_MSC_VER)
+#define NN__THREAD_LOCAL __declspec(thread)
+#else
+#define NN__THREAD_LOCAL
+#endif
+
+#if !defined(NN_NO_SIMD) && (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define NN__X86 1
+#include <immintrin.h>
+#define NN__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define NN__TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#endif
+#if !defined(NN_NO_SIMD) && defined(__aarch64__)
+#define NN__ARM64 1
+#include <arm_neon.h>
+#endif
+
+#define NN__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define NN__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ======================================================================================
+   Errors
+   ====================================================================================== */
+static NN__THREAD_LOCAL char nn__error_text[512];
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static nn_status nn__fail(nn_status status, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(nn__error_text, sizeof nn__error_text, format, args);
+    va_end(args);
+    return status;
+}
+
+NNDEF const char *nn_last_error(void) { return nn__error_text; }
+
+NNDEF const char *nn_status_name(nn_status status)
+{
+    switch (status) {
+    case NN_OK: return "ok";
+    case NN_ERROR_ARGUMENT: return "bad argument";
+    case NN_ERROR_SHAPE: return "shape mismatch";
+    case NN_ERROR_MEMORY: return "out of memory";
+    case NN_ERROR_IO: return "i/o error";
+    case NN_ERROR_FORMAT: return "bad file format";
+    case NN_ERROR_UNSUPPORTED: return "unsupported by this CPU";
+    case NN_ERROR_NONFINITE: return "non-finite value";
+    case NN_ERROR_STATE: return "wrong state";
+    }
+    return "unknown status";
+}
+
+/* ======================================================================================
+   Memory: 64-byte aligned blocks on top of NN_MALLOC, overflow-checked sizes
+   ====================================================================================== */
+/* a*b floats in bytes, or 0 when that overflows size_t. */
+static size_t nn__float_bytes(size_t a, size_t b)
+{
+    if (a != 0 && b > ((size_t)-1 - 128) / sizeof(float) / a) return 0;
+    return a * b * sizeof(float);
+}
+
+static void *nn__alloc(size_t bytes)
+{
+    unsigned char *raw, *aligned;
+    if (bytes > (size_t)-1 - 64 - sizeof(void *)) return NULL;
+    raw = (unsigned char *)NN_MALLOC(bytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    aligned = raw + sizeof(void *);
+    aligned += (64 - ((uintptr_t)aligned & 63)) & 63;
+    memcpy(aligned - sizeof(void *), &raw, sizeof(void *));
+    return aligned;
+}
+
+static void nn__free(void *ptr)
+{
+    void *raw;
+    if (!ptr) return;
+    memcpy(&raw, (unsigned char *)ptr - sizeof(void *), sizeof(void *));
+    NN_FREE(raw);
+}
+
+static float *nn__alloc_floats(size_t count)
+{
+    size_t bytes = nn__float_bytes(count, 1);
+    if (count && !bytes) return NULL;
+    return (float *)nn__alloc(bytes ? bytes : 64);
+}
+
+/* ======================================================================================
+   Random numbers: splitmix64 (Steele, Lea, Flood 2014): tiny state, good statistics, and the
+   same stream on every platform.
+   ====================================================================================== */
+NNDEF nn_rng nn_rng_new(uint64_t seed)
+{
+    nn_rng rng;
+    rng.state = seed;
+    return rng;
+}
+
+static uint64_t nn__rng_u64(nn_rng *rng)
+{
+    uint64_t z = (rng->state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+NNDEF uint32_t nn_rng_u32(nn_rng *rng) { return (uint32_t)(nn__rng_u64(rng) >> 32); }
+
+NNDEF uint32_t nn_rng_below(nn_rng *rng, uint32_t bound)
+{
+    /* Lemire's multiply-shift with rejection: unbiased. */
+    uint64_t product;
+    uint32_t low, threshold;
+    if (bound == 0) return 0;
+    product = (uint64_t)nn_rng_u32(rng) * bound;
+    low = (uint32_t)product;
+    if (low < bound) {
+        threshold = (uint32_t)(-bound) % bound;
+        while (low < threshold) {
+            product = (uint64_t)nn_rng_u32(rng) * bound;
+            low = (uint32_t)product;
+        }
+    }
+    return (uint32_t)(product >> 32);
+}
+
+NNDEF float nn_rng_uniform(nn_rng *rng) { return (float)(nn__rng_u64(rng) >> 40) * (1.0f / 16777216.0f); }
+
+NNDEF float nn_rng_normal(nn_rng *rng)
+{
+    /* Box-Muller in double, one value per call (no hidden cached state). */
+    double u1 = ((double)(nn__rng_u64(rng) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(nn__rng_u64(rng) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+NNDEF void nn_rng_shuffle(nn_rng *rng, int *values, int count)
+{
+    int i;
+    for (i = count - 1; i > 0; i--) {
+        int j = (int)nn_rng_below(rng, (uint32_t)i + 1u);
+        int t = values[i];
+        values[i] = values[j];
+        values[j] = t;
+    }
+}
+
+/* ======================================================================================
+   Time and threads
+   ====================================================================================== */
+NNDEF double nn_seconds(void)
+{
+#if defined(_OPENMP)
+    return omp_get_wtime();
+#elif defined(CLOCK_MONOTONIC) && defined(NN__POSIX)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#elif defined(NN__POSIX)
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+static int nn__thread_count = 0; /* 0: not chosen yet */
+
+NNDEF nn_status nn_set_threads(int threads)
+{
+    if (threads < 0) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_threads: %d threads", threads);
+#ifdef _OPENMP
+    if (threads == 0) threads = omp_get_num_procs();
+    nn__thread_count = threads;
+#else
+    nn__thread_count = 1;
+#endif
+    return NN_OK;
+}
+
+NNDEF int nn_threads(void)
+{
+    if (nn__thread_count == 0) {
+#ifdef _OPENMP
+        const char *env = getenv("NN_THREADS");
+        int n = env ? atoi(env) : 0;
+        nn__thread_count = n > 0 ? n : omp_get_max_threads();
+#else
+        nn__thread_count = 1;
+#endif
+    }
+    return nn__thread_count;
+}
+
+/* ======================================================================================
+   Kernel tables: one per instruction set. Only the GEMM micro-kernel and the element-wise
+   work are per-ISA; blocking, packing, convolution and pooling are shared code on top.
+   ====================================================================================== */
+typedef struct nn__kernels {
+    const char *name;
+    int mr, nr; /* GEMM micro-tile: mr rows by nr columns of C */
+    /* C[mr x nr] = alpha * (packed A sliver) * (packed B sliver) + beta * C; C unread if beta == 0 */
+    void (*gemm_tile)(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
+    void (*exp)(size_t n, const float *x, float *y);
+    void (*tanh)(size_t n, const float *x, float *y);
+    void (*activation_forward)(nn_activation kind, float p, size_t n, const float *x, float *y);
+    void (*activation_backward)(nn_activation kind, float p, size_t n, const float *x, const float *y,
+                                const float *dy, float *dx);
+    void (*softmax_rows)(int rows, int cols, const float *x, float *y, int log_softmax);
+    void (*axpy)(size_t n, float alpha, const float *x, float *y);
+    void (*scale)(size_t n, float alpha, float *x);
+    void (*add)(size_t n, const float *x, const float *y, float *z);
+    float (*dot)(size_t n, const float *x, const float *y);
+    float (*sum)(size_t n, const float *x);
+    float (*sum_squares)(size_t n, const float *x);
+} nn__kernels;
+
+/* Cache blocking shared by every backend (multiples of every mr and nr). The packed B panel
+   (KC x NC, 512 KiB) stays in L2 while each packed A sliver (mr x KC) stays in L1 and sweeps
+   it; see docs/kernels.md. */
+#define NN__GEMM_MC 144
+#define NN__GEMM_KC 256
+#define NN__GEMM_NC 512
+#define NN__GEMM_MAX_TILE (8 * 64)
+#define NN__GEMM_THREAD_FLOATS (NN__GEMM_MC * NN__GEMM_KC + NN__GEMM_KC * NN__GEMM_NC)
+
+/* ---------------------------------- scalar ---------------------------------------- */
+static void nn__gemm_tile_4x8_scalar(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+{
+    float acc[4][8];
+    int i, j, p;
+    memset(acc, 0, sizeof acc);
+    for (p = 0; p < k; p++, a += 4, b += 8)
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 8; j++) acc[i][j] += a[i] * b[j];
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 8; j++)
+            c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
+}
+
+static void nn__axpy_scalar(size_t n, float alpha, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+static void nn__scale_scalar(size_t n, float alpha, float *x)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] *= alpha;
+}
+static void nn__add_scalar(size_t n, const float *x, const float *y, float *z)
+{
+    size_t i;
+    for (i = 0; i < n; i++) z[i] = x[i] + y[i];
+}
+/* Reductions keep 8 partial sums so that the scalar order matches the vector kernels' shape
+   loosely and long sums lose less precision. */
+static float nn__dot_scalar(size_t n, const float *x, const float *y)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        int j;
+        for (j = 0; j < 8; j++) acc[j] += x[i + j] * y[i + j];
+    }
+    for (; i < n; i++) acc[0] += x[i] * y[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+static float nn__sum_scalar(size_t n, const float *x)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i;
+    for (i = 0; i + 8 <= n; i += 8) {
+        int j;
+        for (j = 0; j < 8; j++) acc[j] += x[i + j];
+    }
+    for (; i < n; i++) acc[0] += x[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+static float nn__sum_squares_scalar(size_t n, const float *x) { return nn__dot_scalar(n, x, x); }
+
+/* ---------------------------------- AVX2 + FMA ------------------------------------ */
+#if NN__X86
+#define NN__AVX2_ROW(i)                                                  \
+    av = _mm256_broadcast_ss(a + i);                                     \
+    c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                          \
+    c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);
+#define NN__AVX2_STORE(i)                                                \
+    {                                                                    \
+        float *cp = c + (size_t)i * ldc;                                 \
+        __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1); \
+        if (beta != 0.0f) {                                              \
+            r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cp), r0);           \
+            r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cp + 8), r1);       \
+        }                                                                \
+        _mm256_storeu_ps(cp, r0);                                        \
+        _mm256_storeu_ps(cp + 8, r1);                                    \
+    }
+/* 6x16 tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers. */
+NN__TARGET_AVX2 static void nn__gemm_tile_6x16_avx2(int k, const float *a, const float *b, float *c, int ldc,
+                                                    float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    int p;
+    for (p = 0; p < k; p++, a += 6, b += 16) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
+        NN__AVX2_ROW(0) NN__AVX2_ROW(1) NN__AVX2_ROW(2) NN__AVX2_ROW(3) NN__AVX2_ROW(4) NN__AVX2_ROW(5)
+    }
+    NN__AVX2_STORE(0) NN__AVX2_STORE(1) NN__AVX2_STORE(2) NN__AVX2_STORE(3) NN__AVX2_STORE(4) NN__AVX2_STORE(5)
+}
+
+NN__TARGET_AVX2 static void nn__axpy_avx2(size_t n, float alpha, const float *x, float *y)
+{
+    __m256 va = _mm256_set1_ps(alpha);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
+}
+NN__TARGET_AVX2 static void nn__scale_avx2(size_t n, float alpha, float *x)
+{
+    __m256 va = _mm256_set1_ps(alpha);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(va, _mm256_loadu_ps(x + i)));
+    for (; i < n; i++) x[i] *= alpha;
+}
+NN__TARGET_AVX2 static void nn__add_avx2(size_t n, const float *x, const float *y, float *z)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(z + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) z[i] = x[i] + y[i];
+}
+NN__TARGET_AVX2 static float nn__hsum_avx2(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+NN__TARGET_AVX2 static float nn__dot_avx2(size_t n, const float *x, const float *y)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    float tail = 0.0f;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    for (; i < n; i++) tail += x[i] * y[i];
+    return nn__hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) + tail;
+}
+NN__TARGET_AVX2 static float nn__sum_avx2(size_t n, const float *x)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    float tail = 0.0f;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(_mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_add_ps(_mm256_loadu_ps(x + i + 8), s1);
+        s2 = _mm256_add_ps(_mm256_loadu_ps(x + i + 16), s2);
+        s3 = _mm256_add_ps(_mm256_loadu_ps(x + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_add_ps(_mm256_loadu_ps(x + i), s0);
+    for (; i < n; i++) tail += x[i];
+    return nn__hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) + tail;
+}
+NN__TARGET_AVX2 static float nn__sum_squares_avx2(size_t n, const float *x) { return nn__dot_avx2(n, x, x); }
+
+/* ---------------------------------- AVX-512 --------------------------------------- */
+#define NN__AVX512_ROW(i)                                                \
+    av = _mm512_set1_ps(a[i]);                                           \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                          \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                          \
+    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                          \
+    c##i##3 = _mm512_fmadd_ps(av, b3, c##i##3);
+#define NN__AVX512_STORE1(i, j)                                          \
+    {                                                                    \
+        float *cp = c + (size_t)i * ldc + 16 * j;                        \
+        __m512 r = _mm512_mul_ps(va, c##i##j);                           \
+        if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cp), r); \
+        _mm512_storeu_ps(cp, r);                                         \
+    }
+#define NN__AVX512_STORE(i) NN__AVX512_STORE1(i, 0) NN__AVX512_STORE1(i, 1) NN__AVX512_STORE1(i, 2) NN__AVX512_STORE1(i, 3)
+/* 6x64 tile: 24 accumulators + 4 B vectors + 1 broadcast of the 32 zmm registers; 6 broadcasts
+   and 4 loads feed 24 FMAs, so the FMA pipes, not the loads, set the pace. */
+NN__TARGET_AVX512 static void nn__gemm_tile_6x64_avx512(int k, const float *a, const float *b, float *c, int ldc,
+                                                        float alpha, float beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int p;
+    for (p = 0; p < k; p++, a += 6, b += 64) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
+        __m512 b3 = _mm512_loadu_ps(b + 48), av;
+        NN__AVX512_ROW(0) NN__AVX512_ROW(1) NN__AVX512_ROW(2) NN__AVX512_ROW(3) NN__AVX512_ROW(4) NN__AVX512_ROW(5)
+    }
+    NN__AVX512_STORE(0) NN__AVX512_STORE(1) NN__AVX512_STORE(2) NN__AVX512_STORE(3) NN__AVX512_STORE(4) NN__AVX512_STORE(5)
+}
+
+/* Horizontal sum through memory: g++ 12 warns (falsely) inside _mm512_reduce_add_ps. */
+NN__TARGET_AVX512 static float nn__hsum_avx512(__m512 v)
+{
+    float t[16];
+    int i;
+    _mm512_storeu_ps(t, v);
+    for (i = 0; i < 8; i++) t[i] += t[i + 8];
+    for (i = 0; i < 4; i++) t[i] += t[i + 4];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+static __mmask16 nn__tail_mask(size_t left) { return (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u); }
+
+NN__TARGET_AVX512 static void nn__axpy_avx512(size_t n, float alpha, const float *x, float *y)
+{
+    __m512 va = _mm512_set1_ps(alpha);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = nn__tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+NN__TARGET_AVX512 static void nn__scale_avx512(size_t n, float alpha, float *x)
+{
+    __m512 va = _mm512_set1_ps(alpha);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(va, _mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = nn__tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+NN__TARGET_AVX512 static void nn__add_avx512(size_t n, const float *x, const float *y, float *z)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(z + i, _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = nn__tail_mask(n - i);
+        _mm512_mask_storeu_ps(z + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+NN__TARGET_AVX512 static float nn__dot_avx512(size_t n, const float *x, const float *y)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
+    if (i < n) {
+        __mmask16 m = nn__tail_mask(n - i);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), s1);
+    }
+    return nn__hsum_avx512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+NN__TARGET_AVX512 static float nn__sum_avx512(size_t n, const float *x)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(_mm512_loadu_ps(x + i), s0);
+        s1 = _mm512_add_ps(_mm512_loadu_ps(x + i + 16), s1);
+        s2 = _mm512_add_ps(_mm512_loadu_ps(x + i + 32), s2);
+        s3 = _mm512_add_ps(_mm512_loadu_ps(x + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_add_ps(_mm512_loadu_ps(x + i), s0);
+    if (i < n) s1 = _mm512_add_ps(_mm512_maskz_loadu_ps(nn__tail_mask(n - i), x + i), s1);
+    return nn__hsum_avx512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+NN__TARGET_AVX512 static float nn__sum_squares_avx512(size_t n, const float *x) { return nn__dot_avx512(n, x, x); }
+#endif /* NN__X86 */
+
+/* ---------------------------------- NEON ------------------------------------------ */
+#if NN__ARM64
+#define NN__NEON_ROW(i, av, lane)                                        \
+    c##i##0 = vfmaq_laneq_f32(c##i##0, b0, av, lane);                    \
+    c##i##1 = vfmaq_laneq_f32(c##i##1, b1, av, lane);
+#define NN__NEON_STORE(i)                                                \
+    {                                                                    \
+        float *cp = c + (size_t)i * ldc;                                 \
+        float32x4_t r0 = vmulq_n_f32(c##i##0, alpha), r1 = vmulq_n_f32(c##i##1, alpha); \
+        if (beta != 0.0f) {                                              \
+            r0 = vfmaq_n_f32(r0, vld1q_f32(cp), beta);                   \
+            r1 = vfmaq_n_f32(r1, vld1q_f32(cp + 4), beta);               \
+        }                                                                \
+        vst1q_f32(cp, r0);                                               \
+        vst1q_f32(cp + 4, r1);                                           \
+    }
+/* 8x8 tile: 16 accumulators, A and B two quad registers each, FMA by lane. */
+static void nn__gemm_tile_8x8_neon(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+{
+    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    float32x4_t c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    int p;
+    for (p = 0; p < k; p++, a += 8, b += 8) {
+        float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4), b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4);
+        NN__NEON_ROW(0, a0, 0) NN__NEON_ROW(1, a0, 1) NN__NEON_ROW(2, a0, 2) NN__NEON_ROW(3, a0, 3)
+        NN__NEON_ROW(4, a1, 0) NN__NEON_ROW(5, a1, 1) NN__NEON_ROW(6, a1, 2) NN__NEON_ROW(7, a1, 3)
+    }
+    NN__NEON_STORE(0) NN__NEON_STORE(1) NN__NEON_STORE(2) NN__NEON_STORE(3)
+    NN__NEON_STORE(4) NN__NEON_STORE(5) NN__NEON_STORE(6) NN__NEON_STORE(7)
+}
+static void nn__axpy_neon(size_t n, float alpha, const float *x, float *y)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), alpha));
+    for (; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
+}
+static void nn__scale_neon(size_t n, float alpha, float *x)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), alpha));
+    for (; i < n; i++) x[i] *= alpha;
+}
+static void nn__add_neon(size_t n, const float *x, const float *y, float *z)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(z + i, vaddq_f32(vld1q_f32(x + i), vld1q_f32(y + i)));
+    for (; i < n; i++) z[i] = x[i] + y[i];
+}
+static float nn__dot_neon(size_t n, const float *x, const float *y)
+{
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0;
+    size_t i = 0;
+    float tail = 0.0f;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(x + i), vld1q_f32(y + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
+    }
+    for (; i < n; i++) tail += x[i] * y[i];
+    return vaddvq_f32(vaddq_f32(s0, s1)) + tail;
+}
+static float nn__sum_neon(size_t n, const float *x)
+{
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0;
+    size_t i = 0;
+    float tail = 0.0f;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vaddq_f32(s0, vld1q_f32(x + i));
+        s1 = vaddq_f32(s1, vld1q_f32(x + i + 4));
+    }
+    for (; i < n; i++) tail += x[i];
+    return vaddvq_f32(vaddq_f32(s0, s1)) + tail;
+}
+static float nn__sum_squares_neon(size_t n, const float *x) { return nn__dot_neon(n, x, x); }
+#endif /* NN__ARM64 */
+
+/* BEGIN math kernels (exp, tanh, activations, softmax per backend) */
+/* Provisional scalar versions until the vectorised ones land. */
+static void nn__exp_scalar(size_t n, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+static void nn__tanh_scalar(size_t n, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+static float nn__sigmoid1(float x)
+{
+    float e = expf(-fabsf(x)), s = 1.0f / (1.0f + e);
+    return x >= 0 ? s : (x < 0 ? e * s : x);
+}
+static void nn__activation_forward_scalar(nn_activation kind, float p, size_t n, const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float v = x[i];
+        switch (kind) {
+        case NN_ACTIVATION_IDENTITY: y[i] = v; break;
+        case NN_ACTIVATION_RELU: y[i] = v > 0 ? v : (v != v ? v : 0.0f); break;
+        case NN_ACTIVATION_LEAKY_RELU: y[i] = v > 0 ? v : p * v; break;
+        case NN_ACTIVATION_SIGMOID: y[i] = nn__sigmoid1(v); break;
+        case NN_ACTIVATION_TANH: y[i] = tanhf(v); break;
+        case NN_ACTIVATION_SCALED_TANH: y[i] = 1.7159f * tanhf(v * (2.0f / 3.0f)); break;
+        }
+    }
+}
+static void nn__activation_backward_scalar(nn_activation kind, float p, size_t n, const float *x, const float *y,
+                                           const float *dy, float *dx)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float g = dy[i];
+        switch (kind) {
+        case NN_ACTIVATION_IDENTITY: dx[i] = g; break;
+        case NN_ACTIVATION_RELU: dx[i] = x[i] > 0 ? g : 0.0f; break;
+        case NN_ACTIVATION_LEAKY_RELU: dx[i] = x[i] > 0 ? g : p * g; break;
+        case NN_ACTIVATION_SIGMOID: dx[i] = g * y[i] * (1.0f - y[i]); break;
+        case NN_ACTIVATION_TANH: dx[i] = g * (1.0f - y[i] * y[i]); break;
+        case NN_ACTIVATION_SCALED_TANH: dx[i] = g * (2.0f / 3.0f) * (1.7159f - y[i] * y[i] / 1.7159f); break;
+        }
+    }
+}
+static void nn__softmax_rows_scalar(int rows, int cols, const float *x, float *y, int log_softmax)
+{
+    int r, c;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * cols;
+        float *yr = y + (size_t)r * cols;
+        float mx = xr[0], sum = 0.0f;
+        for (c = 1; c < cols; c++) mx = xr[c] > mx || xr[c] != xr[c] ? xr[c] : mx;
+        for (c = 0; c < cols; c++) sum += expf(xr[c] - mx);
+        if (log_softmax) {
+            float ls = logf(sum);
+            for (c = 0; c < cols; c++) yr[c] = xr[c] - mx - ls;
+        } else {
+            float inv = 1.0f / sum;
+            for (c = 0; c < cols; c++) yr[c] = expf(xr[c] - mx) * inv;
+        }
+    }
+}
+#define nn__exp_avx2 nn__exp_scalar
+#define nn__tanh_avx2 nn__tanh_scalar
+#define nn__activation_forward_avx2 nn__activation_forward_scalar
+#define nn__activation_backward_avx2 nn__activation_backward_scalar
+#define nn__softmax_rows_avx2 nn__softmax_rows_scalar
+#define nn__exp_avx512 nn__exp_scalar
+#define nn__tanh_avx512 nn__tanh_scalar
+#define nn__activation_forward_avx512 nn__activation_forward_scalar
+#define nn__activation_backward_avx512 nn__activation_backward_scalar
+#define nn__softmax_rows_avx512 nn__softmax_rows_scalar
+#define nn__exp_neon nn__exp_scalar
+#define nn__tanh_neon nn__tanh_scalar
+#define nn__activation_forward_neon nn__activation_forward_scalar
+#define nn__activation_backward_neon nn__activation_backward_scalar
+#define nn__softmax_rows_neon nn__softmax_rows_scalar
+/* END math kernels */
+
+/* ======================================================================================
+   Dispatch: detect the CPU once, pick the fastest table, allow an override.
+   ====================================================================================== */
+static const nn__kernels nn__kernels_scalar = {
+    "scalar", 4, 8, nn__gemm_tile_4x8_scalar, nn__exp_scalar, nn__tanh_scalar, nn__activation_forward_scalar,
+    nn__activation_backward_scalar, nn__softmax_rows_scalar, nn__axpy_scalar, nn__scale_scalar, nn__add_scalar,
+    nn__dot_scalar, nn__sum_scalar, nn__sum_squares_scalar};
+#if NN__X86
+static const nn__kernels nn__kernels_avx2 = {
+    "avx2", 6, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx2, nn__tanh_avx2, nn__activation_forward_avx2,
+    nn__activation_backward_avx2, nn__softmax_rows_avx2, nn__axpy_avx2, nn__scale_avx2, nn__add_avx2,
+    nn__dot_avx2, nn__sum_avx2, nn__sum_squares_avx2};
+static const nn__kernels nn__kernels_avx512 = {
+    "avx512", 6, 64, nn__gemm_tile_6x64_avx512, nn__exp_avx512, nn__tanh_avx512, nn__activation_forward_avx512,
+    nn__activation_backward_avx512, nn__softmax_rows_avx512, nn__axpy_avx512, nn__scale_avx512, nn__add_avx512,
+    nn__dot_avx512, nn__sum_avx512, nn__sum_squares_avx512};
+#endif
+#if NN__ARM64
+static const nn__kernels nn__kernels_neon = {
+    "neon", 8, 8, nn__gemm_tile_8x8_neon, nn__exp_neon, nn__tanh_neon, nn__activation_forward_neon,
+    nn__activation_backward_neon, nn__softmax_rows_neon, nn__axpy_neon, nn__scale_neon, nn__add_neon,
+    nn__dot_neon, nn__sum_neon, nn__sum_squares_neon};
+#endif
+
+#if NN__X86
+#include <cpuid.h>
+/* CPUID says what the core can do; XGETBV says whether the OS saves the wider registers on a
+   context switch. Both must agree, or AVX code faults ("illegal instruction") or corrupts state. */
+static uint64_t nn__xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+static void nn__detect_x86(int *avx2, int *avx512)
+{
+    unsigned a = 0, b = 0, c = 0, d = 0, max_leaf = __get_cpuid_max(0, NULL);
+    uint64_t xcr0 = 0;
+    int osxsave, fma, avx;
+    *avx2 = *avx512 = 0;
+    if (max_leaf < 7) return;
+    __cpuid_count(1, 0, a, b, c, d);
+    osxsave = (c >> 27) & 1;
+    fma = (c >> 12) & 1;
+    avx = (c >> 28) & 1;
+    if (!osxsave || !avx) return;
+    xcr0 = nn__xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return; /* SSE and AVX state */
+    __cpuid_count(7, 0, a, b, c, d);
+    *avx2 = fma && ((b >> 5) & 1);
+    *avx512 = *avx2 && ((xcr0 & 0xE0) == 0xE0) /* opmask, ZMM0-15 upper, ZMM16-31 */
+              && ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
+}
+#endif
+
+static const nn__kernels *nn__table_by_name(const char *name)
+{
+    if (!name) return NULL;
+    if (strcmp(name, "scalar") == 0) return &nn__kernels_scalar;
+#if NN__X86
+    {
+        int avx2, avx512;
+        nn__detect_x86(&avx2, &avx512);
+        if (strcmp(name, "avx2") == 0) return avx2 ? &nn__kernels_avx2 : NULL;
+        if (strcmp(name, "avx512") == 0) return avx512 ? &nn__kernels_avx512 : NULL;
+        if (strcmp(name, "best") == 0) return avx512 ? &nn__kernels_avx512 : avx2 ? &nn__kernels_avx2 : &nn__kernels_scalar;
+    }
+#elif NN__ARM64
+    if (strcmp(name, "neon") == 0 || strcmp(name, "best") == 0) return &nn__kernels_neon;
+#else
+    if (strcmp(name, "best") == 0) return &nn__kernels_scalar;
+#endif
+    return NULL;
+}
+
+static int nn__is_backend_name(const char *name)
+{
+    return name && (!strcmp(name, "scalar") || !strcmp(name, "avx2") || !strcmp(name, "avx512") ||
+                    !strcmp(name, "neon") || !strcmp(name, "best"));
+}
+
+static const nn__kernels *nn__active_table = NULL;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define NN__LOAD_ACQUIRE(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define NN__STORE_RELEASE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#else
+#define NN__LOAD_ACQUIRE(p) (p)
+#define NN__STORE_RELEASE(p, v) ((p) = (v))
+#endif
+
+/* First use: NN_BACKEND if set and runnable, else the best table. Racing first calls compute
+   the same answer, so the publication needs no lock. */
+static const nn__kernels *nn__kernels_get(void)
+{
+    const nn__kernels *k = NN__LOAD_ACQUIRE(nn__active_table);
+    if (!k) {
+        const char *env = getenv("NN_BACKEND");
+        if (env && *env) {
+            k = nn__table_by_name(env);
+            if (!k) fprintf(stderr, "nn.h: NN_BACKEND=%s is %s; using the best available backend\n", env,
+                            nn__is_backend_name(env) ? "not supported by this CPU" : "not a backend name");
+        }
+        if (!k) k = nn__table_by_name("best");
+        NN__STORE_RELEASE(nn__active_table, k);
+    }
+    return k;
+}
+
+NNDEF nn_status nn_set_backend(const char *name)
+{
+    const nn__kernels *k;
+    if (!nn__is_backend_name(name))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_backend: '%s' is not one of scalar, avx2, avx512, neon, best",
+                        name ? name : "(null)");
+    k = nn__table_by_name(name);
+    if (!k) return nn__fail(NN_ERROR_UNSUPPORTED, "nn_set_backend: this CPU cannot run the %s backend", name);
+    NN__STORE_RELEASE(nn__active_table, k);
+    return NN_OK;
+}
+
+NNDEF const char *nn_backend_name(void) { return nn__kernels_get()->name; }
+
+NNDEF int nn_backend_supported(const char *name) { return nn__is_backend_name(name) && nn__table_by_name(name) != NULL; }
+
+/* ======================================================================================
+   GEMM: BLIS-style blocking and packing shared by every backend; only the tile is per-ISA.
+   ====================================================================================== */
+/* Packs rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into slivers of mr rows, each stored
+   k-major (mr values per k), zero-padded to a whole sliver. */
+static void nn__pack_a(const float *a, int lda, int transposed, int i0, int mc, int p0, int kc, int mr, float *dst)
+{
+    int s, p, r;
+    for (s = 0; s < mc; s += mr, dst += (size_t)mr * kc) {
+        int rows = NN__MIN(mr, mc - s);
+        if (!transposed) {
+            for (r = 0; r < rows; r++) {
+                const float *src = a + (size_t)(i0 + s + r) * lda + p0;
+                for (p = 0; p < kc; p++) dst[(size_t)p * mr + r] = src[p];
+            }
+            for (; r < mr; r++)
+                for (p = 0; p < kc; p++) dst[(size_t)p * mr + r] = 0.0f;
+        } else {
+            for (p = 0; p < kc; p++) {
+                const float *src = a + (size_t)(p0 + p) * lda + i0 + s;
+                float *d = dst + (size_t)p * mr;
+                for (r = 0; r < rows; r++) d[r] = src[r];
+                for (; r < mr; r++) d[r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Packs rows [p0, p0+kc) x columns [j0, j0+nc) of op(B) into slivers of nr columns, each
+   stored k-major (nr values per k), zero-padded. */
+static void nn__pack_b(const float *b, int ldb, int transposed, int p0, int kc, int j0, int nc, int nr, float *dst)
+{
+    int s, p, c;
+    for (s = 0; s < nc; s += nr, dst += (size_t)nr * kc) {
+        int cols = NN__MIN(nr, nc - s);
+        if (!transposed) {
+            for (p = 0; p < kc; p++) {
+                const float *src = b + (size_t)(p0 + p) * ldb + j0 + s;
+                float *d = dst + (size_t)p * nr;
+                memcpy(d, src, (size_t)cols * sizeof(float));
+                for (c = cols; c < nr; c++) d[c] = 0.0f;
+            }
+        } else {
+            for (c = 0; c < cols; c++) {
+                const float *src = b + (size_t)(j0 + s + c) * ldb + p0;
+                for (p = 0; p < kc; p++) dst[(size_t)p * nr + c] = src[p];
+            }
+            for (; c < nr; c++)
+                for (p = 0; p < kc; p++) dst[(size_t)p * nr + c] = 0.0f;
+        }
+    }
+}
+
+/* One thread's GEMM over the whole of its (sub)problem. Loop order jc, pc, ic, ir, jr: the
+   A sliver stays in L1 while it sweeps the B panel held in L2. Edge tiles run the same tile
+   kernel on a copy, so every element sees the same arithmetic wherever the tile falls: the
+   result does not depend on the thread split. */
+static void nn__gemm_serial(const nn__kernels *kern, int ta, int tb, int m, int n, int k, float alpha,
+                            const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                            float *workspace)
+{
+    float *packed_a = workspace, *packed_b = workspace + NN__GEMM_MC * NN__GEMM_KC;
+    const int mr = kern->mr, nr = kern->nr;
+    float tile[NN__GEMM_MAX_TILE];
+    int jc, pc, ic, ir, jr, i, j;
+    memset(tile, 0, sizeof tile);
+    for (jc = 0; jc < n; jc += NN__GEMM_NC) {
+        int nc = NN__MIN(NN__GEMM_NC, n - jc);
+        for (pc = 0; pc < k; pc += NN__GEMM_KC) {
+            int kc = NN__MIN(NN__GEMM_KC, k - pc);
+            float beta_block = pc == 0 ? beta : 1.0f;
+            nn__pack_b(b, ldb, tb, pc, kc, jc, nc, nr, packed_b);
+            for (ic = 0; ic < m; ic += NN__GEMM_MC) {
+                int mc = NN__MIN(NN__GEMM_MC, m - ic);
+                nn__pack_a(a, lda, ta, ic, mc, pc, kc, mr, packed_a);
+                for (ir = 0; ir < mc; ir += mr) {
+                    int rows = NN__MIN(mr, mc - ir);
+                    const float *ap = packed_a + (size_t)ir * kc;
+                    for (jr = 0; jr < nc; jr += nr) {
+                        int cols = NN__MIN(nr, nc - jr);
+                        float *cp = c + (size_t)(ic + ir) * ldc + jc + jr;
+                        const float *bp = packed_b + (size_t)jr * kc;
+                        if (rows == mr && cols == nr) {
+                            kern->gemm_tile(kc, ap, bp, cp, ldc, alpha, beta_block);
+                            continue;
+                        }
+                        if (beta_block != 0.0f)
+                            for (i = 0; i < rows; i++)
+                                for (j = 0; j < cols; j++) tile[i * nr + j] = cp[(size_t)i * ldc + j];
+                        kern->gemm_tile(kc, ap, bp, tile, nr, alpha, beta_block);
+                        for (i = 0; i < rows; i++)
+                            for (j = 0; j < cols; j++) cp[(size_t)i * ldc + j] = tile[i * nr + j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The library's GEMM: arguments already checked; workspace holds workspace_threads slices. */
+static void nn__gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc, float *workspace, int workspace_threads)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    int threads = NN__MIN(nn_threads(), workspace_threads);
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        int i, j;
+        for (i = 0; i < m; i++)
+            for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+        return;
+    }
+    if ((double)m * n * k < 65536.0) threads = 1; /* too small to pay for waking threads */
+    if (threads > 1) {
+        int tiles_m = (m + kern->mr - 1) / kern->mr, tiles_n = (n + kern->nr - 1) / kern->nr;
+        int split_n = tiles_n >= threads && (tiles_n >= tiles_m || tiles_m < threads);
+        int tiles = split_n ? tiles_n : tiles_m;
+        if (tiles < threads) threads = 1;
+        if (threads > 1) {
+            int per = (tiles + threads - 1) / threads, t;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+            for (t = 0; t < threads; t++) {
+                float *ws = workspace + (size_t)t * NN__GEMM_THREAD_FLOATS;
+                if (split_n) {
+                    int j0 = t * per * kern->nr, j1 = NN__MIN(n, (t + 1) * per * kern->nr);
+                    if (j0 < j1)
+                        nn__gemm_serial(kern, ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + (size_t)j0 * ldb : b + j0,
+                                        ldb, beta, c + j0, ldc, ws);
+                } else {
+                    int i0 = t * per * kern->mr, i1 = NN__MIN(m, (t + 1) * per * kern->mr);
+                    if (i0 < i1)
+                        nn__gemm_serial(kern, ta, tb, i1 - i0, n, k, alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b,
+                                        ldb, beta, c + (size_t)i0 * ldc, ldc, ws);
+                }
+            }
+            return;
+        }
+    }
+    nn__gemm_serial(kern, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, workspace);
+}
+
+NNDEF size_t nn_sgemm_workspace_size(void) { return (size_t)nn_threads() * NN__GEMM_THREAD_FLOATS; }
+
+NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                         float *workspace)
+{
+    int ta = transpose_a == NN_TRANSPOSE, tb = transpose_b == NN_TRANSPOSE;
+    float *owned = NULL;
+    if ((transpose_a != NN_NO_TRANSPOSE && !ta) || (transpose_b != NN_NO_TRANSPOSE && !tb))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: transpose flags must be NN_NO_TRANSPOSE or NN_TRANSPOSE");
+    if (m < 0 || n < 0 || k < 0) return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: negative size %dx%dx%d", m, n, k);
+    if (lda < NN__MAX(1, ta ? m : k) || ldb < NN__MAX(1, tb ? k : n) || ldc < NN__MAX(1, n))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: leading dimension too small (lda %d, ldb %d, ldc %d)", lda, ldb, ldc);
+    if (m == 0 || n == 0) return NN_OK;
+    if (!c || (k > 0 && (!a || !b))) return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: null matrix");
+    if (!workspace && k > 0 && alpha != 0.0f) {
+        owned = nn__alloc_floats(nn_sgemm_workspace_size());
+        if (!owned) return nn__fail(NN_ERROR_MEMORY, "nn_sgemm: no memory for the packing workspace");
+        workspace = owned;
+    }
+    nn__gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, workspace, nn_threads());
+    nn__free(owned);
+    return NN_OK;
+}
+
+/* ======================================================================================
+   Convolution: im2col + GEMM per image (1x1, stride 1, no padding skips the copy).
+   ====================================================================================== */
+static nn_status nn__conv_check(const nn_conv2d_shape *s, int *out_h, int *out_w)
+{
+    long long oh, ow, ckk;
+    if (!s) return nn__fail(NN_ERROR_ARGUMENT, "conv2d: null shape");
+    if (s->batch <= 0 || s->in_channels <= 0 || s->in_height <= 0 || s->in_width <= 0 || s->out_channels <= 0 ||
+        s->kernel_height <= 0 || s->kernel_width <= 0 || s->stride_height <= 0 || s->stride_width <= 0 ||
+        s->pad_height < 0 || s->pad_width < 0)
+        return nn__fail(NN_ERROR_SHAPE, "conv2d: sizes must be positive (padding non-negative)");
+    oh = ((long long)s->in_height + 2LL * s->pad_height - s->kernel_height);
+    ow = ((long long)s->in_width + 2LL * s->pad_width - s->kernel_width);
+    if (oh < 0 || ow < 0)
+        return nn__fail(NN_ERROR_SHAPE, "conv2d: kernel %dx%d larger than the padded input %dx%d", s->kernel_height,
+                        s->kernel_width, s->in_height + 2 * s->pad_height, s->in_width + 2 * s->pad_width);
+    oh = oh / s->stride_height + 1;
+    ow = ow / s->stride_width + 1;
+    ckk = (long long)s->in_channels * s->kernel_height * s->kernel_width;
+    if (oh * ow > INT_MAX / 4 || ckk > INT_MAX / 4 || ckk * oh * ow > (long long)INT_MAX ||
+        (long long)s->in_channels * s->in_height * s->in_width > INT_MAX / 4 ||
+        (long long)s->out_channels * oh * ow > INT_MAX / 4 || (long long)s->out_channels * ckk > INT_MAX / 4)
+        return nn__fail(NN_ERROR_SHAPE, "conv2d: shape too large");
+    if (out_h) *out_h = (int)oh;
+    if (out_w) *out_w = (int)ow;
+    return NN_OK;
+}
+
+NNDEF nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_height, int *out_width)
+{
+    return nn__conv_check(shape, out_height, out_width);
+}
+
+static int nn__conv_is_pointwise(const nn_conv2d_shape *s)
+{
+    return s->kernel_height == 1 && s->kernel_width == 1 && s->stride_height == 1 && s->stride_width == 1 &&
+           s->pad_height == 0 && s->pad_width == 0;
+}
+
+/* Floats for the column matrix, rounded to keep what follows 64-byte aligned. */
+static size_t nn__conv_col_floats(const nn_conv2d_shape *s, int oh, int ow)
+{
+    size_t n = nn__conv_is_pointwise(s) ? 0 : (size_t)s->in_channels * s->kernel_height * s->kernel_width * oh * ow;
+    return (n + 15) & ~(size_t)15;
+}
+
+NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape)
+{
+    int oh, ow;
+    if (nn__conv_check(shape, &oh, &ow) != NN_OK) return 0;
+    return nn__conv_col_floats(shape, oh, ow) + nn_sgemm_workspace_size();
+}
+
+/* col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - ph + ky][ox*sw - pw + kx] (0 outside). */
+static void nn__im2col(const nn_conv2d_shape *s, int oh, int ow, const float *x, float *col)
+{
+    const int H = s->in_height, W = s->in_width;
+    int c, ky, kx, oy, ox;
+    for (c = 0; c < s->in_channels; c++)
+        for (ky = 0; ky < s->kernel_height; ky++)
+            for (kx = 0; kx < s->kernel_width; kx++) {
+                const float *xc = x + (size_t)c * H * W;
+                for (oy = 0; oy < oh; oy++) {
+                    int iy = oy * s->stride_height - s->pad_height + ky;
+                    float *dst = col + (size_t)oy * ow;
+                    if (iy < 0 || iy >= H) {
+                        memset(dst, 0, (size_t)ow * sizeof(float));
+                        continue;
+                    }
+                    if (s->stride_width == 1) {
+                        /* one contiguous run with zero margins */
+                        int lo = s->pad_width - kx, hi = W + s->pad_width - kx; /* valid ox in [lo, hi) */
+                        int a = NN__MAX(0, lo), b = NN__MIN(ow, hi);
+                        for (ox = 0; ox < a && ox < ow; ox++) dst[ox] = 0.0f;
+                        if (a < b) memcpy(dst + a, xc + (size_t)iy * W + (a - s->pad_width + kx), (size_t)(b - a) * sizeof(float));
+                        for (ox = NN__MAX(a, b); ox < ow; ox++) dst[ox] = 0.0f;
+                    } else {
+                        for (ox = 0; ox < ow; ox++) {
+                            int ix = ox * s->stride_width - s->pad_width + kx;
+                            dst[ox] = (ix >= 0 && ix < W) ? xc[(size_t)iy * W + ix] : 0.0f;
+                        }
+                    }
+                }
+                col += (size_t)oh * ow;
+            }
+}
+
+/* The adjoint of im2col: x[c][iy][ix] += col[...] over every window that reads it. */
+static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *col, float *x)
+{
+    const int H = s->in_height, W = s->in_width;
+    int c, ky, kx, oy, ox;
+    for (c = 0; c < s->in_channels; c++)
+        for (ky = 0; ky < s->kernel_height; ky++)
+            for (kx = 0; kx < s->kernel_width; kx++) {
+                float *xc = x + (size_t)c * H * W;
+                for (oy = 0; oy < oh; oy++) {
+                    int iy = oy * s->stride_height - s->pad_height + ky;
+                    const float *src = col + (size_t)oy * ow;
+                    if (iy < 0 || iy >= H) continue;
+                    for (ox = 0; ox < ow; ox++) {
+                        int ix = ox * s->stride_width - s->pad_width + kx;
+                        if (ix >= 0 && ix < W) xc[(size_t)iy * W + ix] += src[ox];
+                    }
+                }
+                col += (size_t)oh * ow;
+            }
+}
+
+/* Splits a conv workspace into the column matrix and the GEMM slices, or allocates one. */
+static float *nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float *given, float **owned, float **col,
+                                 float **gemm_ws)
+{
+    float *ws = given;
+    *owned = NULL;
+    if (!ws) {
+        ws = *owned = nn__alloc_floats(nn__conv_col_floats(s, oh, ow) + nn_sgemm_workspace_size());
+        if (!ws) return NULL;
+    }
+    *col = ws;
+    *gemm_ws = ws + nn__conv_col_floats(s, oh, ow);
+    return ws;
+}
+
+NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                                  float *y, float *workspace)
+{
+    int oh, ow, n, ckk;
+    size_t in_size, out_size;
+    float *owned, *col, *gemm_ws;
+    nn_status st = nn__conv_check(s, &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!x || !w || !y) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_forward: null tensor");
+    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
+        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_forward: no memory for the workspace");
+    ckk = s->in_channels * s->kernel_height * s->kernel_width;
+    in_size = (size_t)s->in_channels * s->in_height * s->in_width;
+    out_size = (size_t)s->out_channels * oh * ow;
+    for (n = 0; n < s->batch; n++) {
+        const float *xn = x + n * in_size;
+        float *yn = y + n * out_size;
+        const float *bmat = xn;
+        if (!nn__conv_is_pointwise(s)) {
+            nn__im2col(s, oh, ow, xn, col);
+            bmat = col;
+        }
+        nn__gemm(0, 0, s->out_channels, oh * ow, ckk, 1.0f, w, ckk, bmat, oh * ow, 0.0f, yn, oh * ow, gemm_ws, nn_threads());
+    }
+    if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
+    nn__free(owned);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *s, const float *dy, const float *w, float *dx,
+                                        float *workspace)
+{
+    int oh, ow, n, ckk;
+    size_t in_size, out_size;
+    float *owned, *col, *gemm_ws;
+    nn_status st = nn__conv_check(s, &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!dy || !w || !dx) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_data: null tensor");
+    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
+        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_data: no memory for the workspace");
+    ckk = s->in_channels * s->kernel_height * s->kernel_width;
+    in_size = (size_t)s->in_channels * s->in_height * s->in_width;
+    out_size = (size_t)s->out_channels * oh * ow;
+    for (n = 0; n < s->batch; n++) {
+        const float *dyn = dy + n * out_size;
+        float *dxn = dx + n * in_size;
+        if (nn__conv_is_pointwise(s)) {
+            nn__gemm(1, 0, ckk, oh * ow, s->out_channels, 1.0f, w, ckk, dyn, oh * ow, 0.0f, dxn, oh * ow, gemm_ws, nn_threads());
+        } else {
+            nn__gemm(1, 0, ckk, oh * ow, s->out_channels, 1.0f, w, ckk, dyn, oh * ow, 0.0f, col, oh * ow, gemm_ws, nn_threads());
+            memset(dxn, 0, in_size * sizeof(float));
+            nn__col2im(s, oh, ow, col, dxn);
+        }
+    }
+    nn__free(owned);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float *x, const float *dy, float *dw,
+                                          float *dbias, float *workspace)
+{
+    int oh, ow, n, ckk;
+    size_t in_size, out_size;
+    float *owned, *col, *gemm_ws;
+    nn_status st = nn__conv_check(s, &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!x || !dy || !dw) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_weight: null tensor");
+    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
+        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_weight: no memory for the workspace");
+    ckk = s->in_channels * s->kernel_height * s->kernel_width;
+    in_size = (size_t)s->in_channels * s->in_height * s->in_width;
+    out_size = (size_t)s->out_channels * oh * ow;
+    for (n = 0; n < s->batch; n++) {
+        const float *xn = x + n * in_size, *bmat = xn;
+        if (!nn__conv_is_pointwise(s)) {
+            nn__im2col(s, oh, ow, xn, col);
+            bmat = col;
+        }
+        /* dw[oc][ckk] (+)= dy_n[oc][hw] * col[ckk][hw]^T, images accumulated in order */
+        nn__gemm(0, 1, s->out_channels, ckk, oh * ow, 1.0f, dy + n * out_size, oh * ow, bmat, oh * ow,
+                 n == 0 ? 0.0f : 1.0f, dw, ckk, gemm_ws, nn_threads());
+    }
+    if (dbias) nn_bias_backward(s->batch, s->out_channels, oh * ow, dy, dbias);
+    nn__free(owned);
+    return NN_OK;
+}
+
+/* ======================================================================================
+   Pooling
+   ====================================================================================== */
+static nn_status nn__pool_check(const nn_pool2d_shape *s, int *out_h, int *out_w)
+{
+    long long oh, ow;
+    if (!s) return nn__fail(NN_ERROR_ARGUMENT, "pool2d: null shape");
+    if (s->batch <= 0 || s->channels <= 0 || s->in_height <= 0 || s->in_width <= 0 || s->kernel_height <= 0 ||
+        s->kernel_width <= 0 || s->stride_height <= 0 || s->stride_width <= 0 || s->pad_height < 0 || s->pad_width < 0)
+        return nn__fail(NN_ERROR_SHAPE, "pool2d: sizes must be positive (padding non-negative)");
+    if (2 * s->pad_height > s->kernel_height || 2 * s->pad_width > s->kernel_width)
+        return nn__fail(NN_ERROR_SHAPE, "pool2d: padding must be at most half the kernel");
+    oh = (long long)s->in_height + 2LL * s->pad_height - s->kernel_height;
+    ow = (long long)s->in_width + 2LL * s->pad_width - s->kernel_width;
+    if (oh < 0 || ow < 0) return nn__fail(NN_ERROR_SHAPE, "pool2d: window larger than the padded input");
+    oh = oh / s->stride_height + 1;
+    ow = ow / s->stride_width + 1;
+    if ((long long)s->batch * s->channels * s->in_height * s->in_width > INT_MAX)
+        return nn__fail(NN_ERROR_SHAPE, "pool2d: tensor too large");
+    if (out_h) *out_h = (int)oh;
+    if (out_w) *out_w = (int)ow;
+    return NN_OK;
+}
+
+NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width)
+{
+    return nn__pool_check(shape, out_height, out_width);
+}
+
+NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
+{
+    int oh, ow, plane, oy, ox, ky, kx;
+    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    for (plane = 0; plane < s->batch * s->channels; plane++) {
+        const float *xp = x + (size_t)plane * s->in_height * s->in_width;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                float best = -INFINITY;
+                int best_index = -1;
+                for (ky = 0; ky < s->kernel_height; ky++) {
+                    int iy = oy * s->stride_height - s->pad_height + ky;
+                    if (iy < 0 || iy >= s->in_height) continue;
+                    for (kx = 0; kx < s->kernel_width; kx++) {
+                        int ix = ox * s->stride_width - s->pad_width + kx, idx;
+                        float v;
+                        if (ix < 0 || ix >= s->in_width) continue;
+                        idx = iy * s->in_width + ix;
+                        v = xp[idx];
+                        /* first maximum wins; a NaN wins and stays (PyTorch propagates NaN) */
+                        if (best_index < 0 || v > best || (v != v && best == best)) {
+                            best = v;
+                            best_index = idx;
+                        }
+                    }
+                }
+                y[((size_t)plane * oh + oy) * ow + ox] = best;
+                if (argmax) argmax[((size_t)plane * oh + oy) * ow + ox] = plane * s->in_height * s->in_width + best_index;
+            }
+    }
+}
+
+NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)
+{
+    int oh, ow;
+    size_t i, n;
+    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
+    n = (size_t)s->batch * s->channels * oh * ow;
+    for (i = 0; i < n; i++) dx[argmax[i]] += dy[i];
+}
+
+NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y)
+{
+    int oh, ow, plane, oy, ox, ky, kx;
+    float inv;
+    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
+    for (plane = 0; plane < s->batch * s->channels; plane++) {
+        const float *xp = x + (size_t)plane * s->in_height * s->in_width;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                float sum = 0.0f;
+                for (ky = 0; ky < s->kernel_height; ky++) {
+                    int iy = oy * s->stride_height - s->pad_height + ky;
+                    if (iy < 0 || iy >= s->in_height) continue;
+                    for (kx = 0; kx < s->kernel_width; kx++) {
+                        int ix = ox * s->stride_width - s->pad_width + kx;
+                        if (ix >= 0 && ix < s->in_width) sum += xp[iy * s->in_width + ix];
+                    }
+                }
+                y[((size_t)plane * oh + oy) * ow + ox] = sum * inv;
+            }
+    }
+}
+
+NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, float *dx)
+{
+    int oh, ow, plane, oy, ox, ky, kx;
+    float inv;
+    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
+    memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
+    for (plane = 0; plane < s->batch * s->channels; plane++) {
+        float *xp = dx + (size_t)plane * s->in_height * s->in_width;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                float g = dy[((size_t)plane * oh + oy) * ow + ox] * inv;
+                for (ky = 0; ky < s->kernel_height; ky++) {
+                    int iy = oy * s->stride_height - s->pad_height + ky;
+                    if (iy < 0 || iy >= s->in_height) continue;
+                    for (kx = 0; kx < s->kernel_width; kx++) {
+                        int ix = ox * s->stride_width - s->pad_width + kx;
+                        if (ix >= 0 && ix < s->in_width) xp[iy * s->in_width + ix] += g;
+                    }
+                }
+            }
+    }
+}
+
+NNDEF void nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    int i;
+    for (i = 0; i < batch * channels; i++) y[i] = kern->sum((size_t)spatial, x + (size_t)i * spatial) / (float)spatial;
+}
+
+NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx)
+{
+    int i, j;
+    for (i = 0; i < batch * channels; i++) {
+        float g = dy[i] / (float)spatial;
+        for (j = 0; j < spatial; j++) dx[(size_t)i * spatial + j] = g;
+    }
+}
+
+/* ======================================================================================
+   Element-wise, softmax, loss and vector kernels: thin dispatch wrappers
+   ====================================================================================== */
+NNDEF void nn_activation_forward(nn_activation kind, float parameter, size_t count, const float *x, float *y)
+{
+    nn__kernels_get()->activation_forward(kind, parameter, count, x, y);
+}
+NNDEF void nn_activation_backward(nn_activation kind, float parameter, size_t count, const float *x, const float *y,
+                                  const float *dy, float *dx)
+{
+    nn__kernels_get()->activation_backward(kind, parameter, count, x, y, dy, dx);
+}
+NNDEF void nn_vec_exp(size_t count, const float *x, float *y) { nn__kernels_get()->exp(count, x, y); }
+NNDEF void nn_vec_tanh(size_t count, const float *x, float *y) { nn__kernels_get()->tanh(count, x, y); }
+NNDEF void nn_softmax_forward(int rows, int cols, const float *x, float *y)
+{
+    if (rows > 0 && cols > 0) nn__kernels_get()->softmax_rows(rows, cols, x, y, 0);
+}
+NNDEF void nn_log_softmax_forward(int rows, int cols, const float *x, float *y)
+{
+    if (rows > 0 && cols > 0) nn__kernels_get()->softmax_rows(rows, cols, x, y, 1);
+}
+NNDEF void nn_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    int r, c;
+    for (r = 0; r < rows; r++) {
+        const float *yr = y + (size_t)r * cols, *gr = dy + (size_t)r * cols;
+        float *dr = dx + (size_t)r * cols;
+        float s = kern->dot((size_t)cols, yr, gr);
+        for (c = 0; c < cols; c++) dr[c] = yr[c] * (gr[c] - s);
+    }
+}
+NNDEF void nn_log_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    int r, c;
+    for (r = 0; r < rows; r++) {
+        const float *yr = y + (size_t)r * cols, *gr = dy + (size_t)r * cols;
+        float *dr = dx + (size_t)r * cols;
+        float s = kern->sum((size_t)cols, gr);
+        for (c = 0; c < cols; c++) dr[c] = gr[c] - expf(yr[c]) * s;
+    }
+}
+
+NNDEF float nn_softmax_cross_entropy(int rows, int cols, const float *logits, const int *labels, float *dlogits,
+                                     float grad_scale)
+{
+    double total = 0.0;
+    int r, c;
+    if (rows <= 0 || cols <= 0) return 0.0f;
+    for (r = 0; r < rows; r++) {
+        const float *xr = logits + (size_t)r * cols;
+        int label = labels[r];
+        float mx = xr[0];
+        double sum = 0.0;
+        for (c = 1; c < cols; c++) mx = (xr[c] > mx || xr[c] != xr[c]) ? xr[c] : mx;
+        for (c = 0; c < cols; c++) sum += exp((double)xr[c] - mx);
+        if (label < 0 || label >= cols) total += NAN;
+        else total += log(sum) + mx - xr[label];
+        if (dlogits) {
+            float *dr = dlogits + (size_t)r * cols;
+            double inv = 1.0 / sum;
+            for (c = 0; c < cols; c++)
+                dr[c] = grad_scale * (float)(exp((double)xr[c] - mx) * inv - (c == label ? 1.0 : 0.0));
+        }
+    }
+    return (float)(total / rows);
+}
+
+NNDEF void nn_axpy(size_t count, float alpha, const float *x, float *y) { nn__kernels_get()->axpy(count, alpha, x, y); }
+NNDEF void nn_scale(size_t count, float alpha, float *x) { nn__kernels_get()->scale(count, alpha, x); }
+NNDEF void nn_add(size_t count, const float *x, const float *y, float *z) { nn__kernels_get()->add(count, x, y, z); }
+NNDEF float nn_dot(size_t count, const float *x, const float *y) { return nn__kernels_get()->dot(count, x, y); }
+NNDEF float nn_sum(size_t count, const float *x) { return nn__kernels_get()->sum(count, x); }
+NNDEF float nn_sum_squares(size_t count, const float *x) { return nn__kernels_get()->sum_squares(count, x); }
+
+NNDEF void nn_bias_add(int rows, int channels, int spatial, const float *bias, float *x)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    int r, i, s;
+    for (r = 0; r < rows; r++) {
+        if (spatial == 1) {
+            kern->add((size_t)channels, x + (size_t)r * channels, bias, x + (size_t)r * channels);
+            continue;
+        }
+        for (i = 0; i < channels; i++) {
+            float b = bias[i], *xp = x + ((size_t)r * channels + i) * spatial;
+            for (s = 0; s < spatial; s++) xp[s] += b;
+        }
+    }
+}
+
+NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy, float *dbias)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    int r, i;
+    memset(dbias, 0, (size_t)channels * sizeof(float));
+    for (r = 0; r < rows; r++) {
+        if (spatial == 1) {
+            kern->add((size_t)channels, dbias, dy + (size_t)r * channels, dbias);
+            continue;
+        }
+        for (i = 0; i < channels; i++) dbias[i] += kern->sum((size_t)spatial, dy + ((size_t)r * channels + i) * spatial);
+    }
+}
+
+#endif /* NN__IMPLEMENTATION_DONE */
+#endif /* NN_IMPLEMENTATION */
