@@ -361,9 +361,11 @@ NNDEF nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, fl
 typedef struct nn_dataset {
     int count;                       /* samples */
     int channels, height, width;     /* per-sample shape */
-    int classes;                     /* labels are in [0, classes) */
+    int classes;                     /* labels are in [0, classes) (0 when there are no labels) */
     float *x;                        /* [count][channels*height*width] */
-    int *labels;                     /* [count] */
+    int *labels;                     /* [count], or NULL for regression data */
+    float *targets;                  /* [count][target_size] for NN_LOSS_MSE, or NULL */
+    int target_size;
 } nn_dataset;
 
 /* Reads an IDX image file and its label file (MNIST, Fashion-MNIST). Pixels become floats with
@@ -1535,78 +1537,50 @@ static float *nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float
     return ws;
 }
 
-NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *s, const float *x, const float *w, const float *bias,
-                                  float *y, float *workspace)
+/* The three convolution passes on an already-checked shape; col holds the column matrix and
+   gemm_ws holds gemm_threads GEMM slices. */
+static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w,
+                               const float *bias, float *y, float *col, float *gemm_ws, int gemm_threads)
 {
-    int oh, ow, n, ckk;
-    size_t in_size, out_size;
-    float *owned, *col, *gemm_ws;
-    nn_status st = nn__conv_check(s, &oh, &ow);
-    if (st != NN_OK) return st;
-    if (!x || !w || !y) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_forward: null tensor");
-    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
-        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_forward: no memory for the workspace");
-    ckk = s->in_channels * s->kernel_height * s->kernel_width;
-    in_size = (size_t)s->in_channels * s->in_height * s->in_width;
-    out_size = (size_t)s->out_channels * oh * ow;
+    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, hw = oh * ow;
+    const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width, out_size = (size_t)s->out_channels * hw;
+    int n;
     for (n = 0; n < s->batch; n++) {
-        const float *xn = x + n * in_size;
-        float *yn = y + n * out_size;
-        const float *bmat = xn;
+        const float *xn = x + n * in_size, *bmat = xn;
         if (!nn__conv_is_pointwise(s)) {
             nn__im2col(s, oh, ow, xn, col);
             bmat = col;
         }
-        nn__gemm(0, 0, s->out_channels, oh * ow, ckk, 1.0f, w, ckk, bmat, oh * ow, 0.0f, yn, oh * ow, gemm_ws, nn_threads());
+        nn__gemm(0, 0, s->out_channels, hw, ckk, 1.0f, w, ckk, bmat, hw, 0.0f, y + n * out_size, hw, gemm_ws, gemm_threads);
     }
-    if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
-    nn__free(owned);
-    return NN_OK;
+    if (bias) nn_bias_add(s->batch, s->out_channels, hw, bias, y);
 }
 
-NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *s, const float *dy, const float *w, float *dx,
-                                        float *workspace)
+static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, const float *dy, const float *w,
+                                     float *dx, float *col, float *gemm_ws, int gemm_threads)
 {
-    int oh, ow, n, ckk;
-    size_t in_size, out_size;
-    float *owned, *col, *gemm_ws;
-    nn_status st = nn__conv_check(s, &oh, &ow);
-    if (st != NN_OK) return st;
-    if (!dy || !w || !dx) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_data: null tensor");
-    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
-        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_data: no memory for the workspace");
-    ckk = s->in_channels * s->kernel_height * s->kernel_width;
-    in_size = (size_t)s->in_channels * s->in_height * s->in_width;
-    out_size = (size_t)s->out_channels * oh * ow;
+    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, hw = oh * ow;
+    const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width, out_size = (size_t)s->out_channels * hw;
+    int n;
     for (n = 0; n < s->batch; n++) {
         const float *dyn = dy + n * out_size;
         float *dxn = dx + n * in_size;
         if (nn__conv_is_pointwise(s)) {
-            nn__gemm(1, 0, ckk, oh * ow, s->out_channels, 1.0f, w, ckk, dyn, oh * ow, 0.0f, dxn, oh * ow, gemm_ws, nn_threads());
+            nn__gemm(1, 0, ckk, hw, s->out_channels, 1.0f, w, ckk, dyn, hw, 0.0f, dxn, hw, gemm_ws, gemm_threads);
         } else {
-            nn__gemm(1, 0, ckk, oh * ow, s->out_channels, 1.0f, w, ckk, dyn, oh * ow, 0.0f, col, oh * ow, gemm_ws, nn_threads());
+            nn__gemm(1, 0, ckk, hw, s->out_channels, 1.0f, w, ckk, dyn, hw, 0.0f, col, hw, gemm_ws, gemm_threads);
             memset(dxn, 0, in_size * sizeof(float));
             nn__col2im(s, oh, ow, col, dxn);
         }
     }
-    nn__free(owned);
-    return NN_OK;
 }
 
-NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float *x, const float *dy, float *dw,
-                                          float *dbias, float *workspace)
+static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *dy,
+                                       float *dw, float *dbias, float *col, float *gemm_ws, int gemm_threads)
 {
-    int oh, ow, n, ckk;
-    size_t in_size, out_size;
-    float *owned, *col, *gemm_ws;
-    nn_status st = nn__conv_check(s, &oh, &ow);
-    if (st != NN_OK) return st;
-    if (!x || !dy || !dw) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_weight: null tensor");
-    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
-        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_weight: no memory for the workspace");
-    ckk = s->in_channels * s->kernel_height * s->kernel_width;
-    in_size = (size_t)s->in_channels * s->in_height * s->in_width;
-    out_size = (size_t)s->out_channels * oh * ow;
+    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, hw = oh * ow;
+    const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width, out_size = (size_t)s->out_channels * hw;
+    int n;
     for (n = 0; n < s->batch; n++) {
         const float *xn = x + n * in_size, *bmat = xn;
         if (!nn__conv_is_pointwise(s)) {
@@ -1614,10 +1588,53 @@ NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float 
             bmat = col;
         }
         /* dw[oc][ckk] (+)= dy_n[oc][hw] * col[ckk][hw]^T, images accumulated in order */
-        nn__gemm(0, 1, s->out_channels, ckk, oh * ow, 1.0f, dy + n * out_size, oh * ow, bmat, oh * ow,
-                 n == 0 ? 0.0f : 1.0f, dw, ckk, gemm_ws, nn_threads());
+        nn__gemm(0, 1, s->out_channels, ckk, hw, 1.0f, dy + n * out_size, hw, bmat, hw, n == 0 ? 0.0f : 1.0f, dw, ckk,
+                 gemm_ws, gemm_threads);
     }
-    if (dbias) nn_bias_backward(s->batch, s->out_channels, oh * ow, dy, dbias);
+    if (dbias) nn_bias_backward(s->batch, s->out_channels, hw, dy, dbias);
+}
+
+NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                                  float *y, float *workspace)
+{
+    int oh, ow;
+    float *owned, *col, *gemm_ws;
+    nn_status st = nn__conv_check(s, &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!x || !w || !y) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_forward: null tensor");
+    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
+        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_forward: no memory for the workspace");
+    nn__conv2d_forward(s, oh, ow, x, w, bias, y, col, gemm_ws, nn_threads());
+    nn__free(owned);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *s, const float *dy, const float *w, float *dx,
+                                        float *workspace)
+{
+    int oh, ow;
+    float *owned, *col, *gemm_ws;
+    nn_status st = nn__conv_check(s, &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!dy || !w || !dx) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_data: null tensor");
+    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
+        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_data: no memory for the workspace");
+    nn__conv2d_backward_data(s, oh, ow, dy, w, dx, col, gemm_ws, nn_threads());
+    nn__free(owned);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float *x, const float *dy, float *dw,
+                                          float *dbias, float *workspace)
+{
+    int oh, ow;
+    float *owned, *col, *gemm_ws;
+    nn_status st = nn__conv_check(s, &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!x || !dy || !dw) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_weight: null tensor");
+    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
+        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_weight: no memory for the workspace");
+    nn__conv2d_backward_weight(s, oh, ow, x, dy, dw, dbias, col, gemm_ws, nn_threads());
     nn__free(owned);
     return NN_OK;
 }
@@ -1862,6 +1879,1723 @@ NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy
         }
         for (i = 0; i < channels; i++) dbias[i] += kern->sum((size_t)spatial, dy + ((size_t)r * channels + i) * spatial);
     }
+}
+
+
+/* ======================================================================================
+   4. Graph
+   ====================================================================================== */
+typedef enum nn__op {
+    NN__OP_INPUT, NN__OP_LINEAR, NN__OP_CONV2D, NN__OP_MAXPOOL, NN__OP_AVGPOOL, NN__OP_GLOBAL_AVGPOOL,
+    NN__OP_BATCHNORM, NN__OP_DROPOUT, NN__OP_FLATTEN, NN__OP_ADD, NN__OP_ACTIVATION, NN__OP_SOFTMAX,
+    NN__OP_LOG_SOFTMAX
+} nn__op;
+
+struct nn_node {
+    nn__op op;
+    int index;                  /* position in the model's build order */
+    nn_node *in[2];
+    int inputs;
+    int c, h, w;                /* output shape of one sample */
+    /* layer settings */
+    int units;                  /* linear out_features / conv out_channels */
+    int kernel, stride, pad, has_bias;
+    nn_activation activation;
+    float parameter;            /* activation parameter or dropout probability */
+    int fan_in, fan_out;
+    /* parameters: offsets into the model's flat buffers */
+    size_t weight_offset, weight_count, bias_offset, bias_count, state_offset;
+    /* plan, set by nn_compile */
+    int live;                   /* an ancestor of the output */
+    int needs_grad;             /* a gradient must flow into this node's output */
+    size_t out_offset, grad_offset, aux_offset, index_offset; /* into the float / int32 arenas */
+    int grad_ready;             /* its gradient buffer holds this backward's value */
+};
+
+struct nn_model {
+    nn_node **nodes;
+    int count, capacity;
+    nn_status build_status;     /* first builder error, reported by nn_compile */
+    char build_message[256];
+    nn_rng rng;
+    /* set by nn_compile */
+    int compiled, max_batch, batch;
+    nn_node *input, *output;
+    nn_loss loss;
+    size_t param_count, weight_count, state_count;
+    float *params, *grads, *state;
+    float *arena;               /* activations, gradients, masks, loss scratch */
+    int32_t *index_arena;       /* max-pool argmax */
+    float *workspace;           /* conv column matrix + GEMM slices */
+    size_t col_floats;
+    int workspace_threads;
+    size_t scratch_offset, loss_offset;
+    nn_mode mode;
+    nn_grad_reduction reduction;
+    int input_gradient, keep_going;
+    int backward_done;
+};
+
+/* Records the first builder error in the model (nn_compile reports it) and as the last error. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static nn_status nn__model_error(nn_model *m, nn_status status, const char *format, ...)
+{
+    char message[256];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    if (m && m->build_status == NN_OK) {
+        m->build_status = status;
+        memcpy(m->build_message, message, sizeof message);
+    }
+    return nn__fail(status, "%s", message);
+}
+
+NNDEF nn_model *nn_model_new(uint64_t seed)
+{
+    nn_model *m = (nn_model *)NN_MALLOC(sizeof(nn_model));
+    if (!m) {
+        nn__fail(NN_ERROR_MEMORY, "nn_model_new: out of memory");
+        return NULL;
+    }
+    memset(m, 0, sizeof *m);
+    m->rng = nn_rng_new(seed);
+    return m;
+}
+
+static void nn__model_release_plan(nn_model *m)
+{
+    nn__free(m->params);
+    nn__free(m->grads);
+    nn__free(m->state);
+    nn__free(m->arena);
+    nn__free(m->index_arena);
+    nn__free(m->workspace);
+    m->params = m->grads = m->state = m->arena = m->workspace = NULL;
+    m->index_arena = NULL;
+    m->compiled = 0;
+}
+
+NNDEF void nn_model_free(nn_model *m)
+{
+    int i;
+    if (!m) return;
+    nn__model_release_plan(m);
+    for (i = 0; i < m->count; i++) NN_FREE(m->nodes[i]);
+    NN_FREE(m->nodes);
+    NN_FREE(m);
+}
+
+/* Appends a node with the given inputs; NULL (and a remembered error) on a bad argument. */
+static nn_node *nn__node_new(nn_model *m, nn__op op, nn_node *a, nn_node *b, const char *who)
+{
+    nn_node *node;
+    int i;
+    if (!m) {
+        nn__fail(NN_ERROR_ARGUMENT, "%s: null model", who);
+        return NULL;
+    }
+    if (m->compiled) {
+        nn__model_error(m, NN_ERROR_STATE, "cannot add nodes to a compiled model");
+        return NULL;
+    }
+    if ((op != NN__OP_INPUT && !a) || (op == NN__OP_ADD && !b)) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: null input node (an earlier builder failed?)", who);
+        return NULL;
+    }
+    for (i = 0; i < m->count; i++)
+        if (m->nodes[i] == a) break;
+    if (a && i == m->count) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: input node belongs to another model", who);
+        return NULL;
+    }
+    if (m->count == m->capacity) {
+        int cap = m->capacity ? 2 * m->capacity : 16;
+        nn_node **grown = (nn_node **)NN_MALLOC((size_t)cap * sizeof(nn_node *));
+        if (!grown) {
+            nn__model_error(m, NN_ERROR_MEMORY, "out of memory while building the model");
+            return NULL;
+        }
+        if (m->count) memcpy(grown, m->nodes, (size_t)m->count * sizeof(nn_node *));
+        NN_FREE(m->nodes);
+        m->nodes = grown;
+        m->capacity = cap;
+    }
+    node = (nn_node *)NN_MALLOC(sizeof(nn_node));
+    if (!node) {
+        nn__model_error(m, NN_ERROR_MEMORY, "out of memory while building the model");
+        return NULL;
+    }
+    memset(node, 0, sizeof *node);
+    node->op = op;
+    node->index = m->count;
+    node->in[0] = a;
+    node->in[1] = b;
+    node->inputs = (a != NULL) + (b != NULL);
+    if (a) {
+        node->c = a->c;
+        node->h = a->h;
+        node->w = a->w;
+    }
+    m->nodes[m->count++] = node;
+    return node;
+}
+
+static int nn__size_ok(long long c, long long h, long long w) { return c > 0 && h > 0 && w > 0 && c * h * w <= INT_MAX / 8; }
+
+NNDEF nn_node *nn_input(nn_model *m, int channels, int height, int width)
+{
+    nn_node *node;
+    if (m && m->input) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "nn_input: the model already has an input");
+        return NULL;
+    }
+    if (!nn__size_ok(channels, height, width)) {
+        nn__model_error(m, NN_ERROR_SHAPE, "nn_input: sizes must be positive");
+        return NULL;
+    }
+    node = nn__node_new(m, NN__OP_INPUT, NULL, NULL, "nn_input");
+    if (!node) return NULL;
+    node->c = channels;
+    node->h = height;
+    node->w = width;
+    m->input = node;
+    return node;
+}
+
+NNDEF nn_node *nn_linear(nn_model *m, nn_node *x, int out_features, int bias)
+{
+    nn_node *node;
+    if (out_features <= 0 || out_features > INT_MAX / 8) {
+        nn__model_error(m, NN_ERROR_SHAPE, "nn_linear: out_features must be positive");
+        return NULL;
+    }
+    node = nn__node_new(m, NN__OP_LINEAR, x, NULL, "nn_linear");
+    if (!node) return NULL;
+    node->units = out_features;
+    node->has_bias = bias != 0;
+    node->fan_in = x->c * x->h * x->w;
+    node->fan_out = out_features;
+    node->c = out_features;
+    node->h = node->w = 1;
+    node->weight_count = (size_t)out_features * node->fan_in;
+    node->bias_count = node->has_bias ? (size_t)out_features : 0;
+    return node;
+}
+
+NNDEF nn_node *nn_conv2d(nn_model *m, nn_node *x, int out_channels, int kernel, int stride, int padding, int bias)
+{
+    nn_node *node;
+    nn_conv2d_shape s;
+    int oh, ow;
+    if (!x) return nn__node_new(m, NN__OP_CONV2D, NULL, NULL, "nn_conv2d");
+    memset(&s, 0, sizeof s);
+    s.batch = 1;
+    s.in_channels = x->c;
+    s.in_height = x->h;
+    s.in_width = x->w;
+    s.out_channels = out_channels;
+    s.kernel_height = s.kernel_width = kernel;
+    s.stride_height = s.stride_width = stride;
+    s.pad_height = s.pad_width = padding;
+    if (nn__conv_check(&s, &oh, &ow) != NN_OK) {
+        nn__model_error(m, NN_ERROR_SHAPE, "nn_conv2d: %s", nn_last_error());
+        return NULL;
+    }
+    node = nn__node_new(m, NN__OP_CONV2D, x, NULL, "nn_conv2d");
+    if (!node) return NULL;
+    node->units = out_channels;
+    node->kernel = kernel;
+    node->stride = stride;
+    node->pad = padding;
+    node->has_bias = bias != 0;
+    node->fan_in = x->c * kernel * kernel;
+    node->fan_out = out_channels * kernel * kernel;
+    node->c = out_channels;
+    node->h = oh;
+    node->w = ow;
+    node->weight_count = (size_t)out_channels * node->fan_in;
+    node->bias_count = node->has_bias ? (size_t)out_channels : 0;
+    return node;
+}
+
+static nn_node *nn__pool_node(nn_model *m, nn__op op, nn_node *x, int kernel, int stride, const char *who)
+{
+    nn_node *node;
+    nn_pool2d_shape s;
+    int oh, ow;
+    if (!x) return nn__node_new(m, op, NULL, NULL, who);
+    if (stride == 0) stride = kernel;
+    memset(&s, 0, sizeof s);
+    s.batch = 1;
+    s.channels = x->c;
+    s.in_height = x->h;
+    s.in_width = x->w;
+    s.kernel_height = s.kernel_width = kernel;
+    s.stride_height = s.stride_width = stride;
+    if (nn__pool_check(&s, &oh, &ow) != NN_OK) {
+        nn__model_error(m, NN_ERROR_SHAPE, "%s: %s", who, nn_last_error());
+        return NULL;
+    }
+    node = nn__node_new(m, op, x, NULL, who);
+    if (!node) return NULL;
+    node->kernel = kernel;
+    node->stride = stride;
+    node->h = oh;
+    node->w = ow;
+    return node;
+}
+
+NNDEF nn_node *nn_maxpool2d(nn_model *m, nn_node *x, int kernel, int stride)
+{
+    return nn__pool_node(m, NN__OP_MAXPOOL, x, kernel, stride, "nn_maxpool2d");
+}
+NNDEF nn_node *nn_avgpool2d(nn_model *m, nn_node *x, int kernel, int stride)
+{
+    return nn__pool_node(m, NN__OP_AVGPOOL, x, kernel, stride, "nn_avgpool2d");
+}
+
+NNDEF nn_node *nn_global_avgpool(nn_model *m, nn_node *x)
+{
+    nn_node *node = nn__node_new(m, NN__OP_GLOBAL_AVGPOOL, x, NULL, "nn_global_avgpool");
+    if (node) node->h = node->w = 1;
+    return node;
+}
+
+NNDEF nn_node *nn_batchnorm(nn_model *m, nn_node *x)
+{
+    nn_node *node = nn__node_new(m, NN__OP_BATCHNORM, x, NULL, "nn_batchnorm");
+    if (!node) return NULL;
+    node->units = node->c;
+    node->weight_count = node->bias_count = (size_t)node->c;
+    node->has_bias = 1;
+    return node;
+}
+
+NNDEF nn_node *nn_dropout(nn_model *m, nn_node *x, float drop_probability)
+{
+    nn_node *node;
+    if (!(drop_probability >= 0.0f && drop_probability < 1.0f)) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "nn_dropout: the probability must be in [0, 1)");
+        return NULL;
+    }
+    node = nn__node_new(m, NN__OP_DROPOUT, x, NULL, "nn_dropout");
+    if (node) node->parameter = drop_probability;
+    return node;
+}
+
+NNDEF nn_node *nn_flatten(nn_model *m, nn_node *x)
+{
+    nn_node *node = nn__node_new(m, NN__OP_FLATTEN, x, NULL, "nn_flatten");
+    if (!node) return NULL;
+    node->c = x->c * x->h * x->w;
+    node->h = node->w = 1;
+    return node;
+}
+
+NNDEF nn_node *nn_add_nodes(nn_model *m, nn_node *a, nn_node *b)
+{
+    if (a && b && (a->c != b->c || a->h != b->h || a->w != b->w)) {
+        nn__model_error(m, NN_ERROR_SHAPE, "nn_add_nodes: shapes %dx%dx%d and %dx%dx%d differ", a->c, a->h, a->w, b->c,
+                        b->h, b->w);
+        return NULL;
+    }
+    return nn__node_new(m, NN__OP_ADD, a, b, "nn_add_nodes");
+}
+
+NNDEF nn_node *nn_activation_node(nn_model *m, nn_node *x, nn_activation kind, float parameter)
+{
+    nn_node *node;
+    if ((int)kind < (int)NN_ACTIVATION_IDENTITY || (int)kind > (int)NN_ACTIVATION_SCALED_TANH) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "nn_activation_node: unknown activation");
+        return NULL;
+    }
+    node = nn__node_new(m, NN__OP_ACTIVATION, x, NULL, "nn_activation_node");
+    if (!node) return NULL;
+    node->activation = kind;
+    node->parameter = parameter;
+    return node;
+}
+NNDEF nn_node *nn_relu(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_RELU, 0.0f); }
+NNDEF nn_node *nn_leaky_relu(nn_model *m, nn_node *x, float negative_slope)
+{
+    return nn_activation_node(m, x, NN_ACTIVATION_LEAKY_RELU, negative_slope);
+}
+NNDEF nn_node *nn_sigmoid(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SIGMOID, 0.0f); }
+NNDEF nn_node *nn_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_TANH, 0.0f); }
+NNDEF nn_node *nn_scaled_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SCALED_TANH, 0.0f); }
+NNDEF nn_node *nn_softmax(nn_model *m, nn_node *x) { return nn__node_new(m, NN__OP_SOFTMAX, x, NULL, "nn_softmax"); }
+NNDEF nn_node *nn_log_softmax(nn_model *m, nn_node *x) { return nn__node_new(m, NN__OP_LOG_SOFTMAX, x, NULL, "nn_log_softmax"); }
+
+NNDEF int nn_node_size(const nn_node *node) { return node ? node->c * node->h * node->w : 0; }
+NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width)
+{
+    if (channels) *channels = node ? node->c : 0;
+    if (height) *height = node ? node->h : 0;
+    if (width) *width = node ? node->w : 0;
+}
+NNDEF int nn_input_size(const nn_model *m) { return m && m->input ? nn_node_size(m->input) : 0; }
+NNDEF int nn_output_size(const nn_model *m) { return m && m->output ? nn_node_size(m->output) : 0; }
+
+static int nn__has_params(const nn_node *n) { return n->weight_count > 0; }
+
+/* ======================================================================================
+   Initialisation
+   ====================================================================================== */
+static void nn__init_fill(nn_rng *rng, float *p, size_t n, nn_init init, float a, float b, int fan_in, int fan_out)
+{
+    size_t i;
+    double bound = 0.0, std = 0.0;
+    int normal = 0;
+    switch (init) {
+    case NN_INIT_PYTORCH: bound = 1.0 / sqrt((double)fan_in); break; /* Kaiming-uniform(a=sqrt 5) = U(+-1/sqrt(fan_in)) */
+    case NN_INIT_ZEROS: a = 0.0f; /* fall through */
+    case NN_INIT_CONSTANT:
+        for (i = 0; i < n; i++) p[i] = a;
+        return;
+    case NN_INIT_NORMAL: std = a; normal = 1; break;
+    case NN_INIT_UNIFORM:
+        for (i = 0; i < n; i++) p[i] = a + (b - a) * nn_rng_uniform(rng);
+        return;
+    case NN_INIT_FAN_IN_NORMAL: std = sqrt(1.0 / fan_in); normal = 1; break;
+    case NN_INIT_XAVIER_UNIFORM: bound = sqrt(6.0 / (fan_in + fan_out)); break;
+    case NN_INIT_XAVIER_NORMAL: std = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
+    case NN_INIT_HE_UNIFORM: bound = sqrt(6.0 / fan_in); break;
+    case NN_INIT_HE_NORMAL: std = sqrt(2.0 / fan_in); normal = 1; break;
+    }
+    for (i = 0; i < n; i++)
+        p[i] = normal ? (float)(std * nn_rng_normal(rng)) : (float)(bound * (2.0 * nn_rng_uniform(rng) - 1.0));
+}
+
+static int nn__is_init(nn_init init) { return (int)init >= (int)NN_INIT_PYTORCH && (int)init <= (int)NN_INIT_HE_NORMAL; }
+
+static nn_status nn__init_params(nn_model *m, nn_node *layer, nn_init init, float a, float b, int biases, const char *who)
+{
+    int i;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
+    if (!nn__is_init(init)) return nn__fail(NN_ERROR_ARGUMENT, "%s: unknown initialiser %d", who, (int)init);
+    if (layer && !nn__has_params(layer)) return nn__fail(NN_ERROR_ARGUMENT, "%s: that node has no parameters", who);
+    for (i = 0; i < m->count; i++) {
+        nn_node *n = m->nodes[i];
+        if (!n->live || !nn__has_params(n) || (layer && n != layer)) continue;
+        if (!layer && n->op == NN__OP_BATCHNORM) continue; /* "every layer" means linear and conv */
+        if (n->op == NN__OP_BATCHNORM && init == NN_INIT_PYTORCH) {
+            nn__init_fill(&m->rng, m->params + (biases ? n->bias_offset : n->weight_offset), n->weight_count,
+                          NN_INIT_CONSTANT, biases ? 0.0f : 1.0f, 0.0f, 1, 1);
+            continue;
+        }
+        if (biases) {
+            if (n->bias_count)
+                nn__init_fill(&m->rng, m->params + n->bias_offset, n->bias_count, init, a, b, n->fan_in, n->fan_out);
+        } else {
+            nn__init_fill(&m->rng, m->params + n->weight_offset, n->weight_count, init, a, b, n->fan_in, n->fan_out);
+        }
+    }
+    return NN_OK;
+}
+
+NNDEF nn_status nn_init_weights(nn_model *m, nn_node *layer, nn_init init, float a, float b)
+{
+    return nn__init_params(m, layer, init, a, b, 0, "nn_init_weights");
+}
+NNDEF nn_status nn_init_biases(nn_model *m, nn_node *layer, nn_init init, float a, float b)
+{
+    return nn__init_params(m, layer, init, a, b, 1, "nn_init_biases");
+}
+
+/* ======================================================================================
+   Compile: shapes are known, so every buffer is planned once
+   ====================================================================================== */
+static size_t nn__round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
+{
+    size_t arena = 0, index_arena = 0, params = 0, state = 0, weights = 0, biggest = 0, col = 0;
+    int i, out_size;
+    if (!m) return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: null model");
+    if (m->build_status != NN_OK) return nn__fail(m->build_status, "nn_compile: %s", m->build_message);
+    if (m->compiled) return nn__fail(NN_ERROR_STATE, "nn_compile: the model is already compiled");
+    if (!output || output->index >= m->count || m->nodes[output->index] != output)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: the output is not a node of this model");
+    if (!m->input) return nn__fail(NN_ERROR_STATE, "nn_compile: the model has no input node");
+    if (max_batch <= 0 || max_batch > (1 << 24))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: max_batch %d is not in [1, 2^24]", max_batch);
+    if ((int)loss < (int)NN_LOSS_NONE || (int)loss > (int)NN_LOSS_SOFTMAX_MSE)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: unknown loss %d", (int)loss);
+    out_size = nn_node_size(output);
+    if ((loss == NN_LOSS_SOFTMAX_CROSS_ENTROPY || loss == NN_LOSS_NLL || loss == NN_LOSS_SOFTMAX_MSE) && out_size < 2)
+        return nn__fail(NN_ERROR_SHAPE, "nn_compile: a classification loss needs at least 2 outputs");
+
+    for (i = 0; i < m->count; i++) m->nodes[i]->live = 0;
+    output->live = 1;
+    for (i = output->index; i >= 0; i--) {
+        nn_node *n = m->nodes[i];
+        if (!n->live) continue;
+        if (n->in[0]) n->in[0]->live = 1;
+        if (n->in[1]) n->in[1]->live = 1;
+    }
+    if (!m->input->live) return nn__fail(NN_ERROR_SHAPE, "nn_compile: the output does not depend on the input");
+
+    for (i = 0; i < m->count; i++) {
+        nn_node *n = m->nodes[i];
+        size_t size = (size_t)nn_node_size(n) * (size_t)max_batch;
+        if (!n->live) continue;
+        n->out_offset = arena;
+        arena += nn__round16(size);
+        n->grad_offset = arena;
+        arena += nn__round16(size);
+        if (size > biggest) biggest = size;
+        if (n->op == NN__OP_DROPOUT) {
+            n->aux_offset = arena;
+            arena += nn__round16(size);
+        } else if (n->op == NN__OP_BATCHNORM) {
+            n->aux_offset = arena;
+            arena += nn__round16(2 * (size_t)n->c);
+        } else if (n->op == NN__OP_MAXPOOL) {
+            n->index_offset = index_arena;
+            index_arena += nn__round16(size);
+        } else if (n->op == NN__OP_CONV2D) {
+            nn_conv2d_shape s;
+            memset(&s, 0, sizeof s);
+            s.batch = 1;
+            s.in_channels = n->in[0]->c;
+            s.kernel_height = s.kernel_width = n->kernel;
+            s.out_channels = n->units;
+            col = NN__MAX(col, nn__conv_col_floats(&s, n->h, n->w));
+        }
+        if (nn__has_params(n)) {
+            n->weight_offset = params;
+            params += n->weight_count;
+            weights += n->op == NN__OP_BATCHNORM ? 0 : n->weight_count;
+            n->bias_offset = params;
+            params += n->bias_count;
+            if (n->op == NN__OP_BATCHNORM) {
+                n->state_offset = state;
+                state += 2 * (size_t)n->c;
+            }
+        }
+    }
+    m->scratch_offset = arena;
+    arena += nn__round16(biggest);
+    m->loss_offset = arena;
+    arena += nn__round16((size_t)out_size * max_batch);
+
+    m->workspace_threads = nn_threads();
+    m->col_floats = nn__round16(col);
+    m->params = nn__alloc_floats(params);
+    m->grads = nn__alloc_floats(params);
+    m->state = nn__alloc_floats(state);
+    m->arena = nn__alloc_floats(arena);
+    m->index_arena = (int32_t *)nn__alloc(index_arena ? index_arena * sizeof(int32_t) : 64);
+    m->workspace = nn__alloc_floats(m->col_floats + (size_t)m->workspace_threads * NN__GEMM_THREAD_FLOATS);
+    if (!m->params || !m->grads || !m->state || !m->arena || !m->index_arena || !m->workspace) {
+        nn__model_release_plan(m);
+        return nn__fail(NN_ERROR_MEMORY, "nn_compile: out of memory planning %.1f MB of buffers",
+                        (double)(arena + 2 * params + m->col_floats) * 4e-6);
+    }
+    memset(m->arena, 0, arena * sizeof(float));
+    memset(m->grads, 0, params * sizeof(float));
+    m->param_count = params;
+    m->weight_count = weights;
+    m->state_count = state;
+    m->output = output;
+    m->loss = loss;
+    m->max_batch = max_batch;
+    m->batch = 0;
+    m->compiled = 1;
+    for (i = 0; i < m->count; i++) {
+        nn_node *n = m->nodes[i];
+        if (!n->live || !nn__has_params(n)) continue;
+        if (n->op == NN__OP_BATCHNORM) {
+            nn__init_fill(&m->rng, m->params + n->weight_offset, n->weight_count, NN_INIT_CONSTANT, 1.0f, 0, 1, 1);
+            nn__init_fill(&m->rng, m->params + n->bias_offset, n->bias_count, NN_INIT_ZEROS, 0, 0, 1, 1);
+            nn__init_fill(&m->rng, m->state + n->state_offset, (size_t)n->c, NN_INIT_ZEROS, 0, 0, 1, 1);
+            nn__init_fill(&m->rng, m->state + n->state_offset + n->c, (size_t)n->c, NN_INIT_CONSTANT, 1.0f, 0, 1, 1);
+        } else {
+            nn__init_fill(&m->rng, m->params + n->weight_offset, n->weight_count, NN_INIT_PYTORCH, 0, 0, n->fan_in, n->fan_out);
+            if (n->bias_count)
+                nn__init_fill(&m->rng, m->params + n->bias_offset, n->bias_count, NN_INIT_PYTORCH, 0, 0, n->fan_in, n->fan_out);
+        }
+    }
+    return NN_OK;
+}
+
+NNDEF size_t nn_param_count(const nn_model *m) { return m && m->compiled ? m->param_count : 0; }
+NNDEF size_t nn_weight_count(const nn_model *m) { return m && m->compiled ? m->weight_count : 0; }
+NNDEF float *nn_params(nn_model *m) { return m && m->compiled ? m->params : NULL; }
+NNDEF float *nn_grads(nn_model *m) { return m && m->compiled ? m->grads : NULL; }
+NNDEF size_t nn_state_count(const nn_model *m) { return m && m->compiled ? m->state_count : 0; }
+NNDEF float *nn_state(nn_model *m) { return m && m->compiled ? m->state : NULL; }
+
+static float *nn__param_slice(nn_model *m, nn_node *layer, size_t *count, int bias, float *base)
+{
+    size_t n = 0;
+    float *p = NULL;
+    if (m && m->compiled && layer && layer->live && nn__has_params(layer)) {
+        n = bias ? layer->bias_count : layer->weight_count;
+        p = n ? base + (bias ? layer->bias_offset : layer->weight_offset) : NULL;
+    }
+    if (count) *count = n;
+    return p;
+}
+NNDEF float *nn_node_weights(nn_model *m, nn_node *layer, size_t *count)
+{
+    return nn__param_slice(m, layer, count, 0, m ? m->params : NULL);
+}
+NNDEF float *nn_node_bias(nn_model *m, nn_node *layer, size_t *count)
+{
+    return nn__param_slice(m, layer, count, 1, m ? m->params : NULL);
+}
+NNDEF float *nn_node_weight_grads(nn_model *m, nn_node *layer, size_t *count)
+{
+    return nn__param_slice(m, layer, count, 0, m ? m->grads : NULL);
+}
+NNDEF nn_node *nn_layer(nn_model *m, int index)
+{
+    int i;
+    if (!m || index < 0) return NULL;
+    for (i = 0; i < m->count; i++)
+        if (nn__has_params(m->nodes[i]) && index-- == 0) return m->nodes[i];
+    return NULL;
+}
+
+/* ======================================================================================
+   Forward and backward
+   ====================================================================================== */
+#define NN__OUT(m, n) ((m)->arena + (n)->out_offset)
+#define NN__GRAD(m, n) ((m)->arena + (n)->grad_offset)
+
+static nn_conv2d_shape nn__conv_shape_of(const nn_node *n, int batch)
+{
+    nn_conv2d_shape s;
+    s.batch = batch;
+    s.in_channels = n->in[0]->c;
+    s.in_height = n->in[0]->h;
+    s.in_width = n->in[0]->w;
+    s.out_channels = n->units;
+    s.kernel_height = s.kernel_width = n->kernel;
+    s.stride_height = s.stride_width = n->stride;
+    s.pad_height = s.pad_width = n->pad;
+    return s;
+}
+
+static nn_pool2d_shape nn__pool_shape_of(const nn_node *n, int batch)
+{
+    nn_pool2d_shape s;
+    s.batch = batch;
+    s.channels = n->in[0]->c;
+    s.in_height = n->in[0]->h;
+    s.in_width = n->in[0]->w;
+    s.kernel_height = s.kernel_width = n->kernel;
+    s.stride_height = s.stride_width = n->stride;
+    s.pad_height = s.pad_width = 0;
+    return s;
+}
+
+#define NN__BN_MOMENTUM 0.1
+#define NN__BN_EPS 1e-5
+
+/* Batch statistics per channel in double (two passes), normalise, update the running stats. */
+static void nn__batchnorm_forward(nn_model *m, nn_node *n, int batch)
+{
+    const int C = n->c, S = n->h * n->w;
+    const float *x = NN__OUT(m, n->in[0]), *gamma = m->params + n->weight_offset, *beta = m->params + n->bias_offset;
+    float *y = NN__OUT(m, n), *saved = m->arena + n->aux_offset;
+    float *running_mean = m->state + n->state_offset, *running_var = running_mean + C;
+    const double count = (double)batch * S;
+    int c, b, s;
+    for (c = 0; c < C; c++) {
+        double mean, invstd;
+        float fm, fi, g, bt;
+        if (m->mode == NN_TRAIN) {
+            double sum = 0.0, sq = 0.0, var;
+            for (b = 0; b < batch; b++) {
+                const float *xp = x + ((size_t)b * C + c) * S;
+                for (s = 0; s < S; s++) sum += xp[s];
+            }
+            mean = sum / count;
+            for (b = 0; b < batch; b++) {
+                const float *xp = x + ((size_t)b * C + c) * S;
+                for (s = 0; s < S; s++) sq += (xp[s] - mean) * (xp[s] - mean);
+            }
+            var = sq / count;
+            invstd = 1.0 / sqrt(var + NN__BN_EPS);
+            running_mean[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_mean[c] + NN__BN_MOMENTUM * mean);
+            running_var[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_var[c] +
+                                     NN__BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var));
+        } else {
+            mean = running_mean[c];
+            invstd = 1.0 / sqrt((double)running_var[c] + NN__BN_EPS);
+        }
+        saved[c] = fm = (float)mean;
+        saved[C + c] = fi = (float)invstd;
+        g = gamma[c];
+        bt = beta[c];
+        for (b = 0; b < batch; b++) {
+            const float *xp = x + ((size_t)b * C + c) * S;
+            float *yp = y + ((size_t)b * C + c) * S;
+            for (s = 0; s < S; s++) yp[s] = g * ((xp[s] - fm) * fi) + bt;
+        }
+    }
+}
+
+static void nn__batchnorm_backward(nn_model *m, nn_node *n, int batch, float *dx)
+{
+    const int C = n->c, S = n->h * n->w;
+    const float *x = NN__OUT(m, n->in[0]), *dy = NN__GRAD(m, n), *gamma = m->params + n->weight_offset;
+    const float *saved = m->arena + n->aux_offset;
+    float *dgamma = m->grads + n->weight_offset, *dbeta = m->grads + n->bias_offset;
+    const double count = (double)batch * S;
+    int c, b, s;
+    for (c = 0; c < C; c++) {
+        const float mean = saved[c], invstd = saved[C + c];
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        float k1, k2, k3;
+        for (b = 0; b < batch; b++) {
+            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
+            for (s = 0; s < S; s++) {
+                sum_dy += gp[s];
+                sum_dy_xhat += gp[s] * ((xp[s] - mean) * invstd);
+            }
+        }
+        dgamma[c] = (float)sum_dy_xhat;
+        dbeta[c] = (float)sum_dy;
+        if (!dx) continue;
+        /* train: dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)); eval: stats are constants */
+        k1 = gamma[c] * invstd;
+        k2 = m->mode == NN_TRAIN ? (float)(sum_dy / count) : 0.0f;
+        k3 = m->mode == NN_TRAIN ? (float)(sum_dy_xhat / count) : 0.0f;
+        for (b = 0; b < batch; b++) {
+            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
+            float *dp = dx + ((size_t)b * C + c) * S;
+            for (s = 0; s < S; s++) dp[s] = k1 * (gp[s] - k2 - ((xp[s] - mean) * invstd) * k3);
+        }
+    }
+}
+
+static void nn__forward_node(nn_model *m, nn_node *n, const float *x)
+{
+    const int batch = m->batch;
+    const size_t total = (size_t)batch * nn_node_size(n);
+    float *y = NN__OUT(m, n), *gemm_ws = m->workspace + m->col_floats;
+    const float *in = n->in[0] ? NN__OUT(m, n->in[0]) : NULL;
+    switch (n->op) {
+    case NN__OP_INPUT: memcpy(y, x, total * sizeof(float)); break;
+    case NN__OP_LINEAR:
+        nn__gemm(0, 1, batch, n->units, n->fan_in, 1.0f, in, n->fan_in, m->params + n->weight_offset, n->fan_in, 0.0f, y,
+                 n->units, gemm_ws, m->workspace_threads);
+        if (n->has_bias) nn_bias_add(batch, n->units, 1, m->params + n->bias_offset, y);
+        break;
+    case NN__OP_CONV2D: {
+        nn_conv2d_shape s = nn__conv_shape_of(n, batch);
+        nn__conv2d_forward(&s, n->h, n->w, in, m->params + n->weight_offset, n->has_bias ? m->params + n->bias_offset : NULL,
+                           y, m->workspace, gemm_ws, m->workspace_threads);
+        break;
+    }
+    case NN__OP_MAXPOOL: {
+        nn_pool2d_shape s = nn__pool_shape_of(n, batch);
+        nn_maxpool2d_forward(&s, in, y, m->index_arena + n->index_offset);
+        break;
+    }
+    case NN__OP_AVGPOOL: {
+        nn_pool2d_shape s = nn__pool_shape_of(n, batch);
+        nn_avgpool2d_forward(&s, in, y);
+        break;
+    }
+    case NN__OP_GLOBAL_AVGPOOL: nn_global_avgpool_forward(batch, n->c, n->in[0]->h * n->in[0]->w, in, y); break;
+    case NN__OP_BATCHNORM: nn__batchnorm_forward(m, n, batch); break;
+    case NN__OP_DROPOUT:
+        if (m->mode == NN_TRAIN && n->parameter > 0.0f) {
+            float *mask = m->arena + n->aux_offset, keep_scale = 1.0f / (1.0f - n->parameter);
+            size_t i;
+            for (i = 0; i < total; i++) {
+                mask[i] = nn_rng_uniform(&m->rng) >= n->parameter ? keep_scale : 0.0f;
+                y[i] = in[i] * mask[i];
+            }
+        } else {
+            memcpy(y, in, total * sizeof(float));
+        }
+        break;
+    case NN__OP_FLATTEN: memcpy(y, in, total * sizeof(float)); break;
+    case NN__OP_ADD: nn_add(total, in, NN__OUT(m, n->in[1]), y); break;
+    case NN__OP_ACTIVATION: nn_activation_forward(n->activation, n->parameter, total, in, y); break;
+    case NN__OP_SOFTMAX: nn_softmax_forward(batch, nn_node_size(n), in, y); break;
+    case NN__OP_LOG_SOFTMAX: nn_log_softmax_forward(batch, nn_node_size(n), in, y); break;
+    }
+}
+
+NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
+{
+    int i;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_forward: compile the model first");
+    if (!x) return nn__fail(NN_ERROR_ARGUMENT, "nn_forward: null input");
+    if (count <= 0 || count > m->max_batch)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_forward: %d samples, the model was compiled for 1..%d", count, m->max_batch);
+    if (mode != NN_TRAIN && mode != NN_EVAL) return nn__fail(NN_ERROR_ARGUMENT, "nn_forward: unknown mode");
+    m->batch = count;
+    m->mode = mode;
+    m->backward_done = 0;
+    for (i = 0; i <= m->output->index; i++)
+        if (m->nodes[i]->live) nn__forward_node(m, m->nodes[i], x);
+    return NN_OK;
+}
+
+NNDEF const float *nn_output(const nn_model *m) { return m && m->compiled && m->batch ? NN__OUT(m, m->output) : NULL; }
+
+/* Loss of the last forward; with grad, also d(loss)/d(output) into the output's gradient. */
+static nn_status nn__loss(nn_model *m, const int *labels, const float *targets, int grad, float *loss_out)
+{
+    const int batch = m->batch, K = nn_node_size(m->output);
+    const float *y = NN__OUT(m, m->output);
+    float *dy = NN__GRAD(m, m->output);
+    /* gradient of the mean (or, NN_GRAD_SUM, of the sum) over samples of each sample's loss */
+    const float per_sample = m->reduction == NN_GRAD_SUM ? 1.0f : 1.0f / (float)batch;
+    double total = 0.0;
+    int r, c;
+    if (m->loss == NN_LOSS_NONE) return nn__fail(NN_ERROR_STATE, "the model was compiled without a loss");
+    if (m->loss == NN_LOSS_MSE) {
+        if (!targets) return nn__fail(NN_ERROR_ARGUMENT, "NN_LOSS_MSE needs float targets");
+    } else {
+        if (!labels) return nn__fail(NN_ERROR_ARGUMENT, "this loss needs integer labels");
+        for (r = 0; r < batch; r++)
+            if (labels[r] < 0 || labels[r] >= K)
+                return nn__fail(NN_ERROR_ARGUMENT, "label %d of sample %d is outside [0, %d)", labels[r], r, K);
+    }
+    switch (m->loss) {
+    case NN_LOSS_SOFTMAX_CROSS_ENTROPY:
+        total = nn_softmax_cross_entropy(batch, K, y, labels, grad ? dy : NULL, per_sample);
+        break;
+    case NN_LOSS_NLL:
+        for (r = 0; r < batch; r++) total -= y[(size_t)r * K + labels[r]];
+        total /= batch;
+        if (grad) {
+            memset(dy, 0, (size_t)batch * K * sizeof(float));
+            for (r = 0; r < batch; r++) dy[(size_t)r * K + labels[r]] = -per_sample;
+        }
+        break;
+    case NN_LOSS_MSE:
+        for (r = 0; r < batch * K; r++) {
+            double d = (double)y[r] - targets[r];
+            total += d * d;
+            if (grad) dy[r] = (float)(2.0 * d) * per_sample / (float)K;
+        }
+        total /= (double)batch * K;
+        break;
+    case NN_LOSS_SOFTMAX_MSE: {
+        float *p = m->arena + m->loss_offset, *dp = m->arena + m->scratch_offset;
+        nn_softmax_forward(batch, K, y, p);
+        for (r = 0; r < batch; r++)
+            for (c = 0; c < K; c++) {
+                size_t i = (size_t)r * K + c;
+                double d = (double)p[i] - (c == labels[r] ? 1.0 : 0.0);
+                total += d * d;
+                dp[i] = (float)(2.0 * d) * per_sample / (float)K;
+            }
+        total /= (double)batch * K;
+        if (grad) nn_softmax_backward(batch, K, p, dp, dy);
+        break;
+    }
+    case NN_LOSS_NONE: break;
+    }
+    if (loss_out) *loss_out = (float)total;
+    return NN_OK;
+}
+
+NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    if (!m || !m->compiled || !m->batch) return nn__fail(NN_ERROR_STATE, "nn_compute_loss: run nn_forward first");
+    return nn__loss(m, labels, targets, 0, loss);
+}
+
+/* Where a node's gradient for input `in` goes: straight into its buffer the first time this
+   backward, into scratch (then added) when another consumer got there first. */
+static float *nn__grad_target(nn_model *m, nn_node *in, int *accumulate)
+{
+    if (!in->grad_ready) {
+        in->grad_ready = 1;
+        *accumulate = 0;
+        return NN__GRAD(m, in);
+    }
+    *accumulate = 1;
+    return m->arena + m->scratch_offset;
+}
+
+static void nn__grad_commit(nn_model *m, nn_node *in, const float *dx, int accumulate)
+{
+    if (accumulate) nn_add((size_t)m->batch * nn_node_size(in), NN__GRAD(m, in), dx, NN__GRAD(m, in));
+}
+
+static void nn__backward_node(nn_model *m, nn_node *n)
+{
+    const int batch = m->batch;
+    nn_node *in = n->in[0];
+    const float *dy = NN__GRAD(m, n), *y = NN__OUT(m, n), *x = in ? NN__OUT(m, in) : NULL;
+    float *gemm_ws = m->workspace + m->col_floats, *dx = NULL;
+    int acc = 0, want = in && in->needs_grad;
+    const size_t in_total = in ? (size_t)batch * nn_node_size(in) : 0;
+    if (n->op == NN__OP_ADD) {
+        int k;
+        for (k = 0; k < 2; k++) {
+            nn_node *src = n->in[k];
+            if (!src->needs_grad) continue;
+            if (!src->grad_ready) {
+                src->grad_ready = 1;
+                memcpy(NN__GRAD(m, src), dy, (size_t)batch * nn_node_size(src) * sizeof(float));
+            } else {
+                nn_add((size_t)batch * nn_node_size(src), NN__GRAD(m, src), dy, NN__GRAD(m, src));
+            }
+        }
+        return;
+    }
+    if (want) dx = nn__grad_target(m, in, &acc);
+    switch (n->op) {
+    case NN__OP_INPUT: case NN__OP_ADD: break;
+    case NN__OP_LINEAR:
+        nn__gemm(1, 0, n->units, n->fan_in, batch, 1.0f, dy, n->units, x, n->fan_in, 0.0f, m->grads + n->weight_offset,
+                 n->fan_in, gemm_ws, m->workspace_threads);
+        if (n->has_bias) nn_bias_backward(batch, n->units, 1, dy, m->grads + n->bias_offset);
+        if (dx)
+            nn__gemm(0, 0, batch, n->fan_in, n->units, 1.0f, dy, n->units, m->params + n->weight_offset, n->fan_in, 0.0f, dx,
+                     n->fan_in, gemm_ws, m->workspace_threads);
+        break;
+    case NN__OP_CONV2D: {
+        nn_conv2d_shape s = nn__conv_shape_of(n, batch);
+        nn__conv2d_backward_weight(&s, n->h, n->w, x, dy, m->grads + n->weight_offset,
+                                   n->has_bias ? m->grads + n->bias_offset : NULL, m->workspace, gemm_ws, m->workspace_threads);
+        if (dx)
+            nn__conv2d_backward_data(&s, n->h, n->w, dy, m->params + n->weight_offset, dx, m->workspace, gemm_ws,
+                                     m->workspace_threads);
+        break;
+    }
+    case NN__OP_MAXPOOL:
+        if (dx) {
+            nn_pool2d_shape s = nn__pool_shape_of(n, batch);
+            nn_maxpool2d_backward(&s, dy, m->index_arena + n->index_offset, dx);
+        }
+        break;
+    case NN__OP_AVGPOOL:
+        if (dx) {
+            nn_pool2d_shape s = nn__pool_shape_of(n, batch);
+            nn_avgpool2d_backward(&s, dy, dx);
+        }
+        break;
+    case NN__OP_GLOBAL_AVGPOOL:
+        if (dx) nn_global_avgpool_backward(batch, n->c, in->h * in->w, dy, dx);
+        break;
+    case NN__OP_BATCHNORM: nn__batchnorm_backward(m, n, batch, dx); break;
+    case NN__OP_DROPOUT:
+        if (dx) {
+            if (m->mode == NN_TRAIN && n->parameter > 0.0f) {
+                const float *mask = m->arena + n->aux_offset;
+                size_t i;
+                for (i = 0; i < in_total; i++) dx[i] = dy[i] * mask[i];
+            } else {
+                memcpy(dx, dy, in_total * sizeof(float));
+            }
+        }
+        break;
+    case NN__OP_FLATTEN:
+        if (dx) memcpy(dx, dy, in_total * sizeof(float));
+        break;
+    case NN__OP_ACTIVATION:
+        if (dx) nn_activation_backward(n->activation, n->parameter, in_total, x, y, dy, dx);
+        break;
+    case NN__OP_SOFTMAX:
+        if (dx) nn_softmax_backward(batch, nn_node_size(n), y, dy, dx);
+        break;
+    case NN__OP_LOG_SOFTMAX:
+        if (dx) nn_log_softmax_backward(batch, nn_node_size(n), y, dy, dx);
+        break;
+    }
+    if (dx) nn__grad_commit(m, in, dx, acc);
+}
+
+NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    int i;
+    nn_status st;
+    if (!m || !m->compiled || !m->batch) return nn__fail(NN_ERROR_STATE, "nn_backward: run nn_forward first");
+    st = nn__loss(m, labels, targets, 1, loss);
+    if (st != NN_OK) return st;
+    for (i = 0; i <= m->output->index; i++) {
+        nn_node *n = m->nodes[i];
+        n->grad_ready = 0;
+        n->needs_grad = n->op == NN__OP_INPUT ? m->input_gradient
+                                              : nn__has_params(n) || (n->in[0] && n->in[0]->needs_grad) ||
+                                                    (n->in[1] && n->in[1]->needs_grad);
+    }
+    m->output->grad_ready = 1;
+    for (i = m->output->index; i >= 0; i--) {
+        nn_node *n = m->nodes[i];
+        if (n->live && n->grad_ready && n->needs_grad) nn__backward_node(m, n);
+    }
+    m->backward_done = 1;
+    return NN_OK;
+}
+
+NNDEF const float *nn_input_gradient(const nn_model *m)
+{
+    if (!m || !m->compiled || !m->backward_done || !m->input_gradient || !m->input->grad_ready) return NULL;
+    return NN__GRAD(m, m->input);
+}
+
+NNDEF void nn_set_grad_reduction(nn_model *m, nn_grad_reduction reduction)
+{
+    if (m) m->reduction = reduction == NN_GRAD_SUM ? NN_GRAD_SUM : NN_GRAD_MEAN;
+}
+NNDEF void nn_set_input_gradient(nn_model *m, int enabled)
+{
+    if (m) m->input_gradient = enabled != 0;
+}
+NNDEF void nn_set_nonfinite_policy(nn_model *m, int keep_going)
+{
+    if (m) m->keep_going = keep_going != 0;
+}
+
+/* ======================================================================================
+   5. Optimisers (PyTorch's update rules)
+   ====================================================================================== */
+static nn_optimizer nn__optimizer(nn_optimizer_kind kind, float lr, float weight_decay)
+{
+    nn_optimizer o;
+    memset(&o, 0, sizeof o);
+    o.kind = kind;
+    o.learning_rate = lr;
+    o.weight_decay = weight_decay;
+    o.beta1 = 0.9f;
+    o.beta2 = 0.999f;
+    o.epsilon = 1e-8f;
+    o.alpha = 0.99f;
+    return o;
+}
+NNDEF nn_optimizer nn_sgd(float lr, float momentum, float weight_decay)
+{
+    nn_optimizer o = nn__optimizer(NN_OPTIMIZER_SGD, lr, weight_decay);
+    o.momentum = momentum;
+    return o;
+}
+NNDEF nn_optimizer nn_adam(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_ADAM, lr, weight_decay); }
+NNDEF nn_optimizer nn_adamw(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_ADAMW, lr, weight_decay); }
+NNDEF nn_optimizer nn_rmsprop(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_RMSPROP, lr, weight_decay); }
+
+NNDEF nn_status nn_optimizer_bind(nn_optimizer *o, nn_model *m)
+{
+    size_t per, need;
+    if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_optimizer_bind: null optimizer or uncompiled model");
+    if ((int)o->kind < (int)NN_OPTIMIZER_SGD || (int)o->kind > (int)NN_OPTIMIZER_RMSPROP)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_bind: unknown optimizer kind %d", (int)o->kind);
+    per = m->param_count;
+    need = o->kind == NN_OPTIMIZER_SGD ? per : 2 * per; /* velocity | m, v | square average, momentum */
+    if (o->state && o->state_count == need) return NN_OK;
+    nn_optimizer_free(o);
+    o->state = nn__alloc_floats(need);
+    if (!o->state) return nn__fail(NN_ERROR_MEMORY, "nn_optimizer_bind: no memory for %zu floats of state", need);
+    memset(o->state, 0, need * sizeof(float));
+    o->state_count = need;
+    o->step = 0;
+    return NN_OK;
+}
+
+NNDEF void nn_optimizer_reset(nn_optimizer *o)
+{
+    if (!o) return;
+    if (o->state) memset(o->state, 0, o->state_count * sizeof(float));
+    o->step = 0;
+}
+
+NNDEF void nn_optimizer_free(nn_optimizer *o)
+{
+    if (!o) return;
+    nn__free(o->state);
+    o->state = NULL;
+    o->state_count = 0;
+}
+
+NNDEF nn_status nn_optimizer_step(nn_optimizer *o, nn_model *m)
+{
+    size_t i, n;
+    float *p, *g;
+    const float lr = o ? o->learning_rate : 0.0f, wd = o ? o->weight_decay : 0.0f;
+    nn_status st = nn_optimizer_bind(o, m);
+    if (st != NN_OK) return st;
+    if (!(lr >= 0.0f) || !(wd >= 0.0f)) return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_step: negative or NaN rate");
+    n = m->param_count;
+    p = m->params;
+    g = m->grads;
+    switch (o->kind) {
+    case NN_OPTIMIZER_SGD: {
+        float *buf = o->state;
+        const float mu = o->momentum, damp = 1.0f - o->dampening;
+        for (i = 0; i < n; i++) {
+            float d = g[i] + wd * p[i];
+            if (mu != 0.0f) {
+                buf[i] = o->step == 0 ? d : mu * buf[i] + damp * d; /* first step: buffer = gradient */
+                d = o->nesterov ? d + mu * buf[i] : buf[i];
+            }
+            p[i] -= lr * d;
+        }
+        break;
+    }
+    case NN_OPTIMIZER_ADAM:
+    case NN_OPTIMIZER_ADAMW: {
+        float *mm = o->state, *vv = o->state + n;
+        const double t = (double)(o->step + 1);
+        const float b1 = o->beta1, b2 = o->beta2, eps = o->epsilon;
+        const float bc1 = (float)(1.0 - pow(b1, t)), bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
+        const float step_size = lr / bc1;
+        const int decoupled = o->kind == NN_OPTIMIZER_ADAMW;
+        for (i = 0; i < n; i++) {
+            float d = g[i];
+            if (decoupled) p[i] *= 1.0f - lr * wd;
+            else d += wd * p[i];
+            mm[i] = b1 * mm[i] + (1.0f - b1) * d;
+            vv[i] = b2 * vv[i] + (1.0f - b2) * d * d;
+            p[i] -= step_size * mm[i] / (sqrtf(vv[i]) / bc2_sqrt + eps);
+        }
+        break;
+    }
+    case NN_OPTIMIZER_RMSPROP: {
+        float *sq = o->state, *buf = o->state + n;
+        const float a = o->alpha, eps = o->epsilon, mu = o->momentum;
+        for (i = 0; i < n; i++) {
+            float d = g[i] + wd * p[i], avg;
+            sq[i] = a * sq[i] + (1.0f - a) * d * d;
+            avg = sqrtf(sq[i]) + eps;
+            if (mu > 0.0f) {
+                buf[i] = mu * buf[i] + d / avg;
+                p[i] -= lr * buf[i];
+            } else {
+                p[i] -= lr * d / avg;
+            }
+        }
+        break;
+    }
+    }
+    o->step++;
+    return NN_OK;
+}
+
+NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
+                              int count, float *loss)
+{
+    float value = 0.0f;
+    nn_status st;
+    if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_step: null optimizer");
+    st = nn_forward(m, x, count, NN_TRAIN);
+    if (st != NN_OK) return st;
+    st = nn_backward(m, labels, targets, &value);
+    if (st != NN_OK) return st;
+    if (loss) *loss = value;
+    if (!m->keep_going) {
+        float norm = nn_sum_squares(m->param_count, m->grads);
+        if (!isfinite(value) || !isfinite(norm))
+            return nn__fail(NN_ERROR_NONFINITE, "nn_train_step: %s is not finite (loss %g); the update was skipped",
+                            isfinite(value) ? "the gradient" : "the loss", (double)value);
+    }
+    return nn_optimizer_step(opt, m);
+}
+
+/* ======================================================================================
+   6. Data
+   ====================================================================================== */
+static uint32_t nn__be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+/* Reads a whole file (at most max_bytes) into a fresh buffer. */
+static nn_status nn__read_file(const char *path, unsigned char **data, size_t *size, size_t max_bytes)
+{
+    FILE *f;
+    long end;
+    unsigned char *buf;
+    *data = NULL;
+    *size = 0;
+    if (!path) return nn__fail(NN_ERROR_ARGUMENT, "null file name");
+    f = fopen(path, "rb");
+    if (!f) return nn__fail(NN_ERROR_IO, "%s: cannot open for reading", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return nn__fail(NN_ERROR_IO, "%s: cannot determine the file size", path);
+    }
+    if ((unsigned long)end > max_bytes) {
+        fclose(f);
+        return nn__fail(NN_ERROR_FORMAT, "%s: %ld bytes is more than the %zu this reader accepts", path, end, max_bytes);
+    }
+    buf = (unsigned char *)NN_MALLOC(end > 0 ? (size_t)end : 1);
+    if (!buf) {
+        fclose(f);
+        return nn__fail(NN_ERROR_MEMORY, "%s: no memory for %ld bytes", path, end);
+    }
+    if (end > 0 && fread(buf, 1, (size_t)end, f) != (size_t)end) {
+        fclose(f);
+        NN_FREE(buf);
+        return nn__fail(NN_ERROR_IO, "%s: read failed", path);
+    }
+    fclose(f);
+    *data = buf;
+    *size = (size_t)end;
+    return NN_OK;
+}
+
+NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out)
+{
+    unsigned char *img = NULL, *lab = NULL;
+    size_t img_size, lab_size, pixels, i;
+    uint32_t count, rows, cols, label_count;
+    nn_dataset ds;
+    nn_status st;
+    int max_label = 0;
+    if (!out) return nn__fail(NN_ERROR_ARGUMENT, "nn_mnist_load: null output");
+    memset(&ds, 0, sizeof ds);
+    st = nn__read_file(images_path, &img, &img_size, (size_t)1 << 31);
+    if (st != NN_OK) return st;
+    st = nn__read_file(labels_path, &lab, &lab_size, (size_t)1 << 28);
+    if (st != NN_OK) {
+        NN_FREE(img);
+        return st;
+    }
+    if (img_size < 16) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, shorter than the 16-byte IDX image header", images_path, img_size);
+        goto done;
+    }
+    if (nn__be32(img) != 0x00000803u) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: magic 0x%08x is not 0x00000803 (unsigned bytes, 3 dimensions)", images_path,
+                      (unsigned)nn__be32(img));
+        goto done;
+    }
+    count = nn__be32(img + 4);
+    rows = nn__be32(img + 8);
+    cols = nn__be32(img + 12);
+    if (count == 0 || rows == 0 || cols == 0 || count > (1u << 30) || rows > 4096 || cols > 4096) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: implausible dimensions %u x %u x %u", images_path, (unsigned)count,
+                      (unsigned)rows, (unsigned)cols);
+        goto done;
+    }
+    pixels = (size_t)rows * cols;
+    if ((size_t)count > ((size_t)INT_MAX) / pixels || img_size - 16 != (size_t)count * pixels) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: header says %u images of %ux%u (%zu bytes of pixels) but the file has %zu",
+                      images_path, (unsigned)count, (unsigned)rows, (unsigned)cols, (size_t)count * pixels, img_size - 16);
+        goto done;
+    }
+    if (lab_size < 8) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, shorter than the 8-byte IDX label header", labels_path, lab_size);
+        goto done;
+    }
+    if (nn__be32(lab) != 0x00000801u) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: magic 0x%08x is not 0x00000801 (unsigned bytes, 1 dimension)", labels_path,
+                      (unsigned)nn__be32(lab));
+        goto done;
+    }
+    label_count = nn__be32(lab + 4);
+    if (label_count != count) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: %u labels for the %u images of %s", labels_path, (unsigned)label_count,
+                      (unsigned)count, images_path);
+        goto done;
+    }
+    if (lab_size - 8 != (size_t)label_count) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: header says %u labels but the file holds %zu", labels_path,
+                      (unsigned)label_count, lab_size - 8);
+        goto done;
+    }
+    ds.count = (int)count;
+    ds.channels = 1;
+    ds.height = (int)rows;
+    ds.width = (int)cols;
+    ds.x = nn__alloc_floats((size_t)count * pixels);
+    ds.labels = (int *)nn__alloc((size_t)count * sizeof(int));
+    if (!ds.x || !ds.labels) {
+        nn_dataset_free(&ds);
+        st = nn__fail(NN_ERROR_MEMORY, "%s: no memory for %u images", images_path, (unsigned)count);
+        goto done;
+    }
+    for (i = 0; i < (size_t)count * pixels; i++) ds.x[i] = (float)img[16 + i];
+    for (i = 0; i < count; i++) {
+        ds.labels[i] = lab[8 + i];
+        if (ds.labels[i] > max_label) max_label = ds.labels[i];
+    }
+    ds.classes = max_label + 1;
+    *out = ds;
+done:
+    NN_FREE(img);
+    NN_FREE(lab);
+    return st;
+}
+
+NNDEF void nn_dataset_free(nn_dataset *ds)
+{
+    if (!ds) return;
+    nn__free(ds->x);
+    nn__free(ds->labels);
+    nn__free(ds->targets);
+    memset(ds, 0, sizeof *ds);
+}
+
+NNDEF int nn_dataset_sample_size(const nn_dataset *ds) { return ds ? ds->channels * ds->height * ds->width : 0; }
+
+NNDEF void nn_dataset_stats(const nn_dataset *ds, double *mean, double *std)
+{
+    size_t i, n = ds ? (size_t)ds->count * nn_dataset_sample_size(ds) : 0;
+    double sum = 0.0, sq = 0.0, mu;
+    for (i = 0; i < n; i++) sum += ds->x[i];
+    mu = n ? sum / (double)n : 0.0;
+    for (i = 0; i < n; i++) sq += (ds->x[i] - mu) * (ds->x[i] - mu);
+    if (mean) *mean = mu;
+    if (std) *std = n ? sqrt(sq / (double)n) : 0.0;
+}
+
+NNDEF void nn_dataset_normalize(nn_dataset *ds, double mean, double std)
+{
+    size_t i, n = ds ? (size_t)ds->count * nn_dataset_sample_size(ds) : 0;
+    for (i = 0; i < n; i++) ds->x[i] = (float)((ds->x[i] - mean) / std);
+}
+
+NNDEF void nn_dataset_scale(nn_dataset *ds, double factor)
+{
+    size_t i, n = ds ? (size_t)ds->count * nn_dataset_sample_size(ds) : 0;
+    for (i = 0; i < n; i++) ds->x[i] = (float)(ds->x[i] * factor);
+}
+
+NNDEF nn_status nn_dataset_slice(const nn_dataset *ds, int first, int count, nn_dataset *out)
+{
+    nn_dataset r;
+    size_t size;
+    if (!ds || !out || !ds->x) return nn__fail(NN_ERROR_ARGUMENT, "nn_dataset_slice: null dataset");
+    if (first < 0 || count <= 0 || first > ds->count - count)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_dataset_slice: [%d, %d+%d) is outside the %d samples", first, first, count,
+                        ds->count);
+    r = *ds;
+    size = (size_t)nn_dataset_sample_size(ds);
+    r.count = count;
+    r.x = nn__alloc_floats((size_t)count * size);
+    r.labels = ds->labels ? (int *)nn__alloc((size_t)count * sizeof(int)) : NULL;
+    r.targets = ds->targets ? nn__alloc_floats((size_t)count * ds->target_size) : NULL;
+    if (!r.x || (ds->labels && !r.labels) || (ds->targets && !r.targets)) {
+        nn__free(r.x);
+        nn__free(r.labels);
+        nn__free(r.targets);
+        return nn__fail(NN_ERROR_MEMORY, "nn_dataset_slice: out of memory");
+    }
+    memcpy(r.x, ds->x + (size_t)first * size, (size_t)count * size * sizeof(float));
+    if (r.labels) memcpy(r.labels, ds->labels + first, (size_t)count * sizeof(int));
+    if (r.targets)
+        memcpy(r.targets, ds->targets + (size_t)first * ds->target_size, (size_t)count * ds->target_size * sizeof(float));
+    *out = r;
+    return NN_OK;
+}
+
+NNDEF void nn_dataset_shuffle_labels(nn_dataset *ds, nn_rng *rng)
+{
+    if (ds && ds->labels) nn_rng_shuffle(rng, ds->labels, ds->count);
+}
+
+NNDEF void nn_dataset_gather(const nn_dataset *ds, const int *idx, int count, float *x, int *labels)
+{
+    const size_t size = (size_t)nn_dataset_sample_size(ds);
+    int i;
+    for (i = 0; i < count; i++) {
+        if (x) memcpy(x + (size_t)i * size, ds->x + (size_t)idx[i] * size, size * sizeof(float));
+        if (labels && ds->labels) labels[i] = ds->labels[idx[i]];
+    }
+}
+
+/* ======================================================================================
+   Metrics
+   ====================================================================================== */
+static int nn__argmax(const float *v, int n)
+{
+    int i, best = 0;
+    for (i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+static nn_status nn__check_dataset(const nn_model *m, const nn_dataset *ds, const char *who)
+{
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
+    if (!ds || !ds->x || ds->count <= 0) return nn__fail(NN_ERROR_ARGUMENT, "%s: empty dataset", who);
+    if (nn_dataset_sample_size(ds) != nn_input_size(m))
+        return nn__fail(NN_ERROR_SHAPE, "%s: samples of %d values, the model takes %d", who, nn_dataset_sample_size(ds),
+                        nn_input_size(m));
+    if (m->loss == NN_LOSS_MSE && (!ds->targets || ds->target_size != nn_output_size(m)))
+        return nn__fail(NN_ERROR_SHAPE, "%s: NN_LOSS_MSE needs targets of %d values per sample", who, nn_output_size(m));
+    if (m->loss != NN_LOSS_MSE && m->loss != NN_LOSS_NONE && !ds->labels)
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: the dataset has no labels", who);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
+{
+    double loss_sum = 0.0;
+    int first, correct = 0;
+    const int size = nn_dataset_sample_size(ds);
+    nn_status st = nn__check_dataset(m, ds, "nn_evaluate");
+    if (st != NN_OK) return st;
+    for (first = 0; first < ds->count; first += m->max_batch) {
+        int count = NN__MIN(m->max_batch, ds->count - first), r;
+        float loss = 0.0f;
+        const float *y;
+        st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
+        if (st != NN_OK) return st;
+        if (m->loss != NN_LOSS_NONE) {
+            st = nn__loss(m, ds->labels ? ds->labels + first : NULL,
+                          ds->targets ? ds->targets + (size_t)first * ds->target_size : NULL, 0, &loss);
+            if (st != NN_OK) return st;
+        }
+        loss_sum += (double)loss * count;
+        y = nn_output(m);
+        if (ds->labels)
+            for (r = 0; r < count; r++)
+                correct += nn__argmax(y + (size_t)r * nn_output_size(m), nn_output_size(m)) == ds->labels[first + r];
+    }
+    if (out) {
+        out->loss = loss_sum / ds->count;
+        out->correct = correct;
+        out->count = ds->count;
+        out->accuracy = 100.0 * correct / ds->count;
+    }
+    return NN_OK;
+}
+
+NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matrix)
+{
+    int first;
+    const int size = nn_dataset_sample_size(ds), k = nn_output_size(m);
+    nn_status st = nn__check_dataset(m, ds, "nn_confusion_matrix");
+    if (st != NN_OK) return st;
+    if (!matrix || !ds->labels || ds->classes <= 0 || ds->classes > k)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_confusion_matrix: needs labels in [0, %d) and a matrix", k);
+    memset(matrix, 0, (size_t)ds->classes * ds->classes * sizeof(int));
+    for (first = 0; first < ds->count; first += m->max_batch) {
+        int count = NN__MIN(m->max_batch, ds->count - first), r;
+        st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
+        if (st != NN_OK) return st;
+        for (r = 0; r < count; r++) {
+            int predicted = nn__argmax(nn_output(m) + (size_t)r * k, k);
+            if (predicted < ds->classes) matrix[ds->labels[first + r] * ds->classes + predicted]++;
+        }
+    }
+    return NN_OK;
+}
+
+/* ======================================================================================
+   Training loop
+   ====================================================================================== */
+NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size)
+{
+    nn_fit_options o;
+    memset(&o, 0, sizeof o);
+    o.epochs = epochs;
+    o.batch_size = batch_size;
+    o.shuffle = 1;
+    o.seed = 1;
+    o.checks_per_epoch = 1;
+    o.progress = -1;
+    return o;
+}
+
+static int nn__stderr_is_terminal(void)
+{
+#ifdef NN__POSIX
+    return isatty(2);
+#else
+    return 0;
+#endif
+}
+
+static void nn__progress(int epoch, int epochs, int step, int steps, double loss)
+{
+    char bar[31];
+    int i, filled = steps ? (int)(30LL * step / steps) : 30;
+    for (i = 0; i < 30; i++) bar[i] = i < filled ? '=' : ' ';
+    bar[30] = 0;
+    fprintf(stderr, "\r  epoch %d/%d [%s] %3d%%  loss %.4f ", epoch, epochs, bar, steps ? 100 * step / steps : 100, loss);
+    fflush(stderr);
+}
+
+NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
+                       nn_fit_result *result)
+{
+    nn_fit_result res;
+    nn_rng rng;
+    int *idx = NULL, *labels = NULL, epoch, i, steps_per_epoch, show, stop = 0;
+    float *xb = NULL, *tb = NULL;
+    const int size = nn_dataset_sample_size(train);
+    double best = INFINITY, t_start = nn_seconds();
+    int since_best = 0;
+    nn_status st = nn__check_dataset(m, train, "nn_fit");
+    nn_metrics val;
+    memset(&res, 0, sizeof res);
+    memset(&val, 0, sizeof val);
+    if (st != NN_OK) return st;
+    if (!opt || !options) return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: null optimizer or options");
+    if (options->epochs < 0 || options->batch_size <= 0 || options->batch_size > m->max_batch)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: batch size %d must be in [1, %d] and epochs non-negative",
+                        options->batch_size, m->max_batch);
+    if (options->validation) {
+        st = nn__check_dataset(m, options->validation, "nn_fit (validation)");
+        if (st != NN_OK) return st;
+    }
+    idx = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
+    labels = (int *)NN_MALLOC((size_t)options->batch_size * sizeof(int));
+    xb = nn__alloc_floats((size_t)options->batch_size * size);
+    tb = train->targets ? nn__alloc_floats((size_t)options->batch_size * train->target_size) : NULL;
+    if (!idx || !labels || !xb || (train->targets && !tb)) {
+        st = nn__fail(NN_ERROR_MEMORY, "nn_fit: out of memory");
+        goto done;
+    }
+    st = nn_optimizer_bind(opt, m);
+    if (st != NN_OK) goto done;
+    rng = nn_rng_new(options->seed);
+    for (i = 0; i < train->count; i++) idx[i] = i;
+    steps_per_epoch = (train->count + options->batch_size - 1) / options->batch_size;
+    show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
+    res.best_val_loss = INFINITY;
+    for (epoch = 1; epoch <= options->epochs && !stop; epoch++) {
+        nn_epoch_report report;
+        double loss_sum = 0.0, t0 = nn_seconds(), val_time = 0.0;
+        int correct = 0, seen = 0, step, checks = NN__MAX(1, options->checks_per_epoch), next_check = 1;
+        if (options->shuffle) nn_rng_shuffle(&rng, idx, train->count);
+        for (step = 0; step < steps_per_epoch; step++) {
+            const int first = step * options->batch_size, n = NN__MIN(options->batch_size, train->count - first);
+            const int k = nn_output_size(m);
+            float loss = 0.0f;
+            int r;
+            nn_dataset_gather(train, idx + first, n, xb, labels);
+            if (tb)
+                for (r = 0; r < n; r++)
+                    memcpy(tb + (size_t)r * train->target_size, train->targets + (size_t)idx[first + r] * train->target_size,
+                           (size_t)train->target_size * sizeof(float));
+            st = nn_train_step(m, opt, xb, train->labels ? labels : NULL, tb, n, &loss);
+            if (st != NN_OK) goto done;
+            res.steps++;
+            loss_sum += (double)loss * n;
+            seen += n;
+            if (train->labels)
+                for (r = 0; r < n; r++) correct += nn__argmax(nn_output(m) + (size_t)r * k, k) == labels[r];
+            if (show && (step % NN__MAX(1, steps_per_epoch / 100) == 0 || step + 1 == steps_per_epoch))
+                nn__progress(epoch, options->epochs, step + 1, steps_per_epoch, loss_sum / seen);
+            if (options->validation && step + 1 == (int)((long long)next_check * steps_per_epoch / checks)) {
+                double tv = nn_seconds();
+                next_check++;
+                st = nn_evaluate(m, options->validation, &val);
+                if (st != NN_OK) goto done;
+                val_time += nn_seconds() - tv;
+                if (val.loss < best) {
+                    best = val.loss;
+                    since_best = 0;
+                } else if (options->patience > 0 && ++since_best >= options->patience) {
+                    stop = 1;
+                    res.stopped_early = 1;
+                    break;
+                }
+            }
+        }
+        if (show) fprintf(stderr, "\r%70s\r", "");
+        memset(&report, 0, sizeof report);
+        report.epoch = epoch;
+        report.steps = res.steps;
+        report.train_loss = seen ? loss_sum / seen : 0.0;
+        report.train_accuracy = seen ? 100.0 * correct / seen : 0.0;
+        report.val_loss = options->validation ? val.loss : 0.0;
+        report.val_accuracy = options->validation ? val.accuracy : 0.0;
+        report.seconds = nn_seconds() - t0 - val_time;
+        res.epochs = epoch;
+        if (options->on_epoch && options->on_epoch(&report, options->user)) stop = 1;
+    }
+    res.best_val_loss = best;
+done:
+    res.seconds = nn_seconds() - t_start;
+    if (result) *result = res;
+    NN_FREE(idx);
+    NN_FREE(labels);
+    nn__free(xb);
+    nn__free(tb);
+    return st;
+}
+
+/* ======================================================================================
+   Model files
+   ====================================================================================== */
+#define NN__FILE_MAGIC "NNHMODEL"
+#define NN__FILE_VERSION 1u
+#define NN__FILE_HEADER 40
+
+static uint32_t nn__crc32(const unsigned char *data, size_t n)
+{
+    uint32_t table[256], crc = 0xFFFFFFFFu;
+    uint32_t i;
+    size_t k;
+    for (i = 0; i < 256; i++) {
+        uint32_t c = i;
+        int b;
+        for (b = 0; b < 8; b++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    for (k = 0; k < n; k++) crc = table[(crc ^ data[k]) & 0xFF] ^ (crc >> 8);
+    return crc ^ 0xFFFFFFFFu;
+}
+
+static void nn__put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+static void nn__put_u64(unsigned char *p, uint64_t v)
+{
+    nn__put_u32(p, (uint32_t)v);
+    nn__put_u32(p + 4, (uint32_t)(v >> 32));
+}
+static uint32_t nn__get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint64_t nn__get_u64(const unsigned char *p) { return (uint64_t)nn__get_u32(p) | ((uint64_t)nn__get_u32(p + 4) << 32); }
+
+/* FNV-1a over what makes two models' parameter layouts interchangeable. */
+static uint64_t nn__fingerprint(const nn_model *m)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    int i, k;
+    for (i = 0; i <= m->output->index; i++) {
+        const nn_node *n = m->nodes[i];
+        int fields[12];
+        if (!n->live) continue;
+        fields[0] = (int)n->op; fields[1] = n->c; fields[2] = n->h; fields[3] = n->w;
+        fields[4] = n->units; fields[5] = n->kernel; fields[6] = n->stride; fields[7] = n->pad;
+        fields[8] = n->has_bias; fields[9] = (int)n->activation;
+        fields[10] = n->in[0] ? n->in[0]->index : -1; fields[11] = n->in[1] ? n->in[1]->index : -1;
+        for (k = 0; k < 12; k++) {
+            uint32_t v = (uint32_t)fields[k];
+            int b;
+            for (b = 0; b < 4; b++) {
+                h ^= (v >> (8 * b)) & 0xFF;
+                h *= 0x100000001b3ull;
+            }
+        }
+    }
+    return h;
+}
+
+static void nn__put_floats(unsigned char *p, const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, 4);
+        nn__put_u32(p + 4 * i, bits);
+    }
+}
+static void nn__get_floats(const unsigned char *p, float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        uint32_t bits = nn__get_u32(p + 4 * i);
+        memcpy(x + i, &bits, 4);
+    }
+}
+
+NNDEF nn_status nn_save(const nn_model *m, const char *path)
+{
+    size_t total, written;
+    unsigned char *buf;
+    char *tmp;
+    FILE *f;
+    int ok;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_save: compile the model first");
+    if (!path || !*path) return nn__fail(NN_ERROR_ARGUMENT, "nn_save: empty file name");
+    total = NN__FILE_HEADER + 4 * (m->param_count + m->state_count) + 4;
+    buf = (unsigned char *)NN_MALLOC(total);
+    tmp = (char *)NN_MALLOC(strlen(path) + 5);
+    if (!buf || !tmp) {
+        NN_FREE(buf);
+        NN_FREE(tmp);
+        return nn__fail(NN_ERROR_MEMORY, "nn_save: no memory for %zu bytes", total);
+    }
+    memcpy(buf, NN__FILE_MAGIC, 8);
+    nn__put_u32(buf + 8, NN__FILE_VERSION);
+    nn__put_u32(buf + 12, 0);
+    nn__put_u64(buf + 16, nn__fingerprint(m));
+    nn__put_u64(buf + 24, m->param_count);
+    nn__put_u64(buf + 32, m->state_count);
+    nn__put_floats(buf + NN__FILE_HEADER, m->params, m->param_count);
+    nn__put_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);
+    nn__put_u32(buf + total - 4, nn__crc32(buf, total - 4));
+    sprintf(tmp, "%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f) {
+        NN_FREE(buf);
+        NN_FREE(tmp);
+        return nn__fail(NN_ERROR_IO, "nn_save: cannot create %s.tmp", path);
+    }
+    written = fwrite(buf, 1, total, f);
+    ok = written == total && fflush(f) == 0;
+    ok = (fclose(f) == 0) && ok;
+    NN_FREE(buf);
+    if (!ok) {
+        remove(tmp);
+        NN_FREE(tmp);
+        return nn__fail(NN_ERROR_IO, "nn_save: writing %s.tmp failed (disk full?); %s is unchanged", path, path);
+    }
+#ifdef _WIN32
+    remove(path);
+#endif
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        NN_FREE(tmp);
+        return nn__fail(NN_ERROR_IO, "nn_save: cannot rename the temporary file onto %s", path);
+    }
+    NN_FREE(tmp);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_load(nn_model *m, const char *path)
+{
+    unsigned char *buf;
+    size_t size, expect;
+    uint32_t version;
+    uint64_t params, state;
+    nn_status st;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_load: compile the model first");
+    st = nn__read_file(path, &buf, &size, (size_t)1 << 34);
+    if (st != NN_OK) return st;
+    if (size < NN__FILE_HEADER + 4 || memcmp(buf, NN__FILE_MAGIC, 8) != 0) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h model file (bad magic or shorter than a header)", path);
+        goto done;
+    }
+    version = nn__get_u32(buf + 8);
+    if (version != NN__FILE_VERSION) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: file version %u, this build reads version %u", path, (unsigned)version,
+                      NN__FILE_VERSION);
+        goto done;
+    }
+    params = nn__get_u64(buf + 24);
+    state = nn__get_u64(buf + 32);
+    expect = NN__FILE_HEADER + 4;
+    if (params > ((size_t)1 << 32) || state > ((size_t)1 << 32) || size != expect + 4 * (size_t)(params + state)) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, but its header announces %llu parameters and %llu state values "
+                      "(truncated or corrupt)", path, size, (unsigned long long)params, (unsigned long long)state);
+        goto done;
+    }
+    if (nn__get_u32(buf + size - 4) != nn__crc32(buf, size - 4)) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: checksum mismatch (the file is corrupt)", path);
+        goto done;
+    }
+    if (params != m->param_count || state != m->state_count || nn__get_u64(buf + 16) != nn__fingerprint(m)) {
+        st = nn__fail(NN_ERROR_SHAPE, "%s: saved from a different architecture (%llu parameters, this model has %zu)", path,
+                      (unsigned long long)params, m->param_count);
+        goto done;
+    }
+    nn__get_floats(buf + NN__FILE_HEADER, m->params, m->param_count);
+    nn__get_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);
+done:
+    NN_FREE(buf);
+    return st;
 }
 
 #endif /* NN__IMPLEMENTATION_DONE */
