@@ -10,7 +10,8 @@
             sign is copied back afterwards, so tanh is exactly odd.
    sigmoid  e = exp(-|x|); (x >= 0 ? 1 : e) / (1 + e): no overflow for either sign, and relative-
             accurate for negative x down to subnormal results.
-   Measured max relative error (double reference, normal results): about 2-3e-7 (bound 1e-6).
+   Measured max relative error (double reference, normal results): exp 8e-8, tanh 1.5e-7, sigmoid
+   1.7e-7, scaled tanh 2.2e-7 on every backend (bound 1e-6).
    NaN in gives NaN out. Note _mm256/_mm512_min/max_ps return the SECOND operand if either is NaN,
    so the constant always goes first to let a NaN through. */
 
@@ -54,7 +55,7 @@ static float nn__exp1_scalar(float x)
     if (x > NN__EXP_HI) x = NN__EXP_HI;
     if (x < NN__EXP_LO) x = NN__EXP_LO;
     fn = x * NN__LOG2E;
-    k = (int)(fn + (fn >= 0.0f ? 0.5f : -0.5f)); /* round; fn + 0.5 is exact for |fn| < 256 */
+    k = (int)(fn + 256.5f) - 256; /* round half up without a branch: fn + 256.5 > 0 after the clamp */
     fn = (float)k;
     r = x - fn * NN__EXP_C1;
     r = r - fn * NN__EXP_C2;
@@ -67,7 +68,9 @@ static float nn__exp1_scalar(float x)
     p = p * r + NN__EXP_P5;
     p = p * z + r;
     p = p + 1.0f;
-    k1 = k / 2; /* two factors: 2^k alone may not be a normal float, each half is */
+    /* two factors, as 2^k alone may not be a normal float; k1 = floor(k/2) without a signed
+       division or a right shift of a negative int (k >= -150) */
+    k1 = (int)((unsigned)(k + 256) >> 1) - 128;
     return p * nn__pow2i_scalar(k1) * nn__pow2i_scalar(k - k1);
 }
 
@@ -241,19 +244,19 @@ NN__TARGET_AVX2 static inline __m256 nn__sigmoid8_avx2(__m256 x)
 }
 
 /* Lanes [0, r) set, for maskload/maskstore of an r-float tail (masked-off lanes are not touched). */
-NN__TARGET_AVX2 static inline __m256i nn__tail_mask_avx2(size_t r)
+NN__TARGET_AVX2 static inline __m256i nn__tailmask8_avx2(size_t r)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-NN__TARGET_AVX2 static inline float nn__hsum_avx2(__m256 v)
+NN__TARGET_AVX2 static inline float nn__hsum8_avx2(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-NN__TARGET_AVX2 static inline float nn__hmax_avx2(__m256 v)
+NN__TARGET_AVX2 static inline float nn__hmax8_avx2(__m256 v)
 {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -266,7 +269,7 @@ NN__TARGET_AVX2 static inline float nn__hmax_avx2(__m256 v)
         size_t i_ = 0; __m256 v; \
         for (; i_ + 8 <= (n); i_ += 8) { v = _mm256_loadu_ps((in) + i_); _mm256_storeu_ps((out) + i_, (EXPR)); } \
         if (i_ < (n)) { \
-            __m256i m_ = nn__tail_mask_avx2((n) - i_); \
+            __m256i m_ = nn__tailmask8_avx2((n) - i_); \
             v = _mm256_maskload_ps((in) + i_, m_); \
             _mm256_maskstore_ps((out) + i_, m_, (EXPR)); \
         } \
@@ -279,7 +282,7 @@ NN__TARGET_AVX2 static inline float nn__hmax_avx2(__m256 v)
             _mm256_storeu_ps((out) + i_, (EXPR)); \
         } \
         if (i_ < (n)) { \
-            __m256i m_ = nn__tail_mask_avx2((n) - i_); \
+            __m256i m_ = nn__tailmask8_avx2((n) - i_); \
             v = _mm256_maskload_ps((a) + i_, m_); w = _mm256_maskload_ps((b) + i_, m_); \
             _mm256_maskstore_ps((out) + i_, m_, (EXPR)); \
         } \
@@ -358,11 +361,11 @@ NN__TARGET_AVX2 static void nn__softmax_rows_avx2(int rows, int cols, const floa
         const float *xr = x + (size_t)r * n;
         float *yr = y + (size_t)r * n;
         __m256 vm = ninf, vs = _mm256_setzero_ps(), vmx;
-        __m256i mask = nn__tail_mask_avx2(n & 7);
+        __m256i mask = nn__tailmask8_avx2(n & 7);
         float m, s;
         for (i = 0; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(xr + i));
         if (i < n) vm = _mm256_max_ps(vm, _mm256_blendv_ps(ninf, _mm256_maskload_ps(xr + i, mask), _mm256_castsi256_ps(mask)));
-        m = nn__hmax_avx2(vm);
+        m = nn__hmax8_avx2(vm);
         vmx = _mm256_set1_ps(m);
         for (i = 0; i + 8 <= n; i += 8) {
             __m256 e = nn__exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(xr + i), vmx));
@@ -375,7 +378,7 @@ NN__TARGET_AVX2 static void nn__softmax_rows_avx2(int rows, int cols, const floa
             if (!log_softmax) _mm256_maskstore_ps(yr + i, mask, e);
             vs = _mm256_add_ps(vs, e);
         }
-        s = nn__hsum_avx2(vs);
+        s = nn__hsum8_avx2(vs);
         if (log_softmax) {
             const __m256 ls = _mm256_set1_ps(logf(s));
             NN__MAP1_AVX2(n, xr, yr, _mm256_max_ps(floor_, _mm256_sub_ps(_mm256_sub_ps(v, vmx), ls)));
@@ -387,6 +390,13 @@ NN__TARGET_AVX2 static void nn__softmax_rows_avx2(int rows, int cols, const floa
 }
 
 /* ---- AVX-512 ---- */
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* g++ 12 at -O2 reports the deliberate self-initialisation inside _mm512_undefined_ps() (GCC's own
+   AVX-512 headers, used by most intrinsics) as -Wmaybe-uninitialized once inlined here. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 NN__TARGET_AVX512 static inline __m512 nn__exp16_avx512(__m512 x)
 {
@@ -408,7 +418,7 @@ NN__TARGET_AVX512 static inline __m512 nn__exp16_avx512(__m512 x)
 NN__TARGET_AVX512 static inline __m512 nn__tanh16_avx512(__m512 x)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512i sign = _mm512_castps_si512(_mm512_set1_ps(-0.0f));
     __m512 a = _mm512_abs_ps(x), s = _mm512_mul_ps(a, a), p, e, small, large;
     p = _mm512_fmadd_ps(_mm512_set1_ps(NN__TANH_T0), s, _mm512_set1_ps(NN__TANH_T1));
     p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(NN__TANH_T2));
@@ -552,6 +562,10 @@ NN__TARGET_AVX512 static void nn__softmax_rows_avx512(int rows, int cols, const 
         }
     }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #undef NN__MAP1_AVX2
 #undef NN__MAP2_AVX2
