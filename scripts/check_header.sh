@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# nn.h must build warning-free as C99 (gcc, clang), as C++ (g++, clang++), with NN_STATIC, with
+# NN_NO_SIMD, and for aarch64, with no -m flags. Prints one line per build; exits 1 on any failure.
+set -u
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+printf '#define NN_IMPLEMENTATION\n#include "nn.h"\nint main(void) { return nn_backend_name() == 0; }\n' > "$tmp/one.c"
+status=0
+check() {
+  if out=$("$@" -I. -O2 -Wall -Wextra -Wpedantic -Werror -c "$tmp/one.c" -o "$tmp/one.o" 2>&1); then
+    echo "header ok:   $*"
+  else
+    echo "header FAIL: $*"; echo "$out" | head -20; status=1
+  fi
+}
+check gcc -std=c99
+check clang -std=c99
+check g++ -x c++
+check clang++ -x c++
+check gcc -std=c99 -DNN_STATIC
+check gcc -std=c99 -DNN_NO_SIMD
+check gcc -std=c99 -fopenmp
+command -v aarch64-linux-gnu-gcc >/dev/null && check aarch64-linux-gnu-gcc -std=c99
+exit $status

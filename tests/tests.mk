@@ -1,0 +1,38 @@
+# make test: header builds, unit tests on every backend (NEON under qemu), sanitizers, examples.
+TEST_SOURCES := $(filter-out tests/nn_impl.c,$(wildcard tests/test_*.c))
+TEST_NAMES   := $(notdir $(TEST_SOURCES:.c=))
+TEST_NATIVE  := $(addprefix $(BUILD)/tests/,$(TEST_NAMES))
+TEST_ASAN    := $(addprefix $(BUILD)/tests-asan/,$(TEST_NAMES))
+TEST_ARM64   := $(addprefix $(BUILD)/tests-arm64/,$(TEST_NAMES))
+TEST_CFLAGS  := $(CSTD) -O2 $(WARN) -I. -Itests
+ASAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ARM64_CC     := aarch64-linux-gnu-gcc
+
+$(BUILD)/tests/nn_impl.o: tests/nn_impl.c nn.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(OPENMP) -c $< -o $@
+$(BUILD)/tests/%: tests/%.c $(BUILD)/tests/nn_impl.o tests/test_common.h nn.h
+	$(CC) $(TEST_CFLAGS) $(OPENMP) $< $(BUILD)/tests/nn_impl.o -lcmocka -lm -o $@
+
+$(BUILD)/tests-asan/nn_impl.o: tests/nn_impl.c nn.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) -c $< -o $@
+$(BUILD)/tests-asan/%: tests/%.c $(BUILD)/tests-asan/nn_impl.o tests/test_common.h nn.h
+	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) $< $(BUILD)/tests-asan/nn_impl.o -lcmocka -lm -o $@
+
+# aarch64: cmocka's API from the small shim in tests/cmocka_shim, linked statically for qemu.
+$(BUILD)/tests-arm64/nn_impl.o: tests/nn_impl.c nn.h
+	@mkdir -p $(@D)
+	$(ARM64_CC) $(TEST_CFLAGS) -c $< -o $@
+$(BUILD)/tests-arm64/%: tests/%.c $(BUILD)/tests-arm64/nn_impl.o tests/test_common.h nn.h
+	$(ARM64_CC) $(TEST_CFLAGS) -Itests/cmocka_shim $< $(BUILD)/tests-arm64/nn_impl.o -lm -static -o $@
+
+test-header:
+	@scripts/check_header.sh
+
+test: setup
+	@$(MAKE) --no-print-directory test-header
+	@$(MAKE) --no-print-directory -j2 $(TEST_NATIVE) $(TEST_ASAN) $(TEST_ARM64)
+	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
+
+.PHONY: test-header
