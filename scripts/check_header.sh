@@ -4,12 +4,12 @@
 set -u
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf '#define NN_IMPLEMENTATION\n#include "nn.h"\nint main(void) { return nn_backend_name() == 0; }\n' > "$tmp/one.c"
-status=0
+status=0; ok=0; bad=0
 check() {
   if out=$("$@" -I. -O2 -Wall -Wextra -Wpedantic -Werror -c "$tmp/one.c" -o "$tmp/one.o" 2>&1); then
-    echo "header ok:   $*"
+    echo "header ok:   $*"; ok=$((ok + 1))
   else
-    echo "header FAIL: $*"; echo "$out" | head -20; status=1
+    echo "header FAIL: $*"; echo "$out" | head -20; status=1; bad=$((bad + 1))
   fi
 }
 check gcc -std=c99
@@ -20,4 +20,5 @@ check gcc -std=c99 -DNN_STATIC
 check gcc -std=c99 -DNN_NO_SIMD
 check gcc -std=c99 -fopenmp
 command -v aarch64-linux-gnu-gcc >/dev/null && check aarch64-linux-gnu-gcc -std=c99
+if [ -n "${1:-}" ]; then mkdir -p "$1/extra-checks"; echo "header-builds $ok $bad" > "$1/extra-checks/header.summary"; fi
 exit $status

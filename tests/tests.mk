@@ -28,11 +28,16 @@ $(BUILD)/tests-arm64/%: tests/%.c $(BUILD)/tests-arm64/nn_impl.o tests/test_comm
 	$(ARM64_CC) $(TEST_CFLAGS) -Itests/cmocka_shim $< $(BUILD)/tests-arm64/nn_impl.o -lm -static -o $@
 
 test-header:
-	@scripts/check_header.sh
+	@scripts/check_header.sh $(BUILD)
 
 test: setup
-	@$(MAKE) --no-print-directory test-header
+	@$(SETUP) data
+	@rm -rf $(BUILD)/extra-checks
+	@mkdir -p $(BUILD)/extra-checks
+	-@$(MAKE) --no-print-directory test-header
 	@$(MAKE) --no-print-directory -j2 $(TEST_NATIVE) $(TEST_ASAN) $(TEST_ARM64)
+	@scripts/fetch_mnist.sh $(DATA)
+	-@$(MAKE) --no-print-directory test-examples
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
 .PHONY: test-header

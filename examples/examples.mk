@@ -1,0 +1,31 @@
+# Examples: one program per experiment (see docs/experiments.md), plus the demo.
+EXAMPLE_SOURCES := $(wildcard examples/*.c)
+EXAMPLE_NAMES   := $(notdir $(EXAMPLE_SOURCES:.c=))
+EXAMPLES        := $(addprefix $(BUILD)/examples/,$(EXAMPLE_NAMES))
+EX_CFLAGS       := $(CSTD) -O2 $(WARN) $(OPENMP) -I. -Iexamples
+
+$(BUILD)/examples/%: examples/%.c examples/common.h nn.h
+	@mkdir -p $(@D)
+	$(CC) $(EX_CFLAGS) $< -o $@ -lm
+
+examples: $(EXAMPLES)
+
+demo:
+	@$(SETUP) build
+	@scripts/fetch_mnist.sh $(DATA)
+	@$(MAKE) --no-print-directory $(BUILD)/examples/demo
+	@$(BUILD)/examples/demo --data $(DATA)
+
+# Every example at the reports' settings, one after another (long: see README).
+experiments: examples data
+	@scripts/run_experiments.sh $(BUILD)/examples
+
+plots:
+	@$(SETUP) plots
+	@scripts/plot.sh
+
+# make test: every example with --quick, checked by tests/examples/<name>.sh
+test-examples: examples data
+	@scripts/test_examples.sh $(BUILD)
+
+.PHONY: demo experiments plots test-examples
