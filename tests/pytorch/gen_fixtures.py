@@ -159,9 +159,11 @@ def set_state(model, state):
 
 def load(model, params, state, dtype):
     model = model.to(dtype)
-    torch.nn.utils.vector_to_parameters(params.to(dtype), model.parameters())
+    # clone: vector_to_parameters makes the parameters views of the vector it is given, and
+    # an optimiser would then update the caller's copy in place
+    torch.nn.utils.vector_to_parameters(params.to(dtype).clone(), model.parameters())
     if state is not None:
-        set_state(model, state.to(dtype))
+        set_state(model, state.to(dtype).clone())
     return model
 
 
@@ -333,7 +335,7 @@ Reference computed in float64 from the float32 values below, then rounded to flo
     g = gen(1000)
     xa = normal(g, (4, 6))
     ya = torch.tensor([0, 2, 1, 2])
-    params_a, _ = case(h, "mlp_relu_ce", mlp_a, xa, ya, ce, 13,
+    params_a, ref_a = case(h, "mlp_relu_ce", mlp_a, xa, ya, ce, 13,
                        "Linear(6,5)-ReLU-Linear(5,4)-ReLU-Linear(4,3), CrossEntropyLoss,\n"
                        "batch 4, input 6x1x1.")
 
@@ -470,6 +472,9 @@ Reference computed in float64 from the float32 values below, then rounded to flo
                 traj.append(flat_params(model))
             res[dtype] = (torch.stack(traj), torch.stack(losses), first_grad)
         traj, losses, first_grad = res[torch.float64]
+        # every trajectory starts from case a: same first loss (guards against shared storage)
+        first = losses[0] / (xa.shape[0] if reduction == "sum" else 1)
+        assert abs(first.item() - ref_a["loss"].item()) < 1e-12, name
         lt, ll, lg = res[torch.float32]
         REPORT.append(("opt_" + name, "traj", ((traj - lt.double()).abs() / (ATOL + RTOL * traj.abs())).max().item()))
         p = "torch_opt_" + name
