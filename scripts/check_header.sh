@@ -20,5 +20,12 @@ check gcc -std=c99 -DNN_STATIC
 check gcc -std=c99 -DNN_NO_SIMD
 check gcc -std=c99 -fopenmp
 command -v aarch64-linux-gnu-gcc >/dev/null && check aarch64-linux-gnu-gcc -std=c99
+# the README's program must stay a program that builds
+awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md > "$tmp/readme.c"
+if out=$(gcc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -fopenmp -I. "$tmp/readme.c" -o "$tmp/readme" -lm 2>&1); then
+  echo "header ok:   README example builds"; ok=$((ok + 1))
+else
+  echo "header FAIL: README example"; echo "$out" | head -20; status=1; bad=$((bad + 1))
+fi
 if [ -n "${1:-}" ]; then mkdir -p "$1/extra-checks"; echo "header-builds $ok $bad" > "$1/extra-checks/header.summary"; fi
 exit $status
