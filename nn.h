@@ -104,25 +104,25 @@ typedef enum nn_status {
 
 /* The message of the most recent failure on this thread ("" if none). */
 NNDEF const char *nn_last_error(void);
-NNDEF const char *nn_status_name(nn_status status);
+NNDEF const char *nn_status_name(nn_status status); /* a short fixed name for a status */
 
 /* ======================================================================================
    2. Platform: backends, threads, time, random numbers
    ====================================================================================== */
 /* "scalar", "avx2", "avx512", "neon", or "best". An unsupported name keeps the current one. */
 NNDEF nn_status nn_set_backend(const char *name);
-NNDEF const char *nn_backend_name(void);
-NNDEF int nn_backend_supported(const char *name);
+NNDEF const char *nn_backend_name(void); /* the backend that runs now: scalar, avx2, avx512 or neon */
+NNDEF int nn_backend_supported(const char *name); /* 1 if this CPU (and OS) can run the named backend */
 /* Threads for the kernels when built with -fopenmp (1 otherwise). 0 means all cores. */
 NNDEF nn_status nn_set_threads(int threads);
-NNDEF int nn_threads(void);
+NNDEF int nn_threads(void); /* the thread count the kernels use */
 /* Monotonic wall-clock seconds. */
 NNDEF double nn_seconds(void);
 
 /* A small, fast PRNG (splitmix64), identical on every platform. */
 typedef struct nn_rng { uint64_t state; } nn_rng;
-NNDEF nn_rng nn_rng_new(uint64_t seed);
-NNDEF uint32_t nn_rng_u32(nn_rng *rng);
+NNDEF nn_rng nn_rng_new(uint64_t seed); /* a generator seeded with seed */
+NNDEF uint32_t nn_rng_u32(nn_rng *rng); /* 32 uniformly random bits */
 NNDEF uint32_t nn_rng_below(nn_rng *rng, uint32_t bound); /* uniform in [0, bound), bound > 0 */
 NNDEF float nn_rng_uniform(nn_rng *rng);                  /* uniform in [0, 1) */
 NNDEF float nn_rng_normal(nn_rng *rng);                   /* standard normal */
@@ -134,12 +134,14 @@ NNDEF void nn_rng_shuffle(nn_rng *rng, int *values, int count); /* Fisher-Yates 
 typedef enum nn_transpose { NN_NO_TRANSPOSE = 0, NN_TRANSPOSE = 1 } nn_transpose;
 
 /* C = alpha*op(A)*op(B) + beta*C, row-major. op(A) is m x k, op(B) is k x n.
-   workspace: nn_sgemm_workspace_size() floats, 64-byte aligned, or NULL to let the call
-   allocate (and free) its own. When beta == 0, C is not read (it may hold NaNs). */
+   When beta == 0, C is not read (it may hold NaNs).
+   workspace: packing memory of workspace_floats floats (64-byte aligned is best), or NULL to let
+   the call allocate its own. nn_sgemm_workspace_size() is enough for nn_threads() threads; a
+   smaller workspace runs on as many threads as it has room for (at least one slice is needed). */
 NNDEF size_t nn_sgemm_workspace_size(void);
 NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
-                         float *c, int ldc, float *workspace);
+                         float *c, int ldc, float *workspace, size_t workspace_floats); /* see above: C = alpha*op(A)*op(B) + beta*C */
 
 /* 2-D convolution, NCHW input, weights [out_channels][in_channels][kernel_h][kernel_w]. */
 typedef struct nn_conv2d_shape {
@@ -149,17 +151,21 @@ typedef struct nn_conv2d_shape {
 } nn_conv2d_shape;
 /* Checks the shape; fills the output size. */
 NNDEF nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_height, int *out_width);
-NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape); /* floats */
-/* y = conv(x, w) + bias (bias may be NULL). workspace may be NULL (allocated per call). */
+/* Floats of workspace for nn_threads() threads (0 for an invalid shape). Each pass takes a
+   workspace and its size in floats, or NULL and 0 to allocate one per call; like nn_sgemm, a
+   smaller workspace runs on fewer threads. */
+NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape);
+/* y = conv(x, w) + bias (bias may be NULL). */
 NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *shape, const float *x, const float *w,
-                                  const float *bias, float *y, float *workspace);
+                                  const float *bias, float *y, float *workspace, size_t workspace_floats);
 /* dx = gradient with respect to x (overwritten). */
 NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *shape, const float *dy,
-                                        const float *w, float *dx, float *workspace);
+                                        const float *w, float *dx, float *workspace, size_t workspace_floats);
 /* dw (and dbias if not NULL) = gradients with respect to the weights, summed over the batch
    (overwritten). */
 NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *shape, const float *x,
-                                          const float *dy, float *dw, float *dbias, float *workspace);
+                                          const float *dy, float *dw, float *dbias, float *workspace,
+                                          size_t workspace_floats);
 
 /* Pooling windows over NCHW tensors; padded cells never win a max and count as zeros in an
    average (PyTorch's count_include_pad=True). */
@@ -167,15 +173,15 @@ typedef struct nn_pool2d_shape {
     int batch, channels, in_height, in_width;
     int kernel_height, kernel_width, stride_height, stride_width, pad_height, pad_width;
 } nn_pool2d_shape;
-NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width);
+NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width); /* checks the shape; fills the output size */
 /* argmax (may be NULL) records the input index of each output's maximum, for the backward. */
 NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
-NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx);
-NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y);
-NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx);
+NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum (dx overwritten) */
+NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
+NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
 /* x [batch][channels][spatial] -> y [batch][channels] */
 NNDEF void nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
-NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx);
+NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
 
 typedef enum nn_activation {
     NN_ACTIVATION_IDENTITY = 0,
@@ -192,14 +198,14 @@ NNDEF void nn_activation_backward(nn_activation kind, float parameter, size_t co
                                   const float *y, const float *dy, float *dx);
 /* Vectorised exp and tanh (max relative error 1e-6 over the normal range; NaN in, NaN out). */
 NNDEF void nn_vec_exp(size_t count, const float *x, float *y);
-NNDEF void nn_vec_tanh(size_t count, const float *x, float *y);
+NNDEF void nn_vec_tanh(size_t count, const float *x, float *y); /* y = tanh(x), vectorised */
 
 /* Row-wise softmax and log-softmax of x [rows][cols]; y may alias x. */
 NNDEF void nn_softmax_forward(int rows, int cols, const float *x, float *y);
-NNDEF void nn_log_softmax_forward(int rows, int cols, const float *x, float *y);
+NNDEF void nn_log_softmax_forward(int rows, int cols, const float *x, float *y); /* row-wise log-softmax */
 /* dx from y (the forward's output) and dy. */
 NNDEF void nn_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx);
-NNDEF void nn_log_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx);
+NNDEF void nn_log_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx); /* dx from log-softmax's output y and dy */
 /* Mean cross-entropy of softmax(logits) against integer labels, stable for any finite logits.
    If dlogits is not NULL it receives grad_scale * (softmax - onehot) per row.
    Labels outside [0, cols) make the result NaN. */
@@ -210,9 +216,9 @@ NNDEF float nn_softmax_cross_entropy(int rows, int cols, const float *logits, co
 NNDEF void nn_axpy(size_t count, float alpha, const float *x, float *y);  /* y += alpha*x */
 NNDEF void nn_scale(size_t count, float alpha, float *x);                  /* x *= alpha */
 NNDEF void nn_add(size_t count, const float *x, const float *y, float *z); /* z = x + y */
-NNDEF float nn_dot(size_t count, const float *x, const float *y);
-NNDEF float nn_sum(size_t count, const float *x);
-NNDEF float nn_sum_squares(size_t count, const float *x);
+NNDEF float nn_dot(size_t count, const float *x, const float *y); /* sum of x[i]*y[i] */
+NNDEF float nn_sum(size_t count, const float *x); /* sum of x */
+NNDEF float nn_sum_squares(size_t count, const float *x); /* sum of x[i]^2 */
 /* x[r][i][s] += bias[i] for r < rows, i < channels, s < spatial (linear: spatial = 1). */
 NNDEF void nn_bias_add(int rows, int channels, int spatial, const float *bias, float *x);
 /* dbias[i] = sum over r, s of dy[r][i][s] (overwritten). */
@@ -237,31 +243,31 @@ typedef enum nn_loss {
 
 /* A new, empty model; seed drives initialisation and dropout. NULL when out of memory. */
 NNDEF nn_model *nn_model_new(uint64_t seed);
-NNDEF void nn_model_free(nn_model *model);
+NNDEF void nn_model_free(nn_model *model); /* frees the model, its nodes and buffers (NULL is fine) */
 
 /* Node builders. They return NULL on a bad argument (and the model remembers the error, so
    nn_compile fails with that message: builders can be chained without checks). */
 NNDEF nn_node *nn_input(nn_model *model, int channels, int height, int width);
-NNDEF nn_node *nn_linear(nn_model *model, nn_node *x, int out_features, int bias);
+NNDEF nn_node *nn_linear(nn_model *model, nn_node *x, int out_features, int bias); /* fully connected: out_features outputs, bias NN_BIAS or NN_NO_BIAS; flattens its input */
 NNDEF nn_node *nn_conv2d(nn_model *model, nn_node *x, int out_channels, int kernel, int stride,
-                         int padding, int bias);
-NNDEF nn_node *nn_maxpool2d(nn_model *model, nn_node *x, int kernel, int stride);
-NNDEF nn_node *nn_avgpool2d(nn_model *model, nn_node *x, int kernel, int stride);
-NNDEF nn_node *nn_global_avgpool(nn_model *model, nn_node *x);
+                         int padding, int bias); /* square kernel, stride and zero padding; weights [out][in][k][k] */
+NNDEF nn_node *nn_maxpool2d(nn_model *model, nn_node *x, int kernel, int stride); /* square window; stride 0 means stride = kernel */
+NNDEF nn_node *nn_avgpool2d(nn_model *model, nn_node *x, int kernel, int stride); /* square window; stride 0 means stride = kernel */
+NNDEF nn_node *nn_global_avgpool(nn_model *model, nn_node *x); /* mean over each channel: C x H x W -> C x 1 x 1 */
 /* Batch normalisation over the channel axis (1-D for vectors, 2-D for images): PyTorch's
    BatchNorm1d/2d with momentum 0.1, eps 1e-5, affine weight 1 and bias 0. */
 NNDEF nn_node *nn_batchnorm(nn_model *model, nn_node *x);
-NNDEF nn_node *nn_dropout(nn_model *model, nn_node *x, float drop_probability);
-NNDEF nn_node *nn_flatten(nn_model *model, nn_node *x);
+NNDEF nn_node *nn_dropout(nn_model *model, nn_node *x, float drop_probability); /* zeroes each value with probability p in NN_TRAIN mode, scales the rest by 1/(1-p) */
+NNDEF nn_node *nn_flatten(nn_model *model, nn_node *x); /* C x H x W -> (C*H*W) x 1 x 1 */
 NNDEF nn_node *nn_add_nodes(nn_model *model, nn_node *a, nn_node *b); /* residual sum */
-NNDEF nn_node *nn_activation_node(nn_model *model, nn_node *x, nn_activation kind, float parameter);
-NNDEF nn_node *nn_relu(nn_model *model, nn_node *x);
-NNDEF nn_node *nn_leaky_relu(nn_model *model, nn_node *x, float negative_slope);
-NNDEF nn_node *nn_sigmoid(nn_model *model, nn_node *x);
-NNDEF nn_node *nn_tanh(nn_model *model, nn_node *x);
-NNDEF nn_node *nn_scaled_tanh(nn_model *model, nn_node *x);
-NNDEF nn_node *nn_softmax(nn_model *model, nn_node *x);
-NNDEF nn_node *nn_log_softmax(nn_model *model, nn_node *x);
+NNDEF nn_node *nn_activation_node(nn_model *model, nn_node *x, nn_activation kind, float parameter); /* any activation kind with its parameter */
+NNDEF nn_node *nn_relu(nn_model *model, nn_node *x); /* max(x, 0) */
+NNDEF nn_node *nn_leaky_relu(nn_model *model, nn_node *x, float negative_slope); /* x > 0 ? x : slope*x */
+NNDEF nn_node *nn_sigmoid(nn_model *model, nn_node *x); /* 1 / (1 + e^-x) */
+NNDEF nn_node *nn_tanh(nn_model *model, nn_node *x); /* tanh(x) */
+NNDEF nn_node *nn_scaled_tanh(nn_model *model, nn_node *x); /* 1.7159 * tanh(2x/3) */
+NNDEF nn_node *nn_softmax(nn_model *model, nn_node *x); /* softmax over each sample's values */
+NNDEF nn_node *nn_log_softmax(nn_model *model, nn_node *x); /* log-softmax over each sample's values (pair with NN_LOSS_NLL) */
 
 /* Plans every buffer for batches of up to max_batch samples, allocates the parameters and
    initialises them with PyTorch's defaults. Smaller batches run without re-planning. */
@@ -269,22 +275,22 @@ NNDEF nn_status nn_compile(nn_model *model, nn_node *output, nn_loss loss, int m
 
 /* Shapes and counts. */
 NNDEF int nn_node_size(const nn_node *node); /* features per sample: channels*height*width */
-NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width);
-NNDEF int nn_input_size(const nn_model *model);
-NNDEF int nn_output_size(const nn_model *model);
+NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width); /* a node's per-sample output shape */
+NNDEF int nn_input_size(const nn_model *model); /* values per input sample */
+NNDEF int nn_output_size(const nn_model *model); /* values per output sample */
 
 /* All trainable parameters live in one flat buffer, their gradients in another of the same
    layout; batch-norm running statistics in a third ("state", saved with the model). */
 NNDEF size_t nn_param_count(const nn_model *model);
 NNDEF size_t nn_weight_count(const nn_model *model); /* parameters that are not biases */
-NNDEF float *nn_params(nn_model *model);
-NNDEF float *nn_grads(nn_model *model);
-NNDEF size_t nn_state_count(const nn_model *model);
-NNDEF float *nn_state(nn_model *model);
+NNDEF float *nn_params(nn_model *model); /* the flat parameter vector (nn_param_count floats) */
+NNDEF float *nn_grads(nn_model *model); /* the flat gradient vector, same layout as nn_params */
+NNDEF size_t nn_state_count(const nn_model *model); /* batch-norm running statistics (mean then variance per layer) */
+NNDEF float *nn_state(nn_model *model); /* the flat state vector */
 /* A layer's weight and bias slices of the flat buffers (count 0 and NULL when absent). */
 NNDEF float *nn_node_weights(nn_model *model, nn_node *layer, size_t *count);
-NNDEF float *nn_node_bias(nn_model *model, nn_node *layer, size_t *count);
-NNDEF float *nn_node_weight_grads(nn_model *model, nn_node *layer, size_t *count);
+NNDEF float *nn_node_bias(nn_model *model, nn_node *layer, size_t *count); /* a layer's bias slice of nn_params */
+NNDEF float *nn_node_weight_grads(nn_model *model, nn_node *layer, size_t *count); /* a layer's weight slice of nn_grads */
 /* The index-th layer that has parameters (linear, conv2d, batchnorm), in build order, or NULL. */
 NNDEF nn_node *nn_layer(nn_model *model, int index);
 
@@ -326,13 +332,13 @@ typedef struct nn_optimizer {
 /* PyTorch's defaults: SGD dampening 0, no Nesterov; Adam betas (0.9, 0.999), eps 1e-8; AdamW
    the same with decoupled decay; RMSProp alpha 0.99, eps 1e-8, momentum 0. Fields may be set. */
 NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_decay);
-NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay);
-NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay);
-NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay);
+NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay); /* Adam with L2 weight decay added to the gradient */
+NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay); /* Adam with decoupled weight decay (p *= 1 - lr*wd) */
+NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay); /* RMSProp; set .momentum for the momentum variant */
 NNDEF nn_status nn_optimizer_bind(nn_optimizer *opt, nn_model *model); /* allocates the state */
-NNDEF nn_status nn_optimizer_step(nn_optimizer *opt, nn_model *model);
+NNDEF nn_status nn_optimizer_step(nn_optimizer *opt, nn_model *model); /* one update of the model's parameters from nn_grads */
 NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count */
-NNDEF void nn_optimizer_free(nn_optimizer *opt);
+NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimizer can be bound again) */
 
 /* forward (train mode) + backward + optimizer step. loss may be NULL. */
 NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
@@ -353,7 +359,7 @@ typedef enum nn_init {
 /* Re-initialise one layer's weights or biases (layer NULL: every layer that has them) from
    the model's random stream. */
 NNDEF nn_status nn_init_weights(nn_model *model, nn_node *layer, nn_init init, float a, float b);
-NNDEF nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, float a, float b);
+NNDEF nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, float a, float b); /* same as nn_init_weights, for biases */
 
 /* ======================================================================================
    6. Data, metrics, training loop, model files
@@ -372,13 +378,13 @@ typedef struct nn_dataset {
    their raw values 0..255; scale or normalise afterwards. Every header field is checked
    against the others and against the file size. */
 NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out);
-NNDEF void nn_dataset_free(nn_dataset *ds);
-NNDEF int nn_dataset_sample_size(const nn_dataset *ds);
+NNDEF void nn_dataset_free(nn_dataset *ds); /* frees the arrays and zeroes the struct */
+NNDEF int nn_dataset_sample_size(const nn_dataset *ds); /* channels * height * width */
 /* Mean and standard deviation (population) of every value, computed in double. */
 NNDEF void nn_dataset_stats(const nn_dataset *ds, double *mean, double *std);
 /* x = (x - mean) / std for every value. */
 NNDEF void nn_dataset_normalize(nn_dataset *ds, double mean, double std);
-NNDEF void nn_dataset_scale(nn_dataset *ds, double factor);
+NNDEF void nn_dataset_scale(nn_dataset *ds, double factor); /* x *= factor for every value */
 /* A copy of samples [first, first+count). */
 NNDEF nn_status nn_dataset_slice(const nn_dataset *ds, int first, int count, nn_dataset *out);
 /* Shuffles the labels among the samples (the random-labels experiment). */
@@ -420,15 +426,15 @@ typedef struct nn_fit_result {
     double best_val_loss;
     double seconds;
 } nn_fit_result;
-NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size);
+NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options with epochs and batch size set; shuffle on, seed 1, one validation per epoch, no early stopping, progress bar when stderr is a terminal */
 NNDEF nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
-                       const nn_fit_options *options, nn_fit_result *result);
+                       const nn_fit_options *options, nn_fit_result *result); /* trains for options->epochs, with optional validation and early stopping; result may be NULL */
 
 /* Model files: magic, version, architecture fingerprint, counts and CRC-32, little-endian.
    nn_save writes a temporary file and renames it over path; nn_load checks everything before
    it changes the model and leaves it untouched on any error. */
-NNDEF nn_status nn_save(const nn_model *model, const char *path);
-NNDEF nn_status nn_load(nn_model *model, const char *path);
+NNDEF nn_status nn_save(const nn_model *model, const char *path); /* see above */
+NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
 
 #ifdef __cplusplus
 }
@@ -679,6 +685,7 @@ NNDEF int nn_threads(void)
    Kernel tables: one per instruction set. Only the GEMM micro-kernel and the element-wise
    work are per-ISA; blocking, packing, convolution and pooling are shared code on top.
    ====================================================================================== */
+struct nn__update;
 typedef struct nn__kernels {
     const char *name;
     int mr, nr; /* GEMM micro-tile: mr rows by nr columns of C */
@@ -696,6 +703,9 @@ typedef struct nn__kernels {
     float (*dot)(size_t n, const float *x, const float *y);
     float (*sum)(size_t n, const float *x);
     float (*sum_squares)(size_t n, const float *x);
+    void (*sgd)(size_t n, float *p, const float *g, float *buf, const struct nn__update *u);
+    void (*adam)(size_t n, float *p, const float *g, float *m, float *v, const struct nn__update *u);
+    void (*rmsprop)(size_t n, float *p, const float *g, float *sq, float *buf, const struct nn__update *u);
 } nn__kernels;
 
 /* Cache blocking shared by every backend (multiples of every mr and nr). The packed B panel
@@ -1818,28 +1828,157 @@ static void nn__softmax_rows_neon(int rows, int cols, const float *x, float *y, 
 #undef NN__NEG_FLT_MAX
 /* ---------------- end of math kernels ---------------- */
 
+/* ---------------------------------- optimiser updates ----------------------------- */
+/* Hyper-parameters of one update, folded so the per-element work is the same on every ISA. */
+typedef struct nn__update {
+    float lr, weight_decay, momentum, dampening_keep; /* dampening_keep = 1 - dampening */
+    float beta1, beta2, epsilon, alpha;
+    float step_size, bc2_sqrt;                         /* Adam: lr / (1 - beta1^t), sqrt(1 - beta2^t) */
+    float decay;                                       /* AdamW: 1 - lr*wd, else 1 */
+    int nesterov, first_step;
+} nn__update;
+
+/* PyTorch's rules: SGD (momentum buffer = gradient on the first step), Adam/AdamW with bias
+   correction, RMSProp; weight_decay is the L2 term added to the gradient (0 for AdamW). */
+static void nn__sgd_scalar(size_t n, float *p, const float *g, float *buf, const nn__update *u)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float d = g[i] + u->weight_decay * p[i];
+        if (u->momentum != 0.0f) {
+            buf[i] = u->first_step ? d : u->momentum * buf[i] + u->dampening_keep * d;
+            d = u->nesterov ? d + u->momentum * buf[i] : buf[i];
+        }
+        p[i] -= u->lr * d;
+    }
+}
+static void nn__adam_scalar(size_t n, float *p, const float *g, float *m, float *v, const nn__update *u)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float d = g[i] + u->weight_decay * p[i];
+        p[i] *= u->decay;
+        m[i] = u->beta1 * m[i] + (1.0f - u->beta1) * d;
+        v[i] = u->beta2 * v[i] + (1.0f - u->beta2) * d * d;
+        p[i] -= u->step_size * m[i] / (sqrtf(v[i]) / u->bc2_sqrt + u->epsilon);
+    }
+}
+static void nn__rmsprop_scalar(size_t n, float *p, const float *g, float *sq, float *buf, const nn__update *u)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float d = g[i] + u->weight_decay * p[i], avg;
+        sq[i] = u->alpha * sq[i] + (1.0f - u->alpha) * d * d;
+        avg = sqrtf(sq[i]) + u->epsilon;
+        if (u->momentum > 0.0f) {
+            buf[i] = u->momentum * buf[i] + d / avg;
+            p[i] -= u->lr * buf[i];
+        } else {
+            p[i] -= u->lr * d / avg;
+        }
+    }
+}
+
+#if NN__X86
+/* One template, two widths: the vector bodies of the three updates; tails go to the scalar code. */
+#define NN__OPTIMIZER_KERNELS(ISA, TARGET, VEC, WIDTH, LOAD, STORE, SET1, ADD, SUB, MUL, DIV, SQRT)               \
+    TARGET static void nn__sgd_##ISA(size_t n, float *p, const float *g, float *buf, const nn__update *u)          \
+    {                                                                                                              \
+        const VEC lr = SET1(u->lr), wd = SET1(u->weight_decay), mu = SET1(u->momentum), keep = SET1(u->dampening_keep); \
+        size_t i = 0;                                                                                              \
+        for (; i + WIDTH <= n; i += WIDTH) {                                                                       \
+            VEC pv = LOAD(p + i), d = ADD(LOAD(g + i), MUL(wd, pv));                                               \
+            if (u->momentum != 0.0f) {                                                                             \
+                VEC b = u->first_step ? d : ADD(MUL(mu, LOAD(buf + i)), MUL(keep, d));                             \
+                STORE(buf + i, b);                                                                                 \
+                d = u->nesterov ? ADD(d, MUL(mu, b)) : b;                                                          \
+            }                                                                                                      \
+            STORE(p + i, SUB(pv, MUL(lr, d)));                                                                     \
+        }                                                                                                          \
+        nn__sgd_scalar(n - i, p + i, g + i, buf + i, u);                                                           \
+    }                                                                                                              \
+    TARGET static void nn__adam_##ISA(size_t n, float *p, const float *g, float *m, float *v, const nn__update *u)  \
+    {                                                                                                              \
+        const VEC wd = SET1(u->weight_decay), decay = SET1(u->decay), b1 = SET1(u->beta1), b2 = SET1(u->beta2);    \
+        const VEC c1 = SET1(1.0f - u->beta1), c2 = SET1(1.0f - u->beta2), step = SET1(u->step_size);               \
+        const VEC bc2 = SET1(u->bc2_sqrt), eps = SET1(u->epsilon);                                                 \
+        size_t i = 0;                                                                                              \
+        for (; i + WIDTH <= n; i += WIDTH) {                                                                       \
+            VEC pv = LOAD(p + i), d = ADD(LOAD(g + i), MUL(wd, pv));                                               \
+            VEC mv = ADD(MUL(b1, LOAD(m + i)), MUL(c1, d));                                                        \
+            VEC vv = ADD(MUL(b2, LOAD(v + i)), MUL(MUL(c2, d), d));                                                \
+            STORE(m + i, mv);                                                                                      \
+            STORE(v + i, vv);                                                                                      \
+            pv = MUL(pv, decay);                                                                                   \
+            STORE(p + i, SUB(pv, DIV(MUL(step, mv), ADD(DIV(SQRT(vv), bc2), eps))));                               \
+        }                                                                                                          \
+        nn__adam_scalar(n - i, p + i, g + i, m + i, v + i, u);                                                     \
+    }                                                                                                              \
+    TARGET static void nn__rmsprop_##ISA(size_t n, float *p, const float *g, float *sq, float *buf,                \
+                                         const nn__update *u)                                                      \
+    {                                                                                                              \
+        const VEC lr = SET1(u->lr), wd = SET1(u->weight_decay), a = SET1(u->alpha), c = SET1(1.0f - u->alpha);     \
+        const VEC eps = SET1(u->epsilon), mu = SET1(u->momentum);                                                  \
+        size_t i = 0;                                                                                              \
+        for (; i + WIDTH <= n; i += WIDTH) {                                                                       \
+            VEC pv = LOAD(p + i), d = ADD(LOAD(g + i), MUL(wd, pv));                                               \
+            VEC s = ADD(MUL(a, LOAD(sq + i)), MUL(MUL(c, d), d)), avg;                                             \
+            STORE(sq + i, s);                                                                                      \
+            avg = ADD(SQRT(s), eps);                                                                               \
+            if (u->momentum > 0.0f) {                                                                              \
+                VEC b = ADD(MUL(mu, LOAD(buf + i)), DIV(d, avg));                                                  \
+                STORE(buf + i, b);                                                                                 \
+                STORE(p + i, SUB(pv, MUL(lr, b)));                                                                 \
+            } else {                                                                                               \
+                STORE(p + i, SUB(pv, DIV(MUL(lr, d), avg)));                                                       \
+            }                                                                                                      \
+        }                                                                                                          \
+        nn__rmsprop_scalar(n - i, p + i, g + i, sq + i, buf + i, u);                                               \
+    }
+NN__OPTIMIZER_KERNELS(avx2, NN__TARGET_AVX2, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+                      _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push /* g++ 12 misreads _mm512_undefined_ps() inside _mm512_sqrt_ps */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+NN__OPTIMIZER_KERNELS(avx512, NN__TARGET_AVX512, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
+                      _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+#if NN__ARM64
+#define nn__sgd_neon nn__sgd_scalar
+#define nn__adam_neon nn__adam_scalar
+#define nn__rmsprop_neon nn__rmsprop_scalar
+#endif
+
 /* ======================================================================================
    Dispatch: detect the CPU once, pick the fastest table, allow an override.
    ====================================================================================== */
 static const nn__kernels nn__kernels_scalar = {
     "scalar", 4, 8, nn__gemm_tile_4x8_scalar, nn__exp_scalar, nn__tanh_scalar, nn__activation_forward_scalar,
     nn__activation_backward_scalar, nn__softmax_rows_scalar, nn__axpy_scalar, nn__scale_scalar, nn__add_scalar,
-    nn__dot_scalar, nn__sum_scalar, nn__sum_squares_scalar};
+    nn__dot_scalar, nn__sum_scalar, nn__sum_squares_scalar, nn__sgd_scalar, nn__adam_scalar,
+    nn__rmsprop_scalar};
 #if NN__X86
 static const nn__kernels nn__kernels_avx2 = {
     "avx2", 6, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx2, nn__tanh_avx2, nn__activation_forward_avx2,
     nn__activation_backward_avx2, nn__softmax_rows_avx2, nn__axpy_avx2, nn__scale_avx2, nn__add_avx2,
-    nn__dot_avx2, nn__sum_avx2, nn__sum_squares_avx2};
+    nn__dot_avx2, nn__sum_avx2, nn__sum_squares_avx2, nn__sgd_avx2, nn__adam_avx2,
+    nn__rmsprop_avx2};
 static const nn__kernels nn__kernels_avx512 = {
     "avx512", 6, 64, nn__gemm_tile_6x64_avx512, nn__exp_avx512, nn__tanh_avx512, nn__activation_forward_avx512,
     nn__activation_backward_avx512, nn__softmax_rows_avx512, nn__axpy_avx512, nn__scale_avx512, nn__add_avx512,
-    nn__dot_avx512, nn__sum_avx512, nn__sum_squares_avx512};
+    nn__dot_avx512, nn__sum_avx512, nn__sum_squares_avx512, nn__sgd_avx512, nn__adam_avx512,
+    nn__rmsprop_avx512};
 #endif
 #if NN__ARM64
 static const nn__kernels nn__kernels_neon = {
     "neon", 8, 8, nn__gemm_tile_8x8_neon, nn__exp_neon, nn__tanh_neon, nn__activation_forward_neon,
     nn__activation_backward_neon, nn__softmax_rows_neon, nn__axpy_neon, nn__scale_neon, nn__add_neon,
-    nn__dot_neon, nn__sum_neon, nn__sum_squares_neon};
+    nn__dot_neon, nn__sum_neon, nn__sum_squares_neon, nn__sgd_neon, nn__adam_neon,
+    nn__rmsprop_neon};
 #endif
 
 #if NN__X86
@@ -2090,23 +2229,28 @@ NNDEF size_t nn_sgemm_workspace_size(void) { return (size_t)nn_threads() * NN__G
 
 NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k, float alpha,
                          const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
-                         float *workspace)
+                         float *workspace, size_t workspace_floats)
 {
-    int ta = transpose_a == NN_TRANSPOSE, tb = transpose_b == NN_TRANSPOSE;
+    int ta = transpose_a == NN_TRANSPOSE, tb = transpose_b == NN_TRANSPOSE, slices;
     float *owned = NULL;
     if ((transpose_a != NN_NO_TRANSPOSE && !ta) || (transpose_b != NN_NO_TRANSPOSE && !tb))
         return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: transpose flags must be NN_NO_TRANSPOSE or NN_TRANSPOSE");
     if (m < 0 || n < 0 || k < 0) return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: negative size %dx%dx%d", m, n, k);
     if (lda < NN__MAX(1, ta ? m : k) || ldb < NN__MAX(1, tb ? k : n) || ldc < NN__MAX(1, n))
         return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: leading dimension too small (lda %d, ldb %d, ldc %d)", lda, ldb, ldc);
+    if (workspace && workspace_floats < NN__GEMM_THREAD_FLOATS)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: a workspace needs at least %d floats, got %zu",
+                        NN__GEMM_THREAD_FLOATS, workspace_floats);
     if (m == 0 || n == 0) return NN_OK;
     if (!c || (k > 0 && (!a || !b))) return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: null matrix");
     if (!workspace && k > 0 && alpha != 0.0f) {
-        owned = nn__alloc_floats(nn_sgemm_workspace_size());
+        workspace_floats = nn_sgemm_workspace_size();
+        owned = nn__alloc_floats(workspace_floats);
         if (!owned) return nn__fail(NN_ERROR_MEMORY, "nn_sgemm: no memory for the packing workspace");
         workspace = owned;
     }
-    nn__gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, workspace, nn_threads());
+    slices = (int)NN__MIN((size_t)nn_threads(), workspace_floats / NN__GEMM_THREAD_FLOATS);
+    nn__gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, workspace, slices);
     nn__free(owned);
     return NN_OK;
 }
@@ -2220,19 +2364,22 @@ static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *co
             }
 }
 
-/* Splits a conv workspace into the column matrix and the GEMM slices, or allocates one. */
-static float *nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float *given, float **owned, float **col,
-                                 float **gemm_ws)
+/* Splits a conv workspace into the column matrix and the GEMM slices (allocating one when none
+   is given); returns the number of GEMM slices, 0 when it is too small or memory ran out. */
+static int nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float *given, size_t given_floats,
+                              float **owned, float **col, float **gemm_ws)
 {
-    float *ws = given;
+    const size_t col_floats = nn__conv_col_floats(s, oh, ow);
     *owned = NULL;
-    if (!ws) {
-        ws = *owned = nn__alloc_floats(nn__conv_col_floats(s, oh, ow) + nn_sgemm_workspace_size());
-        if (!ws) return NULL;
+    if (!given) {
+        given_floats = col_floats + nn_sgemm_workspace_size();
+        given = *owned = nn__alloc_floats(given_floats);
+        if (!given) return 0;
     }
-    *col = ws;
-    *gemm_ws = ws + nn__conv_col_floats(s, oh, ow);
-    return ws;
+    if (given_floats < col_floats + NN__GEMM_THREAD_FLOATS) return 0;
+    *col = given;
+    *gemm_ws = given + col_floats;
+    return (int)NN__MIN((size_t)nn_threads(), (given_floats - col_floats) / NN__GEMM_THREAD_FLOATS);
 }
 
 /* The three convolution passes on an already-checked shape; col holds the column matrix and
@@ -2293,46 +2440,61 @@ static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow,
 }
 
 NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *s, const float *x, const float *w, const float *bias,
-                                  float *y, float *workspace)
+                                  float *y, float *workspace, size_t workspace_floats)
 {
-    int oh, ow;
+    int oh, ow, slices;
     float *owned, *col, *gemm_ws;
     nn_status st = nn__conv_check(s, &oh, &ow);
     if (st != NN_OK) return st;
     if (!x || !w || !y) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_forward: null tensor");
-    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
-        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_forward: no memory for the workspace");
-    nn__conv2d_forward(s, oh, ow, x, w, bias, y, col, gemm_ws, nn_threads());
+    slices = nn__conv_workspace(s, oh, ow, workspace, workspace_floats, &owned, &col, &gemm_ws);
+    if (!slices) {
+        nn__free(owned);
+        return workspace ? nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_forward: workspace of %zu floats is smaller than "
+                                    "nn_conv2d_workspace_size() for one thread", workspace_floats)
+                         : nn__fail(NN_ERROR_MEMORY, "nn_conv2d_forward: no memory for the workspace");
+    }
+    nn__conv2d_forward(s, oh, ow, x, w, bias, y, col, gemm_ws, slices);
     nn__free(owned);
     return NN_OK;
 }
 
 NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *s, const float *dy, const float *w, float *dx,
-                                        float *workspace)
+                                        float *workspace, size_t workspace_floats)
 {
-    int oh, ow;
+    int oh, ow, slices;
     float *owned, *col, *gemm_ws;
     nn_status st = nn__conv_check(s, &oh, &ow);
     if (st != NN_OK) return st;
     if (!dy || !w || !dx) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_data: null tensor");
-    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
-        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_data: no memory for the workspace");
-    nn__conv2d_backward_data(s, oh, ow, dy, w, dx, col, gemm_ws, nn_threads());
+    slices = nn__conv_workspace(s, oh, ow, workspace, workspace_floats, &owned, &col, &gemm_ws);
+    if (!slices) {
+        nn__free(owned);
+        return workspace ? nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_data: workspace of %zu floats is smaller than "
+                                    "nn_conv2d_workspace_size() for one thread", workspace_floats)
+                         : nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_data: no memory for the workspace");
+    }
+    nn__conv2d_backward_data(s, oh, ow, dy, w, dx, col, gemm_ws, slices);
     nn__free(owned);
     return NN_OK;
 }
 
 NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float *x, const float *dy, float *dw,
-                                          float *dbias, float *workspace)
+                                          float *dbias, float *workspace, size_t workspace_floats)
 {
-    int oh, ow;
+    int oh, ow, slices;
     float *owned, *col, *gemm_ws;
     nn_status st = nn__conv_check(s, &oh, &ow);
     if (st != NN_OK) return st;
     if (!x || !dy || !dw) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_weight: null tensor");
-    if (!nn__conv_workspace(s, oh, ow, workspace, &owned, &col, &gemm_ws))
-        return nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_weight: no memory for the workspace");
-    nn__conv2d_backward_weight(s, oh, ow, x, dy, dw, dbias, col, gemm_ws, nn_threads());
+    slices = nn__conv_workspace(s, oh, ow, workspace, workspace_floats, &owned, &col, &gemm_ws);
+    if (!slices) {
+        nn__free(owned);
+        return workspace ? nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_weight: workspace of %zu floats is smaller than "
+                                    "nn_conv2d_workspace_size() for one thread", workspace_floats)
+                         : nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_weight: no memory for the workspace");
+    }
+    nn__conv2d_backward_weight(s, oh, ow, x, dy, dw, dbias, col, gemm_ws, slices);
     nn__free(owned);
     return NN_OK;
 }
@@ -3614,63 +3776,33 @@ NNDEF void nn_optimizer_free(nn_optimizer *o)
 
 NNDEF nn_status nn_optimizer_step(nn_optimizer *o, nn_model *m)
 {
-    size_t i, n;
-    float *p, *g;
+    size_t n;
+    nn__update u;
+    const nn__kernels *kern = nn__kernels_get();
     const float lr = o ? o->learning_rate : 0.0f, wd = o ? o->weight_decay : 0.0f;
     nn_status st = nn_optimizer_bind(o, m);
     if (st != NN_OK) return st;
     if (!(lr >= 0.0f) || !(wd >= 0.0f)) return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_step: negative or NaN rate");
+    memset(&u, 0, sizeof u);
+    u.lr = lr;
+    u.weight_decay = o->kind == NN_OPTIMIZER_ADAMW ? 0.0f : wd;
+    u.momentum = o->momentum;
+    u.dampening_keep = 1.0f - o->dampening;
+    u.nesterov = o->nesterov;
+    u.first_step = o->step == 0;
+    u.beta1 = o->beta1;
+    u.beta2 = o->beta2;
+    u.epsilon = o->epsilon;
+    u.alpha = o->alpha;
+    u.step_size = lr / (float)(1.0 - pow(o->beta1, (double)(o->step + 1)));
+    u.bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, (double)(o->step + 1)));
+    u.decay = o->kind == NN_OPTIMIZER_ADAMW ? 1.0f - lr * wd : 1.0f;
     n = m->param_count;
-    p = m->params;
-    g = m->grads;
     switch (o->kind) {
-    case NN_OPTIMIZER_SGD: {
-        float *buf = o->state;
-        const float mu = o->momentum, damp = 1.0f - o->dampening;
-        for (i = 0; i < n; i++) {
-            float d = g[i] + wd * p[i];
-            if (mu != 0.0f) {
-                buf[i] = o->step == 0 ? d : mu * buf[i] + damp * d; /* first step: buffer = gradient */
-                d = o->nesterov ? d + mu * buf[i] : buf[i];
-            }
-            p[i] -= lr * d;
-        }
-        break;
-    }
+    case NN_OPTIMIZER_SGD: kern->sgd(n, m->params, m->grads, o->state, &u); break;
     case NN_OPTIMIZER_ADAM:
-    case NN_OPTIMIZER_ADAMW: {
-        float *mm = o->state, *vv = o->state + n;
-        const double t = (double)(o->step + 1);
-        const float b1 = o->beta1, b2 = o->beta2, eps = o->epsilon;
-        const float bc1 = (float)(1.0 - pow(b1, t)), bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
-        const float step_size = lr / bc1;
-        const int decoupled = o->kind == NN_OPTIMIZER_ADAMW;
-        for (i = 0; i < n; i++) {
-            float d = g[i];
-            if (decoupled) p[i] *= 1.0f - lr * wd;
-            else d += wd * p[i];
-            mm[i] = b1 * mm[i] + (1.0f - b1) * d;
-            vv[i] = b2 * vv[i] + (1.0f - b2) * d * d;
-            p[i] -= step_size * mm[i] / (sqrtf(vv[i]) / bc2_sqrt + eps);
-        }
-        break;
-    }
-    case NN_OPTIMIZER_RMSPROP: {
-        float *sq = o->state, *buf = o->state + n;
-        const float a = o->alpha, eps = o->epsilon, mu = o->momentum;
-        for (i = 0; i < n; i++) {
-            float d = g[i] + wd * p[i], avg;
-            sq[i] = a * sq[i] + (1.0f - a) * d * d;
-            avg = sqrtf(sq[i]) + eps;
-            if (mu > 0.0f) {
-                buf[i] = mu * buf[i] + d / avg;
-                p[i] -= lr * buf[i];
-            } else {
-                p[i] -= lr * d / avg;
-            }
-        }
-        break;
-    }
+    case NN_OPTIMIZER_ADAMW: kern->adam(n, m->params, m->grads, o->state, o->state + n, &u); break;
+    case NN_OPTIMIZER_RMSPROP: kern->rmsprop(n, m->params, m->grads, o->state, o->state + n, &u); break;
     }
     o->step++;
     return NN_OK;

@@ -27,5 +27,11 @@ if out=$(gcc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -fopenmp -I. "$tmp/re
 else
   echo "header FAIL: README example"; echo "$out" | head -20; status=1; bad=$((bad + 1))
 fi
+# docs/api.md is generated from the header: it must match
+if python3 scripts/gen_api_doc.py "$tmp/api.md" >/dev/null && cmp -s "$tmp/api.md" docs/api.md; then
+  echo "header ok:   docs/api.md matches nn.h"; ok=$((ok + 1))
+else
+  echo "header FAIL: docs/api.md is stale: run python3 scripts/gen_api_doc.py"; status=1; bad=$((bad + 1))
+fi
 if [ -n "${1:-}" ]; then mkdir -p "$1/extra-checks"; echo "header-builds $ok $bad" > "$1/extra-checks/header.summary"; fi
 exit $status
