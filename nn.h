@@ -691,6 +691,9 @@ typedef struct nn__kernels {
     int mr, nr; /* GEMM micro-tile: mr rows by nr columns of C */
     /* C[mr x nr] = alpha * (packed A sliver) * (packed B sliver) + beta * C; C unread if beta == 0 */
     void (*gemm_tile)(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
+    /* a narrower tile with the same mr, for products with few columns (nr_narrow == nr if none) */
+    int nr_narrow;
+    void (*gemm_tile_narrow)(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
     void (*exp)(size_t n, const float *x, float *y);
     void (*tanh)(size_t n, const float *x, float *y);
     void (*activation_forward)(nn_activation kind, float p, size_t n, const float *x, float *y);
@@ -1957,25 +1960,25 @@ NN__OPTIMIZER_KERNELS(avx512, NN__TARGET_AVX512, __m512, 16, _mm512_loadu_ps, _m
    Dispatch: detect the CPU once, pick the fastest table, allow an override.
    ====================================================================================== */
 static const nn__kernels nn__kernels_scalar = {
-    "scalar", 4, 8, nn__gemm_tile_4x8_scalar, nn__exp_scalar, nn__tanh_scalar, nn__activation_forward_scalar,
+    "scalar", 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_scalar, nn__exp_scalar, nn__tanh_scalar, nn__activation_forward_scalar,
     nn__activation_backward_scalar, nn__softmax_rows_scalar, nn__axpy_scalar, nn__scale_scalar, nn__add_scalar,
     nn__dot_scalar, nn__sum_scalar, nn__sum_squares_scalar, nn__sgd_scalar, nn__adam_scalar,
     nn__rmsprop_scalar};
 #if NN__X86
 static const nn__kernels nn__kernels_avx2 = {
-    "avx2", 6, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx2, nn__tanh_avx2, nn__activation_forward_avx2,
+    "avx2", 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx2, nn__tanh_avx2, nn__activation_forward_avx2,
     nn__activation_backward_avx2, nn__softmax_rows_avx2, nn__axpy_avx2, nn__scale_avx2, nn__add_avx2,
     nn__dot_avx2, nn__sum_avx2, nn__sum_squares_avx2, nn__sgd_avx2, nn__adam_avx2,
     nn__rmsprop_avx2};
 static const nn__kernels nn__kernels_avx512 = {
-    "avx512", 6, 64, nn__gemm_tile_6x64_avx512, nn__exp_avx512, nn__tanh_avx512, nn__activation_forward_avx512,
+    "avx512", 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx512, nn__tanh_avx512, nn__activation_forward_avx512,
     nn__activation_backward_avx512, nn__softmax_rows_avx512, nn__axpy_avx512, nn__scale_avx512, nn__add_avx512,
     nn__dot_avx512, nn__sum_avx512, nn__sum_squares_avx512, nn__sgd_avx512, nn__adam_avx512,
     nn__rmsprop_avx512};
 #endif
 #if NN__ARM64
 static const nn__kernels nn__kernels_neon = {
-    "neon", 8, 8, nn__gemm_tile_8x8_neon, nn__exp_neon, nn__tanh_neon, nn__activation_forward_neon,
+    "neon", 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, nn__exp_neon, nn__tanh_neon, nn__activation_forward_neon,
     nn__activation_backward_neon, nn__softmax_rows_neon, nn__axpy_neon, nn__scale_neon, nn__add_neon,
     nn__dot_neon, nn__sum_neon, nn__sum_squares_neon, nn__sgd_neon, nn__adam_neon,
     nn__rmsprop_neon};
@@ -2085,95 +2088,203 @@ NNDEF int nn_backend_supported(const char *name) { return nn__is_backend_name(na
 /* ======================================================================================
    GEMM: BLIS-style blocking and packing shared by every backend; only the tile is per-ISA.
    ====================================================================================== */
-/* Packs rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into slivers of mr rows, each stored
-   k-major (mr values per k), zero-padded to a whole sliver. */
-static void nn__pack_a(const float *a, int lda, int transposed, int i0, int mc, int p0, int kc, int mr, float *dst)
+/* A GEMM operand is a row-major matrix (maybe transposed) or a view of a batch of NCHW
+   tensors that the packing routines read directly, so convolution needs no column buffer:
+     NN__MATRIX    data[i*ld + j], or data[j*ld + i] when transposed
+     NN__IM2COL     rows (c, ky, kx), columns (image, oy, ox) of the im2col matrix of `conv`
+     NN__CHANNELS   [batch][rows][spatial] seen as rows x (batch*spatial)
+     NN__CHANNELS_T the transpose of that
+   Outputs are NN__MATRIX or NN__CHANNELS (an NCHW result). */
+typedef enum nn__view { NN__MATRIX, NN__IM2COL, NN__CHANNELS, NN__CHANNELS_T } nn__view;
+typedef struct nn__operand {
+    nn__view view;
+    const float *data;
+    int ld, transposed;            /* NN__MATRIX */
+    const nn_conv2d_shape *conv;   /* NN__IM2COL */
+    int oh, ow;
+    int rows, spatial;             /* NN__CHANNELS, NN__CHANNELS_T */
+} nn__operand;
+
+static nn__operand nn__matrix(const float *data, int ld, int transposed)
+{
+    nn__operand op;
+    memset(&op, 0, sizeof op);
+    op.view = NN__MATRIX;
+    op.data = data;
+    op.ld = ld;
+    op.transposed = transposed;
+    return op;
+}
+
+/* Copies count consecutive entries of im2col row (c, ky, kx), starting at output position
+   (n, oy, ox), to dst[0], dst[step], ...: along an output row the input is read as one run
+   (contiguous when the stride is 1), with zeros where the window hangs over the padding. */
+static void nn__im2col_row(const nn__operand *op, int row, int position, int count, float *dst, int step)
+{
+    const nn_conv2d_shape *s = op->conv;
+    const int W = s->in_width, kk = s->kernel_height * s->kernel_width, hw = op->oh * op->ow;
+    const int c = row / kk, ky = row % kk / s->kernel_width, kx = row % s->kernel_width;
+    int n = position / hw, oy = position % hw / op->ow, ox = position % op->ow, t = 0, u;
+    while (t < count) {
+        const int run = NN__MIN(count - t, op->ow - ox), iy = oy * s->stride_height - s->pad_height + ky;
+        float *d = dst + (size_t)t * step;
+        if (iy < 0 || iy >= s->in_height) {
+            for (u = 0; u < run; u++) d[(size_t)u * step] = 0.0f;
+        } else {
+            const float *src = op->data + (((size_t)n * s->in_channels + c) * s->in_height + iy) * W;
+            const int sw = s->stride_width, ix0 = ox * sw - s->pad_width + kx;
+            int lo, hi; /* outputs u in [lo, hi) read inside the row: 0 <= ix0 + u*sw < W */
+            if (sw == 1) {
+                lo = NN__MIN(run, NN__MAX(0, -ix0));
+                hi = NN__MAX(lo, NN__MIN(run, W - ix0));
+            } else {
+                lo = ix0 >= 0 ? 0 : NN__MIN(run, (-ix0 + sw - 1) / sw);
+                hi = ix0 >= W ? lo : NN__MAX(lo, NN__MIN(run, (W - ix0 + sw - 1) / sw));
+            }
+            for (u = 0; u < lo; u++) d[(size_t)u * step] = 0.0f;
+            if (sw == 1 && step == 1) {
+                const float *from = src + ix0;
+                for (u = lo; u < hi; u++) d[u] = from[u];
+            } else {
+                for (u = lo; u < hi; u++) d[(size_t)u * step] = src[ix0 + u * sw];
+            }
+            for (u = hi; u < run; u++) d[(size_t)u * step] = 0.0f;
+        }
+        t += run;
+        ox += run;
+        if (ox == op->ow) {
+            ox = 0;
+            if (++oy == op->oh) {
+                oy = 0;
+                n++;
+            }
+        }
+    }
+}
+
+/* Packs rows [i0, i0+mc) x columns [p0, p0+kc) of A into slivers of mr rows, each stored k-major
+   (mr values per k), zero-padded to a whole sliver. */
+static void nn__pack_a(const nn__operand *op, int i0, int mc, int p0, int kc, int mr, float *dst)
 {
     int s, p, r;
     for (s = 0; s < mc; s += mr, dst += (size_t)mr * kc) {
         int rows = NN__MIN(mr, mc - s);
-        if (!transposed) {
+        if (op->view == NN__MATRIX && !op->transposed) {
             for (r = 0; r < rows; r++) {
-                const float *src = a + (size_t)(i0 + s + r) * lda + p0;
+                const float *src = op->data + (size_t)(i0 + s + r) * op->ld + p0;
                 for (p = 0; p < kc; p++) dst[(size_t)p * mr + r] = src[p];
             }
-            for (; r < mr; r++)
-                for (p = 0; p < kc; p++) dst[(size_t)p * mr + r] = 0.0f;
-        } else {
+        } else if (op->view == NN__MATRIX) {
             for (p = 0; p < kc; p++) {
-                const float *src = a + (size_t)(p0 + p) * lda + i0 + s;
-                float *d = dst + (size_t)p * mr;
-                for (r = 0; r < rows; r++) d[r] = src[r];
-                for (; r < mr; r++) d[r] = 0.0f;
+                const float *src = op->data + (size_t)(p0 + p) * op->ld + i0 + s;
+                for (r = 0; r < rows; r++) dst[(size_t)p * mr + r] = src[r];
+            }
+        } else if (op->view == NN__IM2COL) {
+            for (r = 0; r < rows; r++) nn__im2col_row(op, i0 + s + r, p0, kc, dst + r, mr);
+        } else { /* NN__CHANNELS */
+            for (r = 0; r < rows; r++) {
+                int n = p0 / op->spatial, at = p0 % op->spatial;
+                for (p = 0; p < kc; p++) {
+                    dst[(size_t)p * mr + r] = op->data[((size_t)n * op->rows + i0 + s + r) * op->spatial + at];
+                    if (++at == op->spatial) {
+                        at = 0;
+                        n++;
+                    }
+                }
             }
         }
+        for (r = rows; r < mr; r++)
+            for (p = 0; p < kc; p++) dst[(size_t)p * mr + r] = 0.0f;
     }
 }
 
-/* Packs rows [p0, p0+kc) x columns [j0, j0+nc) of op(B) into slivers of nr columns, each
-   stored k-major (nr values per k), zero-padded. */
-static void nn__pack_b(const float *b, int ldb, int transposed, int p0, int kc, int j0, int nc, int nr, float *dst)
+/* Packs rows [p0, p0+kc) x columns [j0, j0+nc) of B into slivers of nr columns, each stored
+   k-major (nr values per k), zero-padded. */
+static void nn__pack_b(const nn__operand *op, int p0, int kc, int j0, int nc, int nr, float *dst)
 {
     int s, p, c;
     for (s = 0; s < nc; s += nr, dst += (size_t)nr * kc) {
         int cols = NN__MIN(nr, nc - s);
-        if (!transposed) {
-            for (p = 0; p < kc; p++) {
-                const float *src = b + (size_t)(p0 + p) * ldb + j0 + s;
-                float *d = dst + (size_t)p * nr;
-                memcpy(d, src, (size_t)cols * sizeof(float));
-                for (c = cols; c < nr; c++) d[c] = 0.0f;
-            }
-        } else {
+        if (op->view == NN__MATRIX && !op->transposed) {
+            for (p = 0; p < kc; p++)
+                memcpy(dst + (size_t)p * nr, op->data + (size_t)(p0 + p) * op->ld + j0 + s, (size_t)cols * sizeof(float));
+        } else if (op->view == NN__MATRIX) {
             for (c = 0; c < cols; c++) {
-                const float *src = b + (size_t)(j0 + s + c) * ldb + p0;
+                const float *src = op->data + (size_t)(j0 + s + c) * op->ld + p0;
                 for (p = 0; p < kc; p++) dst[(size_t)p * nr + c] = src[p];
             }
-            for (; c < nr; c++)
-                for (p = 0; p < kc; p++) dst[(size_t)p * nr + c] = 0.0f;
+        } else if (op->view == NN__IM2COL) {
+            for (p = 0; p < kc; p++) nn__im2col_row(op, p0 + p, j0 + s, cols, dst + (size_t)p * nr, 1);
+        } else { /* NN__CHANNELS_T: element (p, j) = data[n][j][at] for p = n*spatial + at */
+            int n = p0 / op->spatial, at = p0 % op->spatial;
+            for (p = 0; p < kc; p++) {
+                const float *src = op->data + ((size_t)n * op->rows + j0 + s) * op->spatial + at;
+                for (c = 0; c < cols; c++) dst[(size_t)p * nr + c] = src[(size_t)c * op->spatial];
+                if (++at == op->spatial) {
+                    at = 0;
+                    n++;
+                }
+            }
         }
+        for (p = 0; p < kc; p++)
+            for (c = cols; c < nr; c++) dst[(size_t)p * nr + c] = 0.0f;
     }
 }
 
-/* One thread's GEMM over the whole of its (sub)problem. Loop order jc, pc, ic, ir, jr: the
-   A sliver stays in L1 while it sweeps the B panel held in L2. Edge tiles run the same tile
-   kernel on a copy, so every element sees the same arithmetic wherever the tile falls: the
-   result does not depend on the thread split. */
-static void nn__gemm_serial(const nn__kernels *kern, int ta, int tb, int m, int n, int k, float alpha,
-                            const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+/* Address of C[i][j]; *contiguous (if given) gets how many columns from j on share row i's
+   stride. */
+static float *nn__out_at(const nn__operand *out, int i, int j, int *contiguous)
+{
+    if (out->view == NN__CHANNELS) {
+        int n = j / out->spatial, at = j % out->spatial;
+        if (contiguous) *contiguous = out->spatial - at;
+        return (float *)out->data + ((size_t)n * out->rows + i) * out->spatial + at;
+    }
+    if (contiguous) *contiguous = INT_MAX;
+    return (float *)out->data + (size_t)i * out->ld + j;
+}
+
+/* One thread's GEMM over rows [i_begin, i_end) and columns [j_begin, j_end). Loop order jc, pc,
+   ic, ir, jr: the A sliver stays in L1 while it sweeps the B panel held in L2. Edge tiles run
+   the same tile kernel on a copy, so every element sees the same arithmetic wherever the tile
+   falls: the result does not depend on the thread split. */
+typedef void (*nn__tile_fn)(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
+
+static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int i_begin, int i_end, int j_begin, int j_end, int k,
+                            float alpha, const nn__operand *a, const nn__operand *b, float beta, const nn__operand *c,
                             float *workspace)
 {
     float *packed_a = workspace, *packed_b = workspace + NN__GEMM_MC * NN__GEMM_KC;
-    const int mr = kern->mr, nr = kern->nr;
+    const int ld_out = c->view == NN__CHANNELS ? c->spatial : c->ld;
     float tile[NN__GEMM_MAX_TILE];
     int jc, pc, ic, ir, jr, i, j;
     memset(tile, 0, sizeof tile);
-    for (jc = 0; jc < n; jc += NN__GEMM_NC) {
-        int nc = NN__MIN(NN__GEMM_NC, n - jc);
+    for (jc = j_begin; jc < j_end; jc += NN__GEMM_NC) {
+        int nc = NN__MIN(NN__GEMM_NC, j_end - jc);
         for (pc = 0; pc < k; pc += NN__GEMM_KC) {
             int kc = NN__MIN(NN__GEMM_KC, k - pc);
             float beta_block = pc == 0 ? beta : 1.0f;
-            nn__pack_b(b, ldb, tb, pc, kc, jc, nc, nr, packed_b);
-            for (ic = 0; ic < m; ic += NN__GEMM_MC) {
-                int mc = NN__MIN(NN__GEMM_MC, m - ic);
-                nn__pack_a(a, lda, ta, ic, mc, pc, kc, mr, packed_a);
+            nn__pack_b(b, pc, kc, jc, nc, nr, packed_b);
+            for (ic = i_begin; ic < i_end; ic += NN__GEMM_MC) {
+                int mc = NN__MIN(NN__GEMM_MC, i_end - ic);
+                nn__pack_a(a, ic, mc, pc, kc, mr, packed_a);
                 for (ir = 0; ir < mc; ir += mr) {
                     int rows = NN__MIN(mr, mc - ir);
                     const float *ap = packed_a + (size_t)ir * kc;
                     for (jr = 0; jr < nc; jr += nr) {
-                        int cols = NN__MIN(nr, nc - jr);
-                        float *cp = c + (size_t)(ic + ir) * ldc + jc + jr;
+                        int cols = NN__MIN(nr, nc - jr), run;
+                        float *cp = nn__out_at(c, ic + ir, jc + jr, &run);
                         const float *bp = packed_b + (size_t)jr * kc;
-                        if (rows == mr && cols == nr) {
-                            kern->gemm_tile(kc, ap, bp, cp, ldc, alpha, beta_block);
+                        if (rows == mr && cols == nr && run >= nr) {
+                            gemm_tile(kc, ap, bp, cp, ld_out, alpha, beta_block);
                             continue;
                         }
                         if (beta_block != 0.0f)
                             for (i = 0; i < rows; i++)
-                                for (j = 0; j < cols; j++) tile[i * nr + j] = cp[(size_t)i * ldc + j];
-                        kern->gemm_tile(kc, ap, bp, tile, nr, alpha, beta_block);
+                                for (j = 0; j < cols; j++) tile[i * nr + j] = *nn__out_at(c, ic + ir + i, jc + jr + j, NULL);
+                        gemm_tile(kc, ap, bp, tile, nr, alpha, beta_block);
                         for (i = 0; i < rows; i++)
-                            for (j = 0; j < cols; j++) cp[(size_t)i * ldc + j] = tile[i * nr + j];
+                            for (j = 0; j < cols; j++) *nn__out_at(c, ic + ir + i, jc + jr + j, NULL) = tile[i * nr + j];
                     }
                 }
             }
@@ -2181,9 +2292,10 @@ static void nn__gemm_serial(const nn__kernels *kern, int ta, int tb, int m, int 
     }
 }
 
-/* The library's GEMM: arguments already checked; workspace holds workspace_threads slices. */
-static void nn__gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-                     int ldb, float beta, float *c, int ldc, float *workspace, int workspace_threads)
+/* C (m x n) = alpha*A*B + beta*C over operand views, split over threads by rows or columns in
+   whole tiles; workspace holds workspace_threads slices of NN__GEMM_THREAD_FLOATS. */
+static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *a, const nn__operand *b, float beta,
+                           const nn__operand *c, float *workspace, int workspace_threads)
 {
     const nn__kernels *kern = nn__kernels_get();
     int threads = NN__MIN(nn_threads(), workspace_threads);
@@ -2191,12 +2303,19 @@ static void nn__gemm(int ta, int tb, int m, int n, int k, float alpha, const flo
     if (k <= 0 || alpha == 0.0f) {
         int i, j;
         for (i = 0; i < m; i++)
-            for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+            for (j = 0; j < n; j++) {
+                float *cp = nn__out_at(c, i, j, NULL);
+                *cp = beta == 0.0f ? 0.0f : beta * *cp;
+            }
         return;
     }
+    /* the narrow tile when the wide one would waste over a fifth of its columns */
+    const int wide_waste = (n + kern->nr - 1) / kern->nr * kern->nr - n;
+    const int nr = wide_waste * 5 > n + wide_waste ? kern->nr_narrow : kern->nr, mr = kern->mr;
+    const nn__tile_fn tile = nr == kern->nr ? kern->gemm_tile : kern->gemm_tile_narrow;
     if ((double)m * n * k < 65536.0) threads = 1; /* too small to pay for waking threads */
     if (threads > 1) {
-        int tiles_m = (m + kern->mr - 1) / kern->mr, tiles_n = (n + kern->nr - 1) / kern->nr;
+        int tiles_m = (m + mr - 1) / mr, tiles_n = (n + nr - 1) / nr;
         int split_n = tiles_n >= threads && (tiles_n >= tiles_m || tiles_m < threads);
         int tiles = split_n ? tiles_n : tiles_m;
         if (tiles < threads) threads = 1;
@@ -2208,21 +2327,25 @@ static void nn__gemm(int ta, int tb, int m, int n, int k, float alpha, const flo
             for (t = 0; t < threads; t++) {
                 float *ws = workspace + (size_t)t * NN__GEMM_THREAD_FLOATS;
                 if (split_n) {
-                    int j0 = t * per * kern->nr, j1 = NN__MIN(n, (t + 1) * per * kern->nr);
-                    if (j0 < j1)
-                        nn__gemm_serial(kern, ta, tb, m, j1 - j0, k, alpha, a, lda, tb ? b + (size_t)j0 * ldb : b + j0,
-                                        ldb, beta, c + j0, ldc, ws);
+                    int j0 = t * per * nr, j1 = NN__MIN(n, (t + 1) * per * nr);
+                    if (j0 < j1) nn__gemm_serial(mr, nr, tile, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
                 } else {
-                    int i0 = t * per * kern->mr, i1 = NN__MIN(m, (t + 1) * per * kern->mr);
-                    if (i0 < i1)
-                        nn__gemm_serial(kern, ta, tb, i1 - i0, n, k, alpha, ta ? a + i0 : a + (size_t)i0 * lda, lda, b,
-                                        ldb, beta, c + (size_t)i0 * ldc, ldc, ws);
+                    int i0 = t * per * mr, i1 = NN__MIN(m, (t + 1) * per * mr);
+                    if (i0 < i1) nn__gemm_serial(mr, nr, tile, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
                 }
             }
             return;
         }
     }
-    nn__gemm_serial(kern, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, workspace);
+    nn__gemm_serial(mr, nr, tile, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
+}
+
+/* The library's GEMM on plain matrices: arguments already checked. */
+static void nn__gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc, float *workspace, int workspace_threads)
+{
+    nn__operand A = nn__matrix(a, lda, ta), B = nn__matrix(b, ldb, tb), C = nn__matrix(c, ldc, 0);
+    nn__gemm_views(m, n, k, alpha, &A, &B, beta, &C, workspace, workspace_threads);
 }
 
 NNDEF size_t nn_sgemm_workspace_size(void) { return (size_t)nn_threads() * NN__GEMM_THREAD_FLOATS; }
@@ -2288,16 +2411,23 @@ NNDEF nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_hei
     return nn__conv_check(shape, out_height, out_width);
 }
 
-static int nn__conv_is_pointwise(const nn_conv2d_shape *s)
+/* The backward-data pass of a stride-1 convolution is itself a convolution (of dy with the
+   flipped, transposed kernel, padding k-1-p), so it runs on the same implicit-im2col GEMM when
+   that padding is no larger than p ("same" convolutions, as in ResNet); other shapes go through
+   an explicit column matrix per image and col2im, which does less work there. */
+static int nn__conv_backward_is_conv(const nn_conv2d_shape *s)
 {
-    return s->kernel_height == 1 && s->kernel_width == 1 && s->stride_height == 1 && s->stride_width == 1 &&
-           s->pad_height == 0 && s->pad_width == 0;
+    return s->stride_height == 1 && s->stride_width == 1 && s->kernel_height - 1 - s->pad_height <= s->pad_height &&
+           s->kernel_width - 1 - s->pad_width <= s->pad_width;
 }
 
-/* Floats for the column matrix, rounded to keep what follows 64-byte aligned. */
+/* Workspace floats besides the GEMM slices: the flipped kernel or dw^T, or one image's column
+   matrix. */
 static size_t nn__conv_col_floats(const nn_conv2d_shape *s, int oh, int ow)
 {
-    size_t n = nn__conv_is_pointwise(s) ? 0 : (size_t)s->in_channels * s->kernel_height * s->kernel_width * oh * ow;
+    size_t ckk = (size_t)s->in_channels * s->kernel_height * s->kernel_width;
+    size_t n = nn__conv_backward_is_conv(s) ? ckk * s->out_channels : ckk * oh * ow;
+    n = NN__MAX(n, ckk * s->out_channels); /* dw^T in the backward-weight pass */
     return (n + 15) & ~(size_t)15;
 }
 
@@ -2308,41 +2438,7 @@ NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape)
     return nn__conv_col_floats(shape, oh, ow) + nn_sgemm_workspace_size();
 }
 
-/* col[(c*kh + ky)*kw + kx][oy*ow + ox] = x[c][oy*sh - ph + ky][ox*sw - pw + kx] (0 outside). */
-static void nn__im2col(const nn_conv2d_shape *s, int oh, int ow, const float *x, float *col)
-{
-    const int H = s->in_height, W = s->in_width;
-    int c, ky, kx, oy, ox;
-    for (c = 0; c < s->in_channels; c++)
-        for (ky = 0; ky < s->kernel_height; ky++)
-            for (kx = 0; kx < s->kernel_width; kx++) {
-                const float *xc = x + (size_t)c * H * W;
-                for (oy = 0; oy < oh; oy++) {
-                    int iy = oy * s->stride_height - s->pad_height + ky;
-                    float *dst = col + (size_t)oy * ow;
-                    if (iy < 0 || iy >= H) {
-                        memset(dst, 0, (size_t)ow * sizeof(float));
-                        continue;
-                    }
-                    if (s->stride_width == 1) {
-                        /* one contiguous run with zero margins */
-                        int lo = s->pad_width - kx, hi = W + s->pad_width - kx; /* valid ox in [lo, hi) */
-                        int a = NN__MAX(0, lo), b = NN__MIN(ow, hi);
-                        for (ox = 0; ox < a && ox < ow; ox++) dst[ox] = 0.0f;
-                        if (a < b) memcpy(dst + a, xc + (size_t)iy * W + (a - s->pad_width + kx), (size_t)(b - a) * sizeof(float));
-                        for (ox = NN__MAX(a, b); ox < ow; ox++) dst[ox] = 0.0f;
-                    } else {
-                        for (ox = 0; ox < ow; ox++) {
-                            int ix = ox * s->stride_width - s->pad_width + kx;
-                            dst[ox] = (ix >= 0 && ix < W) ? xc[(size_t)iy * W + ix] : 0.0f;
-                        }
-                    }
-                }
-                col += (size_t)oh * ow;
-            }
-}
-
-/* The adjoint of im2col: x[c][iy][ix] += col[...] over every window that reads it. */
+/* The adjoint of im2col for one image: x[c][iy][ix] += col[(c,ky,kx)][(oy,ox)]. */
 static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *col, float *x)
 {
     const int H = s->in_height, W = s->in_width;
@@ -2364,7 +2460,7 @@ static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *co
             }
 }
 
-/* Splits a conv workspace into the column matrix and the GEMM slices (allocating one when none
+/* Splits a conv workspace into the extra floats and the GEMM slices (allocating one when none
    is given); returns the number of GEMM slices, 0 when it is too small or memory ran out. */
 static int nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float *given, size_t given_floats,
                               float **owned, float **col, float **gemm_ws)
@@ -2382,61 +2478,87 @@ static int nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float *g
     return (int)NN__MIN((size_t)nn_threads(), (given_floats - col_floats) / NN__GEMM_THREAD_FLOATS);
 }
 
-/* The three convolution passes on an already-checked shape; col holds the column matrix and
-   gemm_ws holds gemm_threads GEMM slices. */
+/* y[n][oc][hw] = sum over (c,ky,kx) of w[oc][(c,ky,kx)] * im2col(x)[(c,ky,kx)][(n,hw)]: the whole
+   batch is one GEMM whose B operand is packed straight from the images. */
 static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w,
                                const float *bias, float *y, float *col, float *gemm_ws, int gemm_threads)
 {
-    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, hw = oh * ow;
-    const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width, out_size = (size_t)s->out_channels * hw;
-    int n;
-    for (n = 0; n < s->batch; n++) {
-        const float *xn = x + n * in_size, *bmat = xn;
-        if (!nn__conv_is_pointwise(s)) {
-            nn__im2col(s, oh, ow, xn, col);
-            bmat = col;
-        }
-        nn__gemm(0, 0, s->out_channels, hw, ckk, 1.0f, w, ckk, bmat, hw, 0.0f, y + n * out_size, hw, gemm_ws, gemm_threads);
-    }
-    if (bias) nn_bias_add(s->batch, s->out_channels, hw, bias, y);
+    const int ckk = s->in_channels * s->kernel_height * s->kernel_width;
+    nn__operand A = nn__matrix(w, ckk, 0), B, C;
+    (void)col;
+    memset(&B, 0, sizeof B);
+    B.view = NN__IM2COL;
+    B.data = x;
+    B.conv = s;
+    B.oh = oh;
+    B.ow = ow;
+    memset(&C, 0, sizeof C);
+    C.view = NN__CHANNELS;
+    C.data = y;
+    C.rows = s->out_channels;
+    C.spatial = oh * ow;
+    nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
+    if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
 }
 
 static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, const float *dy, const float *w,
                                      float *dx, float *col, float *gemm_ws, int gemm_threads)
 {
-    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, hw = oh * ow;
+    const int kh = s->kernel_height, kw = s->kernel_width, ckk = s->in_channels * kh * kw, hw = oh * ow;
     const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width, out_size = (size_t)s->out_channels * hw;
     int n;
+    if (nn__conv_backward_is_conv(s)) {
+        /* dx = conv(dy, w') with w'[c][oc][ky][kx] = w[oc][c][kh-1-ky][kw-1-kx], padding k-1-p */
+        nn_conv2d_shape t;
+        int c, oc, ky, kx;
+        float *flipped = col;
+        for (oc = 0; oc < s->out_channels; oc++)
+            for (c = 0; c < s->in_channels; c++)
+                for (ky = 0; ky < kh; ky++)
+                    for (kx = 0; kx < kw; kx++)
+                        flipped[(((size_t)c * s->out_channels + oc) * kh + ky) * kw + kx] =
+                            w[(((size_t)oc * s->in_channels + c) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)];
+        t = *s;
+        t.in_channels = s->out_channels;
+        t.in_height = oh;
+        t.in_width = ow;
+        t.out_channels = s->in_channels;
+        t.pad_height = kh - 1 - s->pad_height;
+        t.pad_width = kw - 1 - s->pad_width;
+        nn__conv2d_forward(&t, s->in_height, s->in_width, dy, flipped, NULL, dx, NULL, gemm_ws, gemm_threads);
+        return;
+    }
     for (n = 0; n < s->batch; n++) {
-        const float *dyn = dy + n * out_size;
-        float *dxn = dx + n * in_size;
-        if (nn__conv_is_pointwise(s)) {
-            nn__gemm(1, 0, ckk, hw, s->out_channels, 1.0f, w, ckk, dyn, hw, 0.0f, dxn, hw, gemm_ws, gemm_threads);
-        } else {
-            nn__gemm(1, 0, ckk, hw, s->out_channels, 1.0f, w, ckk, dyn, hw, 0.0f, col, hw, gemm_ws, gemm_threads);
-            memset(dxn, 0, in_size * sizeof(float));
-            nn__col2im(s, oh, ow, col, dxn);
-        }
+        nn__gemm(1, 0, ckk, hw, s->out_channels, 1.0f, w, ckk, dy + n * out_size, hw, 0.0f, col, hw, gemm_ws, gemm_threads);
+        memset(dx + n * in_size, 0, in_size * sizeof(float));
+        nn__col2im(s, oh, ow, col, dx + n * in_size);
     }
 }
 
+/* dw[oc][(c,ky,kx)] = sum over (n,hw) of dy[n][oc][hw] * im2col(x)[(c,ky,kx)][(n,hw)], computed
+   as dw^T = im2col(x) * dy^T so that the im2col rows are packed as runs (A side) and the few
+   output channels are the GEMM's columns; dw^T goes through `col` and is transposed. */
 static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *dy,
                                        float *dw, float *dbias, float *col, float *gemm_ws, int gemm_threads)
 {
-    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, hw = oh * ow;
-    const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width, out_size = (size_t)s->out_channels * hw;
-    int n;
-    for (n = 0; n < s->batch; n++) {
-        const float *xn = x + n * in_size, *bmat = xn;
-        if (!nn__conv_is_pointwise(s)) {
-            nn__im2col(s, oh, ow, xn, col);
-            bmat = col;
-        }
-        /* dw[oc][ckk] (+)= dy_n[oc][hw] * col[ckk][hw]^T, images accumulated in order */
-        nn__gemm(0, 1, s->out_channels, ckk, hw, 1.0f, dy + n * out_size, hw, bmat, hw, n == 0 ? 0.0f : 1.0f, dw, ckk,
-                 gemm_ws, gemm_threads);
-    }
-    if (dbias) nn_bias_backward(s->batch, s->out_channels, hw, dy, dbias);
+    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, oc = s->out_channels;
+    nn__operand A, B, C = nn__matrix(col, oc, 0);
+    int i, j;
+    memset(&A, 0, sizeof A);
+    A.view = NN__IM2COL;
+    A.data = x;
+    A.conv = s;
+    A.oh = oh;
+    A.ow = ow;
+    memset(&B, 0, sizeof B);
+    B.view = NN__CHANNELS_T;
+    B.data = dy;
+    B.rows = oc;
+    B.spatial = oh * ow;
+    nn__gemm_views(ckk, oc, s->batch * oh * ow, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
+    for (i = 0; i < oc; i++)
+        for (j = 0; j < ckk; j++) dw[(size_t)i * ckk + j] = col[(size_t)j * oc + i];
+    if (dbias) nn_bias_backward(s->batch, oc, oh * ow, dy, dbias);
 }
 
 NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *s, const float *x, const float *w, const float *bias,
@@ -2528,10 +2650,38 @@ NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_hei
     return nn__pool_check(shape, out_height, out_width);
 }
 
+/* The common 2x2, stride 2 window without padding, with no bounds checks. */
+static void nn__maxpool2x2(const nn_pool2d_shape *s, int oh, int ow, const float *x, float *y, int32_t *argmax)
+{
+    const int W = s->in_width, plane_size = s->in_height * W;
+    int plane, oy, ox;
+    for (plane = 0; plane < s->batch * s->channels; plane++) {
+        const float *xp = x + (size_t)plane * plane_size;
+        float *yp = y + (size_t)plane * oh * ow;
+        int32_t *ap = argmax ? argmax + (size_t)plane * oh * ow : NULL;
+        for (oy = 0; oy < oh; oy++)
+            for (ox = 0; ox < ow; ox++) {
+                const int i0 = 2 * oy * W + 2 * ox, idx[4] = {i0, i0 + 1, i0 + W, i0 + W + 1};
+                int best = idx[0], k;
+                for (k = 1; k < 4; k++) {
+                    float v = xp[idx[k]], b = xp[best];
+                    if (v > b || (v != v && b == b)) best = idx[k];
+                }
+                yp[oy * ow + ox] = xp[best];
+                if (ap) ap[oy * ow + ox] = plane * plane_size + best;
+            }
+    }
+}
+
 NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
 {
     int oh, ow, plane, oy, ox, ky, kx;
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    if (s->kernel_height == 2 && s->kernel_width == 2 && s->stride_height == 2 && s->stride_width == 2 &&
+        s->pad_height == 0 && s->pad_width == 0) {
+        nn__maxpool2x2(s, oh, ow, x, y, argmax);
+        return;
+    }
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * s->in_height * s->in_width;
         for (oy = 0; oy < oh; oy++)
@@ -3166,6 +3316,8 @@ NNDEF nn_status nn_init_biases(nn_model *m, nn_node *layer, nn_init init, float 
     return nn__init_params(m, layer, init, a, b, 1, "nn_init_biases");
 }
 
+static nn_conv2d_shape nn__conv_shape_of(const nn_node *n, int batch);
+
 /* ======================================================================================
    Compile: shapes are known, so every buffer is planned once
    ====================================================================================== */
@@ -3218,12 +3370,7 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
             n->index_offset = index_arena;
             index_arena += nn__round16(size);
         } else if (n->op == NN__OP_CONV2D) {
-            nn_conv2d_shape s;
-            memset(&s, 0, sizeof s);
-            s.batch = 1;
-            s.in_channels = n->in[0]->c;
-            s.kernel_height = s.kernel_width = n->kernel;
-            s.out_channels = n->units;
+            nn_conv2d_shape s = nn__conv_shape_of(n, 1);
             col = NN__MAX(col, nn__conv_col_floats(&s, n->h, n->w));
         }
         if (nn__has_params(n)) {
