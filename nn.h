@@ -2622,6 +2622,53 @@ NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float 
 }
 
 /* ======================================================================================
+   Threads for element-wise work: fixed 64-byte-aligned chunks, one per thread, so every
+   element sees the same arithmetic for any thread count (the result never depends on it).
+   ====================================================================================== */
+#define NN__PARALLEL_MIN 65536 /* below this many elements one thread is faster */
+
+/* Runs BODY over [BEGIN, BEGIN+LEN) pieces of [0, total); NN__PARALLEL_FOR(work) before a loop
+   over independent planes or channels splits it when the total work is large enough. */
+#define NN__PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define NN__PARALLEL_FOR(work) NN__PRAGMA(omp parallel for num_threads(nn__chunk_threads(work)) schedule(static))
+static int nn__chunk_threads(size_t total)
+{
+    int t = nn_threads();
+    if (total < NN__PARALLEL_MIN || t <= 1) return 1;
+    return (int)NN__MIN((size_t)t, total / (NN__PARALLEL_MIN / 4));
+}
+
+#define NN__FOR_CHUNKS(total, BEGIN, LEN, BODY)                                                     \
+    do {                                                                                            \
+        const size_t nn__total = (total);                                                           \
+        const int nn__threads = nn__chunk_threads(nn__total);                                       \
+        if (nn__threads <= 1) {                                                                     \
+            const size_t BEGIN = 0, LEN = nn__total;                                                \
+            BODY;                                                                                   \
+        } else {                                                                                    \
+            const size_t nn__per = ((nn__total + nn__threads - 1) / nn__threads + 15) & ~(size_t)15; \
+            int nn__c;                                                                              \
+            _Pragma("omp parallel for num_threads(nn__threads) schedule(static)")                  \
+            for (nn__c = 0; nn__c < nn__threads; nn__c++) {                                         \
+                const size_t BEGIN = (size_t)nn__c * nn__per;                                       \
+                if (BEGIN < nn__total) {                                                            \
+                    const size_t LEN = NN__MIN(nn__per, nn__total - BEGIN);                         \
+                    BODY;                                                                           \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    } while (0)
+#else
+#define NN__PARALLEL_FOR(work)
+#define NN__FOR_CHUNKS(total, BEGIN, LEN, BODY) \
+    do {                                        \
+        const size_t BEGIN = 0, LEN = (total);  \
+        BODY;                                   \
+    } while (0)
+#endif
+
+/* ======================================================================================
    Pooling
    ====================================================================================== */
 static nn_status nn__pool_check(const nn_pool2d_shape *s, int *out_h, int *out_w)
@@ -2655,6 +2702,7 @@ static void nn__maxpool2x2(const nn_pool2d_shape *s, int oh, int ow, const float
 {
     const int W = s->in_width, plane_size = s->in_height * W;
     int plane, oy, ox;
+    NN__PARALLEL_FOR((size_t)s->batch * s->channels * plane_size)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * plane_size;
         float *yp = y + (size_t)plane * oh * ow;
@@ -2682,6 +2730,7 @@ NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
         nn__maxpool2x2(s, oh, ow, x, y, argmax);
         return;
     }
+    NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * s->in_height * s->in_width;
         for (oy = 0; oy < oh; oy++)
@@ -2712,12 +2761,14 @@ NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
 
 NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)
 {
-    int oh, ow;
-    size_t i, n;
+    int oh, ow, plane;
+    size_t i;
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
     memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
-    n = (size_t)s->batch * s->channels * oh * ow;
-    for (i = 0; i < n; i++) dx[argmax[i]] += dy[i];
+    /* each plane's maxima lie in that plane, so planes are independent */
+    NN__PARALLEL_FOR((size_t)s->batch * s->channels * oh * ow)
+    for (plane = 0; plane < s->batch * s->channels; plane++)
+        for (i = (size_t)plane * oh * ow; i < (size_t)(plane + 1) * oh * ow; i++) dx[argmax[i]] += dy[i];
 }
 
 NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y)
@@ -2726,6 +2777,7 @@ NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
     float inv;
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
+    NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * s->in_height * s->in_width;
         for (oy = 0; oy < oh; oy++)
@@ -2751,6 +2803,7 @@ NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, floa
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
     memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
+    NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         float *xp = dx + (size_t)plane * s->in_height * s->in_width;
         for (oy = 0; oy < oh; oy++)
@@ -2789,15 +2842,25 @@ NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, cons
    ====================================================================================== */
 NNDEF void nn_activation_forward(nn_activation kind, float parameter, size_t count, const float *x, float *y)
 {
-    nn__kernels_get()->activation_forward(kind, parameter, count, x, y);
+    const nn__kernels *k = nn__kernels_get();
+    NN__FOR_CHUNKS(count, at, len, k->activation_forward(kind, parameter, len, x + at, y + at));
 }
 NNDEF void nn_activation_backward(nn_activation kind, float parameter, size_t count, const float *x, const float *y,
                                   const float *dy, float *dx)
 {
-    nn__kernels_get()->activation_backward(kind, parameter, count, x, y, dy, dx);
+    const nn__kernels *k = nn__kernels_get();
+    NN__FOR_CHUNKS(count, at, len, k->activation_backward(kind, parameter, len, x + at, y + at, dy + at, dx + at));
 }
-NNDEF void nn_vec_exp(size_t count, const float *x, float *y) { nn__kernels_get()->exp(count, x, y); }
-NNDEF void nn_vec_tanh(size_t count, const float *x, float *y) { nn__kernels_get()->tanh(count, x, y); }
+NNDEF void nn_vec_exp(size_t count, const float *x, float *y)
+{
+    const nn__kernels *k = nn__kernels_get();
+    NN__FOR_CHUNKS(count, at, len, k->exp(len, x + at, y + at));
+}
+NNDEF void nn_vec_tanh(size_t count, const float *x, float *y)
+{
+    const nn__kernels *k = nn__kernels_get();
+    NN__FOR_CHUNKS(count, at, len, k->tanh(len, x + at, y + at));
+}
 NNDEF void nn_softmax_forward(int rows, int cols, const float *x, float *y)
 {
     if (rows > 0 && cols > 0) nn__kernels_get()->softmax_rows(rows, cols, x, y, 0);
@@ -2854,9 +2917,21 @@ NNDEF float nn_softmax_cross_entropy(int rows, int cols, const float *logits, co
     return (float)(total / rows);
 }
 
-NNDEF void nn_axpy(size_t count, float alpha, const float *x, float *y) { nn__kernels_get()->axpy(count, alpha, x, y); }
-NNDEF void nn_scale(size_t count, float alpha, float *x) { nn__kernels_get()->scale(count, alpha, x); }
-NNDEF void nn_add(size_t count, const float *x, const float *y, float *z) { nn__kernels_get()->add(count, x, y, z); }
+NNDEF void nn_axpy(size_t count, float alpha, const float *x, float *y)
+{
+    const nn__kernels *k = nn__kernels_get();
+    NN__FOR_CHUNKS(count, at, len, k->axpy(len, alpha, x + at, y + at));
+}
+NNDEF void nn_scale(size_t count, float alpha, float *x)
+{
+    const nn__kernels *k = nn__kernels_get();
+    NN__FOR_CHUNKS(count, at, len, k->scale(len, alpha, x + at));
+}
+NNDEF void nn_add(size_t count, const float *x, const float *y, float *z)
+{
+    const nn__kernels *k = nn__kernels_get();
+    NN__FOR_CHUNKS(count, at, len, k->add(len, x + at, y + at, z + at));
+}
 NNDEF float nn_dot(size_t count, const float *x, const float *y) { return nn__kernels_get()->dot(count, x, y); }
 NNDEF float nn_sum(size_t count, const float *x) { return nn__kernels_get()->sum(count, x); }
 NNDEF float nn_sum_squares(size_t count, const float *x) { return nn__kernels_get()->sum_squares(count, x); }
@@ -3514,6 +3589,7 @@ static void nn__batchnorm_forward(nn_model *m, nn_node *n, int batch)
     float *running_mean = m->state + n->state_offset, *running_var = running_mean + C;
     const double count = (double)batch * S;
     int c, b, s;
+    NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
         double mean, invstd;
         float fm, fi, g, bt;
@@ -3557,6 +3633,7 @@ static void nn__batchnorm_backward(nn_model *m, nn_node *n, int batch, float *dx
     float *dgamma = m->grads + n->weight_offset, *dbeta = m->grads + n->bias_offset;
     const double count = (double)batch * S;
     int c, b, s;
+    NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
         const float mean = saved[c], invstd = saved[C + c];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
@@ -3946,10 +4023,14 @@ NNDEF nn_status nn_optimizer_step(nn_optimizer *o, nn_model *m)
     u.decay = o->kind == NN_OPTIMIZER_ADAMW ? 1.0f - lr * wd : 1.0f;
     n = m->param_count;
     switch (o->kind) {
-    case NN_OPTIMIZER_SGD: kern->sgd(n, m->params, m->grads, o->state, &u); break;
+    case NN_OPTIMIZER_SGD: NN__FOR_CHUNKS(n, at, len, kern->sgd(len, m->params + at, m->grads + at, o->state + at, &u)); break;
     case NN_OPTIMIZER_ADAM:
-    case NN_OPTIMIZER_ADAMW: kern->adam(n, m->params, m->grads, o->state, o->state + n, &u); break;
-    case NN_OPTIMIZER_RMSPROP: kern->rmsprop(n, m->params, m->grads, o->state, o->state + n, &u); break;
+    case NN_OPTIMIZER_ADAMW:
+        NN__FOR_CHUNKS(n, at, len, kern->adam(len, m->params + at, m->grads + at, o->state + at, o->state + n + at, &u));
+        break;
+    case NN_OPTIMIZER_RMSPROP:
+        NN__FOR_CHUNKS(n, at, len, kern->rmsprop(len, m->params + at, m->grads + at, o->state + at, o->state + n + at, &u));
+        break;
     }
     o->step++;
     return NN_OK;
