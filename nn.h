@@ -304,8 +304,9 @@ typedef enum nn_grad_reduction { NN_GRAD_MEAN = 0, NN_GRAD_SUM = 1 } nn_grad_red
 NNDEF void nn_set_grad_reduction(nn_model *model, nn_grad_reduction reduction);
 /* Compute d(loss)/d(input) in nn_backward (off by default: it costs a layer's backward). */
 NNDEF void nn_set_input_gradient(nn_model *model, int enabled);
-/* By default a step whose loss or gradient is not finite returns NN_ERROR_NONFINITE and leaves
-   the parameters as they were; with keep_going = 1 the update is applied anyway. */
+/* By default nn_train_step, when the loss or gradient is not finite, returns NN_ERROR_NONFINITE
+   and leaves the parameters and batch-norm statistics as they were; with keep_going = 1 the
+   update is applied anyway. */
 NNDEF void nn_set_nonfinite_policy(nn_model *model, int keep_going);
 
 /* Runs the graph on count samples (count <= max_batch). */
@@ -3009,6 +3010,7 @@ struct nn_model {
     nn_loss loss;
     size_t param_count, weight_count, state_count;
     float *params, *grads, *state;
+    float *state_backup;        /* state before a training step, restored if the step is rejected */
     float *arena;               /* activations, gradients, masks, loss scratch */
     int32_t *index_arena;       /* max-pool argmax */
     float *workspace;           /* conv column matrix + GEMM slices */
@@ -3056,10 +3058,11 @@ static void nn__model_release_plan(nn_model *m)
     nn__free(m->params);
     nn__free(m->grads);
     nn__free(m->state);
+    nn__free(m->state_backup);
     nn__free(m->arena);
     nn__free(m->index_arena);
     nn__free(m->workspace);
-    m->params = m->grads = m->state = m->arena = m->workspace = NULL;
+    m->params = m->grads = m->state = m->state_backup = m->arena = m->workspace = NULL;
     m->index_arena = NULL;
     m->compiled = 0;
 }
@@ -3470,10 +3473,11 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     m->params = nn__alloc_floats(params);
     m->grads = nn__alloc_floats(params);
     m->state = nn__alloc_floats(state);
+    m->state_backup = nn__alloc_floats(state);
     m->arena = nn__alloc_floats(arena);
     m->index_arena = (int32_t *)nn__alloc(index_arena ? index_arena * sizeof(int32_t) : 64);
     m->workspace = nn__alloc_floats(m->col_floats + (size_t)m->workspace_threads * NN__GEMM_THREAD_FLOATS);
-    if (!m->params || !m->grads || !m->state || !m->arena || !m->index_arena || !m->workspace) {
+    if (!m->params || !m->grads || !m->state || !m->state_backup || !m->arena || !m->index_arena || !m->workspace) {
         nn__model_release_plan(m);
         return nn__fail(NN_ERROR_MEMORY, "nn_compile: out of memory planning %.1f MB of buffers",
                         (double)(arena + 2 * params + m->col_floats) * 4e-6);
@@ -4042,6 +4046,7 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
     float value = 0.0f;
     nn_status st;
     if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_step: null optimizer");
+    if (m && m->compiled && m->state_count) memcpy(m->state_backup, m->state, m->state_count * sizeof(float));
     st = nn_forward(m, x, count, NN_TRAIN);
     if (st != NN_OK) return st;
     st = nn_backward(m, labels, targets, &value);
@@ -4049,9 +4054,13 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
     if (loss) *loss = value;
     if (!m->keep_going) {
         float norm = nn_sum_squares(m->param_count, m->grads);
-        if (!isfinite(value) || !isfinite(norm))
-            return nn__fail(NN_ERROR_NONFINITE, "nn_train_step: %s is not finite (loss %g); the update was skipped",
-                            isfinite(value) ? "the gradient" : "the loss", (double)value);
+        if (!isfinite(value) || !isfinite(norm)) {
+            /* the batch-norm statistics this forward folded in are as suspect as the update */
+            if (m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
+            return nn__fail(NN_ERROR_NONFINITE,
+                            "nn_train_step: %s is not finite (loss %g); the update was skipped and the "
+                            "batch-norm statistics restored", isfinite(value) ? "the gradient" : "the loss", (double)value);
+        }
     }
     return nn_optimizer_step(opt, m);
 }
