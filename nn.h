@@ -690,11 +690,12 @@ struct nn__update;
 typedef struct nn__kernels {
     const char *name;
     int mr, nr; /* GEMM micro-tile: mr rows by nr columns of C */
-    /* C[mr x nr] = alpha * (packed A sliver) * (packed B sliver) + beta * C; C unread if beta == 0 */
-    void (*gemm_tile)(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
+    /* C[mr x nr] = alpha * A * B + beta * C (C unread if beta == 0), where A[r][p] = a[r*rsa + p*csa]
+       (a packed sliver has rsa = 1, csa = mr) and B[p][j] = b[p*rsb + j] (packed: rsb = nr) */
+    void (*gemm_tile)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta);
     /* a narrower tile with the same mr, for products with few columns (nr_narrow == nr if none) */
     int nr_narrow;
-    void (*gemm_tile_narrow)(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
+    void (*gemm_tile_narrow)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta);
     void (*exp)(size_t n, const float *x, float *y);
     void (*tanh)(size_t n, const float *x, float *y);
     void (*activation_forward)(nn_activation kind, float p, size_t n, const float *x, float *y);
@@ -722,14 +723,14 @@ typedef struct nn__kernels {
 #define NN__GEMM_THREAD_FLOATS (NN__GEMM_MC * NN__GEMM_KC + NN__GEMM_KC * NN__GEMM_NC)
 
 /* ---------------------------------- scalar ---------------------------------------- */
-static void nn__gemm_tile_4x8_scalar(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+static void nn__gemm_tile_4x8_scalar(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
 {
     float acc[4][8];
     int i, j, p;
     memset(acc, 0, sizeof acc);
-    for (p = 0; p < k; p++, a += 4, b += 8)
+    for (p = 0; p < k; p++, a += csa, b += rsb)
         for (i = 0; i < 4; i++)
-            for (j = 0; j < 8; j++) acc[i][j] += a[i] * b[j];
+            for (j = 0; j < 8; j++) acc[i][j] += a[i * rsa] * b[j];
     for (i = 0; i < 4; i++)
         for (j = 0; j < 8; j++)
             c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
@@ -779,7 +780,7 @@ static float nn__sum_squares_scalar(size_t n, const float *x) { return nn__dot_s
 /* ---------------------------------- AVX2 + FMA ------------------------------------ */
 #if NN__X86
 #define NN__AVX2_ROW(i)                                                  \
-    av = _mm256_broadcast_ss(a + i);                                     \
+    av = _mm256_broadcast_ss(a##i);                                      \
     c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                          \
     c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);
 #define NN__AVX2_STORE(i)                                                \
@@ -794,14 +795,14 @@ static float nn__sum_squares_scalar(size_t n, const float *x) { return nn__dot_s
         _mm256_storeu_ps(cp + 8, r1);                                    \
     }
 /* 6x16 tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers. */
-NN__TARGET_AVX2 static void nn__gemm_tile_6x16_avx2(int k, const float *a, const float *b, float *c, int ldc,
-                                                    float alpha, float beta)
+NN__TARGET_AVX2 static void nn__gemm_tile_6x16_avx2(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
 {
+    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     int p;
-    for (p = 0; p < k; p++, a += 6, b += 16) {
+    for (p = 0; p < k; p++, a0 += csa, a1 += csa, a2 += csa, a3 += csa, a4 += csa, a5 += csa, b += rsb) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
         NN__AVX2_ROW(0) NN__AVX2_ROW(1) NN__AVX2_ROW(2) NN__AVX2_ROW(3) NN__AVX2_ROW(4) NN__AVX2_ROW(5)
     }
@@ -869,7 +870,7 @@ NN__TARGET_AVX2 static float nn__sum_squares_avx2(size_t n, const float *x) { re
 
 /* ---------------------------------- AVX-512 --------------------------------------- */
 #define NN__AVX512_ROW(i)                                                \
-    av = _mm512_set1_ps(a[i]);                                           \
+    av = _mm512_set1_ps(*a##i);                                          \
     c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                          \
     c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                          \
     c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                          \
@@ -884,15 +885,15 @@ NN__TARGET_AVX2 static float nn__sum_squares_avx2(size_t n, const float *x) { re
 #define NN__AVX512_STORE(i) NN__AVX512_STORE1(i, 0) NN__AVX512_STORE1(i, 1) NN__AVX512_STORE1(i, 2) NN__AVX512_STORE1(i, 3)
 /* 6x64 tile: 24 accumulators + 4 B vectors + 1 broadcast of the 32 zmm registers; 6 broadcasts
    and 4 loads feed 24 FMAs, so the FMA pipes, not the loads, set the pace. */
-NN__TARGET_AVX512 static void nn__gemm_tile_6x64_avx512(int k, const float *a, const float *b, float *c, int ldc,
-                                                        float alpha, float beta)
+NN__TARGET_AVX512 static void nn__gemm_tile_6x64_avx512(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
 {
+    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
     __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
     __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     int p;
-    for (p = 0; p < k; p++, a += 6, b += 64) {
+    for (p = 0; p < k; p++, a0 += csa, a1 += csa, a2 += csa, a3 += csa, a4 += csa, a5 += csa, b += rsb) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
         __m512 b3 = _mm512_loadu_ps(b + 48), av;
         NN__AVX512_ROW(0) NN__AVX512_ROW(1) NN__AVX512_ROW(2) NN__AVX512_ROW(3) NN__AVX512_ROW(4) NN__AVX512_ROW(5)
@@ -978,9 +979,10 @@ NN__TARGET_AVX512 static float nn__sum_squares_avx512(size_t n, const float *x) 
 
 /* ---------------------------------- NEON ------------------------------------------ */
 #if NN__ARM64
-#define NN__NEON_ROW(i, av, lane)                                        \
-    c##i##0 = vfmaq_laneq_f32(c##i##0, b0, av, lane);                    \
-    c##i##1 = vfmaq_laneq_f32(c##i##1, b1, av, lane);
+#define NN__NEON_ROW(i)                                                  \
+    av = vdupq_n_f32(a[i * rsa]);                                        \
+    c##i##0 = vfmaq_f32(c##i##0, b0, av);                                \
+    c##i##1 = vfmaq_f32(c##i##1, b1, av);
 #define NN__NEON_STORE(i)                                                \
     {                                                                    \
         float *cp = c + (size_t)i * ldc;                                 \
@@ -992,16 +994,16 @@ NN__TARGET_AVX512 static float nn__sum_squares_avx512(size_t n, const float *x) 
         vst1q_f32(cp, r0);                                               \
         vst1q_f32(cp + 4, r1);                                           \
     }
-/* 8x8 tile: 16 accumulators, A and B two quad registers each, FMA by lane. */
-static void nn__gemm_tile_8x8_neon(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+/* 8x8 tile: 16 accumulators, B in two quad registers, A broadcast row by row. */
+static void nn__gemm_tile_8x8_neon(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
 {
     float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     float32x4_t c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
     int p;
-    for (p = 0; p < k; p++, a += 8, b += 8) {
-        float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4), b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4);
-        NN__NEON_ROW(0, a0, 0) NN__NEON_ROW(1, a0, 1) NN__NEON_ROW(2, a0, 2) NN__NEON_ROW(3, a0, 3)
-        NN__NEON_ROW(4, a1, 0) NN__NEON_ROW(5, a1, 1) NN__NEON_ROW(6, a1, 2) NN__NEON_ROW(7, a1, 3)
+    for (p = 0; p < k; p++, a += csa, b += rsb) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), av;
+        NN__NEON_ROW(0) NN__NEON_ROW(1) NN__NEON_ROW(2) NN__NEON_ROW(3)
+        NN__NEON_ROW(4) NN__NEON_ROW(5) NN__NEON_ROW(6) NN__NEON_ROW(7)
     }
     NN__NEON_STORE(0) NN__NEON_STORE(1) NN__NEON_STORE(2) NN__NEON_STORE(3)
     NN__NEON_STORE(4) NN__NEON_STORE(5) NN__NEON_STORE(6) NN__NEON_STORE(7)
@@ -2245,45 +2247,69 @@ static float *nn__out_at(const nn__operand *out, int i, int j, int *contiguous)
     return (float *)out->data + (size_t)i * out->ld + j;
 }
 
-/* One thread's GEMM over rows [i_begin, i_end) and columns [j_begin, j_end). Loop order jc, pc,
-   ic, ir, jr: the A sliver stays in L1 while it sweeps the B panel held in L2. Edge tiles run
-   the same tile kernel on a copy, so every element sees the same arithmetic wherever the tile
-   falls: the result does not depend on the thread split. */
-typedef void (*nn__tile_fn)(int k, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
+typedef void (*nn__tile_fn)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c,
+                            int ldc, float alpha, float beta);
 
-static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int i_begin, int i_end, int j_begin, int j_end, int k,
-                            float alpha, const nn__operand *a, const nn__operand *b, float beta, const nn__operand *c,
-                            float *workspace)
+/* One thread's GEMM over rows [i_begin, i_end) and columns [j_begin, j_end). Loop order jc, pc,
+   ic, ir, jr: the A sliver stays in L1 while it sweeps the B panel held in L2. A plain matrix
+   is read in place where whole tiles fit (packing a 64x784 activation costs as much as the
+   product); views, transposed B and edge slivers are packed, zero-padded. Edge tiles run the
+   same tile kernel on a copy, so every element sees the same arithmetic wherever the tile
+   falls: the result does not depend on the thread split. */
+static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int direct_a, int direct_b, int i_begin, int i_end,
+                            int j_begin, int j_end, int k, float alpha, const nn__operand *a, const nn__operand *b,
+                            float beta, const nn__operand *c, float *workspace)
 {
     float *packed_a = workspace, *packed_b = workspace + NN__GEMM_MC * NN__GEMM_KC;
     const int ld_out = c->view == NN__CHANNELS ? c->spatial : c->ld;
+    const size_t a_rs = a->transposed ? 1 : (size_t)a->ld, a_cs = a->transposed ? (size_t)a->ld : 1;
     float tile[NN__GEMM_MAX_TILE];
     int jc, pc, ic, ir, jr, i, j;
     memset(tile, 0, sizeof tile);
     for (jc = j_begin; jc < j_end; jc += NN__GEMM_NC) {
-        int nc = NN__MIN(NN__GEMM_NC, j_end - jc);
+        const int nc = NN__MIN(NN__GEMM_NC, j_end - jc), nc_full = direct_b ? nc / nr * nr : 0;
         for (pc = 0; pc < k; pc += NN__GEMM_KC) {
-            int kc = NN__MIN(NN__GEMM_KC, k - pc);
-            float beta_block = pc == 0 ? beta : 1.0f;
-            nn__pack_b(b, pc, kc, jc, nc, nr, packed_b);
+            const int kc = NN__MIN(NN__GEMM_KC, k - pc);
+            const float beta_block = pc == 0 ? beta : 1.0f;
+            /* packed_b holds slivers from column nc_full on (all of them unless B is read in place) */
+            if (nc_full < nc) nn__pack_b(b, pc, kc, jc + nc_full, nc - nc_full, nr, packed_b);
             for (ic = i_begin; ic < i_end; ic += NN__GEMM_MC) {
-                int mc = NN__MIN(NN__GEMM_MC, i_end - ic);
-                nn__pack_a(a, ic, mc, pc, kc, mr, packed_a);
+                const int mc = NN__MIN(NN__GEMM_MC, i_end - ic), mc_full = direct_a ? mc / mr * mr : 0;
+                if (mc_full < mc) nn__pack_a(a, ic + mc_full, mc - mc_full, pc, kc, mr, packed_a);
                 for (ir = 0; ir < mc; ir += mr) {
-                    int rows = NN__MIN(mr, mc - ir);
-                    const float *ap = packed_a + (size_t)ir * kc;
+                    const int rows = NN__MIN(mr, mc - ir);
+                    const float *ap;
+                    size_t rsa, csa;
+                    if (ir < mc_full) {
+                        ap = a->data + (size_t)(ic + ir) * a_rs + (size_t)pc * a_cs;
+                        rsa = a_rs;
+                        csa = a_cs;
+                    } else {
+                        ap = packed_a + (size_t)(ir - mc_full) * kc;
+                        rsa = 1;
+                        csa = (size_t)mr;
+                    }
                     for (jr = 0; jr < nc; jr += nr) {
-                        int cols = NN__MIN(nr, nc - jr), run;
+                        const int cols = NN__MIN(nr, nc - jr);
+                        int run;
                         float *cp = nn__out_at(c, ic + ir, jc + jr, &run);
-                        const float *bp = packed_b + (size_t)jr * kc;
+                        const float *bp;
+                        size_t rsb;
+                        if (jr < nc_full) {
+                            bp = b->data + (size_t)pc * b->ld + jc + jr;
+                            rsb = (size_t)b->ld;
+                        } else {
+                            bp = packed_b + (size_t)(jr - nc_full) * kc;
+                            rsb = (size_t)nr;
+                        }
                         if (rows == mr && cols == nr && run >= nr) {
-                            gemm_tile(kc, ap, bp, cp, ld_out, alpha, beta_block);
+                            gemm_tile(kc, ap, rsa, csa, bp, rsb, cp, ld_out, alpha, beta_block);
                             continue;
                         }
                         if (beta_block != 0.0f)
                             for (i = 0; i < rows; i++)
                                 for (j = 0; j < cols; j++) tile[i * nr + j] = *nn__out_at(c, ic + ir + i, jc + jr + j, NULL);
-                        gemm_tile(kc, ap, bp, tile, nr, alpha, beta_block);
+                        gemm_tile(kc, ap, rsa, csa, bp, rsb, tile, nr, alpha, beta_block);
                         for (i = 0; i < rows; i++)
                             for (j = 0; j < cols; j++) *nn__out_at(c, ic + ir + i, jc + jr + j, NULL) = tile[i * nr + j];
                     }
@@ -2314,6 +2340,11 @@ static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *
     const int wide_waste = (n + kern->nr - 1) / kern->nr * kern->nr - n;
     const int nr = wide_waste * 5 > n + wide_waste ? kern->nr_narrow : kern->nr, mr = kern->mr;
     const nn__tile_fn tile = nr == kern->nr ? kern->gemm_tile : kern->gemm_tile_narrow;
+    /* Read a plain operand in place when packing it would cost more than it saves: A when few B
+       slivers reuse it, B when few A slivers do; never with a leading dimension that is a
+       multiple of 1 KiB, whose rows would all fall in the same cache sets. */
+    const int direct_a = a->view == NN__MATRIX && n <= 256 && (!a->transposed || a->ld % 256 != 0);
+    const int direct_b = b->view == NN__MATRIX && !b->transposed && m <= 96 && b->ld % 256 != 0;
     if ((double)m * n * k < 65536.0) threads = 1; /* too small to pay for waking threads */
     if (threads > 1) {
         int tiles_m = (m + mr - 1) / mr, tiles_n = (n + nr - 1) / nr;
@@ -2329,16 +2360,16 @@ static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *
                 float *ws = workspace + (size_t)t * NN__GEMM_THREAD_FLOATS;
                 if (split_n) {
                     int j0 = t * per * nr, j1 = NN__MIN(n, (t + 1) * per * nr);
-                    if (j0 < j1) nn__gemm_serial(mr, nr, tile, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
+                    if (j0 < j1) nn__gemm_serial(mr, nr, tile, direct_a, direct_b, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
                 } else {
                     int i0 = t * per * mr, i1 = NN__MIN(m, (t + 1) * per * mr);
-                    if (i0 < i1) nn__gemm_serial(mr, nr, tile, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
+                    if (i0 < i1) nn__gemm_serial(mr, nr, tile, direct_a, direct_b, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
                 }
             }
             return;
         }
     }
-    nn__gemm_serial(mr, nr, tile, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
+    nn__gemm_serial(mr, nr, tile, direct_a, direct_b, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
 }
 
 /* The library's GEMM on plain matrices: arguments already checked. */
