@@ -2345,7 +2345,9 @@ static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *
        multiple of 1 KiB, whose rows would all fall in the same cache sets. */
     const int direct_a = a->view == NN__MATRIX && n <= 256 && (!a->transposed || a->ld % 256 != 0);
     const int direct_b = b->view == NN__MATRIX && !b->transposed && m <= 96 && b->ld % 256 != 0;
-    if ((double)m * n * k < 65536.0) threads = 1; /* too small to pay for waking threads */
+    /* Below ~2M multiply-adds (~40 us on one core) a fork/join costs more than it saves, and on
+       a busy machine a descheduled partner thread turns every join into a wait. */
+    if ((double)m * n * k < 2097152.0) threads = 1;
     if (threads > 1) {
         int tiles_m = (m + mr - 1) / mr, tiles_n = (n + nr - 1) / nr;
         int split_n = tiles_n >= threads && (tiles_n >= tiles_m || tiles_m < threads);
@@ -2657,7 +2659,7 @@ NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float 
    Threads for element-wise work: fixed 64-byte-aligned chunks, one per thread, so every
    element sees the same arithmetic for any thread count (the result never depends on it).
    ====================================================================================== */
-#define NN__PARALLEL_MIN 65536 /* below this many elements one thread is faster */
+#define NN__PARALLEL_MIN 262144 /* below this many elements one thread is faster */
 
 /* Runs BODY over [BEGIN, BEGIN+LEN) pieces of [0, total); NN__PARALLEL_FOR(work) before a loop
    over independent planes or channels splits it when the total work is large enough. */
