@@ -15,7 +15,7 @@
 #   BENCH_MICRO_FILTER=...     which microbenchmark rows (default: peak, sgemm*, conv2d_* on
 #                              avx2/avx512/neon/openblas; "" skips the microbenchmarks)
 #   BENCH_SMOKE=1              a quick check of the whole pipeline (a few minutes): defaults become
-#                              BENCH_LIMIT=4096 BENCH_RESNET_STEPS=1 BENCH_WARMUP=1
+#                              BENCH_LIMIT=4096 BENCH_RESNET_STEPS=1 BENCH_WARMUP=0
 #                              BENCH_MIN_TIME=0.01, a few GEMM/conv shapes, and the report says
 #                              in bold that its numbers are not measurements
 #   BENCH_OUT=docs/performance.md, BENCH_DATA=data/mnist
@@ -32,7 +32,7 @@ else command_line="${given}scripts/bench_compare.sh $*"; fi
 BUILD=${1:-build}
 SMOKE=${BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
-  : "${BENCH_LIMIT:=4096}" "${BENCH_RESNET_STEPS:=1}" "${BENCH_WARMUP:=1}" "${BENCH_MIN_TIME:=0.01}"
+  : "${BENCH_LIMIT:=4096}" "${BENCH_RESNET_STEPS:=1}" "${BENCH_WARMUP:=0}" "${BENCH_MIN_TIME:=0.01}"
   : "${BENCH_MICRO_FILTER:=^(peak/|sgemm[_a-z]*/(avx2|avx512|neon|openblas)/(64x64x784|64x784x64|512x512x512)|conv2d_[a-z_]+/(avx2|avx512|neon|openblas)/(lenet2|resnet_b64_256))}"
 fi
 EPOCHS=${BENCH_EPOCHS:-1}

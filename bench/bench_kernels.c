@@ -1,0 +1,747 @@
+/* bench/bench_kernels.c - Google Benchmark microbenchmarks of nn.h's kernels (through
+   bench/shim.h), with OpenBLAS's cblas_sgemm as the reference in the same binary.
+
+   Rows are named <kernel>/<impl>/<shape>, impl one of scalar, avx2, avx512, neon (nn.h's kernel
+   tables, chosen with nn_set_backend) or openblas. A backend the CPU lacks is skipped with the
+   reason. Also train_step/<model> (whole training steps on the default backend) and
+   peak/<isa>/fma (independent FMA chains in registers: the core's peak FLOP rate).
+
+   Usage: bench_kernels [--threads N] [Google Benchmark flags]
+       --threads N   nn.h and OpenBLAS threads (default 1: single-core numbers, timed by the
+                     thread's CPU time; with N > 1 rows are timed by the wall clock and Google
+                     Benchmark appends /real_time to their names)
+   e.g.  bench_kernels --benchmark_filter='^sgemm/' --benchmark_format=json
+         bench_kernels --benchmark_min_time=0.01           (smoke: every row, briefly)
+   `make bench BENCH_ARGS=...` builds and runs it. */
+#define _POSIX_C_SOURCE 200809L /* posix_memalign */
+#define NN_IMPLEMENTATION
+#include "nn.h"
+#include "models.h"
+#include "shim.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define BENCH_X86 1
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#define BENCH_ARM64 1
+#endif
+
+/* OpenBLAS (cblas.h from libopenblas-dev declares these too; repeated for other cblas.h). */
+void openblas_set_num_threads(int num_threads);
+char *openblas_get_config(void);
+
+static const char *const nn_impls[] = {"scalar", "avx2", "avx512", "neon"};
+#define NN_IMPL_COUNT 4
+static int g_threads = 1;
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+static float *alloc_floats(size_t n)
+{
+    void *p = NULL;
+    if (n == 0) n = 1;
+    if (posix_memalign(&p, 64, n * sizeof(float)) != 0) return NULL;
+    return (float *)p;
+}
+
+static float *random_floats(size_t n, nn_rng *rng, float scale)
+{
+    float *p = alloc_floats(n);
+    size_t i;
+    if (p)
+        for (i = 0; i < n; i++) p[i] = scale * nn_rng_normal(rng);
+    return p;
+}
+
+static int is_openblas(const char *impl) { return !strcmp(impl, "openblas"); }
+
+/* Makes impl the active nn.h backend; skips the row (and returns 0) when the CPU lacks it. */
+static int select_impl(nnb_state *s, const char *impl)
+{
+    char why[96];
+    if (is_openblas(impl)) return 1;
+    if (!nn_backend_supported(impl)) {
+        snprintf(why, sizeof why, "CPU lacks %s", impl);
+        nnb_skip(s, why);
+        return 0;
+    }
+    if (nn_set_backend(impl) != NN_OK) {
+        nnb_fail(s, nn_last_error());
+        return 0;
+    }
+    return 1;
+}
+
+static int check(nnb_state *s, nn_status status)
+{
+    if (status == NN_OK) return 1;
+    nnb_fail(s, nn_last_error());
+    return 0;
+}
+
+static int check_alloc(nnb_state *s, int ok)
+{
+    if (!ok) nnb_fail(s, "out of memory");
+    return ok;
+}
+
+/* Registered rows keep their case here for the program's lifetime. */
+static void *keep(const void *value, size_t size)
+{
+    void *p = malloc(size);
+    if (!p) {
+        fprintf(stderr, "bench_kernels: out of memory\n");
+        exit(1);
+    }
+    memcpy(p, value, size);
+    return p;
+}
+
+/* ---- sgemm ------------------------------------------------------------------------------ */
+typedef struct gemm_case {
+    const char *impl;
+    int m, n, k, ta, tb;
+} gemm_case;
+
+static void bm_sgemm(nnb_state *s, void *user)
+{
+    const gemm_case *c = (const gemm_case *)user;
+    nn_rng rng = nn_rng_new(1);
+    const int lda = c->ta ? c->m : c->k, ldb = c->tb ? c->k : c->n, ldc = c->n;
+    size_t ws_floats = nn_sgemm_workspace_size();
+    float *a, *b, *out, *ws;
+    if (!select_impl(s, c->impl)) return;
+    a = random_floats((size_t)c->m * c->k, &rng, 1.0f);
+    b = random_floats((size_t)c->k * c->n, &rng, 1.0f);
+    out = alloc_floats((size_t)c->m * c->n);
+    ws = is_openblas(c->impl) ? NULL : alloc_floats(ws_floats);
+    if (check_alloc(s, a && b && out && (ws || is_openblas(c->impl)))) {
+        if (is_openblas(c->impl)) {
+            const enum CBLAS_TRANSPOSE ta = c->ta ? CblasTrans : CblasNoTrans, tb = c->tb ? CblasTrans : CblasNoTrans;
+            while (nnb_keep_running(s))
+                cblas_sgemm(CblasRowMajor, ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc);
+        } else {
+            const nn_transpose ta = c->ta ? NN_TRANSPOSE : NN_NO_TRANSPOSE, tb = c->tb ? NN_TRANSPOSE : NN_NO_TRANSPOSE;
+            if (check(s, nn_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats)))
+                while (nnb_keep_running(s))
+                    nn_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats);
+        }
+        nnb_do_not_optimize(out);
+        nnb_set_flops_per_iteration(s, 2.0 * c->m * c->n * c->k);
+    }
+    free(a);
+    free(b);
+    free(out);
+    free(ws);
+}
+
+static void register_sgemm(void)
+{
+    /* m, n, k, transpose A, transpose B. 64x64x784 and 256x64x784: a 784-input linear layer's
+       forward (x W^T: _nt); 64x784x64: its backward (dy W) and weight gradient (dy^T x: _tn);
+       6x36864x25 and 16x4096x150: LeNet's convolutions as im2col GEMMs (batch 64). */
+    static const int shapes[][5] = {
+        {64, 64, 784, 0, 0},   {64, 64, 784, 0, 1},    {64, 784, 64, 0, 0},    {64, 784, 64, 1, 0},
+        {256, 64, 784, 0, 0},  {256, 64, 784, 0, 1},   {128, 128, 128, 0, 0},  {512, 512, 512, 0, 0},
+        {512, 512, 512, 0, 1}, {512, 512, 512, 1, 0},  {1024, 1024, 1024, 0, 0}, {6, 36864, 25, 0, 0},
+        {16, 4096, 150, 0, 0},
+    };
+    static const char *const impls[] = {"scalar", "avx2", "avx512", "neon", "openblas"};
+    size_t i, j;
+    for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (j = 0; j < sizeof impls / sizeof impls[0]; j++) {
+            gemm_case c;
+            char name[128];
+            const char *variant = shapes[i][3] ? "_tn" : shapes[i][4] ? "_nt" : "";
+            c.impl = impls[j];
+            c.m = shapes[i][0];
+            c.n = shapes[i][1];
+            c.k = shapes[i][2];
+            c.ta = shapes[i][3];
+            c.tb = shapes[i][4];
+            snprintf(name, sizeof name, "sgemm%s/%s/%dx%dx%d", variant, c.impl, c.m, c.n, c.k);
+            nnb_register(name, bm_sgemm, keep(&c, sizeof c));
+        }
+}
+
+/* ---- convolution ------------------------------------------------------------------------ */
+typedef enum conv_pass { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHT } conv_pass;
+
+typedef struct conv_case {
+    const char *impl;
+    conv_pass pass;
+    nn_conv2d_shape shape;
+} conv_case;
+
+/* The reference: per image, im2col (same layout as nn.h's) then one cblas_sgemm. */
+static void im2col(const nn_conv2d_shape *s, int oh, int ow, const float *x, float *col)
+{
+    int c, ky, kx, oy, ox;
+    for (c = 0; c < s->in_channels; c++)
+        for (ky = 0; ky < s->kernel_height; ky++)
+            for (kx = 0; kx < s->kernel_width; kx++) {
+                const float *xc = x + (size_t)c * s->in_height * s->in_width;
+                for (oy = 0; oy < oh; oy++) {
+                    const int iy = oy * s->stride_height - s->pad_height + ky;
+                    for (ox = 0; ox < ow; ox++) {
+                        const int ix = ox * s->stride_width - s->pad_width + kx;
+                        *col++ = iy >= 0 && iy < s->in_height && ix >= 0 && ix < s->in_width
+                                     ? xc[(size_t)iy * s->in_width + ix]
+                                     : 0.0f;
+                    }
+                }
+            }
+}
+
+static void conv_forward_openblas(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w, float *y,
+                                  float *col)
+{
+    const int ckk = s->in_channels * s->kernel_height * s->kernel_width, spatial = oh * ow;
+    int b;
+    for (b = 0; b < s->batch; b++) {
+        im2col(s, oh, ow, x + (size_t)b * s->in_channels * s->in_height * s->in_width, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->out_channels, spatial, ckk, 1.0f, w, ckk, col, spatial,
+                    0.0f, y + (size_t)b * s->out_channels * spatial, spatial);
+    }
+}
+
+static void bm_conv(nnb_state *s, void *user)
+{
+    const conv_case *c = (const conv_case *)user;
+    const nn_conv2d_shape *sh = &c->shape;
+    nn_rng rng = nn_rng_new(2);
+    int oh = 0, ow = 0;
+    size_t nx, nw, ny, nws;
+    float *x, *w, *y, *ws;
+    if (!select_impl(s, c->impl)) return;
+    if (!check(s, nn_conv2d_output_size(sh, &oh, &ow))) return;
+    nx = (size_t)sh->batch * sh->in_channels * sh->in_height * sh->in_width;
+    nw = (size_t)sh->out_channels * sh->in_channels * sh->kernel_height * sh->kernel_width;
+    ny = (size_t)sh->batch * sh->out_channels * oh * ow;
+    nws = is_openblas(c->impl) ? (size_t)sh->in_channels * sh->kernel_height * sh->kernel_width * oh * ow
+                               : nn_conv2d_workspace_size(sh);
+    x = random_floats(nx, &rng, 1.0f);
+    w = random_floats(nw, &rng, 0.1f);
+    y = random_floats(ny, &rng, 1.0f);
+    ws = alloc_floats(nws);
+    if (check_alloc(s, x && w && y && ws)) {
+        int ok = 1;
+        if (is_openblas(c->impl)) {
+            while (nnb_keep_running(s)) conv_forward_openblas(sh, oh, ow, x, w, y, ws);
+        } else if (c->pass == CONV_FWD) {
+            if ((ok = check(s, nn_conv2d_forward(sh, x, w, NULL, y, ws, nws))))
+                while (nnb_keep_running(s)) nn_conv2d_forward(sh, x, w, NULL, y, ws, nws);
+        } else if (c->pass == CONV_BWD_DATA) { /* dy = y, dx = x */
+            if ((ok = check(s, nn_conv2d_backward_data(sh, y, w, x, ws, nws))))
+                while (nnb_keep_running(s)) nn_conv2d_backward_data(sh, y, w, x, ws, nws);
+        } else { /* dw = w */
+            if ((ok = check(s, nn_conv2d_backward_weight(sh, x, y, w, NULL, ws, nws))))
+                while (nnb_keep_running(s)) nn_conv2d_backward_weight(sh, x, y, w, NULL, ws, nws);
+        }
+        if (ok) {
+            nnb_do_not_optimize(y);
+            nnb_do_not_optimize(x);
+            nnb_do_not_optimize(w);
+            nnb_set_flops_per_iteration(s, 2.0 * (double)ny * sh->in_channels * sh->kernel_height * sh->kernel_width);
+            nnb_set_items_per_iteration(s, sh->batch); /* images */
+        }
+    }
+    free(x);
+    free(w);
+    free(y);
+    free(ws);
+}
+
+static void register_conv(void)
+{
+    /* tag, in channels, height/width, out channels, kernel, padding; batch 64, stride 1 */
+    static const struct {
+        const char *tag;
+        int c, hw, oc, k, pad;
+    } layers[] = {
+        {"lenet1", 1, 28, 6, 5, 0},     {"lenet2", 6, 12, 16, 5, 0},    {"resnet", 64, 28, 64, 3, 1},
+        {"resnet", 128, 14, 128, 3, 1}, {"resnet", 256, 7, 256, 3, 1}, {"resnet", 512, 4, 512, 3, 1},
+    };
+    static const char *const pass_names[] = {"conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight"};
+    size_t i;
+    int p, j;
+    for (p = CONV_FWD; p <= CONV_BWD_WEIGHT; p++)
+        for (i = 0; i < sizeof layers / sizeof layers[0]; i++)
+            for (j = 0; j < NN_IMPL_COUNT + (p == CONV_FWD); j++) {
+                conv_case c;
+                char name[160];
+                memset(&c, 0, sizeof c);
+                c.impl = j < NN_IMPL_COUNT ? nn_impls[j] : "openblas";
+                c.pass = (conv_pass)p;
+                c.shape.batch = 64;
+                c.shape.in_channels = layers[i].c;
+                c.shape.in_height = c.shape.in_width = layers[i].hw;
+                c.shape.out_channels = layers[i].oc;
+                c.shape.kernel_height = c.shape.kernel_width = layers[i].k;
+                c.shape.stride_height = c.shape.stride_width = 1;
+                c.shape.pad_height = c.shape.pad_width = layers[i].pad;
+                /* e.g. conv2d_fwd/avx512/lenet1_b64_1x28x28_o6k5p0 */
+                snprintf(name, sizeof name, "%s/%s/%s_b64_%dx%dx%d_o%dk%dp%d", pass_names[p], c.impl, layers[i].tag,
+                         layers[i].c, layers[i].hw, layers[i].hw, layers[i].oc, layers[i].k, layers[i].pad);
+                nnb_set_unit(nnb_register(name, bm_conv, keep(&c, sizeof c)), NNB_US);
+            }
+}
+
+/* ---- activations, softmax + cross-entropy, pooling --------------------------------------- */
+typedef struct act_case {
+    const char *impl;
+    nn_activation kind;
+    float parameter;
+    int backward;
+} act_case;
+
+#define ACT_COUNT ((size_t)1 << 20)
+
+static void bm_activation(nnb_state *s, void *user)
+{
+    const act_case *c = (const act_case *)user;
+    nn_rng rng = nn_rng_new(3);
+    float *x, *y, *dy, *dx;
+    if (!select_impl(s, c->impl)) return;
+    x = random_floats(ACT_COUNT, &rng, 3.0f);
+    y = alloc_floats(ACT_COUNT);
+    dy = random_floats(ACT_COUNT, &rng, 1.0f);
+    dx = alloc_floats(ACT_COUNT);
+    if (check_alloc(s, x && y && dy && dx)) {
+        nn_activation_forward(c->kind, c->parameter, ACT_COUNT, x, y);
+        if (c->backward)
+            while (nnb_keep_running(s)) nn_activation_backward(c->kind, c->parameter, ACT_COUNT, x, y, dy, dx);
+        else
+            while (nnb_keep_running(s)) nn_activation_forward(c->kind, c->parameter, ACT_COUNT, x, y);
+        nnb_do_not_optimize(y);
+        nnb_do_not_optimize(dx);
+        nnb_set_items_per_iteration(s, (double)ACT_COUNT);
+        /* forward: read x, write y; backward: read x or y and dy, write dx */
+        nnb_set_bytes_per_iteration(s, (c->backward ? 12.0 : 8.0) * (double)ACT_COUNT);
+    }
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+}
+
+typedef struct xent_case {
+    const char *impl;
+    int rows, cols;
+} xent_case;
+
+static void bm_softmax_xent(nnb_state *s, void *user)
+{
+    const xent_case *c = (const xent_case *)user;
+    nn_rng rng = nn_rng_new(4);
+    const size_t n = (size_t)c->rows * c->cols;
+    float *logits, *dlogits, loss = 0.0f;
+    int *labels = (int *)malloc((size_t)c->rows * sizeof(int)), r;
+    if (!select_impl(s, c->impl)) {
+        free(labels);
+        return;
+    }
+    logits = random_floats(n, &rng, 2.0f);
+    dlogits = alloc_floats(n);
+    if (check_alloc(s, logits && dlogits && labels)) {
+        for (r = 0; r < c->rows; r++) labels[r] = (int)nn_rng_below(&rng, (uint32_t)c->cols);
+        while (nnb_keep_running(s))
+            loss += nn_softmax_cross_entropy(c->rows, c->cols, logits, labels, dlogits, 1.0f / (float)c->rows);
+        nnb_do_not_optimize(&loss);
+        nnb_do_not_optimize(dlogits);
+        nnb_set_items_per_iteration(s, c->rows);
+        nnb_set_bytes_per_iteration(s, 8.0 * (double)n);
+    }
+    free(logits);
+    free(dlogits);
+    free(labels);
+}
+
+typedef struct pool_case {
+    const char *impl;
+    int max, backward;
+} pool_case;
+
+static void bm_pool(nnb_state *s, void *user)
+{
+    const pool_case *c = (const pool_case *)user;
+    nn_rng rng = nn_rng_new(5);
+    nn_pool2d_shape sh;
+    int oh = 0, ow = 0;
+    size_t nx, ny;
+    float *x, *y, *dx;
+    int32_t *argmax;
+    memset(&sh, 0, sizeof sh);
+    sh.batch = 64;
+    sh.channels = 6;
+    sh.in_height = sh.in_width = 24;
+    sh.kernel_height = sh.kernel_width = sh.stride_height = sh.stride_width = 2;
+    if (!select_impl(s, c->impl)) return;
+    if (!check(s, nn_pool2d_output_size(&sh, &oh, &ow))) return;
+    nx = (size_t)sh.batch * sh.channels * sh.in_height * sh.in_width;
+    ny = (size_t)sh.batch * sh.channels * oh * ow;
+    x = random_floats(nx, &rng, 1.0f);
+    y = random_floats(ny, &rng, 1.0f);
+    dx = alloc_floats(nx);
+    argmax = (int32_t *)malloc(ny * sizeof(int32_t));
+    if (check_alloc(s, x && y && dx && argmax)) {
+        if (c->max) {
+            nn_maxpool2d_forward(&sh, x, y, argmax);
+            if (c->backward)
+                while (nnb_keep_running(s)) nn_maxpool2d_backward(&sh, y, argmax, dx);
+            else
+                while (nnb_keep_running(s)) nn_maxpool2d_forward(&sh, x, y, argmax);
+        } else {
+            if (c->backward)
+                while (nnb_keep_running(s)) nn_avgpool2d_backward(&sh, y, dx);
+            else
+                while (nnb_keep_running(s)) nn_avgpool2d_forward(&sh, x, y);
+        }
+        nnb_do_not_optimize(y);
+        nnb_do_not_optimize(dx);
+        nnb_set_items_per_iteration(s, (double)nx); /* input elements */
+        nnb_set_bytes_per_iteration(s, 4.0 * (double)(nx + ny) + (c->max ? 4.0 * (double)ny : 0.0));
+    }
+    free(x);
+    free(y);
+    free(dx);
+    free(argmax);
+}
+
+static void register_elementwise(void)
+{
+    static const struct {
+        const char *name;
+        nn_activation kind;
+        float parameter;
+    } acts[] = {
+        {"relu", NN_ACTIVATION_RELU, 0.0f},       {"leaky_relu", NN_ACTIVATION_LEAKY_RELU, 0.01f},
+        {"sigmoid", NN_ACTIVATION_SIGMOID, 0.0f}, {"tanh", NN_ACTIVATION_TANH, 0.0f},
+        {"scaled_tanh", NN_ACTIVATION_SCALED_TANH, 0.0f},
+    };
+    static const int xent_shapes[][2] = {{64, 10}, {1024, 1000}};
+    static const char *const pool_names[] = {"avgpool_fwd", "avgpool_bwd", "maxpool_fwd", "maxpool_bwd"};
+    size_t i;
+    int j, d;
+    char name[128];
+    for (i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        for (d = 0; d < 2; d++)
+            for (j = 0; j < NN_IMPL_COUNT; j++) {
+                act_case c;
+                c.impl = nn_impls[j];
+                c.kind = acts[i].kind;
+                c.parameter = acts[i].parameter;
+                c.backward = d;
+                snprintf(name, sizeof name, "%s_%s/%s/1M", acts[i].name, d ? "bwd" : "fwd", c.impl);
+                nnb_set_unit(nnb_register(name, bm_activation, keep(&c, sizeof c)), NNB_US);
+            }
+    for (i = 0; i < sizeof xent_shapes / sizeof xent_shapes[0]; i++)
+        for (j = 0; j < NN_IMPL_COUNT; j++) {
+            xent_case c;
+            c.impl = nn_impls[j];
+            c.rows = xent_shapes[i][0];
+            c.cols = xent_shapes[i][1];
+            snprintf(name, sizeof name, "softmax_xent/%s/%dx%d", c.impl, c.rows, c.cols);
+            nnb_set_unit(nnb_register(name, bm_softmax_xent, keep(&c, sizeof c)), NNB_US);
+        }
+    for (d = 0; d < 4; d++)
+        for (j = 0; j < NN_IMPL_COUNT; j++) {
+            pool_case c;
+            c.impl = nn_impls[j];
+            c.max = d >= 2;
+            c.backward = d & 1;
+            snprintf(name, sizeof name, "%s/%s/64x6x24x24_2x2", pool_names[d], c.impl);
+            nnb_set_unit(nnb_register(name, bm_pool, keep(&c, sizeof c)), NNB_US);
+        }
+}
+
+/* ---- optimiser step over ~1M parameters -------------------------------------------------- */
+typedef struct opt_case {
+    const char *impl;
+    int adam;
+} opt_case;
+
+static void bm_optimizer_step(nnb_state *s, void *user)
+{
+    const opt_case *c = (const opt_case *)user;
+    nn_rng rng = nn_rng_new(6);
+    nn_model *m;
+    nn_node *x;
+    nn_optimizer opt;
+    size_t i, n;
+    float *g;
+    if (!select_impl(s, c->impl)) return;
+    m = nn_model_new(7);
+    x = nn_input(m, 1000, 1, 1);
+    if (!check(s, nn_compile(m, nn_linear(m, x, 1000, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 1))) {
+        nn_model_free(m);
+        return;
+    }
+    n = nn_param_count(m); /* 1,001,000 */
+    g = nn_grads(m);
+    for (i = 0; i < n; i++) g[i] = 0.01f * nn_rng_normal(&rng);
+    opt = c->adam ? nn_adam(1e-3f, 0.0f) : nn_sgd(0.01f, 0.9f, 0.0f);
+    if (check(s, nn_optimizer_step(&opt, m))) { /* binds the state; the first step is special */
+        while (nnb_keep_running(s)) nn_optimizer_step(&opt, m);
+        nnb_do_not_optimize(nn_params(m));
+        nnb_set_items_per_iteration(s, (double)n);
+        /* SGD: read p, g, momentum; write p, momentum. Adam: read p, g, m, v; write p, m, v. */
+        nnb_set_bytes_per_iteration(s, (c->adam ? 28.0 : 20.0) * (double)n);
+    }
+    nn_optimizer_free(&opt);
+    nn_model_free(m);
+}
+
+static void register_optimizers(void)
+{
+    int j, a;
+    char name[96];
+    for (a = 0; a < 2; a++)
+        for (j = 0; j < NN_IMPL_COUNT; j++) {
+            opt_case c;
+            c.impl = nn_impls[j];
+            c.adam = a;
+            snprintf(name, sizeof name, "%s/%s/1001000", a ? "adam_step" : "sgd_momentum_step", c.impl);
+            nnb_set_unit(nnb_register(name, bm_optimizer_step, keep(&c, sizeof c)), NNB_US);
+        }
+}
+
+/* ---- whole training steps ---------------------------------------------------------------- */
+/* The model, its optimiser and a batch of random data are built on the row's first run and
+   kept (Google Benchmark calls a row several times while it settles the iteration count). */
+typedef struct train_case {
+    const bm_model_spec *spec;
+    nn_model *model;
+    nn_optimizer opt;
+    float *x;
+    int *labels;
+    int ready;
+} train_case;
+
+static train_case g_train[BM_MODEL_COUNT];
+
+static void bm_train_step(nnb_state *s, void *user)
+{
+    train_case *c = (train_case *)user;
+    const int batch = c->spec->batch; /* 64 (mlp_sigmoid: 32, its training batch) */
+    float loss = 0.0f;
+    char label[64];
+    const char *forced = getenv("NN_BACKEND"); /* honoured here as in any program; "best" otherwise */
+    nn_set_backend(forced && *forced && nn_backend_supported(forced) ? forced : "best");
+    if (!c->ready) {
+        nn_rng rng = nn_rng_new(8);
+        int i;
+        c->model = c->spec->build(42, batch);
+        if (!c->model) {
+            nnb_fail(s, nn_last_error());
+            return;
+        }
+        c->opt = bm_optimizer(c->spec);
+        c->x = random_floats((size_t)batch * nn_input_size(c->model), &rng, 1.0f);
+        c->labels = (int *)malloc(batch * sizeof(int));
+        if (!check_alloc(s, c->x && c->labels)) return;
+        for (i = 0; i < batch; i++) c->labels[i] = (int)nn_rng_below(&rng, 10);
+        /* warm-up: binds the optimiser state, touches every buffer */
+        if (!check(s, nn_train_step(c->model, &c->opt, c->x, c->labels, NULL, batch, &loss))) return;
+        c->ready = 1;
+    }
+    while (nnb_keep_running(s)) nn_train_step(c->model, &c->opt, c->x, c->labels, NULL, batch, &loss);
+    nnb_do_not_optimize(&loss);
+    nnb_set_items_per_iteration(s, batch); /* images per second */
+    snprintf(label, sizeof label, "%s, batch %d, %s", nn_backend_name(), batch, c->spec->optimizer);
+    nnb_set_label(s, label);
+}
+
+static void free_train_cases(void)
+{
+    int i;
+    for (i = 0; i < BM_MODEL_COUNT; i++) {
+        nn_model_free(g_train[i].model);
+        nn_optimizer_free(&g_train[i].opt);
+        free(g_train[i].x);
+        free(g_train[i].labels);
+    }
+}
+
+static void register_train_steps(void)
+{
+    int i;
+    char name[64];
+    /* ResNet-18 takes 1-3 s a step: with the default --benchmark_min_time (0.5 s) it runs one
+       timed step after the untimed warm-up; add --benchmark_repetitions for more. */
+    for (i = 0; i < BM_MODEL_COUNT; i++) {
+        g_train[i].spec = &bm_models[i];
+        snprintf(name, sizeof name, "train_step/%s", bm_models[i].name);
+        nnb_set_unit(nnb_register(name, bm_train_step, &g_train[i]), NNB_MS);
+    }
+}
+
+/* ---- FMA peak ----------------------------------------------------------------------------- */
+/* Independent chains a = a*b + c in registers: enough of them to cover the FMA latency times the
+   FMA units (Zen 4: 4 cycles x 2 units = 8 chains; 12 and 24 leave room). Each iteration of the
+   benchmark runs PEAK_STEPS steps of every chain. */
+#define PEAK_STEPS 16384
+
+#ifdef BENCH_X86
+#define PEAK_FMA8(op, v)                                                                                               \
+    v##0 = op(v##0, b, c); v##1 = op(v##1, b, c); v##2 = op(v##2, b, c); v##3 = op(v##3, b, c);                        \
+    v##4 = op(v##4, b, c); v##5 = op(v##5, b, c); v##6 = op(v##6, b, c); v##7 = op(v##7, b, c)
+
+__attribute__((target("avx2,fma"))) static float peak_avx2(int steps)
+{
+    const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+    __m256 a0 = _mm256_set1_ps(0.0f), a1 = _mm256_set1_ps(0.1f), a2 = _mm256_set1_ps(0.2f), a3 = _mm256_set1_ps(0.3f);
+    __m256 a4 = _mm256_set1_ps(0.4f), a5 = _mm256_set1_ps(0.5f), a6 = _mm256_set1_ps(0.6f), a7 = _mm256_set1_ps(0.7f);
+    __m256 e0 = _mm256_set1_ps(0.8f), e1 = _mm256_set1_ps(0.9f), e2 = _mm256_set1_ps(1.0f), e3 = _mm256_set1_ps(1.1f);
+    float out[8];
+    int i;
+    for (i = 0; i < steps; i++) {
+        PEAK_FMA8(_mm256_fmadd_ps, a);
+        e0 = _mm256_fmadd_ps(e0, b, c);
+        e1 = _mm256_fmadd_ps(e1, b, c);
+        e2 = _mm256_fmadd_ps(e2, b, c);
+        e3 = _mm256_fmadd_ps(e3, b, c);
+    }
+    a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                       _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    a0 = _mm256_add_ps(a0, _mm256_add_ps(_mm256_add_ps(e0, e1), _mm256_add_ps(e2, e3)));
+    _mm256_storeu_ps(out, a0);
+    return out[0] + out[7];
+}
+#define PEAK_AVX2_FLOPS (2.0 * 8 * 12)
+
+__attribute__((target("avx512f"))) static float peak_avx512(int steps)
+{
+    const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+    __m512 a0 = _mm512_set1_ps(0.0f), a1 = _mm512_set1_ps(0.1f), a2 = _mm512_set1_ps(0.2f), a3 = _mm512_set1_ps(0.3f);
+    __m512 a4 = _mm512_set1_ps(0.4f), a5 = _mm512_set1_ps(0.5f), a6 = _mm512_set1_ps(0.6f), a7 = _mm512_set1_ps(0.7f);
+    __m512 d0 = _mm512_set1_ps(0.8f), d1 = _mm512_set1_ps(0.9f), d2 = _mm512_set1_ps(1.0f), d3 = _mm512_set1_ps(1.1f);
+    __m512 d4 = _mm512_set1_ps(1.2f), d5 = _mm512_set1_ps(1.3f), d6 = _mm512_set1_ps(1.4f), d7 = _mm512_set1_ps(1.5f);
+    __m512 f0 = _mm512_set1_ps(1.6f), f1 = _mm512_set1_ps(1.7f), f2 = _mm512_set1_ps(1.8f), f3 = _mm512_set1_ps(1.9f);
+    __m512 f4 = _mm512_set1_ps(2.0f), f5 = _mm512_set1_ps(2.1f), f6 = _mm512_set1_ps(2.2f), f7 = _mm512_set1_ps(2.3f);
+    int i;
+    for (i = 0; i < steps; i++) {
+        PEAK_FMA8(_mm512_fmadd_ps, a);
+        PEAK_FMA8(_mm512_fmadd_ps, d);
+        PEAK_FMA8(_mm512_fmadd_ps, f);
+    }
+    a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                       _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    d0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(d0, d1), _mm512_add_ps(d2, d3)),
+                       _mm512_add_ps(_mm512_add_ps(d4, d5), _mm512_add_ps(d6, d7)));
+    f0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(f0, f1), _mm512_add_ps(f2, f3)),
+                       _mm512_add_ps(_mm512_add_ps(f4, f5), _mm512_add_ps(f6, f7)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, _mm512_add_ps(d0, f0)));
+}
+#define PEAK_AVX512_FLOPS (2.0 * 16 * 24)
+#endif
+
+#ifdef BENCH_ARM64
+static float peak_neon(int steps)
+{
+    const float32x4_t b = vdupq_n_f32(0.999f), c = vdupq_n_f32(1e-3f);
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.1f), a2 = vdupq_n_f32(0.2f), a3 = vdupq_n_f32(0.3f);
+    float32x4_t a4 = vdupq_n_f32(0.4f), a5 = vdupq_n_f32(0.5f), a6 = vdupq_n_f32(0.6f), a7 = vdupq_n_f32(0.7f);
+    float32x4_t d0 = vdupq_n_f32(0.8f), d1 = vdupq_n_f32(0.9f), d2 = vdupq_n_f32(1.0f), d3 = vdupq_n_f32(1.1f);
+    float32x4_t d4 = vdupq_n_f32(1.2f), d5 = vdupq_n_f32(1.3f), d6 = vdupq_n_f32(1.4f), d7 = vdupq_n_f32(1.5f);
+    int i;
+#define PEAK_NEON_FMA(x, y, z) vfmaq_f32(z, x, y)
+    for (i = 0; i < steps; i++) {
+        PEAK_FMA8(PEAK_NEON_FMA, a);
+        PEAK_FMA8(PEAK_NEON_FMA, d);
+    }
+    a0 = vaddq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)), vaddq_f32(vaddq_f32(a4, a5), vaddq_f32(a6, a7)));
+    d0 = vaddq_f32(vaddq_f32(vaddq_f32(d0, d1), vaddq_f32(d2, d3)), vaddq_f32(vaddq_f32(d4, d5), vaddq_f32(d6, d7)));
+    return vaddvq_f32(vaddq_f32(a0, d0));
+}
+#define PEAK_NEON_FLOPS (2.0 * 4 * 16)
+#endif
+
+static void bm_peak(nnb_state *s, void *user)
+{
+    const char *isa = (const char *)user;
+    float sink = 0.0f;
+    double flops_per_step = 0.0;
+    char why[64];
+    if (!nn_backend_supported(isa)) {
+        snprintf(why, sizeof why, "CPU lacks %s", isa);
+        nnb_skip(s, why);
+        return;
+    }
+#ifdef BENCH_X86
+    if (!strcmp(isa, "avx2")) {
+        while (nnb_keep_running(s)) sink += peak_avx2(PEAK_STEPS);
+        flops_per_step = PEAK_AVX2_FLOPS;
+    } else if (!strcmp(isa, "avx512")) {
+        while (nnb_keep_running(s)) sink += peak_avx512(PEAK_STEPS);
+        flops_per_step = PEAK_AVX512_FLOPS;
+    }
+#endif
+#ifdef BENCH_ARM64
+    if (!strcmp(isa, "neon")) {
+        while (nnb_keep_running(s)) sink += peak_neon(PEAK_STEPS);
+        flops_per_step = PEAK_NEON_FLOPS;
+    }
+#endif
+    if (flops_per_step == 0.0) { /* supported by nn.h but not probed by this build */
+        snprintf(why, sizeof why, "no %s probe in this build", isa);
+        nnb_skip(s, why);
+        return;
+    }
+    nnb_do_not_optimize(&sink);
+    nnb_set_flops_per_iteration(s, flops_per_step * PEAK_STEPS);
+}
+
+static void register_peak(void)
+{
+    static const char *const isas[] = {"avx2", "avx512", "neon"};
+    size_t i;
+    char name[64];
+    for (i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        snprintf(name, sizeof name, "peak/%s/fma", isas[i]);
+        nnb_set_unit(nnb_register(name, bm_peak, (void *)isas[i]), NNB_US);
+    }
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+int main(int argc, char **argv)
+{
+    const char *threads = nnb_take_flag(&argc, argv, "--threads");
+    char text[64];
+    int status;
+    if (threads) {
+        g_threads = atoi(threads);
+        if (g_threads <= 0) {
+            fprintf(stderr, "bench_kernels: --threads needs a positive count, got '%s'\n", threads);
+            return 2;
+        }
+    }
+    nn_set_threads(g_threads);
+    openblas_set_num_threads(g_threads);
+    /* One thread: the thread's CPU time (robust on a shared machine). More: wall-clock time
+       (the rows' names then end in /real_time). */
+    nnb_use_real_time(g_threads > 1);
+
+    snprintf(text, sizeof text, "%d", nn_threads());
+    nnb_add_context("nn_threads", text);
+    nnb_add_context("nn_best_backend", nn_backend_name());
+    snprintf(text, sizeof text, "%d", g_threads);
+    nnb_add_context("openblas_threads", text);
+    nnb_add_context("openblas_config", openblas_get_config());
+
+    register_peak();
+    register_sgemm();
+    register_conv();
+    register_elementwise();
+    register_optimizers();
+    register_train_steps();
+    status = nnb_main(argc, argv);
+    free_train_cases();
+    return status;
+}
