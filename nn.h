@@ -3133,6 +3133,12 @@ static nn_node *nn__node_new(nn_model *m, nn__op op, nn_node *a, nn_node *b, con
         nn__model_error(m, NN_ERROR_ARGUMENT, "%s: input node belongs to another model", who);
         return NULL;
     }
+    for (i = 0; i < m->count; i++)
+        if (m->nodes[i] == b) break;
+    if (b && i == m->count) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: second input node belongs to another model", who);
+        return NULL;
+    }
     if (m->count == m->capacity) {
         int cap = m->capacity ? 2 * m->capacity : 16;
         nn_node **grown = (nn_node **)NN_MALLOC((size_t)cap * sizeof(nn_node *));
@@ -3211,7 +3217,7 @@ NNDEF nn_node *nn_conv2d(nn_model *m, nn_node *x, int out_channels, int kernel, 
 {
     nn_node *node;
     nn_conv2d_shape s;
-    int oh, ow;
+    int oh = 0, ow = 0;
     if (!x) return nn__node_new(m, NN__OP_CONV2D, NULL, NULL, "nn_conv2d");
     memset(&s, 0, sizeof s);
     s.batch = 1;
@@ -3247,7 +3253,7 @@ static nn_node *nn__pool_node(nn_model *m, nn__op op, nn_node *x, int kernel, in
 {
     nn_node *node;
     nn_pool2d_shape s;
-    int oh, ow;
+    int oh = 0, ow = 0;
     if (!x) return nn__node_new(m, op, NULL, NULL, who);
     if (stride == 0) stride = kernel;
     memset(&s, 0, sizeof s);
@@ -4083,7 +4089,11 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
     st = nn_forward(m, x, count, NN_TRAIN);
     if (st != NN_OK) return st;
     st = nn_backward(m, labels, targets, &value);
-    if (st != NN_OK) return st;
+    if (st != NN_OK) {
+        /* a rejected step (bad labels) must not leave this batch in the running statistics */
+        if (m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
+        return st;
+    }
     if (loss) *loss = value;
     if (!m->keep_going) {
         float norm = nn_sum_squares(m->param_count, m->grads);
@@ -4236,13 +4246,22 @@ NNDEF void nn_dataset_free(nn_dataset *ds)
 
 NNDEF int nn_dataset_sample_size(const nn_dataset *ds) { return ds ? ds->channels * ds->height * ds->width : 0; }
 
+/* Neumaier's compensated sum: tens of millions of terms stay exact to ~1e-15 relative. */
+static void nn__sum_compensated(double *sum, double *carry, double v)
+{
+    double t = *sum + v;
+    *carry += fabs(*sum) >= fabs(v) ? (*sum - t) + v : (v - t) + *sum;
+    *sum = t;
+}
+
 NNDEF void nn_dataset_stats(const nn_dataset *ds, double *mean, double *std)
 {
     size_t i, n = ds ? (size_t)ds->count * nn_dataset_sample_size(ds) : 0;
-    double sum = 0.0, sq = 0.0, mu;
-    for (i = 0; i < n; i++) sum += ds->x[i];
-    mu = n ? sum / (double)n : 0.0;
-    for (i = 0; i < n; i++) sq += (ds->x[i] - mu) * (ds->x[i] - mu);
+    double sum = 0.0, carry = 0.0, sq = 0.0, sq_carry = 0.0, mu;
+    for (i = 0; i < n; i++) nn__sum_compensated(&sum, &carry, ds->x[i]);
+    mu = n ? (sum + carry) / (double)n : 0.0;
+    for (i = 0; i < n; i++) nn__sum_compensated(&sq, &sq_carry, (ds->x[i] - mu) * (ds->x[i] - mu));
+    sq += sq_carry;
     if (mean) *mean = mu;
     if (std) *std = n ? sqrt(sq / (double)n) : 0.0;
 }
