@@ -413,11 +413,15 @@ typedef struct nn_fit_options {
     int shuffle;                     /* reshuffle each epoch (1 by default from nn_fit_defaults) */
     uint64_t seed;                   /* for the shuffling */
     const nn_dataset *validation;    /* may be NULL */
-    int checks_per_epoch;            /* validations per epoch for early stopping (>= 1) */
+    int checks_per_epoch;            /* checks (validations, on_check calls) per epoch (>= 1) */
     int patience;                    /* stop after this many checks without a better val loss; 0 = never */
     int progress;                    /* -1 auto (stderr is a terminal), 0 off, 1 on */
     /* Called after each epoch; return non-zero to stop training. */
     int (*on_epoch)(const nn_epoch_report *report, void *user);
+    /* Called at each of the checks_per_epoch checks (with or without a validation set), with the
+       train loss and accuracy of the steps since the previous check and the validation figures
+       measured at this one; may be NULL; non-zero stops training. */
+    int (*on_check)(const nn_epoch_report *report, void *user);
     void *user;
 } nn_fit_options;
 typedef struct nn_fit_result {
@@ -4474,15 +4478,16 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
     show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
     res.best_val_loss = INFINITY;
     for (epoch = 1; epoch <= options->epochs && !stop; epoch++) {
-        nn_epoch_report report;
-        double loss_sum = 0.0, t0 = nn_seconds(), val_time = 0.0;
-        int correct = 0, seen = 0, step, checks = NN__MAX(1, options->checks_per_epoch), next_check = 1;
+        nn_epoch_report report, check;
+        double loss_sum = 0.0, check_loss = 0.0, t0 = nn_seconds(), t_check = t0, val_time = 0.0;
+        int correct = 0, seen = 0, check_correct = 0, check_seen = 0, step, next_check = 1;
+        const int checks = NN__MAX(1, options->checks_per_epoch);
         if (options->shuffle) nn_rng_shuffle(&rng, idx, train->count);
         for (step = 0; step < steps_per_epoch; step++) {
             const int first = step * options->batch_size, n = NN__MIN(options->batch_size, train->count - first);
             const int k = nn_output_size(m);
             float loss = 0.0f;
-            int r;
+            int r, hits = 0;
             nn_dataset_gather(train, idx + first, n, xb, labels);
             if (tb)
                 for (r = 0; r < n; r++)
@@ -4491,26 +4496,47 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
             st = nn_train_step(m, opt, xb, train->labels ? labels : NULL, tb, n, &loss);
             if (st != NN_OK) goto done;
             res.steps++;
-            loss_sum += (double)loss * n;
-            seen += n;
             if (train->labels)
-                for (r = 0; r < n; r++) correct += nn__argmax(nn_output(m) + (size_t)r * k, k) == labels[r];
+                for (r = 0; r < n; r++) hits += nn__argmax(nn_output(m) + (size_t)r * k, k) == labels[r];
+            loss_sum += (double)loss * n;
+            check_loss += (double)loss * n;
+            seen += n;
+            check_seen += n;
+            correct += hits;
+            check_correct += hits;
             if (show && (step % NN__MAX(1, steps_per_epoch / 100) == 0 || step + 1 == steps_per_epoch))
                 nn__progress(epoch, options->epochs, step + 1, steps_per_epoch, loss_sum / seen);
-            if (options->validation && step + 1 == (int)((long long)next_check * steps_per_epoch / checks)) {
+            if ((options->validation || options->on_check) &&
+                step + 1 == (int)((long long)next_check * steps_per_epoch / checks)) {
                 double tv = nn_seconds();
                 next_check++;
-                st = nn_evaluate(m, options->validation, &val);
-                if (st != NN_OK) goto done;
-                val_time += nn_seconds() - tv;
-                if (val.loss < best) {
-                    best = val.loss;
-                    since_best = 0;
-                } else if (options->patience > 0 && ++since_best >= options->patience) {
-                    stop = 1;
-                    res.stopped_early = 1;
-                    break;
+                memset(&check, 0, sizeof check);
+                if (options->validation) {
+                    st = nn_evaluate(m, options->validation, &val);
+                    if (st != NN_OK) goto done;
+                    check.val_loss = val.loss;
+                    check.val_accuracy = val.accuracy;
                 }
+                val_time += nn_seconds() - tv;
+                check.epoch = epoch;
+                check.steps = res.steps;
+                check.train_loss = check_loss / check_seen;
+                check.train_accuracy = 100.0 * check_correct / check_seen;
+                check.seconds = tv - t_check;
+                check_loss = 0.0;
+                check_correct = check_seen = 0;
+                if (options->on_check && options->on_check(&check, options->user)) stop = 1;
+                t_check = nn_seconds();
+                if (options->validation) {
+                    if (val.loss < best) {
+                        best = val.loss;
+                        since_best = 0;
+                    } else if (options->patience > 0 && ++since_best >= options->patience) {
+                        stop = 1;
+                        res.stopped_early = 1;
+                    }
+                }
+                if (stop) break;
             }
         }
         if (show) fprintf(stderr, "\r%70s\r", "");

@@ -4,7 +4,7 @@ EXAMPLE_NAMES   := $(notdir $(EXAMPLE_SOURCES:.c=))
 EXAMPLES        := $(addprefix $(BUILD)/examples/,$(EXAMPLE_NAMES))
 EX_CFLAGS       := $(CSTD) -O2 $(WARN) $(OPENMP) -I. -Iexamples
 
-$(BUILD)/examples/%: examples/%.c examples/common.h nn.h
+$(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) nn.h
 	@mkdir -p $(@D)
 	$(CC) $(EX_CFLAGS) $< -o $@ -lm
 
