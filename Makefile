@@ -42,4 +42,6 @@ clean:
 
 -include tests/tests.mk
 -include examples/examples.mk
+-include examples/mpi/mpi.mk
 -include bench/bench.mk
+-include fuzz/fuzz.mk

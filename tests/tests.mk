@@ -30,14 +30,17 @@ $(BUILD)/tests-arm64/%: tests/%.c $(BUILD)/tests-arm64/nn_impl.o tests/test_comm
 test-header:
 	@scripts/check_header.sh $(BUILD)
 
+# Every check; each extra one is counted through build/extra-checks/*.summary (scripts/extra_check.sh).
 test: setup
-	@$(SETUP) data
+	@$(SETUP) data bench mpi
 	@rm -rf $(BUILD)/extra-checks
 	@mkdir -p $(BUILD)/extra-checks
-	-@$(MAKE) --no-print-directory test-header
-	@$(MAKE) --no-print-directory -j2 $(TEST_NATIVE) $(TEST_ASAN) $(TEST_ARM64)
 	@scripts/fetch_mnist.sh $(DATA)
-	-@$(MAKE) --no-print-directory test-examples
+	-@$(MAKE) --no-print-directory test-header
+	@$(MAKE) --no-print-directory -j2 $(TEST_NATIVE) $(TEST_ASAN) $(TEST_ARM64) $(EXAMPLES)
+	@scripts/extra_check.sh examples test-examples $(BUILD)
+	@scripts/extra_check.sh bench bench-smoke $(BUILD)
+	@scripts/extra_check.sh mpi test-mpi $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
 .PHONY: test-header
