@@ -2419,9 +2419,23 @@ NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int
 /* ======================================================================================
    Convolution: im2col + GEMM per image (1x1, stride 1, no padding skips the copy).
    ====================================================================================== */
+/* a*b*c*d <= limit for non-negative factors, decided without overflowing. */
+static int nn__product_within(long long limit, long long a, long long b, long long c, long long d)
+{
+    const long long f[4] = {a, b, c, d};
+    long long product = 1;
+    int i;
+    for (i = 0; i < 4; i++) {
+        if (f[i] == 0) return 1;
+        if (product > limit / f[i]) return 0;
+        product *= f[i];
+    }
+    return 1;
+}
+
 static nn_status nn__conv_check(const nn_conv2d_shape *s, int *out_h, int *out_w)
 {
-    long long oh, ow, ckk;
+    long long oh, ow;
     if (!s) return nn__fail(NN_ERROR_ARGUMENT, "conv2d: null shape");
     if (s->batch <= 0 || s->in_channels <= 0 || s->in_height <= 0 || s->in_width <= 0 || s->out_channels <= 0 ||
         s->kernel_height <= 0 || s->kernel_width <= 0 || s->stride_height <= 0 || s->stride_width <= 0 ||
@@ -2430,14 +2444,16 @@ static nn_status nn__conv_check(const nn_conv2d_shape *s, int *out_h, int *out_w
     oh = ((long long)s->in_height + 2LL * s->pad_height - s->kernel_height);
     ow = ((long long)s->in_width + 2LL * s->pad_width - s->kernel_width);
     if (oh < 0 || ow < 0)
-        return nn__fail(NN_ERROR_SHAPE, "conv2d: kernel %dx%d larger than the padded input %dx%d", s->kernel_height,
-                        s->kernel_width, s->in_height + 2 * s->pad_height, s->in_width + 2 * s->pad_width);
+        return nn__fail(NN_ERROR_SHAPE, "conv2d: kernel %dx%d larger than the padded input %lldx%lld", s->kernel_height,
+                        s->kernel_width, oh + s->kernel_height, ow + s->kernel_width);
     oh = oh / s->stride_height + 1;
     ow = ow / s->stride_width + 1;
-    ckk = (long long)s->in_channels * s->kernel_height * s->kernel_width;
-    if (oh * ow > INT_MAX / 4 || ckk > INT_MAX / 4 || ckk * oh * ow > (long long)INT_MAX ||
-        (long long)s->in_channels * s->in_height * s->in_width > INT_MAX / 4 ||
-        (long long)s->out_channels * oh * ow > INT_MAX / 4 || (long long)s->out_channels * ckk > INT_MAX / 4)
+    if (!nn__product_within(INT_MAX / 4, s->in_channels, s->kernel_height, s->kernel_width, 1) ||
+        !nn__product_within(INT_MAX / 4, oh, ow, 1, 1) ||
+        !nn__product_within(INT_MAX, s->in_channels, (long long)s->kernel_height * s->kernel_width, oh, ow) ||
+        !nn__product_within(INT_MAX / 4, s->in_channels, s->in_height, s->in_width, 1) ||
+        !nn__product_within(INT_MAX / 4, s->out_channels, oh, ow, 1) ||
+        !nn__product_within(INT_MAX / 4, s->out_channels, s->in_channels, (long long)s->kernel_height * s->kernel_width, 1))
         return nn__fail(NN_ERROR_SHAPE, "conv2d: shape too large");
     if (out_h) *out_h = (int)oh;
     if (out_w) *out_w = (int)ow;
@@ -2716,14 +2732,14 @@ static nn_status nn__pool_check(const nn_pool2d_shape *s, int *out_h, int *out_w
     if (s->batch <= 0 || s->channels <= 0 || s->in_height <= 0 || s->in_width <= 0 || s->kernel_height <= 0 ||
         s->kernel_width <= 0 || s->stride_height <= 0 || s->stride_width <= 0 || s->pad_height < 0 || s->pad_width < 0)
         return nn__fail(NN_ERROR_SHAPE, "pool2d: sizes must be positive (padding non-negative)");
-    if (2 * s->pad_height > s->kernel_height || 2 * s->pad_width > s->kernel_width)
+    if (2LL * s->pad_height > s->kernel_height || 2LL * s->pad_width > s->kernel_width)
         return nn__fail(NN_ERROR_SHAPE, "pool2d: padding must be at most half the kernel");
     oh = (long long)s->in_height + 2LL * s->pad_height - s->kernel_height;
     ow = (long long)s->in_width + 2LL * s->pad_width - s->kernel_width;
     if (oh < 0 || ow < 0) return nn__fail(NN_ERROR_SHAPE, "pool2d: window larger than the padded input");
     oh = oh / s->stride_height + 1;
     ow = ow / s->stride_width + 1;
-    if ((long long)s->batch * s->channels * s->in_height * s->in_width > INT_MAX)
+    if (!nn__product_within(INT_MAX, s->batch, s->channels, s->in_height, s->in_width))
         return nn__fail(NN_ERROR_SHAPE, "pool2d: tensor too large");
     if (out_h) *out_h = (int)oh;
     if (out_w) *out_w = (int)ow;
@@ -3175,7 +3191,10 @@ static nn_node *nn__node_new(nn_model *m, nn__op op, nn_node *a, nn_node *b, con
     return node;
 }
 
-static int nn__size_ok(long long c, long long h, long long w) { return c > 0 && h > 0 && w > 0 && c * h * w <= INT_MAX / 8; }
+static int nn__size_ok(long long c, long long h, long long w)
+{
+    return c > 0 && h > 0 && w > 0 && nn__product_within(INT_MAX / 8, c, h, w, 1);
+}
 
 NNDEF nn_node *nn_input(nn_model *m, int channels, int height, int width)
 {
@@ -4109,7 +4128,9 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
                             "batch-norm statistics restored", isfinite(value) ? "the gradient" : "the loss", (double)value);
         }
     }
-    return nn_optimizer_step(opt, m);
+    st = nn_optimizer_step(opt, m);
+    if (st != NN_OK && m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
+    return st;
 }
 
 /* ======================================================================================
@@ -4391,6 +4412,10 @@ NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matr
     if (st != NN_OK) return st;
     if (!matrix || !ds->labels || ds->classes <= 0 || ds->classes > k)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_confusion_matrix: needs labels in [0, %d) and a matrix", k);
+    for (first = 0; first < ds->count; first++)
+        if (ds->labels[first] < 0 || ds->labels[first] >= ds->classes)
+            return nn__fail(NN_ERROR_ARGUMENT, "nn_confusion_matrix: label %d of sample %d is outside [0, %d)",
+                            ds->labels[first], first, ds->classes);
     memset(matrix, 0, (size_t)ds->classes * ds->classes * sizeof(int));
     for (first = 0; first < ds->count; first += m->max_batch) {
         int count = NN__MIN(m->max_batch, ds->count - first), r;

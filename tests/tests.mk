@@ -27,12 +27,15 @@ $(BUILD)/tests-arm64/nn_impl.o: tests/nn_impl.c nn.h
 $(BUILD)/tests-arm64/%: tests/%.c $(BUILD)/tests-arm64/nn_impl.o tests/test_common.h nn.h
 	$(ARM64_CC) $(TEST_CFLAGS) -Itests/cmocka_shim $< $(BUILD)/tests-arm64/nn_impl.o -lm -static -o $@
 
+test-valgrind:
+	@scripts/valgrind_check.sh $(BUILD)
+
 test-header:
 	@scripts/check_header.sh $(BUILD)
 
 # Every check; each extra one is counted through build/extra-checks/*.summary (scripts/extra_check.sh).
 test: setup
-	@$(SETUP) data bench mpi
+	@$(SETUP) data bench mpi fuzz
 	@rm -rf $(BUILD)/extra-checks
 	@mkdir -p $(BUILD)/extra-checks
 	@scripts/fetch_mnist.sh $(DATA)
@@ -41,6 +44,8 @@ test: setup
 	@scripts/extra_check.sh examples test-examples $(BUILD)
 	@scripts/extra_check.sh bench bench-smoke $(BUILD)
 	@scripts/extra_check.sh mpi test-mpi $(BUILD)
+	@scripts/extra_check.sh fuzz fuzz-smoke $(BUILD)
+	@scripts/extra_check.sh valgrind test-valgrind $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
-.PHONY: test-header
+.PHONY: test-header test-valgrind

@@ -1,0 +1,135 @@
+/* fuzz/gen_seeds.c - writes the seed corpora in fuzz/corpus/<target>/ (they are checked in;
+   run `make fuzz-seeds` to regenerate them). Each seed is in the input format of its target:
+     fuzz_idx/:   a variant byte, then (even) an image file, or (odd) a 2-byte image length, the
+             image file and the label file;
+     fuzz_model/: a flag byte (odd: the target fixes the CRC), then a model file written by nn_save;
+     fuzz_args/:  NUL-separated command-line arguments.
+   Usage: gen_seeds DIR  (DIR/fuzz_idx, DIR/fuzz_model, DIR/fuzz_args must exist) */
+#define _POSIX_C_SOURCE 200809L
+#define NN_IMPLEMENTATION
+#include "nn.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fuzz_model.h"
+
+static const char *dir;
+
+static void put(const char *sub, const char *name, const unsigned char *a, size_t na, const unsigned char *b, size_t nb)
+{
+    char path[1024];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
+    f = fopen(path, "wb");
+    if (!f || fwrite(a, 1, na, f) != na || (nb && fwrite(b, 1, nb, f) != nb) || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+static size_t idx_images(unsigned char *p, unsigned count, unsigned rows, unsigned cols)
+{
+    unsigned i, n = count * rows * cols;
+    unsigned v[4] = {0x803, count, rows, cols};
+    for (i = 0; i < 4; i++) {
+        p[4 * i] = (unsigned char)(v[i] >> 24); p[4 * i + 1] = (unsigned char)(v[i] >> 16);
+        p[4 * i + 2] = (unsigned char)(v[i] >> 8); p[4 * i + 3] = (unsigned char)v[i];
+    }
+    for (i = 0; i < n; i++) p[16 + i] = (unsigned char)(i * 37);
+    return 16 + n;
+}
+
+static size_t idx_labels(unsigned char *p, unsigned count)
+{
+    unsigned i;
+    p[0] = p[1] = 0; p[2] = 8; p[3] = 1;
+    p[4] = (unsigned char)(count >> 24); p[5] = (unsigned char)(count >> 16); p[6] = (unsigned char)(count >> 8); p[7] = (unsigned char)count;
+    for (i = 0; i < count; i++) p[8 + i] = (unsigned char)(i % 10);
+    return 8 + count;
+}
+
+static void idx_seed(const char *name, unsigned count, unsigned rows, unsigned cols, int pair)
+{
+    unsigned char buf[4096], img[2048], lab[512];
+    size_t ni = idx_images(img, count, rows, cols), nl = idx_labels(lab, count);
+    if (!pair) {
+        buf[0] = 0;
+        memcpy(buf + 1, img, ni);
+        put("fuzz_idx", name, buf, 1 + ni, NULL, 0);
+    } else {
+        buf[0] = 1;
+        buf[1] = (unsigned char)ni;
+        buf[2] = (unsigned char)(ni >> 8);
+        memcpy(buf + 3, img, ni);
+        memcpy(buf + 3 + ni, lab, nl);
+        put("fuzz_idx", name, buf, 3 + ni + nl, NULL, 0);
+    }
+}
+
+static void model_seed(const char *name, int other, int flag)
+{
+    char tmp[] = "/tmp/nn_seed_XXXXXX";
+    unsigned char buf[1 << 16];
+    size_t n;
+    FILE *f;
+    nn_model *m = fz_build_model(other);
+    int fd = mkstemp(tmp);
+    if (fd < 0) exit(1);
+    close(fd);
+    if (nn_save(m, tmp) != NN_OK) {
+        fprintf(stderr, "%s\n", nn_last_error());
+        exit(1);
+    }
+    f = fopen(tmp, "rb");
+    buf[0] = (unsigned char)flag;
+    n = fread(buf + 1, 1, sizeof buf - 1, f);
+    fclose(f);
+    remove(tmp);
+    put("fuzz_model", name, buf, 1 + n, NULL, 0);
+    nn_model_free(m);
+}
+
+static void args_seed(const char *name, const char *const *argv)
+{
+    unsigned char buf[1024];
+    size_t n = 0;
+    for (; *argv; argv++) {
+        size_t k = strlen(*argv) + 1;
+        memcpy(buf + n, *argv, k);
+        n += k;
+    }
+    put("fuzz_args", name, buf, n ? n - 1 : 0, NULL, 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: gen_seeds DIR\n");
+        return 2;
+    }
+    dir = argv[1];
+    idx_seed("images-3x4x4", 3, 4, 4, 0);
+    idx_seed("pair-3x4x4", 3, 4, 4, 1);
+    idx_seed("pair-1x28x28", 1, 28, 28, 1);
+    idx_seed("pair-12x2x3", 12, 2, 3, 1);
+    model_seed("model-raw", 0, 0);
+    model_seed("model-fixcrc", 0, 1);
+    model_seed("other-arch-fixcrc", 1, 1);
+    {
+        static const char *const a1[] = {"--epochs", "3", "--seed", "7", "--quick", NULL};
+        static const char *const a2[] = {"--data", "d", "--out", "o", "--threads", "2", "--lr", "0.5", NULL};
+        static const char *const a3[] = {"--n", "-4", "--wd", "1e-3", "--name", "abc", "--bn", "--widths", "5,25,50", NULL};
+        static const char *const a4[] = {"--help", NULL};
+        static const char *const a5[] = {"--epochs", "99999999999", NULL};
+        static const char *const a6[] = {"--bogus", NULL};
+        static const char *const a7[] = {"--seed", NULL};
+        args_seed("valid-common", a1);
+        args_seed("valid-paths", a2);
+        args_seed("valid-flags", a3);
+        args_seed("help", a4);
+        args_seed("overflow", a5);
+        args_seed("unknown", a6);
+        args_seed("missing-value", a7);
+    }
+    return 0;
+}

@@ -1,0 +1,786 @@
+/* tests/reliability_probe.c - feeds nn.h hostile inputs and prints what it answers, as the
+   Markdown table rows of docs/reliability.md (scripts/reliability_table.sh builds this with
+   AddressSanitizer + UndefinedBehaviorSanitizer and runs it; a sanitizer report or a crash in
+   a row shows up in the document).
+   Usage: reliability_probe idx|model|save [DIR]|api | args [ARGS...] | crash CASE
+     idx    IDX image/label files: wrong magic, truncated headers, count vs size both ways,
+            zero and huge dimensions, label count mismatch, missing file, a directory, a pipe
+     model  model files: truncated at every length, every single bit flipped, wrong magic, a
+            newer version, another architecture (different count; same count), a huge count,
+            an appended byte, NaN weights, missing file, a directory
+     save   nn_save over a good file when the save cannot succeed (optional argument: a small
+            tmpfs mount point for a real "disk full" and a read-only remount; needs root)
+     api    API misuse: null pointers, training before nn_compile, count > max batch, labels out
+            of range, NaN input, wrong order, bad sizes
+     args   the rest of the command line goes to ex_parse (examples/common.h, with one flag of
+            each kind: --lr float, --wd double, --n int, --name string, --bn switch, --widths
+            list); prints the parsed values, or ex_parse exits (2 on error, 0 for --help)
+     crash  one input per process that crashed or hit undefined behaviour (confusion-label,
+            pool-pad, pool-size, conv-kernel, conv-input, conv-builder)
+   Every row: | kind | how it is made | status | message |. Temporary paths print as $TMP. */
+#define _POSIX_C_SOURCE 200809L
+#define NN_IMPLEMENTATION
+#include "nn.h"
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "../examples/common.h"
+
+static char dir[64];
+
+/* nn_last_error() with the temporary directory shown as $TMP and '|' escaped */
+static const char *message(void)
+{
+    static char out[1200];
+    const char *e = nn_last_error();
+    size_t n = strlen(dir), o = 0;
+    while (*e && o < sizeof out - 8) {
+        if (n && !strncmp(e, dir, n)) {
+            memcpy(out + o, "$TMP", 4);
+            o += 4;
+            e += n;
+        } else if (*e == '|') {
+            out[o++] = '\\';
+            out[o++] = *e++;
+        } else {
+            out[o++] = *e++;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+static void row(const char *kind, const char *how, nn_status st, const char *extra)
+{
+    printf("| %s | %s | %s%s%s | %s |\n", kind, how, st == NN_OK ? "NN_OK" : "", st == NN_OK ? "" : "NN_ERROR_",
+           st == NN_OK ? "" : (st == NN_ERROR_ARGUMENT ? "ARGUMENT" : st == NN_ERROR_SHAPE ? "SHAPE" : st == NN_ERROR_MEMORY ? "MEMORY"
+                                : st == NN_ERROR_IO ? "IO" : st == NN_ERROR_FORMAT ? "FORMAT" : st == NN_ERROR_UNSUPPORTED ? "UNSUPPORTED"
+                                : st == NN_ERROR_NONFINITE ? "NONFINITE" : "STATE"),
+           st == NN_OK && extra ? extra : (st == NN_OK ? "" : message()));
+    fflush(stdout);
+}
+
+static const char *status_text(nn_status st)
+{
+    switch (st) {
+    case NN_OK: return "NN_OK";
+    case NN_ERROR_ARGUMENT: return "NN_ERROR_ARGUMENT";
+    case NN_ERROR_SHAPE: return "NN_ERROR_SHAPE";
+    case NN_ERROR_MEMORY: return "NN_ERROR_MEMORY";
+    case NN_ERROR_IO: return "NN_ERROR_IO";
+    case NN_ERROR_FORMAT: return "NN_ERROR_FORMAT";
+    case NN_ERROR_UNSUPPORTED: return "NN_ERROR_UNSUPPORTED";
+    case NN_ERROR_NONFINITE: return "NN_ERROR_NONFINITE";
+    case NN_ERROR_STATE: return "NN_ERROR_STATE";
+    }
+    return "?";
+}
+
+static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
+
+static void write_file(const char *path, const unsigned char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+/* ---- IDX ------------------------------------------------------------------------------------ */
+static void be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16); p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+}
+
+/* an image file: header (magic, count, rows, cols) then `pixels` bytes */
+static size_t img_file(unsigned char *p, uint32_t magic, uint32_t count, uint32_t rows, uint32_t cols, size_t pixels)
+{
+    size_t i;
+    be32(p, magic); be32(p + 4, count); be32(p + 8, rows); be32(p + 12, cols);
+    for (i = 0; i < pixels; i++) p[16 + i] = (unsigned char)(i * 13);
+    return 16 + pixels;
+}
+
+static size_t lab_file(unsigned char *p, uint32_t magic, uint32_t count, size_t labels, int value)
+{
+    size_t i;
+    be32(p, magic); be32(p + 4, count);
+    for (i = 0; i < labels; i++) p[8 + i] = (unsigned char)(value >= 0 ? value : (int)(i % 10));
+    return 8 + labels;
+}
+
+static void idx_case(const char *kind, const char *how, const unsigned char *img, size_t ni, const unsigned char *lab, size_t nl)
+{
+    char ip[128], lp[128], extra[200];
+    nn_dataset ds;
+    nn_status st;
+    path_in(ip, sizeof ip, "images");
+    path_in(lp, sizeof lp, "labels");
+    write_file(ip, img, ni);
+    write_file(lp, lab, nl);
+    st = nn_mnist_load(ip, lp, &ds);
+    if (st == NN_OK) {
+        snprintf(extra, sizeof extra, "accepted: %d samples of %dx%d, %d classes", ds.count, ds.height, ds.width, ds.classes);
+        nn_dataset_free(&ds);
+    }
+    row(kind, how, st, extra);
+}
+
+static void probe_idx(void)
+{
+    static unsigned char img[16 + 4096], lab[8 + 64];
+    size_t ni, nl = lab_file(lab, 0x801, 4, 4, -1);
+    char ip[128], lp[128], missing[128];
+    nn_dataset ds;
+    int fds[2];
+
+    ni = img_file(img, 0x803, 4, 3, 3, 36);
+    idx_case("valid (reference)", "4 images of 3x3, 4 labels", img, ni, lab, nl);
+    ni = img_file(img, 0x804, 4, 3, 3, 36);
+    idx_case("image: wrong magic", "magic 0x00000804 (4 dimensions)", img, ni, lab, nl);
+    ni = img_file(img, 0x0D03, 4, 3, 3, 36);
+    idx_case("image: wrong magic", "magic 0x00000D03 (float pixels)", img, ni, lab, nl);
+    idx_case("image: labels given as images", "the label file passed as the image file", lab, nl, lab, nl);
+    ni = img_file(img, 0x803, 4, 3, 3, 36);
+    idx_case("image: truncated header", "first 10 bytes of a valid file", img, 10, lab, nl);
+    idx_case("image: empty file", "0 bytes", img, 0, lab, nl);
+    ni = img_file(img, 0x803, 5, 3, 3, 36);
+    idx_case("image: count > data", "header says 5 images of 3x3, file holds 4", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 3, 3, 3, 36);
+    idx_case("image: count < data", "header says 3 images, file holds 4 (9 extra bytes)", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 4, 3, 3, 35);
+    idx_case("image: last image short", "4 images of 3x3 but 35 pixel bytes", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 0, 3, 3, 0);
+    idx_case("image: zero count", "count 0, no pixels", img, ni, lab, lab_file(lab, 0x801, 0, 0, -1));
+    nl = lab_file(lab, 0x801, 4, 4, -1);
+    ni = img_file(img, 0x803, 4, 0, 3, 0);
+    idx_case("image: zero rows", "rows 0", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 4, 3, 0, 0);
+    idx_case("image: zero cols", "cols 0", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 1, 5000, 1, 4096);
+    idx_case("image: rows > 4096", "1 image of 5000x1", img, ni, lab, lab_file(lab, 0x801, 1, 1, -1));
+    ni = img_file(img, 0x803, 0xFFFFFFFFu, 4096, 4096, 36);
+    idx_case("image: huge dimensions", "count 2^32-1 images of 4096x4096 (2^56 pixels), 36 bytes of data", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 1u << 30, 4096, 4096, 36);
+    idx_case("image: product > INT_MAX", "count 2^30 images of 4096x4096 (2^54 pixels), 36 bytes of data", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 65536, 65536, 65536, 36);
+    idx_case("image: 2^16 in every dimension", "count, rows and cols 65536 each (2^48 pixels), 36 bytes of data", img, ni, lab, nl);
+    ni = img_file(img, 0x803, 4, 3, 3, 36);
+    nl = lab_file(lab, 0x801, 3, 3, -1);
+    idx_case("labels: count mismatch", "4 images, label header says 3 (3 labels)", img, ni, lab, nl);
+    nl = lab_file(lab, 0x801, 5, 5, -1);
+    idx_case("labels: count mismatch", "4 images, label header says 5 (5 labels)", img, ni, lab, nl);
+    nl = lab_file(lab, 0x801, 4, 3, -1);
+    idx_case("labels: truncated data", "header says 4 labels, file holds 3", img, ni, lab, nl);
+    nl = lab_file(lab, 0x801, 4, 6, -1);
+    idx_case("labels: extra data", "header says 4 labels, file holds 6", img, ni, lab, nl);
+    nl = lab_file(lab, 0x803, 4, 4, -1);
+    idx_case("labels: wrong magic", "magic 0x00000803", img, ni, lab, nl);
+    idx_case("labels: truncated header", "first 6 bytes", img, ni, lab, 6);
+    nl = lab_file(lab, 0x801, 4, 4, 200);
+    idx_case("labels: value 200", "every label 200 (not a digit)", img, ni, lab, nl);
+
+    path_in(ip, sizeof ip, "images");
+    path_in(lp, sizeof lp, "labels");
+    path_in(missing, sizeof missing, "missing");
+    nl = lab_file(lab, 0x801, 4, 4, -1);
+    write_file(ip, img, ni);
+    write_file(lp, lab, nl);
+    row("image: missing file", "a path that does not exist", nn_mnist_load(missing, lp, &ds), NULL);
+    row("labels: missing file", "a path that does not exist", nn_mnist_load(ip, missing, &ds), NULL);
+    row("image: a directory", "the temporary directory as the image file", nn_mnist_load(dir, lp, &ds), NULL);
+    row("labels: a directory", "the temporary directory as the label file", nn_mnist_load(ip, dir, &ds), NULL);
+    row("image: NULL path", "nn_mnist_load(NULL, labels, &ds)", nn_mnist_load(NULL, lp, &ds), NULL);
+    row("image: empty path", "nn_mnist_load(\"\", labels, &ds)", nn_mnist_load("", lp, &ds), NULL);
+    if (pipe(fds) == 0) {
+        char fdpath[64];
+        nn_status st;
+        if (write(fds[1], img, ni) != (ssize_t)ni) perror("write");
+        close(fds[1]);
+        snprintf(fdpath, sizeof fdpath, "/dev/fd/%d", fds[0]);
+        st = nn_mnist_load(fdpath, lp, &ds);
+        if (st == NN_OK) nn_dataset_free(&ds);
+        row("image: a pipe", "a valid image file written into a pipe, read as /dev/fd/N (like `<(zcat ...)`)", st, "accepted");
+        close(fds[0]);
+    }
+    remove(ip);
+    remove(lp);
+}
+
+/* ---- model files ---------------------------------------------------------------------------- */
+static nn_model *model_a(void) /* 8 -> 6 (batch norm, ReLU) -> 3 */
+{
+    nn_model *m = nn_model_new(5);
+    nn_node *h = nn_relu(m, nn_batchnorm(m, nn_linear(m, nn_input(m, 1, 1, 8), 6, NN_BIAS)));
+    nn_compile(m, nn_linear(m, h, 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+    return m;
+}
+static nn_model *model_tanh(void) /* same parameter count, another activation */
+{
+    nn_model *m = nn_model_new(5);
+    nn_node *h = nn_tanh(m, nn_batchnorm(m, nn_linear(m, nn_input(m, 1, 1, 8), 6, NN_BIAS)));
+    nn_compile(m, nn_linear(m, h, 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+    return m;
+}
+static nn_model *model_other(void) /* a different parameter count */
+{
+    nn_model *m = nn_model_new(5);
+    nn_compile(m, nn_linear(m, nn_input(m, 1, 1, 8), 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+    return m;
+}
+
+static uint32_t crc32_ref(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    size_t i;
+    int b;
+    for (i = 0; i < n; i++) {
+        c ^= p[i];
+        for (b = 0; b < 8; b++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+static void fix_crc(unsigned char *p, size_t n)
+{
+    uint32_t c = crc32_ref(p, n - 4);
+    p[n - 4] = (unsigned char)c; p[n - 3] = (unsigned char)(c >> 8); p[n - 2] = (unsigned char)(c >> 16); p[n - 1] = (unsigned char)(c >> 24);
+}
+static void le32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24); }
+
+static size_t read_all(const char *path, unsigned char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap, f) : 0;
+    if (f) fclose(f);
+    return n;
+}
+
+/* loads path into m; returns the status and whether params and state stayed bit-identical */
+static nn_status load_checked(nn_model *m, const char *path, int *unchanged)
+{
+    size_t np = nn_param_count(m), ns = nn_state_count(m);
+    float *p = (float *)malloc(np * sizeof(float)), *s = (float *)malloc(ns * sizeof(float) + 4);
+    nn_status st;
+    memcpy(p, nn_params(m), np * sizeof(float));
+    memcpy(s, nn_state(m), ns * sizeof(float));
+    st = nn_load(m, path);
+    *unchanged = !memcmp(p, nn_params(m), np * sizeof(float)) && !memcmp(s, nn_state(m), ns * sizeof(float));
+    memcpy(nn_params(m), p, np * sizeof(float)); /* back to the same start for the next case */
+    memcpy(nn_state(m), s, ns * sizeof(float));
+    free(p);
+    free(s);
+    return st;
+}
+
+static void model_case(nn_model *m, const char *kind, const char *how, const unsigned char *data, size_t n)
+{
+    char path[128], extra[200];
+    int unchanged;
+    nn_status st;
+    path_in(path, sizeof path, "case.nn");
+    write_file(path, data, n);
+    st = load_checked(m, path, &unchanged);
+    snprintf(extra, sizeof extra, "accepted (parameters replaced)");
+    if (st != NN_OK && !unchanged) {
+        printf("| %s | %s | %s | %s **(the model was changed!)** |\n", kind, how, status_text(st), message());
+        return;
+    }
+    row(kind, how, st, extra);
+}
+
+/* many cases folded into one row: counts per status, the distinct messages (up to 4) */
+typedef struct tally {
+    int count[9], changed, total;
+    char messages[4][300];
+    int n_messages;
+} tally;
+
+static void tally_add(tally *t, nn_status st, int unchanged)
+{
+    int i;
+    const char *msg = message();
+    t->count[st]++;
+    t->total++;
+    if (!unchanged && st != NN_OK) t->changed++;
+    if (st == NN_OK) return;
+    for (i = 0; i < t->n_messages; i++)
+        if (!strcmp(t->messages[i], msg)) return;
+    if (t->n_messages < 4) snprintf(t->messages[t->n_messages++], sizeof t->messages[0], "%s", msg);
+}
+
+static void tally_row(const tally *t, const char *kind, const char *how)
+{
+    int s, first = 1, i;
+    printf("| %s | %s | ", kind, how);
+    for (s = 0; s < 9; s++)
+        if (t->count[s]) {
+            printf("%s%s x%d", first ? "" : ", ", status_text((nn_status)s), t->count[s]);
+            first = 0;
+        }
+    printf("%s | ", t->changed ? " **model changed on error!**" : "");
+    for (i = 0; i < t->n_messages; i++) printf("%s\"%s\"", i ? "; " : "", t->messages[i]);
+    printf(" |\n");
+    fflush(stdout);
+}
+
+static void probe_model(void)
+{
+    static unsigned char good[1 << 14], buf[1 << 14];
+    char path[128], other[128], missing[128], how[200];
+    nn_model *m = model_a(), *o = model_other(), *t = model_tanh();
+    size_t n, i;
+    int unchanged, bit;
+    tally tr, tf;
+    path_in(path, sizeof path, "good.nn");
+    path_in(other, sizeof other, "other.nn");
+    path_in(missing, sizeof missing, "missing.nn");
+    nn_save(m, path);
+    n = read_all(path, good, sizeof good);
+
+    model_case(m, "valid (reference)", "nn_save of the same architecture", good, n);
+    memset(&tr, 0, sizeof tr);
+    for (i = 0; i < n; i++) {
+        path_in(path, sizeof path, "trunc.nn");
+        write_file(path, good, i);
+        tally_add(&tr, load_checked(m, path, &unchanged), unchanged);
+    }
+    snprintf(how, sizeof how, "the valid %zu-byte file cut at every length 0..%zu", n, n - 1);
+    tally_row(&tr, "truncated (every length)", how);
+    memset(&tf, 0, sizeof tf);
+    for (i = 0; i < n; i++)
+        for (bit = 0; bit < 8; bit++) {
+            memcpy(buf, good, n);
+            buf[i] ^= (unsigned char)(1u << bit);
+            path_in(path, sizeof path, "flip.nn");
+            write_file(path, buf, n);
+            tally_add(&tf, load_checked(m, path, &unchanged), unchanged);
+        }
+    snprintf(how, sizeof how, "each of the %zu bits of the valid file flipped, one at a time", n * 8);
+    tally_row(&tf, "flipped bits (every bit)", how);
+    memset(&tf, 0, sizeof tf);
+    for (i = 0; i + 4 < n; i++) {
+        memcpy(buf, good, n);
+        buf[i] ^= 0xFF;
+        fix_crc(buf, n);
+        path_in(path, sizeof path, "flip.nn");
+        write_file(path, buf, n);
+        tally_add(&tf, load_checked(m, path, &unchanged), unchanged);
+    }
+    snprintf(how, sizeof how, "each of the %zu bytes before the CRC inverted, CRC recomputed", n - 4);
+    tally_row(&tf, "flipped bytes, valid CRC", how);
+
+    memcpy(buf, good, n);
+    buf[0] = 'X';
+    model_case(m, "wrong magic", "first byte 'X'", buf, n);
+    model_case(m, "wrong magic", "an IDX file (magic 0x00000803) of the same size", (const unsigned char *)"\0\0\x08\x03", 4);
+    memcpy(buf, good, n);
+    le32(buf + 8, 2);
+    fix_crc(buf, n);
+    model_case(m, "newer version", "version field 2, CRC recomputed", buf, n);
+    memcpy(buf, good, n);
+    le32(buf + 8, 0);
+    fix_crc(buf, n);
+    model_case(m, "older version", "version field 0, CRC recomputed", buf, n);
+    nn_save(o, other);
+    {
+        size_t no = read_all(other, buf, sizeof buf);
+        model_case(m, "other architecture", "saved from a 8->3 linear model (27 parameters)", buf, no);
+    }
+    nn_save(t, other);
+    {
+        size_t no = read_all(other, buf, sizeof buf);
+        model_case(m, "other architecture, same sizes", "saved from the same layers with tanh instead of ReLU", buf, no);
+    }
+    memcpy(buf, good, n);
+    le32(buf + 24, 0); le32(buf + 28, 0x100);
+    fix_crc(buf, n);
+    model_case(m, "huge parameter count", "count field 2^40, CRC recomputed", buf, n);
+    memcpy(buf, good, n);
+    le32(buf + 24, 0xFFFFFFFFu); le32(buf + 28, 0xFFFFFFFFu);
+    le32(buf + 32, 0xFFFFFFFFu); le32(buf + 36, 0xFFFFFFFFu);
+    fix_crc(buf, n);
+    model_case(m, "counts overflow", "parameter and state counts 2^64-1 (sum wraps), CRC recomputed", buf, n);
+    memcpy(buf, good, n);
+    buf[n] = 0;
+    model_case(m, "appended byte", "one 0 byte after the CRC", buf, n + 1);
+    memcpy(buf, good, n);
+    buf[n] = 0; buf[n + 1] = 0; buf[n + 2] = 0; buf[n + 3] = 0;
+    le32(buf + 24, (uint32_t)nn_param_count(m) + 1);
+    fix_crc(buf, n + 4);
+    model_case(m, "one parameter more", "count + 1, 4 more bytes, CRC recomputed", buf, n + 4);
+    memcpy(buf, good, n);
+    for (i = 40; i < n - 4; i += 4) le32(buf + i, 0x7FC00000u);
+    fix_crc(buf, n);
+    model_case(m, "NaN weights", "every parameter and statistic a quiet NaN, valid CRC", buf, n);
+    memcpy(buf, good, n);
+    le32(buf + 40 + 4 * nn_param_count(m) + 4 * 6, 0xBF800000u); /* running variance[0] = -1 */
+    fix_crc(buf, n);
+    model_case(m, "negative variance", "a batch-norm running variance of -1, valid CRC", buf, n);
+    model_case(m, "empty file", "0 bytes", buf, 0);
+    {
+        int un;
+        nn_status st = load_checked(m, missing, &un);
+        row("missing file", "a path that does not exist", st, NULL);
+        st = load_checked(m, dir, &un);
+        row("a directory", "the temporary directory as the model file", st, NULL);
+        st = load_checked(m, NULL, &un);
+        row("NULL path", "nn_load(m, NULL)", st, NULL);
+    }
+    remove(path);
+    remove(other);
+    path_in(path, sizeof path, "good.nn"); remove(path);
+    path_in(path, sizeof path, "trunc.nn"); remove(path);
+    path_in(path, sizeof path, "case.nn"); remove(path);
+    nn_model_free(m);
+    nn_model_free(o);
+    nn_model_free(t);
+}
+
+/* ---- API misuse -------------------------------------------------------------------------------- */
+static void probe_api(void)
+{
+    nn_model *m = nn_model_new(1), *c = model_a(), *o;
+    nn_node *x = nn_input(m, 1, 1, 8), *y = nn_linear(m, x, 3, NN_BIAS);
+    nn_optimizer opt = nn_sgd(0.1f, 0.0f, 0.0f);
+    float xb[8 * 8], loss = 0;
+    int labels[8] = {0, 1, 2, 0, 1, 2, 0, 1};
+    nn_dataset ds;
+    nn_status st;
+    char extra[200];
+    memset(xb, 0, sizeof xb);
+    row("train before compile", "nn_train_step on a built, uncompiled model", nn_train_step(m, &opt, xb, labels, NULL, 4, &loss), NULL);
+    row("forward before compile", "nn_forward on an uncompiled model", nn_forward(m, xb, 4, NN_EVAL), NULL);
+    row("backward before forward", "nn_backward on a fresh compiled model", nn_backward(c, labels, NULL, &loss), NULL);
+    row("save before compile", "nn_save of an uncompiled model", nn_save(m, "/nonexistent/x"), NULL);
+    row("null model", "nn_compile(NULL, ...)", nn_compile(NULL, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4), NULL);
+    row("null output node", "nn_compile(m, NULL, ...)", nn_compile(m, NULL, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4), NULL);
+    o = nn_model_new(2);
+    row("node of another model", "nn_linear(m2, node_of_m, ...) then nn_compile(m2)",
+        (nn_linear(o, x, 3, NN_BIAS), nn_compile(o, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4)), NULL);
+    nn_model_free(o);
+    row("max_batch 0", "nn_compile(..., 0)", nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 0), NULL);
+    row("max_batch 2^31-1", "nn_compile(..., INT_MAX)", nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, INT_MAX), NULL);
+    row("unknown loss", "nn_compile(..., (nn_loss)42, 4)", nn_compile(m, y, (nn_loss)42, 4), NULL);
+    o = nn_model_new(3);
+    row("classification loss, 1 output", "linear 8->1 with NN_LOSS_SOFTMAX_CROSS_ENTROPY",
+        nn_compile(o, nn_linear(o, nn_input(o, 1, 1, 8), 1, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4), NULL);
+    nn_model_free(o);
+    o = nn_model_new(3);
+    row("zero-sized input", "nn_input(m, 0, 28, 28)", nn_compile(o, nn_linear(o, nn_input(o, 0, 28, 28), 3, NN_BIAS), NN_LOSS_NONE, 4), NULL);
+    nn_model_free(o);
+    o = nn_model_new(3);
+    row("input size overflow", "nn_input(m, 65536, 65536, 65536)",
+        nn_compile(o, nn_linear(o, nn_input(o, 65536, 65536, 65536), 3, NN_BIAS), NN_LOSS_NONE, 4), NULL);
+    nn_model_free(o);
+    o = nn_model_new(3);
+    row("kernel larger than input", "conv 5x5 on a 1x3x3 input",
+        nn_compile(o, nn_conv2d(o, nn_input(o, 1, 3, 3), 2, 5, 1, 0, NN_BIAS), NN_LOSS_NONE, 4), NULL);
+    nn_model_free(o);
+    o = nn_model_new(3);
+    row("two inputs", "nn_input twice on one model",
+        (nn_input(o, 1, 1, 4), nn_compile(o, nn_linear(o, nn_input(o, 1, 1, 4), 2, NN_BIAS), NN_LOSS_NONE, 4)), NULL);
+    nn_model_free(o);
+    o = nn_model_new(3);
+    {
+        nn_node *in = nn_input(o, 1, 1, 4);
+        row("residual of different shapes", "nn_add_nodes(1x1x4, 1x1x5)",
+            nn_compile(o, nn_add_nodes(o, in, nn_linear(o, in, 5, NN_BIAS)), NN_LOSS_NONE, 4), NULL);
+    }
+    nn_model_free(o);
+    row("compile twice", "nn_compile on a compiled model", nn_compile(c, nn_layer(c, 0), NN_LOSS_NONE, 4), NULL);
+    row("count > max batch", "nn_train_step(..., count 5) on max_batch 4", nn_train_step(c, &opt, xb, labels, NULL, 5, &loss), NULL);
+    row("count 0", "nn_train_step(..., count 0)", nn_train_step(c, &opt, xb, labels, NULL, 0, &loss), NULL);
+    row("null input", "nn_train_step(..., x NULL, ...)", nn_train_step(c, &opt, NULL, labels, NULL, 4, &loss), NULL);
+    row("null labels", "nn_train_step(..., labels NULL) with a classification loss", nn_train_step(c, &opt, xb, NULL, NULL, 4, &loss), NULL);
+    row("null optimizer", "nn_train_step(m, NULL, ...)", nn_train_step(c, NULL, xb, labels, NULL, 4, &loss), NULL);
+    labels[1] = 3;
+    row("label out of range", "label 3 with 3 outputs", nn_train_step(c, &opt, xb, labels, NULL, 4, &loss), NULL);
+    labels[1] = -1;
+    row("negative label", "label -1", nn_train_step(c, &opt, xb, labels, NULL, 4, &loss), NULL);
+    labels[1] = 1;
+    {
+        nn_optimizer neg = nn_sgd(-0.1f, 0.0f, 0.0f), nan_lr = nn_sgd(NAN, 0.0f, 0.0f), bogus = nn_sgd(0.1f, 0, 0);
+        bogus.kind = (nn_optimizer_kind)9;
+        row("negative learning rate", "nn_sgd(-0.1, 0, 0)", nn_train_step(c, &neg, xb, labels, NULL, 4, &loss), NULL);
+        row("NaN learning rate", "nn_sgd(NAN, 0, 0)", nn_train_step(c, &nan_lr, xb, labels, NULL, 4, &loss), NULL);
+        row("unknown optimizer kind", "opt.kind = 9", nn_train_step(c, &bogus, xb, labels, NULL, 4, &loss), NULL);
+        nn_optimizer_free(&neg);
+        nn_optimizer_free(&nan_lr);
+        nn_optimizer_free(&bogus);
+    }
+    row("unknown mode", "nn_forward(..., (nn_mode)7)", nn_forward(c, xb, 4, (nn_mode)7), NULL);
+    xb[3] = NAN;
+    st = nn_forward(c, xb, 4, NN_EVAL);
+    snprintf(extra, sizeof extra, "output[0] = %g (NaN propagates; no check in nn_forward)", st == NN_OK ? (double)nn_output(c)[0] : 0.0);
+    row("NaN input (forward)", "one NaN in the batch, nn_forward eval", st, extra);
+    st = nn_train_step(c, &opt, xb, labels, NULL, 4, &loss);
+    row("NaN input (train step)", "one NaN in the batch, nn_train_step", st, NULL);
+    memset(&ds, 0, sizeof ds);
+    ds.count = 8;
+    ds.channels = ds.height = 1;
+    ds.width = 8;
+    ds.classes = 3;
+    ds.x = xb;
+    ds.labels = labels;
+    {
+        nn_metrics met;
+        st = nn_evaluate(c, &ds, &met);
+        snprintf(extra, sizeof extra, "loss %g, accuracy %.1f%% (a NaN sample is evaluated, not rejected)", met.loss, met.accuracy);
+        row("NaN input (evaluate)", "one NaN in an 8-sample dataset, nn_evaluate", st, extra);
+    }
+    xb[3] = 0;
+    {
+        nn_fit_options fit = nn_fit_defaults(1, 16);
+        fit.progress = 0;
+        row("fit: batch > max batch", "nn_fit with batch_size 16 on max_batch 4", nn_fit(c, &opt, &ds, &fit, NULL), NULL);
+        fit = nn_fit_defaults(-1, 4);
+        row("fit: negative epochs", "nn_fit with epochs -1", nn_fit(c, &opt, &ds, &fit, NULL), NULL);
+        ds.width = 7;
+        fit = nn_fit_defaults(1, 4);
+        row("fit: sample size mismatch", "a dataset of 7-value samples for an 8-input model", nn_fit(c, &opt, &ds, &fit, NULL), NULL);
+        ds.width = 8;
+        ds.count = 0;
+        row("fit: empty dataset", "count 0", nn_fit(c, &opt, &ds, &fit, NULL), NULL);
+        ds.count = 8;
+        row("fit: null options", "nn_fit(m, &opt, &ds, NULL, NULL)", nn_fit(c, &opt, &ds, NULL, NULL), NULL);
+    }
+    {
+        nn_dataset part;
+        row("slice out of range", "nn_dataset_slice(ds of 8, first 6, count 3)", nn_dataset_slice(&ds, 6, 3, &part), NULL);
+        row("slice overflow", "nn_dataset_slice(first INT_MAX, count 1)", nn_dataset_slice(&ds, INT_MAX, 1, &part), NULL);
+        row("slice negative", "nn_dataset_slice(first -1, count 2)", nn_dataset_slice(&ds, -1, 2, &part), NULL);
+    }
+    {
+        int matrix[9];
+        ds.classes = 4;
+        row("confusion matrix, classes > outputs", "ds.classes 4 for a 3-output model", nn_confusion_matrix(c, &ds, matrix), NULL);
+        ds.classes = 3;
+    }
+    row("threads -1", "nn_set_threads(-1)", nn_set_threads(-1), NULL);
+    row("unknown backend", "nn_set_backend(\"sse9\")", nn_set_backend("sse9"), NULL);
+    {
+        nn_conv2d_shape s = {1, 1, 4, 4, 1, 5, 5, 1, 1, 0, 0};
+        int oh, ow;
+        static float a[256];
+        row("conv kernel > input", "nn_conv2d_output_size: 5x5 kernel, 4x4 input", nn_conv2d_output_size(&s, &oh, &ow), NULL);
+        row("conv null shape", "nn_conv2d_forward(NULL, ...)", nn_conv2d_forward(NULL, a, a, NULL, a, NULL, 0), NULL);
+        s.kernel_height = s.kernel_width = 3;
+        row("conv workspace too small", "nn_conv2d_forward with a 4-float workspace", nn_conv2d_forward(&s, a, a, NULL, a, a, 4), NULL);
+        row("sgemm negative size", "nn_sgemm(m = -1)", nn_sgemm(NN_NO_TRANSPOSE, NN_NO_TRANSPOSE, -1, 2, 2, 1, a, 2, a, 2, 0, a, 2, NULL, 0), NULL);
+        row("sgemm lda too small", "nn_sgemm(2x2 A with lda 1)", nn_sgemm(NN_NO_TRANSPOSE, NN_NO_TRANSPOSE, 2, 2, 2, 1, a, 1, a, 2, 0, a, 2, NULL, 0), NULL);
+    }
+    nn_optimizer_free(&opt);
+    nn_model_free(m);
+    nn_model_free(c);
+}
+
+/* ---- saving over a good file ---------------------------------------------------------------- */
+/* Saves `m` to path after a good file was saved there; prints whether the old file survived. */
+static void save_case(const char *kind, const char *how, nn_model *m, const char *path, int have_old, int tmp_was_there)
+{
+    static unsigned char before[1 << 14], after[1 << 14];
+    char tmp[600];
+    size_t nb = 0, na;
+    nn_status st;
+    int intact, tmp_left;
+    if (have_old) nb = read_all(path, before, sizeof before);
+    nn_params(m)[0] += 1.0f; /* so that a successful save would write different bytes */
+    st = nn_save(m, path);
+    na = read_all(path, after, sizeof after);
+    intact = have_old ? (na == nb && !memcmp(before, after, nb)) : access(path, F_OK) != 0;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    tmp_left = !tmp_was_there && access(tmp, F_OK) == 0;
+    {
+        const char *msg = st == NN_OK ? "" : message();
+        printf("| %s | %s | %s | %s | %s%s |\n", kind, how, status_text(st), msg,
+               st == NN_OK ? (have_old ? (intact ? "**not replaced**" : "replaced") : "written")
+                           : (have_old ? (intact ? "old file intact" : "**old file damaged**")
+                                       : access(path, F_OK) == 0 ? "existing entry untouched" : "nothing created"),
+               tmp_left ? ", **.tmp left behind**" : "");
+    }
+    fflush(stdout);
+}
+
+static void probe_save(const char *tiny_fs)
+{
+    nn_model *m = model_a();
+    char path[600], sub[600], cmd[700];
+    struct stat sb;
+    path_in(path, sizeof path, "good.nn");
+    nn_save(m, path);
+    save_case("replace (reference)", "nn_save over a good file", m, path, 1, 0);
+    path_in(path, sizeof path, "no/such/dir/m.nn");
+    save_case("missing directory", "a path under a directory that does not exist", m, path, 0, 0);
+    path_in(sub, sizeof sub, "plain");
+    write_file(sub, (const unsigned char *)"x", 1);
+    snprintf(path, sizeof path, "%s/m.nn", sub);
+    save_case("parent is a file", "plain/m.nn where plain is a regular file (ENOTDIR)", m, path, 0, 0);
+    path_in(path, sizeof path, "eisdir.nn");
+    nn_save(m, path);
+    snprintf(sub, sizeof sub, "%s.tmp", path);
+    mkdir(sub, 0700);
+    save_case("temporary name is a directory", "m.nn.tmp exists as a directory (EISDIR)", m, path, 1, 1);
+    rmdir(sub);
+    if (stat("/dev/full", &sb) == 0) {
+        path_in(path, sizeof path, "full.nn");
+        nn_save(m, path);
+        snprintf(sub, sizeof sub, "%s.tmp", path);
+        if (symlink("/dev/full", sub) == 0)
+            save_case("disk full (/dev/full)", "m.nn.tmp is a symlink to /dev/full: writes fail with ENOSPC", m, path, 1, 0);
+        remove(sub);
+    }
+    path_in(path, sizeof path, "adir");
+    mkdir(path, 0700);
+    save_case("destination is a directory", "the target path is a directory (rename fails)", m, path, 0, 0);
+    rmdir(path);
+    path_in(sub, sizeof sub, "ro");
+    mkdir(sub, 0700);
+    snprintf(path, sizeof path, "%s/m.nn", sub);
+    nn_save(m, path);
+    chmod(sub, 0500);
+    if (access(sub, W_OK) != 0) save_case("read-only directory", "chmod 0500 on the directory (not root)", m, path, 1, 0);
+    else printf("| read-only directory | chmod 0500 on the directory | (not testable: running as root, which ignores the mode) | | |\n");
+    chmod(sub, 0700);
+    {
+        char linked[600];
+        path_in(linked, sizeof linked, "target.nn");
+        nn_save(m, linked);
+        path_in(path, sizeof path, "link.nn");
+        if (symlink(linked, path) == 0) {
+            save_case("destination is a symlink", "link.nn -> target.nn", m, path, 1, 0);
+            printf("| | (after it) | | link.nn is %s; target.nn %s | |\n",
+                   lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode) ? "still a symlink" : "now a regular file (the link was replaced)",
+                   "kept the old contents");
+        }
+    }
+    if (tiny_fs) {
+        /* a real full file system: a small tmpfs mounted by the script, filled to leave less
+           room than a model file needs; the good file was saved before filling it */
+        char filler[600];
+        FILE *f;
+        snprintf(path, sizeof path, "%s/m.nn", tiny_fs);
+        nn_save(m, path);
+        snprintf(filler, sizeof filler, "%s/filler", tiny_fs);
+        f = fopen(filler, "wb");
+        if (f) {
+            static unsigned char zeros[4096];
+            while (fwrite(zeros, 1, sizeof zeros, f) == sizeof zeros && fflush(f) == 0) {}
+            fclose(f);
+        }
+        save_case("disk full (tmpfs)", "a 64 KB tmpfs filled up after the good file was saved", m, path, 1, 0);
+        remove(filler);
+        snprintf(cmd, sizeof cmd, "mount -o remount,ro '%s'", tiny_fs);
+        if (system(cmd) == 0) {
+            save_case("read-only file system", "the same tmpfs remounted read-only (EROFS)", m, path, 1, 0);
+            snprintf(cmd, sizeof cmd, "mount -o remount,rw '%s'", tiny_fs);
+            if (system(cmd) != 0) fprintf(stderr, "remount rw failed\n");
+        }
+        remove(path);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'/*", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    nn_model_free(m);
+}
+
+/* ---- one case per process: the inputs that crashed or hit undefined behaviour when this was
+   written (nn.h findings in docs/reliability.md); prints a row if the library answers ---- */
+static int probe_crash(const char *which)
+{
+    nn_status st = NN_OK;
+    if (!strcmp(which, "confusion-label")) {
+        nn_model *m = nn_model_new(1);
+        nn_node *y = nn_linear(m, nn_input(m, 1, 1, 2), 3, NN_BIAS);
+        nn_dataset ds;
+        float x[4] = {1, 2, 3, 4};
+        int labels[2] = {0, 7}, *matrix = (int *)malloc(9 * sizeof(int));
+        nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 2);
+        memset(&ds, 0, sizeof ds);
+        ds.count = 2; ds.channels = ds.height = 1; ds.width = 2; ds.classes = 3; ds.x = x; ds.labels = labels;
+        st = nn_confusion_matrix(m, &ds, matrix);
+        free(matrix);
+        nn_model_free(m);
+        row("confusion matrix, label >= classes", "ds.classes 3, a label 7, 3x3 matrix", st, "accepted");
+    } else if (!strcmp(which, "pool-pad")) {
+        nn_pool2d_shape s = {1, 1, 4, 4, 2, 2, 1, 1, 0x40000000, 0};
+        int oh, ow;
+        st = nn_pool2d_output_size(&s, &oh, &ow);
+        row("pool padding 2^30", "nn_pool2d_output_size, pad_height 2^30", st, "accepted");
+    } else if (!strcmp(which, "pool-size")) {
+        nn_pool2d_shape s = {INT_MAX, INT_MAX, INT_MAX, INT_MAX, 1, 1, 1, 1, 0, 0};
+        int oh, ow;
+        st = nn_pool2d_output_size(&s, &oh, &ow);
+        row("pool tensor size overflow", "nn_pool2d_output_size, batch = channels = height = width = INT_MAX", st, "accepted");
+    } else if (!strcmp(which, "conv-kernel")) {
+        nn_conv2d_shape s = {1, INT_MAX, 1, 1, 1, INT_MAX, INT_MAX, 1, 1, 0x40000000, 0x40000000};
+        int oh, ow;
+        st = nn_conv2d_output_size(&s, &oh, &ow);
+        row("conv C*K*K overflow", "nn_conv2d_output_size, in_channels = kernel = INT_MAX, pad 2^30", st, "accepted");
+    } else if (!strcmp(which, "conv-input")) {
+        nn_conv2d_shape s = {1, INT_MAX / 4, INT_MAX, INT_MAX, 1, 1, 1, INT_MAX, INT_MAX, 0, 0};
+        int oh, ow;
+        st = nn_conv2d_output_size(&s, &oh, &ow);
+        row("conv C*H*W overflow", "nn_conv2d_output_size, in_channels INT_MAX/4, 2^31-1 x 2^31-1 input, stride INT_MAX", st, "accepted");
+    } else if (!strcmp(which, "conv-builder")) {
+        nn_model *m = nn_model_new(1);
+        nn_node *x = nn_input(m, (1 << 28) - 1, 1, 1);
+        st = nn_compile(m, nn_conv2d(m, x, 1, INT_MAX, 1, 0x40000000, NN_BIAS), NN_LOSS_NONE, 1);
+        nn_model_free(m);
+        row("conv builder overflow", "nn_input(2^28-1 channels, 1x1) + nn_conv2d(kernel INT_MAX, padding 2^30)", st, "accepted");
+    } else {
+        fprintf(stderr, "unknown case %s\n", which);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- CLI --------------------------------------------------------------------------------------- */
+static int probe_args(int argc, char **argv)
+{
+    ex_options o;
+    float lr = 0.1f;
+    double wd = 0.0;
+    int n = 5, bn = 0, i;
+    const char *name = "x";
+    ex_int_list widths = {1, {8}};
+    const ex_flag flags[] = {
+        {"--lr", EX_FLOAT, &lr, "a float"}, {"--wd", EX_DOUBLE, &wd, "a double"}, {"--n", EX_INT, &n, "an int"},
+        {"--name", EX_STRING, &name, "a string"}, {"--bn", EX_SWITCH, &bn, "a switch"}, {"--widths", EX_INT_LIST, &widths, "a list"},
+    };
+    memset(&o, 0, sizeof o);
+    o.name = "probe";
+    o.epochs = 3;
+    o.seed = 42;
+    ex_parse(argc, argv, &o, "reliability probe", flags, (int)(sizeof flags / sizeof flags[0]));
+    printf("accepted: epochs=%d seed=%llu threads=%d quick=%d data=\"%s\" out=\"%s\" lr=%g wd=%g n=%d name=\"%s\" bn=%d widths=",
+           o.epochs, (unsigned long long)o.seed, o.threads, o.quick, o.data_dir, o.out_dir, (double)lr, wd, n, name, bn);
+    for (i = 0; i < widths.count; i++) printf("%s%d", i ? "," : "", widths.values[i]);
+    printf("\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: reliability_probe idx|model|api|args [ARGS...]\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "args")) return probe_args(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "crash") && argc > 2) return probe_crash(argv[2]);
+    snprintf(dir, sizeof dir, "/tmp/nn_probe.XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    if (!strcmp(argv[1], "idx")) probe_idx();
+    else if (!strcmp(argv[1], "model")) probe_model();
+    else if (!strcmp(argv[1], "api")) probe_api();
+    else if (!strcmp(argv[1], "save")) probe_save(argc > 2 ? argv[2] : NULL);
+    rmdir(dir);
+    return 0;
+}
