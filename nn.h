@@ -345,6 +345,20 @@ NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimiz
 NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
                               const float *targets, int count, float *loss);
 
+/* Flat-vector analysis (the buffers above make these plain vector work). */
+/* 2-norm of the whole gradient buffer after nn_backward (biases included, weight decay not), in
+   double; 0 for an uncompiled model. */
+NNDEF double nn_grad_norm(nn_model *model);
+NNDEF double nn_param_norm(nn_model *model); /* 2-norm of the whole parameter buffer, in double */
+/* Copies every layer's weights (no biases, no batch-norm statistics) into out, layer by layer in
+   build order; out holds nn_weight_count(model) floats, or is NULL to get the count. */
+NNDEF size_t nn_weights_gather(nn_model *model, float *out);
+/* params = (1 - alpha) * a + alpha * b over the whole parameter buffer (alpha may lie outside
+   [0, 1]); a and b hold nn_param_count floats and may alias nn_params. */
+NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha);
+/* dst's parameters and batch-norm state become src's (same architecture). */
+NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src);
+
 typedef enum nn_init {
     NN_INIT_PYTORCH = 0,   /* weights Kaiming-uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)) */
     NN_INIT_ZEROS,
@@ -379,6 +393,10 @@ typedef struct nn_dataset {
    their raw values 0..255; scale or normalise afterwards. Every header field is checked
    against the others and against the file size. */
 NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out);
+/* A zero-filled dataset of count samples (labels when classes > 0, targets of target_size floats
+   when target_size > 0), from the library's allocator so that nn_dataset_free releases it. */
+NNDEF nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int height, int width, int classes,
+                                 int target_size);
 NNDEF void nn_dataset_free(nn_dataset *ds); /* frees the arrays and zeroes the struct */
 NNDEF int nn_dataset_sample_size(const nn_dataset *ds); /* channels * height * width */
 /* Mean and standard deviation (population) of every value, computed in double. */
@@ -396,6 +414,10 @@ NNDEF void nn_dataset_gather(const nn_dataset *ds, const int *idx, int count, fl
 typedef struct nn_metrics { double loss; double accuracy; int correct, count; } nn_metrics;
 /* Mean loss and accuracy (percent) in eval mode, in batches of the compiled size. */
 NNDEF nn_status nn_evaluate(nn_model *model, const nn_dataset *ds, nn_metrics *out);
+/* sqrt(sum over samples i of |d loss_i / d x_i|^2), each sample's own loss, in eval mode, in
+   batches of batch_size (1..max_batch); independent of the batch size and the gradient
+   reduction. Needs nn_set_input_gradient(model, 1). */
+NNDEF nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, int batch_size, double *norm);
 /* matrix[true_label*classes + predicted] counts, classes = ds->classes. */
 NNDEF nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
 
@@ -2093,6 +2115,53 @@ NNDEF const char *nn_backend_name(void) { return nn__kernels_get()->name; }
 NNDEF int nn_backend_supported(const char *name) { return nn__is_backend_name(name) && nn__table_by_name(name) != NULL; }
 
 /* ======================================================================================
+   Threads for element-wise work: fixed 64-byte-aligned chunks, one per thread, so every
+   element sees the same arithmetic for any thread count (the result never depends on it).
+   ====================================================================================== */
+#define NN__PARALLEL_MIN 262144 /* below this many elements one thread is faster */
+
+/* Runs BODY over [BEGIN, BEGIN+LEN) pieces of [0, total); NN__PARALLEL_FOR(work) before a loop
+   over independent planes or channels splits it when the total work is large enough. */
+#define NN__PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define NN__PARALLEL_FOR(work) NN__PRAGMA(omp parallel for num_threads(nn__chunk_threads(work)) schedule(static))
+static int nn__chunk_threads(size_t total)
+{
+    int t = nn_threads();
+    if (total < NN__PARALLEL_MIN || t <= 1) return 1;
+    return (int)NN__MIN((size_t)t, total / (NN__PARALLEL_MIN / 4));
+}
+
+#define NN__FOR_CHUNKS(total, BEGIN, LEN, BODY)                                                     \
+    do {                                                                                            \
+        const size_t nn__total = (total);                                                           \
+        const int nn__threads = nn__chunk_threads(nn__total);                                       \
+        if (nn__threads <= 1) {                                                                     \
+            const size_t BEGIN = 0, LEN = nn__total;                                                \
+            BODY;                                                                                   \
+        } else {                                                                                    \
+            const size_t nn__per = ((nn__total + nn__threads - 1) / nn__threads + 15) & ~(size_t)15; \
+            int nn__c;                                                                              \
+            _Pragma("omp parallel for num_threads(nn__threads) schedule(static)")                  \
+            for (nn__c = 0; nn__c < nn__threads; nn__c++) {                                         \
+                const size_t BEGIN = (size_t)nn__c * nn__per;                                       \
+                if (BEGIN < nn__total) {                                                            \
+                    const size_t LEN = NN__MIN(nn__per, nn__total - BEGIN);                         \
+                    BODY;                                                                           \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    } while (0)
+#else
+#define NN__PARALLEL_FOR(work)
+#define NN__FOR_CHUNKS(total, BEGIN, LEN, BODY) \
+    do {                                        \
+        const size_t BEGIN = 0, LEN = (total);  \
+        BODY;                                   \
+    } while (0)
+#endif
+
+/* ======================================================================================
    GEMM: BLIS-style blocking and packing shared by every backend; only the tile is per-ISA.
    ====================================================================================== */
 /* A GEMM operand is a row-major matrix (maybe transposed) or a view of a batch of NCHW
@@ -2222,6 +2291,18 @@ static void nn__pack_b(const nn__operand *op, int p0, int kc, int j0, int nc, in
             }
         } else if (op->view == NN__IM2COL) {
             for (p = 0; p < kc; p++) nn__im2col_row(op, p0 + p, j0 + s, cols, dst + (size_t)p * nr, 1);
+        } else if (op->view == NN__CHANNELS) { /* element (p, j) = data[n][p][at] for j = n*spatial + at */
+            for (p = 0; p < kc; p++) {
+                int n = (j0 + s) / op->spatial, at = (j0 + s) % op->spatial;
+                for (c = 0; c < cols;) {
+                    const int run = NN__MIN(cols - c, op->spatial - at);
+                    memcpy(dst + (size_t)p * nr + c, op->data + ((size_t)n * op->rows + p0 + p) * op->spatial + at,
+                           (size_t)run * sizeof(float));
+                    c += run;
+                    at = 0;
+                    n++;
+                }
+            }
         } else { /* NN__CHANNELS_T: element (p, j) = data[n][j][at] for p = n*spatial + at */
             int n = p0 / op->spatial, at = p0 % op->spatial;
             for (p = 0; p < kc; p++) {
@@ -2475,12 +2556,12 @@ static int nn__conv_backward_is_conv(const nn_conv2d_shape *s)
            s->kernel_width - 1 - s->pad_width <= s->pad_width;
 }
 
-/* Workspace floats besides the GEMM slices: the flipped kernel or dw^T, or one image's column
-   matrix. */
+/* Workspace floats besides the GEMM slices: the flipped kernel or dw^T, or the batch's column
+   matrix for the explicit backward-data pass. */
 static size_t nn__conv_col_floats(const nn_conv2d_shape *s, int oh, int ow)
 {
     size_t ckk = (size_t)s->in_channels * s->kernel_height * s->kernel_width;
-    size_t n = nn__conv_backward_is_conv(s) ? ckk * s->out_channels : ckk * oh * ow;
+    size_t n = nn__conv_backward_is_conv(s) ? ckk * s->out_channels : ckk * s->batch * oh * ow;
     n = NN__MAX(n, ckk * s->out_channels); /* dw^T in the backward-weight pass */
     return (n + 15) & ~(size_t)15;
 }
@@ -2492,8 +2573,9 @@ NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape)
     return nn__conv_col_floats(shape, oh, ow) + nn_sgemm_workspace_size();
 }
 
-/* The adjoint of im2col for one image: x[c][iy][ix] += col[(c,ky,kx)][(oy,ox)]. */
-static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *col, float *x)
+/* The adjoint of im2col for one image: x[c][iy][ix] += col[(c,ky,kx)][(oy,ox)], col's rows
+   col_stride floats apart. */
+static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *col, size_t col_stride, float *x)
 {
     const int H = s->in_height, W = s->in_width;
     int c, ky, kx, oy, ox;
@@ -2510,7 +2592,7 @@ static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *co
                         if (ix >= 0 && ix < W) xc[(size_t)iy * W + ix] += src[ox];
                     }
                 }
-                col += (size_t)oh * ow;
+                col += col_stride;
             }
 }
 
@@ -2559,7 +2641,7 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
                                      float *dx, float *col, float *gemm_ws, int gemm_threads)
 {
     const int kh = s->kernel_height, kw = s->kernel_width, ckk = s->in_channels * kh * kw, hw = oh * ow;
-    const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width, out_size = (size_t)s->out_channels * hw;
+    const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width;
     int n;
     if (nn__conv_backward_is_conv(s)) {
         /* dx = conv(dy, w') with w'[c][oc][ky][kx] = w[oc][c][kh-1-ky][kw-1-kx], padding k-1-p */
@@ -2582,10 +2664,21 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
         nn__conv2d_forward(&t, s->in_height, s->in_width, dy, flipped, NULL, dx, NULL, gemm_ws, gemm_threads);
         return;
     }
-    for (n = 0; n < s->batch; n++) {
-        nn__gemm(1, 0, ckk, hw, s->out_channels, 1.0f, w, ckk, dy + n * out_size, hw, 0.0f, col, hw, gemm_ws, gemm_threads);
-        memset(dx + n * in_size, 0, in_size * sizeof(float));
-        nn__col2im(s, oh, ow, col, dx + n * in_size);
+    {
+        /* col[(c,ky,kx)][(n,hw)] = w^T * dy for the whole batch in one GEMM, then each image's
+           col2im (independent images, so in parallel) */
+        nn__operand A = nn__matrix(w, ckk, 1), B, C = nn__matrix(col, s->batch * hw, 0);
+        memset(&B, 0, sizeof B);
+        B.view = NN__CHANNELS;
+        B.data = dy;
+        B.rows = s->out_channels;
+        B.spatial = hw;
+        nn__gemm_views(ckk, s->batch * hw, s->out_channels, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
+        NN__PARALLEL_FOR((size_t)s->batch * ckk * hw)
+        for (n = 0; n < s->batch; n++) {
+            memset(dx + n * in_size, 0, in_size * sizeof(float));
+            nn__col2im(s, oh, ow, col + (size_t)n * hw, (size_t)s->batch * hw, dx + n * in_size);
+        }
     }
 }
 
@@ -2674,53 +2767,6 @@ NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float 
     nn__free(owned);
     return NN_OK;
 }
-
-/* ======================================================================================
-   Threads for element-wise work: fixed 64-byte-aligned chunks, one per thread, so every
-   element sees the same arithmetic for any thread count (the result never depends on it).
-   ====================================================================================== */
-#define NN__PARALLEL_MIN 262144 /* below this many elements one thread is faster */
-
-/* Runs BODY over [BEGIN, BEGIN+LEN) pieces of [0, total); NN__PARALLEL_FOR(work) before a loop
-   over independent planes or channels splits it when the total work is large enough. */
-#define NN__PRAGMA(x) _Pragma(#x)
-#ifdef _OPENMP
-#define NN__PARALLEL_FOR(work) NN__PRAGMA(omp parallel for num_threads(nn__chunk_threads(work)) schedule(static))
-static int nn__chunk_threads(size_t total)
-{
-    int t = nn_threads();
-    if (total < NN__PARALLEL_MIN || t <= 1) return 1;
-    return (int)NN__MIN((size_t)t, total / (NN__PARALLEL_MIN / 4));
-}
-
-#define NN__FOR_CHUNKS(total, BEGIN, LEN, BODY)                                                     \
-    do {                                                                                            \
-        const size_t nn__total = (total);                                                           \
-        const int nn__threads = nn__chunk_threads(nn__total);                                       \
-        if (nn__threads <= 1) {                                                                     \
-            const size_t BEGIN = 0, LEN = nn__total;                                                \
-            BODY;                                                                                   \
-        } else {                                                                                    \
-            const size_t nn__per = ((nn__total + nn__threads - 1) / nn__threads + 15) & ~(size_t)15; \
-            int nn__c;                                                                              \
-            _Pragma("omp parallel for num_threads(nn__threads) schedule(static)")                  \
-            for (nn__c = 0; nn__c < nn__threads; nn__c++) {                                         \
-                const size_t BEGIN = (size_t)nn__c * nn__per;                                       \
-                if (BEGIN < nn__total) {                                                            \
-                    const size_t LEN = NN__MIN(nn__per, nn__total - BEGIN);                         \
-                    BODY;                                                                           \
-                }                                                                                   \
-            }                                                                                       \
-        }                                                                                           \
-    } while (0)
-#else
-#define NN__PARALLEL_FOR(work)
-#define NN__FOR_CHUNKS(total, BEGIN, LEN, BODY) \
-    do {                                        \
-        const size_t BEGIN = 0, LEN = (total);  \
-        BODY;                                   \
-    } while (0)
-#endif
 
 /* ======================================================================================
    Pooling
@@ -3510,7 +3556,7 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
             n->index_offset = index_arena;
             index_arena += nn__round16(size);
         } else if (n->op == NN__OP_CONV2D) {
-            nn_conv2d_shape s = nn__conv_shape_of(n, 1);
+            nn_conv2d_shape s = nn__conv_shape_of(n, max_batch);
             col = NN__MAX(col, nn__conv_col_floats(&s, n->h, n->w));
         }
         if (nn__has_params(n)) {
@@ -4766,6 +4812,143 @@ NNDEF nn_status nn_load(nn_model *m, const char *path)
 done:
     NN_FREE(buf);
     return st;
+}
+
+/* ======================================================================================
+   Flat-vector analysis
+   ====================================================================================== */
+static double nn__analysis_sum_squares(const float *x, size_t n)
+{
+    double s = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+NNDEF double nn_grad_norm(nn_model *model)
+{
+    const float *g = nn_grads(model);
+    return g ? sqrt(nn__analysis_sum_squares(g, nn_param_count(model))) : 0.0;
+}
+
+NNDEF double nn_param_norm(nn_model *model)
+{
+    const float *p = nn_params(model);
+    return p ? sqrt(nn__analysis_sum_squares(p, nn_param_count(model))) : 0.0;
+}
+
+NNDEF size_t nn_weights_gather(nn_model *model, float *out)
+{
+    size_t total = 0;
+    int i;
+    nn_node *layer;
+    if (!nn_params(model)) return 0;
+    for (i = 0; (layer = nn_layer(model, i)) != NULL; i++) {
+        size_t count = 0;
+        const float *w = nn_node_weights(model, layer, &count);
+        if (w && count) {
+            if (out) memcpy(out + total, w, count * sizeof(float));
+            total += count;
+        }
+    }
+    return total;
+}
+
+NNDEF nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int height, int width, int classes,
+                                 int target_size)
+{
+    size_t n, size;
+    if (!ds) return nn__fail(NN_ERROR_ARGUMENT, "nn_dataset_alloc: null dataset");
+    memset(ds, 0, sizeof *ds);
+    if (count <= 0 || channels <= 0 || height <= 0 || width <= 0 || classes < 0 || target_size < 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_dataset_alloc: sizes must be positive (count %d, shape %dx%dx%d, "
+                        "classes %d, target size %d)", count, channels, height, width, classes, target_size);
+    size = (size_t)channels * height * width;
+    if (size / channels / height != (size_t)width || size > (size_t)INT_MAX || (size_t)count > (size_t)-1 / 4 / size ||
+        (size_t)count > (size_t)-1 / 4 / ((size_t)target_size + 1))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_dataset_alloc: %d samples of %dx%dx%d values overflow", count, channels,
+                        height, width);
+    n = (size_t)count * size;
+    ds->count = count;
+    ds->channels = channels;
+    ds->height = height;
+    ds->width = width;
+    ds->classes = classes;
+    ds->target_size = target_size;
+    ds->x = nn__alloc_floats(n);
+    if (classes > 0) ds->labels = (int *)nn__alloc((size_t)count * sizeof(int));
+    if (target_size > 0) ds->targets = nn__alloc_floats((size_t)count * target_size);
+    if (!ds->x || (classes > 0 && !ds->labels) || (target_size > 0 && !ds->targets)) {
+        nn_dataset_free(ds);
+        return nn__fail(NN_ERROR_MEMORY, "nn_dataset_alloc: no memory for %d samples", count);
+    }
+    memset(ds->x, 0, n * sizeof(float));
+    if (ds->labels) memset(ds->labels, 0, (size_t)count * sizeof(int));
+    if (ds->targets) memset(ds->targets, 0, (size_t)count * target_size * sizeof(float));
+    return NN_OK;
+}
+
+NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha)
+{
+    float *p = nn_params(model);
+    const size_t n = nn_param_count(model);
+    const double t = alpha;
+    size_t i;
+    if (!p) return nn__fail(NN_ERROR_STATE, "nn_params_interpolate: compile the model first");
+    if (!a || !b || !isfinite(alpha))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_params_interpolate: null parameter vector or non-finite alpha");
+    for (i = 0; i < n; i++) p[i] = (float)((1.0 - t) * (double)a[i] + t * (double)b[i]);
+    return NN_OK;
+}
+static nn_status nn__params_copy_check(nn_model *a, nn_model *b)
+{
+    if (!a || !b || !a->compiled || !b->compiled) return nn__fail(NN_ERROR_STATE, "nn_params_copy: compile both models first");
+    if (a->param_count != b->param_count || a->state_count != b->state_count || nn_input_size(a) != nn_input_size(b) ||
+        nn_output_size(a) != nn_output_size(b))
+        return nn__fail(NN_ERROR_SHAPE, "nn_params_copy: the models differ (%zu vs %zu parameters, %zu vs %zu state values)",
+                        a->param_count, b->param_count, a->state_count, b->state_count);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src)
+{
+    nn_status st = nn__params_copy_check(dst, src);
+    if (st != NN_OK || dst == src) return st;
+    memcpy(dst->params, src->params, src->param_count * sizeof(float));
+    if (src->state_count) memcpy(dst->state, src->state, src->state_count * sizeof(float));
+    return NN_OK;
+}
+
+NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int batch_size, double *norm)
+{
+    const int size = nn_dataset_sample_size(ds), tsize = ds ? ds->target_size : 0;
+    double total = 0.0;
+    int first;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_input_gradient_norm: compile the model first");
+    if (!m->input_gradient) return nn__fail(NN_ERROR_STATE, "nn_input_gradient_norm: call nn_set_input_gradient(model, 1) first");
+    if (!ds || !ds->x || ds->count <= 0 || !norm)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: empty dataset or null result");
+    if (size != nn_input_size(m))
+        return nn__fail(NN_ERROR_SHAPE, "nn_input_gradient_norm: samples of %d values, the model takes %d", size, nn_input_size(m));
+    if (batch_size < 1 || batch_size > m->max_batch)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: batch size %d is not in [1, %d]", batch_size, m->max_batch);
+    for (first = 0; first < ds->count; first += batch_size) {
+        const int count = NN__MIN(batch_size, ds->count - first);
+        const float *g;
+        double batch_sum = 0.0;
+        size_t i;
+        nn_status st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
+        if (st == NN_OK)
+            st = nn_backward(m, ds->labels ? ds->labels + first : NULL, ds->targets ? ds->targets + (size_t)first * tsize : NULL,
+                             NULL);
+        if (st != NN_OK) return st;
+        g = nn_input_gradient(m);
+        for (i = 0; i < (size_t)count * size; i++) batch_sum += (double)g[i] * g[i];
+        /* NN_GRAD_MEAN scaled every sample's gradient by 1/count: undo it */
+        total += m->reduction == NN_GRAD_MEAN ? batch_sum * count * count : batch_sum;
+    }
+    *norm = sqrt(total);
+    return NN_OK;
 }
 
 #endif /* NN__IMPLEMENTATION_DONE */
