@@ -13,8 +13,10 @@ with unknown seeds, so ours land near them, not on them; where a gap exceeds 1.5
 the section says why, with evidence.
 
 TXT
-  for f in docs/experiments/*.md; do
-    [ -f "$f" ] || continue
+  # sections in seed order (each starts with "## Seed NNN ...")
+  for f in $(for g in docs/experiments/*.md; do
+               [ -f "$g" ] && printf '%s %s\n' "$(grep -m1 -o 'Seed [0-9]*' "$g" | tr -dc 0-9)" "$g"
+             done | sort -k1,1n -k2 | cut -d' ' -f2); do
     cat "$f"; echo
   done
 } > docs/experiments.md
