@@ -457,6 +457,16 @@ NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options wit
 NNDEF nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
                        const nn_fit_options *options, nn_fit_result *result); /* trains for options->epochs, with optional validation and early stopping; result may be NULL */
 
+/* One pass over train in minibatches of batch_size (the last may be smaller), each one
+   nn_train_step, in the order of rng's shuffle (rng NULL: the dataset's order); stops after
+   max_steps steps (0: the whole pass) or when on_step (may be NULL) returns non-zero. on_step gets
+   the 1-based step and that batch's loss; metrics (may be NULL) gets the mean batch loss and the
+   accuracy of the training-mode predictions over the samples seen. For loops nn_fit cannot
+   express (a step budget, per-step logging). */
+typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
+NNDEF nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+                               int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics);
+
 /* Model files: magic, version, architecture fingerprint, counts and CRC-32, little-endian.
    nn_save writes a temporary file and renames it over path; nn_load checks everything before
    it changes the model and leaves it untouched on any error. */
@@ -4626,6 +4636,73 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
 done:
     res.seconds = nn_seconds() - t_start;
     if (result) *result = res;
+    NN_FREE(idx);
+    NN_FREE(labels);
+    nn__free(xb);
+    nn__free(tb);
+    return st;
+}
+
+NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+                               int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
+{
+    int *idx = NULL, *labels = NULL, first, i, correct = 0, seen = 0, steps = 0;
+    float *xb = NULL, *tb = NULL;
+    double loss_sum = 0.0;
+    size_t size;
+    nn_status st = NN_OK;
+    if (metrics) memset(metrics, 0, sizeof *metrics);
+    if (!m || !opt || !train || !train->x || train->count <= 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: null model, optimizer or empty dataset");
+    if (!nn_params(m)) return nn__fail(NN_ERROR_STATE, "nn_train_epoch: compile the model first");
+    if (nn_dataset_sample_size(train) != nn_input_size(m))
+        return nn__fail(NN_ERROR_SHAPE, "nn_train_epoch: samples of %d values, the model takes %d",
+                        nn_dataset_sample_size(train), nn_input_size(m));
+    if (batch_size <= 0 || max_steps < 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: batch size %d and max_steps %d", batch_size, max_steps);
+    if (train->targets && train->target_size <= 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: targets without a target size");
+    size = (size_t)nn_dataset_sample_size(train);
+    idx = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
+    labels = (int *)NN_MALLOC((size_t)batch_size * sizeof(int));
+    xb = nn__alloc_floats((size_t)batch_size * size);
+    if (train->targets) tb = nn__alloc_floats((size_t)batch_size * (size_t)train->target_size);
+    if (!idx || !labels || !xb || (train->targets && !tb)) {
+        st = nn__fail(NN_ERROR_MEMORY, "nn_train_epoch: out of memory");
+        goto done;
+    }
+    for (i = 0; i < train->count; i++) idx[i] = i;
+    if (rng) nn_rng_shuffle(rng, idx, train->count);
+    for (first = 0; first < train->count && (max_steps == 0 || steps < max_steps); first += batch_size) {
+        const int n = train->count - first < batch_size ? train->count - first : batch_size, k = nn_output_size(m);
+        float loss = 0.0f;
+        int r;
+        nn_dataset_gather(train, idx + first, n, xb, labels);
+        if (tb)
+            for (r = 0; r < n; r++)
+                memcpy(tb + (size_t)r * train->target_size, train->targets + (size_t)idx[first + r] * train->target_size,
+                       (size_t)train->target_size * sizeof(float));
+        /* nn_train_step checks n against the compiled max_batch */
+        st = nn_train_step(m, opt, xb, train->labels ? labels : NULL, tb, n, &loss);
+        if (st != NN_OK) goto done;
+        steps++;
+        loss_sum += (double)loss * n;
+        seen += n;
+        if (train->labels) {
+            const float *y = nn_output(m);
+            for (r = 0; r < n; r++) {
+                correct += nn__argmax(y + (size_t)r * k, k) == labels[r];
+            }
+        }
+        if (on_step && on_step(steps, loss, user)) break;
+    }
+done:
+    if (metrics && seen) {
+        metrics->loss = loss_sum / seen;
+        metrics->correct = correct;
+        metrics->count = seen;
+        metrics->accuracy = train->labels ? 100.0 * correct / seen : 0.0;
+    }
     NN_FREE(idx);
     NN_FREE(labels);
     nn__free(xb);

