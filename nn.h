@@ -457,13 +457,13 @@ NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options wit
 NNDEF nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
                        const nn_fit_options *options, nn_fit_result *result); /* trains for options->epochs, with optional validation and early stopping; result may be NULL */
 
+typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
 /* One pass over train in minibatches of batch_size (the last may be smaller), each one
    nn_train_step, in the order of rng's shuffle (rng NULL: the dataset's order); stops after
    max_steps steps (0: the whole pass) or when on_step (may be NULL) returns non-zero. on_step gets
    the 1-based step and that batch's loss; metrics (may be NULL) gets the mean batch loss and the
    accuracy of the training-mode predictions over the samples seen. For loops nn_fit cannot
    express (a step budget, per-step logging). */
-typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
 NNDEF nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
                                int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics);
 
