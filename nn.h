@@ -2342,6 +2342,25 @@ static float *nn__out_at(const nn__operand *out, int i, int j, int *contiguous)
     return (float *)out->data + (size_t)i * out->ld + j;
 }
 
+/* Copies the rows x cols block of C at (i0, j0) into tile (to_tile) or back, row by row in
+   runs that stay inside one image of an NCHW output. In a late ResNet layer (7x7 outputs) every
+   tile straddles images, so this is a hot path, not a corner case. */
+static void nn__tile_copy(const nn__operand *c, int i0, int j0, int rows, int cols, float *tile, int nr, int to_tile)
+{
+    int i;
+    for (i = 0; i < rows; i++) {
+        int t = 0;
+        while (t < cols) {
+            int run;
+            float *cp = nn__out_at(c, i0 + i, j0 + t, &run);
+            run = NN__MIN(run, cols - t);
+            if (to_tile) memcpy(tile + i * nr + t, cp, (size_t)run * sizeof(float));
+            else memcpy(cp, tile + i * nr + t, (size_t)run * sizeof(float));
+            t += run;
+        }
+    }
+}
+
 typedef void (*nn__tile_fn)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c,
                             int ldc, float alpha, float beta);
 
@@ -2359,7 +2378,7 @@ static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int direct_a,
     const int ld_out = c->view == NN__CHANNELS ? c->spatial : c->ld;
     const size_t a_rs = a->transposed ? 1 : (size_t)a->ld, a_cs = a->transposed ? (size_t)a->ld : 1;
     float tile[NN__GEMM_MAX_TILE];
-    int jc, pc, ic, ir, jr, i, j;
+    int jc, pc, ic, ir, jr;
     memset(tile, 0, sizeof tile);
     for (jc = j_begin; jc < j_end; jc += NN__GEMM_NC) {
         const int nc = NN__MIN(NN__GEMM_NC, j_end - jc), nc_full = direct_b ? nc / nr * nr : 0;
@@ -2401,12 +2420,9 @@ static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int direct_a,
                             gemm_tile(kc, ap, rsa, csa, bp, rsb, cp, ld_out, alpha, beta_block);
                             continue;
                         }
-                        if (beta_block != 0.0f)
-                            for (i = 0; i < rows; i++)
-                                for (j = 0; j < cols; j++) tile[i * nr + j] = *nn__out_at(c, ic + ir + i, jc + jr + j, NULL);
+                        if (beta_block != 0.0f) nn__tile_copy(c, ic + ir, jc + jr, rows, cols, tile, nr, 1);
                         gemm_tile(kc, ap, rsa, csa, bp, rsb, tile, nr, alpha, beta_block);
-                        for (i = 0; i < rows; i++)
-                            for (j = 0; j < cols; j++) *nn__out_at(c, ic + ir + i, jc + jr + j, NULL) = tile[i * nr + j];
+                        nn__tile_copy(c, ic + ir, jc + jr, rows, cols, tile, nr, 0);
                     }
                 }
             }
