@@ -2230,7 +2230,9 @@ static void nn__im2col_row(const nn__operand *op, int row, int position, int cou
             for (u = 0; u < lo; u++) d[(size_t)u * step] = 0.0f;
             if (sw == 1 && step == 1) {
                 const float *from = src + ix0;
-                for (u = lo; u < hi; u++) d[u] = from[u];
+                if (hi - lo >= 16) memcpy(d + lo, from + lo, (size_t)(hi - lo) * sizeof(float));
+                else
+                    for (u = lo; u < hi; u++) d[u] = from[u];
             } else {
                 for (u = lo; u < hi; u++) d[(size_t)u * step] = src[ix0 + u * sw];
             }
@@ -2833,17 +2835,21 @@ static void nn__maxpool2x2(const nn_pool2d_shape *s, int oh, int ow, const float
         const float *xp = x + (size_t)plane * plane_size;
         float *yp = y + (size_t)plane * oh * ow;
         int32_t *ap = argmax ? argmax + (size_t)plane * oh * ow : NULL;
-        for (oy = 0; oy < oh; oy++)
+        for (oy = 0; oy < oh; oy++) {
+            const float *r0 = xp + 2 * oy * W, *r1 = r0 + W;
             for (ox = 0; ox < ow; ox++) {
-                const int i0 = 2 * oy * W + 2 * ox, idx[4] = {i0, i0 + 1, i0 + W, i0 + W + 1};
-                int best = idx[0], k;
-                for (k = 1; k < 4; k++) {
-                    float v = xp[idx[k]], b = xp[best];
-                    if (v > b || (v != v && b == b)) best = idx[k];
-                }
-                yp[oy * ow + ox] = xp[best];
-                if (ap) ap[oy * ow + ox] = plane * plane_size + best;
+                /* window order a b / c d; the first maximum wins, a NaN wins and stays */
+                const float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+                const int top = 2 * oy * W + 2 * ox;
+                float best = a;
+                int at = top;
+                if (b > best || (b != b && best == best)) best = b, at = top + 1;
+                if (c > best || (c != c && best == best)) best = c, at = top + W;
+                if (d > best || (d != d && best == best)) best = d, at = top + W + 1;
+                yp[oy * ow + ox] = best;
+                if (ap) ap[oy * ow + ox] = plane * plane_size + at;
             }
+        }
     }
 }
 
