@@ -284,6 +284,14 @@ def main():
     skipped = sorted({v for k, v in rows.items() if isinstance(v, str)})
     if skipped:
         out.append("Microbenchmark rows not run: " + "; ".join(v.replace("skipped: ", "") for v in skipped) + ".\n")
+    analysis = os.path.join(os.path.dirname(os.path.abspath(a.out)), "performance_analysis.md")
+    if os.path.exists(analysis):
+        out.append("## Targets, misses and profiles\n")
+        out.append("From `docs/performance_analysis.md` (hand-written; its figures come from the runs and "
+                   "commands it names):\n")
+        with open(analysis) as f:
+            text = f.read()
+        out.append(text.split("\n", 1)[1] if text.startswith("#") else text)
     out.append("## Reproduce\n")
     out.append("```\n" + meta.get("command", "make bench-compare") + "\n```\n")
     out.append("Every figure above comes from `build/bench/compare/` (raw BENCH lines, the Google Benchmark "
