@@ -210,6 +210,33 @@ EX_API void ex_load_mnist(const ex_options *o, nn_dataset *train, nn_dataset *te
     }
 }
 
+/* MNIST scaled to [0, 1] (ToTensor), the 60 000 training images split into the first
+   train_count (train) and the rest (val); exits 1 when the set does not have 60 000 images. */
+EX_API void ex_load_mnist_split(const ex_options *o, int train_count, nn_dataset *train, nn_dataset *val,
+                                nn_dataset *test)
+{
+    nn_dataset all;
+    ex_load_mnist(o, &all, test);
+    nn_dataset_scale(&all, 1.0 / 255.0);
+    nn_dataset_scale(test, 1.0 / 255.0);
+    if (all.count != 60000) {
+        fprintf(stderr, "%s: expected 60 000 training images, found %d\n", o->name, all.count);
+        exit(1);
+    }
+    ex_check(nn_dataset_slice(&all, 0, train_count, train), "split");
+    ex_check(nn_dataset_slice(&all, train_count, all.count - train_count, val), "split");
+    nn_dataset_free(&all);
+}
+
+/* A flag value that parsed but makes no sense: the reason and usage on stderr, exit 2. */
+EX_API void ex_usage_error(const ex_options *o, const char *summary, const ex_flag *flags, int n_flags,
+                           const char *reason)
+{
+    fprintf(stderr, "%s: %s\n\n", o->name, reason);
+    ex_usage(stderr, o, summary, flags, n_flags);
+    exit(2);
+}
+
 /* The first `count` samples of ds, in place (the rest are dropped). */
 EX_API void ex_truncate(nn_dataset *ds, int count)
 {

@@ -204,7 +204,7 @@ int main(int argc, char **argv)
         "Writes curves_<variant>.csv, confusion_<variant>.csv, w1_<variant>.csv.";
     ex_options o;
     config c;
-    nn_dataset all, train, val, test, small;
+    nn_dataset train, val, test, small;
     ex_flag flags[] = {
         {"--grad", EX_STRING, &c.grad, "sum|mean: the batch's summed gradient as is, or divided by the batch size (default sum)"},
         {"--variant", EX_STRING, &c.variant, "both|full|first2000 (default both)"},
@@ -236,22 +236,9 @@ int main(int argc, char **argv)
         else if (c.batch < 1 || c.batch > 65536) bad = "--batch must be in [1, 65536]";
         else if (c.small < 1 || c.small > TRAIN_SPLIT) bad = "--small must be in [1, 50000]";
         else if ((c.save && !*c.save) || (c.load && !*c.load)) bad = "--save/--load need a file name";
-        if (bad) {
-            fprintf(stderr, "%s: %s\n\n", o.name, bad);
-            ex_usage(stderr, &o, summary, flags, n_flags);
-            return 2;
-        }
+        if (bad) ex_usage_error(&o, summary, flags, n_flags, bad);
     }
-    ex_load_mnist(&o, &all, &test);
-    nn_dataset_scale(&all, 1.0 / 255.0);
-    nn_dataset_scale(&test, 1.0 / 255.0);
-    if (all.count != 60000) {
-        fprintf(stderr, "%s: expected 60 000 training images, found %d\n", o.name, all.count);
-        return 1;
-    }
-    ex_check(nn_dataset_slice(&all, 0, TRAIN_SPLIT, &train), "split");
-    ex_check(nn_dataset_slice(&all, TRAIN_SPLIT, all.count - TRAIN_SPLIT, &val), "split");
-    nn_dataset_free(&all);
+    ex_load_mnist_split(&o, TRAIN_SPLIT, &train, &val, &test);
     if (o.quick) {
         /* a smoke test: 5 epochs, the full variant on the first 10 000 images */
         if (!o.epochs_given) o.epochs = 5;
