@@ -105,6 +105,12 @@ typedef enum nn_status {
 /* The message of the most recent failure on this thread ("" if none). */
 NNDEF const char *nn_last_error(void);
 NNDEF const char *nn_status_name(nn_status status); /* a short fixed name for a status */
+/* Records a message as this thread's last error and returns status: for companion code (such as
+   nn_mpi.h) whose errors should read like the library's own. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+NNDEF nn_status nn_set_error(nn_status status, const char *format, ...);
 
 /* ======================================================================================
    2. Platform: backends, threads, time, random numbers
@@ -308,6 +314,8 @@ NNDEF void nn_set_input_gradient(nn_model *model, int enabled);
    and leaves the parameters and batch-norm statistics as they were; with keep_going = 1 the
    update is applied anyway. */
 NNDEF void nn_set_nonfinite_policy(nn_model *model, int keep_going);
+NNDEF nn_grad_reduction nn_get_grad_reduction(const nn_model *model); /* as set (NN_GRAD_MEAN by default) */
+NNDEF int nn_get_nonfinite_policy(const nn_model *model); /* 1 when non-finite updates are applied */
 
 /* Runs the graph on count samples (count <= max_batch). */
 NNDEF nn_status nn_forward(nn_model *model, const float *x, int count, nn_mode mode);
@@ -556,6 +564,19 @@ static nn_status nn__fail(nn_status status, const char *format, ...)
 }
 
 NNDEF const char *nn_last_error(void) { return nn__error_text; }
+
+NNDEF nn_status nn_set_error(nn_status status, const char *format, ...)
+{
+    char text[sizeof nn__error_text];
+    va_list args;
+    text[0] = 0;
+    if (format) {
+        va_start(args, format);
+        vsnprintf(text, sizeof text, format, args);
+        va_end(args);
+    }
+    return nn__fail(status, "%s", text);
+}
 
 NNDEF const char *nn_status_name(nn_status status)
 {
@@ -4082,6 +4103,8 @@ NNDEF void nn_set_nonfinite_policy(nn_model *m, int keep_going)
 {
     if (m) m->keep_going = keep_going != 0;
 }
+NNDEF nn_grad_reduction nn_get_grad_reduction(const nn_model *m) { return m ? m->reduction : NN_GRAD_MEAN; }
+NNDEF int nn_get_nonfinite_policy(const nn_model *m) { return m ? m->keep_going : 0; }
 
 /* ======================================================================================
    5. Optimisers (PyTorch's update rules)

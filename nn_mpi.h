@@ -25,7 +25,7 @@
    WHAT A STEP DOES
    ----------------
    nn_mpi_train_step runs forward + backward on the local shard (nn.h averages over the local
-   batch: NN_GRAD_MEAN, the default, is required unless parts/mpi_lib.h is in, see below),
+   batch with NN_GRAD_MEAN, the default; an NN_GRAD_SUM model sums, see below),
    multiplies the gradient by local_count / global_count, sums it over the ranks with one
    MPI_Allreduce of the flat gradient buffer (nn_grads, nn_param_count floats, in place,
    float32), and applies nn_optimizer_step
@@ -43,10 +43,9 @@
    allreduce. A loss or gradient that is not finite skips the update on every rank alike
    (NN_ERROR_NONFINITE): the decision is taken on the summed gradient, identical everywhere.
 
-   WITH parts/mpi_lib.h (NN_HAVE_COMPANION_API, meant to move into nn.h): messages also go to
-   nn_last_error(); an NN_GRAD_SUM model gets the gradient of the global batch's summed loss
-   (no weighting); nn_set_nonfinite_policy(model, 1) applies non-finite updates as nn.h does.
-   Without it: the model must keep NN_GRAD_MEAN, and non-finite steps are always skipped.
+   Messages also go to nn_last_error(); an NN_GRAD_SUM model gets the gradient of the global
+   batch's summed loss (no weighting); nn_set_nonfinite_policy(model, 1) applies non-finite
+   updates as nn.h does.
 
    BATCH NORMALISATION
    -------------------
@@ -61,9 +60,8 @@
 
    ERRORS
    ------
-   Functions return nn_status; the message is in nn_mpi_last_error() (without parts/mpi_lib.h,
-   nn.h's nn_last_error() cannot be set from outside nn.h; errors that came from nn.h are
-   passed on with their message).
+   Functions return nn_status; the message is in nn_mpi_last_error() and nn_last_error()
+   (errors that came from nn.h are passed on with their message).
    Every function that takes a communicator is collective: call it on every rank, in the same
    order. They install MPI_ERRORS_RETURN on the communicator, so an MPI failure becomes
    NN_ERROR_IO with MPI's error string rather than an abort; after one, other ranks may be
@@ -175,31 +173,19 @@ static nn_status nn_mpi__fail(nn_status status, const char *format, ...)
     va_start(args, format);
     vsnprintf(nn_mpi__error_text, sizeof nn_mpi__error_text, format, args);
     va_end(args);
-#ifdef NN_HAVE_COMPANION_API /* parts/mpi_lib.h: nn_last_error() says the same */
-    nn_set_error(status, "%s", nn_mpi__error_text);
-#endif
+    nn_set_error(status, "%s", nn_mpi__error_text); /* nn_last_error() says the same */
     return status;
 }
 
 /* NN_GRAD_SUM models give sums, which add up across ranks as they are; the policy for
-   non-finite steps. Without parts/mpi_lib.h's getters: the defaults (mean; skip). */
+   non-finite steps. */
 static int nn_mpi__grad_is_sum(const nn_model *m)
 {
-#ifdef NN_HAVE_COMPANION_API
     return nn_get_grad_reduction(m) == NN_GRAD_SUM;
-#else
-    (void)m;
-    return 0;
-#endif
 }
 static int nn_mpi__keep_going(const nn_model *m)
 {
-#ifdef NN_HAVE_COMPANION_API
     return nn_get_nonfinite_policy(m);
-#else
-    (void)m;
-    return 0;
-#endif
 }
 
 /* An error that nn.h reported: its message, prefixed. */

@@ -17,11 +17,6 @@ $(MPI_DIR)/test_mpi: tests/mpi/test_mpi.c nn.h nn_mpi.h
 	@mkdir -p $(@D)
 	$(MPICC) $(MPI_CFLAGS) $< -o $@ -lm
 
-# the same tests with parts/mpi_lib.h (nn_set_error and the policy getters), as if it were in nn.h
-$(MPI_DIR)/test_mpi_lib: tests/mpi/test_mpi.c nn.h nn_mpi.h parts/mpi_lib.h
-	@mkdir -p $(@D)
-	$(MPICC) $(MPI_CFLAGS) -DTEST_COMPANION $< -o $@ -lm
-
 mpi-examples: $(MPI_DIR)/mnist_mpi
 
 test-mpi:

@@ -31,7 +31,7 @@ finish() {
 
 makefiles=()  # until the Makefile includes examples/mpi/mpi.mk, name both
 grep -q 'examples/mpi/mpi.mk' Makefile || makefiles=(-f Makefile -f examples/mpi/mpi.mk)
-if ! $make --no-print-directory ${makefiles[@]+"${makefiles[@]}"} "$build/mpi/test_mpi" "$build/mpi/test_mpi_lib" "$build/mpi/mnist_mpi" \
+if ! $make --no-print-directory ${makefiles[@]+"${makefiles[@]}"} "$build/mpi/test_mpi" "$build/mpi/mnist_mpi" \
      > "$logs/build.log" 2>&1; then
   bad "build with mpicc"; tail -20 "$logs/build.log"; finish
 fi
@@ -64,8 +64,8 @@ run() { # seconds log args...
   timeout "$seconds" mpirun "${flags[@]}" "$@" > "$log" 2>&1
 }
 
-# 1. the unit checks, on 1, 2 and 3 ranks; with parts/mpi_lib.h on 2
-for job in test_mpi:1 test_mpi:2 test_mpi:3 test_mpi_lib:2; do
+# 1. the unit checks, on 1, 2 and 3 ranks
+for job in test_mpi:1 test_mpi:2 test_mpi:3; do
   prog=${job%:*} n=${job#*:}
   log="$logs/$prog.np$n.log"
   run 300 "$log" -np "$n" "$build/mpi/$prog" unit; rc=$?

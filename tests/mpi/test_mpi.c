@@ -4,7 +4,7 @@
                         rank 0 prints "ok"/"FAIL" lines and "SUMMARY mpi-<N>ranks passed=P failed=F"
    test_mpi fail-load   the last rank cannot read its data: every rank must exit 1 with
                         "rank R of N: ..." (nn_mpi_agree), none may hang
-   (build/mpi/test_mpi_lib is the same with parts/mpi_lib.h, and the checks that need it)
+   (with NN_GRAD_SUM, error messages and the non-finite policy checked in test_companion)
    test_mpi probe       an allreduce over the ranks, nothing else (run.sh's check of mpirun's flags)
    test_mpi die         the last rank exits abruptly while the others are in a collective:
                         mpirun must end the job (checked by run.sh with a timeout)
@@ -15,9 +15,6 @@
    the results differ by rounding only; with one rank they are bit-identical. */
 #define NN_IMPLEMENTATION
 #include "nn.h"
-#ifdef TEST_COMPANION /* build/mpi/test_mpi_lib: with parts/mpi_lib.h, as if it were in nn.h */
-#include "parts/mpi_lib.h"
-#endif
 #include <mpi.h>
 #define NN_MPI_IMPLEMENTATION
 #include "nn_mpi.h"
@@ -318,7 +315,6 @@ static void test_evaluate(void)
     nn_model_free(m);
 }
 
-#ifdef NN_HAVE_COMPANION_API
 /* NN_GRAD_SUM: the summed gradients add up across ranks as they are; nn_last_error() gets the
    message too; keep_going applies a non-finite update on every rank. */
 static void test_companion(void)
@@ -362,7 +358,6 @@ static void test_companion(void)
     nn_model_free(m);
     nn_model_free(ref);
 }
-#endif
 
 /* ---- the failure modes run.sh watches ---------------------------------------------------- */
 static int fail_load(void)
@@ -439,16 +434,8 @@ int main(int argc, char **argv)
     test_errors();
     test_batchnorm();
     test_evaluate();
-#ifdef NN_HAVE_COMPANION_API
     test_companion();
-#endif
-    if (rank == 0) printf("SUMMARY mpi%s-%dranks passed=%d failed=%d\n",
-#ifdef NN_HAVE_COMPANION_API
-                       "-lib",
-#else
-                       "",
-#endif
-                       ranks, passed, failed);
+    if (rank == 0) printf("SUMMARY mpi-%dranks passed=%d failed=%d\n", ranks, passed, failed);
     free(x_all);
     free(labels_all);
     MPI_Finalize();
