@@ -48,9 +48,7 @@ int main(int argc, char **argv)
     for (v = 0; v < n_variants; v++)
         if (!strcmp(only, "all") || !strcmp(only, variants[v].name)) break;
     if (v == n_variants || batch <= 0 || points <= 0) {
-        fprintf(stderr, "ce_vs_mse: bad --variant, --batch or --points\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "bad --variant, --batch or --points");
     }
     if (o.quick && !o.epochs_given) o.epochs = 1;
     s0_load(&o, "unit", &train, &test);

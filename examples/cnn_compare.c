@@ -78,14 +78,10 @@ int main(int argc, char **argv)
     o.seed = 42;
     ex_parse(argc, argv, &o, summary, flags, n_flags);
     if (strcmp(which, "lenet") && strcmp(which, "custom") && strcmp(which, "both")) {
-        fprintf(stderr, "cnn_compare: --model must be lenet, custom or both\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "--model must be lenet, custom or both");
     }
     if (lr <= 0.0f || momentum < 0.0f || batch <= 0 || dropout < 0.0f || dropout >= 1.0f) {
-        fprintf(stderr, "cnn_compare: --lr must be > 0, --momentum >= 0, --batch > 0, --dropout in [0, 1)\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "--lr must be > 0, --momentum >= 0, --batch > 0, --dropout in [0, 1)");
     }
     ex_load_mnist(&o, &train, &test);
     if (o.quick) {

@@ -150,9 +150,7 @@ int main(int argc, char **argv)
     o.seed = 42;
     ex_parse(argc, argv, &o, summary, flags, n_flags);
     if (lr <= 0.0f || lr2 < 0.0f || batch1 <= 0 || batch2 <= 0 || points < 2) {
-        fprintf(stderr, "flatness_interpolation: --lr and the batch sizes must be positive, --lr2 >= 0, --points >= 2\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "--lr and the batch sizes must be positive, --lr2 >= 0, --points >= 2");
     }
     ex_load_mnist(&o, &train, &test);
     if (o.quick) {

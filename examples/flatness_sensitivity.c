@@ -84,9 +84,7 @@ int main(int argc, char **argv)
     o.seed = 42;
     ex_parse(argc, argv, &o, summary, flags, n_flags);
     if (lr <= 0.0f) {
-        fprintf(stderr, "flatness_sensitivity: --lr must be positive\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "--lr must be positive");
     }
     same_init = !separate_init;
     ex_load_mnist(&o, &train, &test);

@@ -47,9 +47,7 @@ int main(int argc, char **argv)
     o.seed = 42;
     ex_parse(argc, argv, &o, summary, flags, n_flags);
     if (batch <= 0 || !(lr > 0.0f) || (strcmp(only, "all") && strcmp(only, variants[0]) && strcmp(only, variants[1]))) {
-        fprintf(stderr, "fnn_mnist: bad --variant, --batch or --lr\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "bad --variant, --batch or --lr");
     }
     if (!o.threads && !getenv("NN_THREADS")) nn_set_threads(1);
     ex_load_mnist(&o, &train, &test);

@@ -63,9 +63,7 @@ int main(int argc, char **argv)
         if (!strcmp(only, "all") || !strcmp(only, variants[v].name)) break;
     if (o.quick && !o.epochs_given) o.epochs = 1;
     if (v == n_variants || batch <= 0 || points <= 0 || !s0_load(&o, scale, &train, &test)) {
-        fprintf(stderr, "mlp_optimizers: bad --variant, --batch, --scale or --points\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "bad --variant, --batch, --scale or --points");
     }
     fprintf(stderr, "backend %s, %d thread(s); %d training images, %d epochs, batch %d, %s inputs\n",
             nn_backend_name(), nn_threads(), train.count, o.epochs, batch, scale);

@@ -58,9 +58,7 @@ int main(int argc, char **argv)
     o.seed = 42;
     ex_parse(argc, argv, &o, summary, flags, n_flags);
     if (lr <= 0.0f || batch <= 0 || train_size <= 0) {
-        fprintf(stderr, "random_labels: --lr, --batch and --train-size must be positive\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "--lr, --batch and --train-size must be positive");
     }
     ex_load_mnist(&o, &train, &test);
     if (o.quick) {

@@ -43,9 +43,7 @@ int main(int argc, char **argv)
     o.seed = 42;
     ex_parse(argc, argv, &o, summary, flags, n_flags);
     if (patience < 0 || batch <= 0) {
-        fprintf(stderr, "topologies: --patience must be >= 0 and --batch > 0\n\n");
-        ex_usage(stderr, &o, summary, flags, n_flags);
-        return 2;
+        ex_usage_error(&o, summary, flags, n_flags, "--patience must be >= 0 and --batch > 0");
     }
     for (i = 0; i < n_topologies; i++)
         if (!strcmp(only, "all") || !strcmp(only, topologies[i].variant)) break;
