@@ -325,6 +325,14 @@ NNDEF const float *nn_output(const nn_model *model); /* [count][nn_output_size] 
 NNDEF nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
 /* Loss only, no gradients (evaluation). */
 NNDEF nn_status nn_compute_loss(nn_model *model, const int *labels, const float *targets, float *loss);
+/* nn_forward in NN_TRAIN mode then nn_backward, in one call, so that it can be split by samples:
+   with several threads (nn_set_threads before nn_compile) and a model without batch norm or
+   dropout, each thread runs a share of the batch through the whole graph and the gradients are
+   summed, instead of every layer splitting its own work. The gradients then match one pass to
+   float rounding, not bit for bit, and are the same on every run with that thread count.
+   Afterwards nn_output and nn_grads cover the batch; nn_backward needs a new nn_forward. */
+NNDEF nn_status nn_compute_gradients(nn_model *model, const float *x, const int *labels, const float *targets,
+                                     int count, float *loss);
 NNDEF const float *nn_input_gradient(const nn_model *model); /* [count][nn_input_size] */
 
 typedef enum nn_optimizer_kind { NN_OPTIMIZER_SGD, NN_OPTIMIZER_ADAM, NN_OPTIMIZER_ADAMW, NN_OPTIMIZER_RMSPROP } nn_optimizer_kind;
@@ -349,7 +357,7 @@ NNDEF nn_status nn_optimizer_step(nn_optimizer *opt, nn_model *model); /* one up
 NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count */
 NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimizer can be bound again) */
 
-/* forward (train mode) + backward + optimizer step. loss may be NULL. */
+/* nn_compute_gradients + optimizer step. loss may be NULL. */
 NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
                               const float *targets, int count, float *loss);
 
@@ -2159,7 +2167,8 @@ NNDEF int nn_backend_supported(const char *name) { return nn__is_backend_name(na
 static int nn__chunk_threads(size_t total)
 {
     int t = nn_threads();
-    if (total < NN__PARALLEL_MIN || t <= 1) return 1;
+    /* inside a split training step each thread already has its own share of the batch */
+    if (total < NN__PARALLEL_MIN || t <= 1 || omp_in_parallel()) return 1;
     return (int)NN__MIN((size_t)t, total / (NN__PARALLEL_MIN / 4));
 }
 
@@ -3147,8 +3156,21 @@ struct nn_node {
     int live;                   /* an ancestor of the output */
     int needs_grad;             /* a gradient must flow into this node's output */
     size_t out_offset, grad_offset, aux_offset, index_offset; /* into the float / int32 arenas */
-    int grad_ready;             /* its gradient buffer holds this backward's value */
 };
+
+/* What one forward/backward pass writes. Context 0 views the model's own buffers; contexts 1..
+   are replicas with buffers of their own, so that a training step can be split by samples over
+   threads (each thread one context). Parameters and batch-norm state stay in the model. */
+typedef struct nn__context {
+    float *arena;               /* activations, gradients, masks, loss scratch */
+    int32_t *index_arena;       /* max-pool argmax */
+    float *workspace;           /* conv column matrix + GEMM slices */
+    float *grads;               /* parameter gradients */
+    unsigned char *grad_ready;  /* per node: its gradient buffer holds this backward's value */
+    int batch;                  /* samples of this pass */
+    int threads;                /* GEMM slices this pass may use */
+    double loss;                /* mean loss of its part of a split pass */
+} nn__context;
 
 struct nn_model {
     nn_node **nodes;
@@ -3173,6 +3195,10 @@ struct nn_model {
     nn_grad_reduction reduction;
     int input_gradient, keep_going;
     int backward_done;
+    nn__context *contexts;      /* [0] views the buffers above; [1..] replicas (see nn__split_parts) */
+    int context_count;
+    int split_pass;             /* the last pass ran split over contexts: only its output is whole */
+    double sample_macs;         /* multiply-adds of one sample's forward pass */
 };
 
 /* Records the first builder error in the model (nn_compile reports it) and as the last error. */
@@ -3207,6 +3233,19 @@ NNDEF nn_model *nn_model_new(uint64_t seed)
 
 static void nn__model_release_plan(nn_model *m)
 {
+    int k;
+    for (k = 0; m->contexts && k < m->context_count; k++) {
+        if (k > 0) {
+            nn__free(m->contexts[k].arena);
+            nn__free(m->contexts[k].index_arena);
+            nn__free(m->contexts[k].workspace);
+            nn__free(m->contexts[k].grads);
+        }
+        nn__free(m->contexts[k].grad_ready);
+    }
+    nn__free(m->contexts);
+    m->contexts = NULL;
+    m->context_count = 0;
     nn__free(m->params);
     nn__free(m->grads);
     nn__free(m->state);
@@ -3562,10 +3601,40 @@ static nn_conv2d_shape nn__conv_shape_of(const nn_node *n, int batch);
    ====================================================================================== */
 static size_t nn__round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Context 0 views the model's buffers; contexts 1..count-1 get buffers of the same sizes. */
+static nn_status nn__plan_contexts(nn_model *m, int count, size_t arena, size_t index_arena, size_t params)
+{
+    int k;
+    m->contexts = (nn__context *)nn__alloc((size_t)count * sizeof(nn__context));
+    if (!m->contexts) return NN_ERROR_MEMORY;
+    memset(m->contexts, 0, (size_t)count * sizeof(nn__context));
+    m->context_count = count;
+    for (k = 0; k < count; k++) {
+        nn__context *e = &m->contexts[k];
+        e->grad_ready = (unsigned char *)nn__alloc((size_t)m->count);
+        if (k == 0) {
+            e->arena = m->arena;
+            e->index_arena = m->index_arena;
+            e->workspace = m->workspace;
+            e->grads = m->grads;
+        } else {
+            e->arena = nn__alloc_floats(arena);
+            e->index_arena = (int32_t *)nn__alloc(index_arena ? index_arena * sizeof(int32_t) : 64);
+            e->workspace = nn__alloc_floats(m->col_floats + NN__GEMM_THREAD_FLOATS);
+            e->grads = nn__alloc_floats(params);
+            if (e->arena) memset(e->arena, 0, arena * sizeof(float));
+        }
+        if (!e->grad_ready || !e->arena || !e->index_arena || !e->workspace || !e->grads) return NN_ERROR_MEMORY;
+        memset(e->grad_ready, 0, (size_t)m->count);
+    }
+    return NN_OK;
+}
+
 NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
 {
     size_t arena = 0, index_arena = 0, params = 0, state = 0, weights = 0, biggest = 0, col = 0;
-    int i, out_size;
+    int i, out_size, splittable = 1;
+    double macs = 0.0;
     if (!m) return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: null model");
     if (m->build_status != NN_OK) return nn__fail(m->build_status, "nn_compile: %s", m->build_message);
     if (m->compiled) return nn__fail(NN_ERROR_STATE, "nn_compile: the model is already compiled");
@@ -3612,6 +3681,9 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
             nn_conv2d_shape s = nn__conv_shape_of(n, max_batch);
             col = NN__MAX(col, nn__conv_col_floats(&s, n->h, n->w));
         }
+        if (n->op == NN__OP_BATCHNORM || n->op == NN__OP_DROPOUT) splittable = 0;
+        if (n->op == NN__OP_LINEAR || n->op == NN__OP_CONV2D)
+            macs += (double)n->fan_in * n->units * (n->op == NN__OP_CONV2D ? n->h * n->w : 1);
         if (nn__has_params(n)) {
             n->weight_offset = params;
             params += n->weight_count;
@@ -3645,6 +3717,14 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     }
     memset(m->arena, 0, arena * sizeof(float));
     memset(m->grads, 0, params * sizeof(float));
+    /* Replicas for steps split by samples: batch norm's statistics span the whole batch and
+       dropout draws its masks in order, so models with them split inside each kernel instead. */
+    if (nn__plan_contexts(m, splittable ? NN__MIN(m->workspace_threads, max_batch) : 1, arena, index_arena, params) != NN_OK) {
+        nn__model_release_plan(m);
+        return nn__fail(NN_ERROR_MEMORY, "nn_compile: out of memory planning %d copies of %.1f MB of buffers for threads",
+                        m->workspace_threads, (double)(arena + params + m->col_floats) * 4e-6);
+    }
+    m->sample_macs = macs;
     m->param_count = params;
     m->weight_count = weights;
     m->state_count = state;
@@ -3712,8 +3792,9 @@ NNDEF nn_node *nn_layer(nn_model *m, int index)
 /* ======================================================================================
    Forward and backward
    ====================================================================================== */
-#define NN__OUT(m, n) ((m)->arena + (n)->out_offset)
-#define NN__GRAD(m, n) ((m)->arena + (n)->grad_offset)
+/* A node's output and gradient in a context's arena (or, for context 0, the model's). */
+#define NN__OUT(e, n) ((e)->arena + (n)->out_offset)
+#define NN__GRAD(e, n) ((e)->arena + (n)->grad_offset)
 
 static nn_conv2d_shape nn__conv_shape_of(const nn_node *n, int batch)
 {
@@ -3746,11 +3827,11 @@ static nn_pool2d_shape nn__pool_shape_of(const nn_node *n, int batch)
 #define NN__BN_EPS 1e-5
 
 /* Batch statistics per channel in double (two passes), normalise, update the running stats. */
-static void nn__batchnorm_forward(nn_model *m, nn_node *n, int batch)
+static void nn__batchnorm_forward(nn_model *m, nn__context *e, nn_node *n)
 {
-    const int C = n->c, S = n->h * n->w;
-    const float *x = NN__OUT(m, n->in[0]), *gamma = m->params + n->weight_offset, *beta = m->params + n->bias_offset;
-    float *y = NN__OUT(m, n), *saved = m->arena + n->aux_offset;
+    const int C = n->c, S = n->h * n->w, batch = e->batch;
+    const float *x = NN__OUT(e, n->in[0]), *gamma = m->params + n->weight_offset, *beta = m->params + n->bias_offset;
+    float *y = NN__OUT(e, n), *saved = e->arena + n->aux_offset;
     float *running_mean = m->state + n->state_offset, *running_var = running_mean + C;
     const double count = (double)batch * S;
     int c, b, s;
@@ -3790,12 +3871,12 @@ static void nn__batchnorm_forward(nn_model *m, nn_node *n, int batch)
     }
 }
 
-static void nn__batchnorm_backward(nn_model *m, nn_node *n, int batch, float *dx)
+static void nn__batchnorm_backward(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
-    const int C = n->c, S = n->h * n->w;
-    const float *x = NN__OUT(m, n->in[0]), *dy = NN__GRAD(m, n), *gamma = m->params + n->weight_offset;
-    const float *saved = m->arena + n->aux_offset;
-    float *dgamma = m->grads + n->weight_offset, *dbeta = m->grads + n->bias_offset;
+    const int C = n->c, S = n->h * n->w, batch = e->batch;
+    const float *x = NN__OUT(e, n->in[0]), *dy = NN__GRAD(e, n), *gamma = m->params + n->weight_offset;
+    const float *saved = e->arena + n->aux_offset;
+    float *dgamma = e->grads + n->weight_offset, *dbeta = e->grads + n->bias_offset;
     const double count = (double)batch * S;
     int c, b, s;
     NN__PARALLEL_FOR((size_t)batch * C * S)
@@ -3825,28 +3906,28 @@ static void nn__batchnorm_backward(nn_model *m, nn_node *n, int batch, float *dx
     }
 }
 
-static void nn__forward_node(nn_model *m, nn_node *n, const float *x)
+static void nn__forward_node(nn_model *m, nn__context *e, nn_node *n, const float *x)
 {
-    const int batch = m->batch;
+    const int batch = e->batch;
     const size_t total = (size_t)batch * nn_node_size(n);
-    float *y = NN__OUT(m, n), *gemm_ws = m->workspace + m->col_floats;
-    const float *in = n->in[0] ? NN__OUT(m, n->in[0]) : NULL;
+    float *y = NN__OUT(e, n), *gemm_ws = e->workspace + m->col_floats;
+    const float *in = n->in[0] ? NN__OUT(e, n->in[0]) : NULL;
     switch (n->op) {
     case NN__OP_INPUT: memcpy(y, x, total * sizeof(float)); break;
     case NN__OP_LINEAR:
         nn__gemm(0, 1, batch, n->units, n->fan_in, 1.0f, in, n->fan_in, m->params + n->weight_offset, n->fan_in, 0.0f, y,
-                 n->units, gemm_ws, m->workspace_threads);
+                 n->units, gemm_ws, e->threads);
         if (n->has_bias) nn_bias_add(batch, n->units, 1, m->params + n->bias_offset, y);
         break;
     case NN__OP_CONV2D: {
         nn_conv2d_shape s = nn__conv_shape_of(n, batch);
         nn__conv2d_forward(&s, n->h, n->w, in, m->params + n->weight_offset, n->has_bias ? m->params + n->bias_offset : NULL,
-                           y, m->workspace, gemm_ws, m->workspace_threads);
+                           y, e->workspace, gemm_ws, e->threads);
         break;
     }
     case NN__OP_MAXPOOL: {
         nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-        nn_maxpool2d_forward(&s, in, y, m->index_arena + n->index_offset);
+        nn_maxpool2d_forward(&s, in, y, e->index_arena + n->index_offset);
         break;
     }
     case NN__OP_AVGPOOL: {
@@ -3855,10 +3936,10 @@ static void nn__forward_node(nn_model *m, nn_node *n, const float *x)
         break;
     }
     case NN__OP_GLOBAL_AVGPOOL: nn_global_avgpool_forward(batch, n->c, n->in[0]->h * n->in[0]->w, in, y); break;
-    case NN__OP_BATCHNORM: nn__batchnorm_forward(m, n, batch); break;
+    case NN__OP_BATCHNORM: nn__batchnorm_forward(m, e, n); break;
     case NN__OP_DROPOUT:
         if (m->mode == NN_TRAIN && n->parameter > 0.0f) {
-            float *mask = m->arena + n->aux_offset, keep_scale = 1.0f / (1.0f - n->parameter);
+            float *mask = e->arena + n->aux_offset, keep_scale = 1.0f / (1.0f - n->parameter);
             size_t i;
             for (i = 0; i < total; i++) {
                 mask[i] = nn_rng_uniform(&m->rng) >= n->parameter ? keep_scale : 0.0f;
@@ -3869,50 +3950,75 @@ static void nn__forward_node(nn_model *m, nn_node *n, const float *x)
         }
         break;
     case NN__OP_FLATTEN: memcpy(y, in, total * sizeof(float)); break;
-    case NN__OP_ADD: nn_add(total, in, NN__OUT(m, n->in[1]), y); break;
+    case NN__OP_ADD: nn_add(total, in, NN__OUT(e, n->in[1]), y); break;
     case NN__OP_ACTIVATION: nn_activation_forward(n->activation, n->parameter, total, in, y); break;
     case NN__OP_SOFTMAX: nn_softmax_forward(batch, nn_node_size(n), in, y); break;
     case NN__OP_LOG_SOFTMAX: nn_log_softmax_forward(batch, nn_node_size(n), in, y); break;
     }
 }
 
-NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
+/* One forward over the graph in context e: e->batch samples from x. */
+static void nn__forward_pass(nn_model *m, nn__context *e, const float *x)
 {
     int i;
-    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_forward: compile the model first");
-    if (!x) return nn__fail(NN_ERROR_ARGUMENT, "nn_forward: null input");
+    for (i = 0; i <= m->output->index; i++)
+        if (m->nodes[i]->live) nn__forward_node(m, e, m->nodes[i], x);
+}
+
+static nn_status nn__check_pass(const nn_model *m, const float *x, int count, const char *who)
+{
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
+    if (!x) return nn__fail(NN_ERROR_ARGUMENT, "%s: null input", who);
     if (count <= 0 || count > m->max_batch)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_forward: %d samples, the model was compiled for 1..%d", count, m->max_batch);
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: %d samples, the model was compiled for 1..%d", who, count, m->max_batch);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
+{
+    nn_status st = nn__check_pass(m, x, count, "nn_forward");
+    if (st != NN_OK) return st;
     if (mode != NN_TRAIN && mode != NN_EVAL) return nn__fail(NN_ERROR_ARGUMENT, "nn_forward: unknown mode");
     m->batch = count;
     m->mode = mode;
     m->backward_done = 0;
-    for (i = 0; i <= m->output->index; i++)
-        if (m->nodes[i]->live) nn__forward_node(m, m->nodes[i], x);
+    m->split_pass = 0;
+    m->contexts[0].batch = count;
+    m->contexts[0].threads = m->workspace_threads;
+    nn__forward_pass(m, &m->contexts[0], x);
     return NN_OK;
 }
 
 NNDEF const float *nn_output(const nn_model *m) { return m && m->compiled && m->batch ? NN__OUT(m, m->output) : NULL; }
 
-/* Loss of the last forward; with grad, also d(loss)/d(output) into the output's gradient. */
-static nn_status nn__loss(nn_model *m, const int *labels, const float *targets, int grad, float *loss_out)
+/* The loss needs these labels (or targets) for count samples: a clear error if not. */
+static nn_status nn__check_targets(const nn_model *m, const int *labels, const float *targets, int count)
 {
-    const int batch = m->batch, K = nn_node_size(m->output);
-    const float *y = NN__OUT(m, m->output);
-    float *dy = NN__GRAD(m, m->output);
-    /* gradient of the mean (or, NN_GRAD_SUM, of the sum) over samples of each sample's loss */
-    const float per_sample = m->reduction == NN_GRAD_SUM ? 1.0f : 1.0f / (float)batch;
-    double total = 0.0;
-    int r, c;
+    const int K = nn_node_size(m->output);
+    int r;
     if (m->loss == NN_LOSS_NONE) return nn__fail(NN_ERROR_STATE, "the model was compiled without a loss");
     if (m->loss == NN_LOSS_MSE) {
         if (!targets) return nn__fail(NN_ERROR_ARGUMENT, "NN_LOSS_MSE needs float targets");
     } else {
         if (!labels) return nn__fail(NN_ERROR_ARGUMENT, "this loss needs integer labels");
-        for (r = 0; r < batch; r++)
+        for (r = 0; r < count; r++)
             if (labels[r] < 0 || labels[r] >= K)
                 return nn__fail(NN_ERROR_ARGUMENT, "label %d of sample %d is outside [0, %d)", labels[r], r, K);
     }
+    return NN_OK;
+}
+
+/* Mean loss of context e's last forward (labels and targets checked, and e's own); with grad,
+   also d(loss)/d(output) into the output's gradient, for a batch of grad_batch samples. */
+static double nn__loss(nn_model *m, nn__context *e, const int *labels, const float *targets, int grad, int grad_batch)
+{
+    const int batch = e->batch, K = nn_node_size(m->output);
+    const float *y = NN__OUT(e, m->output);
+    float *dy = NN__GRAD(e, m->output);
+    /* gradient of the mean (or, NN_GRAD_SUM, of the sum) over samples of each sample's loss */
+    const float per_sample = m->reduction == NN_GRAD_SUM ? 1.0f : 1.0f / (float)grad_batch;
+    double total = 0.0;
+    int r, c;
     switch (m->loss) {
     case NN_LOSS_SOFTMAX_CROSS_ENTROPY:
         total = nn_softmax_cross_entropy(batch, K, y, labels, grad ? dy : NULL, per_sample);
@@ -3934,7 +4040,7 @@ static nn_status nn__loss(nn_model *m, const int *labels, const float *targets, 
         total /= (double)batch * K;
         break;
     case NN_LOSS_SOFTMAX_MSE: {
-        float *p = m->arena + m->loss_offset, *dp = m->arena + m->scratch_offset;
+        float *p = e->arena + m->loss_offset, *dp = e->arena + m->scratch_offset;
         nn_softmax_forward(batch, K, y, p);
         for (r = 0; r < batch; r++)
             for (c = 0; c < K; c++) {
@@ -3949,40 +4055,44 @@ static nn_status nn__loss(nn_model *m, const int *labels, const float *targets, 
     }
     case NN_LOSS_NONE: break;
     }
-    if (loss_out) *loss_out = (float)total;
-    return NN_OK;
+    return total;
 }
 
 NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
 {
+    nn_status st;
     if (!m || !m->compiled || !m->batch) return nn__fail(NN_ERROR_STATE, "nn_compute_loss: run nn_forward first");
-    return nn__loss(m, labels, targets, 0, loss);
+    st = nn__check_targets(m, labels, targets, m->batch);
+    if (st != NN_OK) return st;
+    m->contexts[0].batch = m->batch; /* after a split pass context 0's output covers the batch */
+    if (loss) *loss = (float)nn__loss(m, &m->contexts[0], labels, targets, 0, m->batch);
+    return NN_OK;
 }
 
 /* Where a node's gradient for input `in` goes: straight into its buffer the first time this
    backward, into scratch (then added) when another consumer got there first. */
-static float *nn__grad_target(nn_model *m, nn_node *in, int *accumulate)
+static float *nn__grad_target(nn_model *m, nn__context *e, nn_node *in, int *accumulate)
 {
-    if (!in->grad_ready) {
-        in->grad_ready = 1;
+    if (!e->grad_ready[in->index]) {
+        e->grad_ready[in->index] = 1;
         *accumulate = 0;
-        return NN__GRAD(m, in);
+        return NN__GRAD(e, in);
     }
     *accumulate = 1;
-    return m->arena + m->scratch_offset;
+    return e->arena + m->scratch_offset;
 }
 
-static void nn__grad_commit(nn_model *m, nn_node *in, const float *dx, int accumulate)
+static void nn__grad_commit(nn__context *e, nn_node *in, const float *dx, int accumulate)
 {
-    if (accumulate) nn_add((size_t)m->batch * nn_node_size(in), NN__GRAD(m, in), dx, NN__GRAD(m, in));
+    if (accumulate) nn_add((size_t)e->batch * nn_node_size(in), NN__GRAD(e, in), dx, NN__GRAD(e, in));
 }
 
-static void nn__backward_node(nn_model *m, nn_node *n)
+static void nn__backward_node(nn_model *m, nn__context *e, nn_node *n)
 {
-    const int batch = m->batch;
+    const int batch = e->batch;
     nn_node *in = n->in[0];
-    const float *dy = NN__GRAD(m, n), *y = NN__OUT(m, n), *x = in ? NN__OUT(m, in) : NULL;
-    float *gemm_ws = m->workspace + m->col_floats, *dx = NULL;
+    const float *dy = NN__GRAD(e, n), *y = NN__OUT(e, n), *x = in ? NN__OUT(e, in) : NULL;
+    float *gemm_ws = e->workspace + m->col_floats, *dx = NULL;
     int acc = 0, want = in && in->needs_grad;
     const size_t in_total = in ? (size_t)batch * nn_node_size(in) : 0;
     if (n->op == NN__OP_ADD) {
@@ -3990,39 +4100,39 @@ static void nn__backward_node(nn_model *m, nn_node *n)
         for (k = 0; k < 2; k++) {
             nn_node *src = n->in[k];
             if (!src->needs_grad) continue;
-            if (!src->grad_ready) {
-                src->grad_ready = 1;
-                memcpy(NN__GRAD(m, src), dy, (size_t)batch * nn_node_size(src) * sizeof(float));
+            if (!e->grad_ready[src->index]) {
+                e->grad_ready[src->index] = 1;
+                memcpy(NN__GRAD(e, src), dy, (size_t)batch * nn_node_size(src) * sizeof(float));
             } else {
-                nn_add((size_t)batch * nn_node_size(src), NN__GRAD(m, src), dy, NN__GRAD(m, src));
+                nn_add((size_t)batch * nn_node_size(src), NN__GRAD(e, src), dy, NN__GRAD(e, src));
             }
         }
         return;
     }
-    if (want) dx = nn__grad_target(m, in, &acc);
+    if (want) dx = nn__grad_target(m, e, in, &acc);
     switch (n->op) {
     case NN__OP_INPUT: case NN__OP_ADD: break;
     case NN__OP_LINEAR:
-        nn__gemm(1, 0, n->units, n->fan_in, batch, 1.0f, dy, n->units, x, n->fan_in, 0.0f, m->grads + n->weight_offset,
-                 n->fan_in, gemm_ws, m->workspace_threads);
-        if (n->has_bias) nn_bias_backward(batch, n->units, 1, dy, m->grads + n->bias_offset);
+        nn__gemm(1, 0, n->units, n->fan_in, batch, 1.0f, dy, n->units, x, n->fan_in, 0.0f, e->grads + n->weight_offset,
+                 n->fan_in, gemm_ws, e->threads);
+        if (n->has_bias) nn_bias_backward(batch, n->units, 1, dy, e->grads + n->bias_offset);
         if (dx)
             nn__gemm(0, 0, batch, n->fan_in, n->units, 1.0f, dy, n->units, m->params + n->weight_offset, n->fan_in, 0.0f, dx,
-                     n->fan_in, gemm_ws, m->workspace_threads);
+                     n->fan_in, gemm_ws, e->threads);
         break;
     case NN__OP_CONV2D: {
         nn_conv2d_shape s = nn__conv_shape_of(n, batch);
-        nn__conv2d_backward_weight(&s, n->h, n->w, x, dy, m->grads + n->weight_offset,
-                                   n->has_bias ? m->grads + n->bias_offset : NULL, m->workspace, gemm_ws, m->workspace_threads);
+        nn__conv2d_backward_weight(&s, n->h, n->w, x, dy, e->grads + n->weight_offset,
+                                   n->has_bias ? e->grads + n->bias_offset : NULL, e->workspace, gemm_ws, e->threads);
         if (dx)
-            nn__conv2d_backward_data(&s, n->h, n->w, dy, m->params + n->weight_offset, dx, m->workspace, gemm_ws,
-                                     m->workspace_threads);
+            nn__conv2d_backward_data(&s, n->h, n->w, dy, m->params + n->weight_offset, dx, e->workspace, gemm_ws,
+                                     e->threads);
         break;
     }
     case NN__OP_MAXPOOL:
         if (dx) {
             nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-            nn_maxpool2d_backward(&s, dy, m->index_arena + n->index_offset, dx);
+            nn_maxpool2d_backward(&s, dy, e->index_arena + n->index_offset, dx);
         }
         break;
     case NN__OP_AVGPOOL:
@@ -4034,11 +4144,11 @@ static void nn__backward_node(nn_model *m, nn_node *n)
     case NN__OP_GLOBAL_AVGPOOL:
         if (dx) nn_global_avgpool_backward(batch, n->c, in->h * in->w, dy, dx);
         break;
-    case NN__OP_BATCHNORM: nn__batchnorm_backward(m, n, batch, dx); break;
+    case NN__OP_BATCHNORM: nn__batchnorm_backward(m, e, n, dx); break;
     case NN__OP_DROPOUT:
         if (dx) {
             if (m->mode == NN_TRAIN && n->parameter > 0.0f) {
-                const float *mask = m->arena + n->aux_offset;
+                const float *mask = e->arena + n->aux_offset;
                 size_t i;
                 for (i = 0; i < in_total; i++) dx[i] = dy[i] * mask[i];
             } else {
@@ -4059,35 +4169,160 @@ static void nn__backward_node(nn_model *m, nn_node *n)
         if (dx) nn_log_softmax_backward(batch, nn_node_size(n), y, dy, dx);
         break;
     }
-    if (dx) nn__grad_commit(m, in, dx, acc);
+    if (dx) nn__grad_commit(e, in, dx, acc);
 }
 
-NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+/* Which nodes a gradient must flow into: the same for every context, so set once per backward. */
+static void nn__mark_needs_grad(nn_model *m)
 {
     int i;
-    nn_status st;
-    if (!m || !m->compiled || !m->batch) return nn__fail(NN_ERROR_STATE, "nn_backward: run nn_forward first");
-    st = nn__loss(m, labels, targets, 1, loss);
-    if (st != NN_OK) return st;
     for (i = 0; i <= m->output->index; i++) {
         nn_node *n = m->nodes[i];
-        n->grad_ready = 0;
         n->needs_grad = n->op == NN__OP_INPUT ? m->input_gradient
                                               : nn__has_params(n) || (n->in[0] && n->in[0]->needs_grad) ||
                                                     (n->in[1] && n->in[1]->needs_grad);
     }
-    m->output->grad_ready = 1;
+}
+
+/* Backward through the graph in context e, from the output gradient nn__loss left there. */
+static void nn__backward_pass(nn_model *m, nn__context *e)
+{
+    int i;
+    memset(e->grad_ready, 0, (size_t)m->count);
+    e->grad_ready[m->output->index] = 1;
     for (i = m->output->index; i >= 0; i--) {
         nn_node *n = m->nodes[i];
-        if (n->live && n->grad_ready && n->needs_grad) nn__backward_node(m, n);
+        if (n->live && e->grad_ready[i] && n->needs_grad) nn__backward_node(m, e, n);
     }
+}
+
+NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    double value;
+    nn_status st;
+    if (!m || !m->compiled || !m->batch || m->split_pass) return nn__fail(NN_ERROR_STATE, "nn_backward: run nn_forward first");
+    st = nn__check_targets(m, labels, targets, m->batch);
+    if (st != NN_OK) return st;
+    value = nn__loss(m, &m->contexts[0], labels, targets, 1, m->batch);
+    nn__mark_needs_grad(m);
+    nn__backward_pass(m, &m->contexts[0]);
+    if (loss) *loss = (float)value;
     m->backward_done = 1;
+    return NN_OK;
+}
+
+/* How many parts a pass over count samples splits into: one per thread when the model has
+   replicas (nn_compile made them: no batch norm or dropout, several threads) and the pass has
+   enough work to pay for the fork (the same ~2M multiply-adds as one GEMM). */
+static int nn__split_parts(const nn_model *m, int count, int backward)
+{
+    int parts = NN__MIN(NN__MIN(m->context_count, nn_threads()), count);
+    if (parts < 2 || (backward && m->input_gradient)) return 1;
+    if ((backward ? 3.0 : 1.0) * m->sample_macs * count < 2097152.0) return 1;
+    return parts;
+}
+
+/* A pass over count samples split into `parts` slices of the batch, context k taking slice k on
+   its own thread with single-threaded kernels: the forward, and with backward the loss and
+   gradients, each part's scaled for the whole batch. Then every thread sums a share of the
+   gradients into the model's, always as part 0 + part 1 + ... in that order, and copies its
+   outputs into context 0, so that nn_output covers the batch. Returns the mean loss. */
+static double nn__split_pass(nn_model *m, const float *x, const int *labels, const float *targets, int count, int parts,
+                             int backward)
+{
+    const int in_size = nn_node_size(m->input), K = nn_node_size(m->output);
+    const size_t n = m->param_count;
+    double total = 0.0;
+    int k;
+    for (k = 0; k < parts; k++) {
+        m->contexts[k].batch = (int)((long long)(k + 1) * count / parts) - (int)((long long)k * count / parts);
+        m->contexts[k].threads = 1;
+    }
+    if (backward) nn__mark_needs_grad(m);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(parts)
+#endif
+    {
+#ifdef _OPENMP
+        const int team = omp_get_num_threads(), t = omp_get_thread_num();
+#else
+        const int team = 1, t = 0;
+#endif
+        const size_t per = ((n + (size_t)team - 1) / (size_t)team + 15) & ~(size_t)15, begin = NN__MIN(n, (size_t)t * per);
+        int part;
+        for (part = t; part < parts; part += team) {
+            nn__context *e = &m->contexts[part];
+            const int first = (int)((long long)part * count / parts);
+            nn__forward_pass(m, e, x + (size_t)first * in_size);
+            if (backward) {
+                e->loss = nn__loss(m, e, labels ? labels + first : NULL, targets ? targets + (size_t)first * K : NULL, 1, count);
+                nn__backward_pass(m, e);
+            }
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        if (backward) {
+            const size_t len = NN__MIN(per, n - begin);
+            for (part = 1; part < parts; part++) nn_add(len, m->grads + begin, m->contexts[part].grads + begin, m->grads + begin);
+        }
+        for (part = t; part < parts; part += team) {
+            const nn__context *e = &m->contexts[part];
+            if (part > 0)
+                memcpy(NN__OUT(m, m->output) + (size_t)((long long)part * count / parts) * K, NN__OUT(e, m->output),
+                       (size_t)e->batch * K * sizeof(float));
+        }
+    }
+    for (k = 0; k < parts; k++) total += m->contexts[k].loss * m->contexts[k].batch;
+    m->contexts[0].batch = count; /* context 0's output now covers the batch */
+    return total / count;
+}
+
+/* nn_forward in NN_EVAL mode, split over threads by samples when that pays (nn_evaluate and
+   the metrics only read the output). */
+static nn_status nn__forward_eval(nn_model *m, const float *x, int count)
+{
+    int parts;
+    nn_status st = nn__check_pass(m, x, count, "nn_forward");
+    if (st != NN_OK) return st;
+    parts = nn__split_parts(m, count, 0);
+    if (parts < 2) return nn_forward(m, x, count, NN_EVAL);
+    m->batch = count;
+    m->mode = NN_EVAL;
+    m->backward_done = 0;
+    m->split_pass = 1;
+    nn__split_pass(m, x, NULL, NULL, count, parts, 0);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
+                                     float *loss)
+{
+    int parts;
+    double value;
+    nn_status st = nn__check_pass(m, x, count, "nn_compute_gradients");
+    if (st != NN_OK) return st;
+    st = nn__check_targets(m, labels, targets, count);
+    if (st != NN_OK) return st;
+    parts = nn__split_parts(m, count, 1);
+    if (parts < 2) {
+        st = nn_forward(m, x, count, NN_TRAIN);
+        return st != NN_OK ? st : nn_backward(m, labels, targets, loss);
+    }
+    m->batch = count;
+    m->mode = NN_TRAIN;
+    m->split_pass = 1;
+    value = nn__split_pass(m, x, labels, targets, count, parts, 1);
+    m->backward_done = 1;
+    if (loss) *loss = (float)value;
     return NN_OK;
 }
 
 NNDEF const float *nn_input_gradient(const nn_model *m)
 {
-    if (!m || !m->compiled || !m->backward_done || !m->input_gradient || !m->input->grad_ready) return NULL;
+    if (!m || !m->compiled || !m->backward_done || m->split_pass || !m->input_gradient ||
+        !m->contexts[0].grad_ready[m->input->index])
+        return NULL;
     return NN__GRAD(m, m->input);
 }
 
@@ -4210,12 +4445,10 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
     nn_status st;
     if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_step: null optimizer");
     if (m && m->compiled && m->state_count) memcpy(m->state_backup, m->state, m->state_count * sizeof(float));
-    st = nn_forward(m, x, count, NN_TRAIN);
-    if (st != NN_OK) return st;
-    st = nn_backward(m, labels, targets, &value);
+    st = nn_compute_gradients(m, x, labels, targets, count, &value);
     if (st != NN_OK) {
-        /* a rejected step (bad labels) must not leave this batch in the running statistics */
-        if (m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
+        /* a rejected step must not leave this batch in the running statistics */
+        if (m && m->compiled && m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
         return st;
     }
     if (loss) *loss = value;
@@ -4483,11 +4716,11 @@ NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
         int count = NN__MIN(m->max_batch, ds->count - first), r;
         float loss = 0.0f;
         const float *y;
-        st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
+        st = nn__forward_eval(m, ds->x + (size_t)first * size, count);
         if (st != NN_OK) return st;
         if (m->loss != NN_LOSS_NONE) {
-            st = nn__loss(m, ds->labels ? ds->labels + first : NULL,
-                          ds->targets ? ds->targets + (size_t)first * ds->target_size : NULL, 0, &loss);
+            st = nn_compute_loss(m, ds->labels ? ds->labels + first : NULL,
+                                 ds->targets ? ds->targets + (size_t)first * ds->target_size : NULL, &loss);
             if (st != NN_OK) return st;
         }
         loss_sum += (double)loss * count;
@@ -4520,7 +4753,7 @@ NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matr
     memset(matrix, 0, (size_t)ds->classes * ds->classes * sizeof(int));
     for (first = 0; first < ds->count; first += m->max_batch) {
         int count = NN__MIN(m->max_batch, ds->count - first), r;
-        st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
+        st = nn__forward_eval(m, ds->x + (size_t)first * size, count);
         if (st != NN_OK) return st;
         for (r = 0; r < count; r++) {
             int predicted = nn__argmax(nn_output(m) + (size_t)r * k, k);

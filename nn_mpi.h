@@ -76,7 +76,8 @@
    nn_mpi_train_step(model, opt, x_local, labels_local, targets_local, local_count, comm, &loss)
    nn_mpi_allreduce_grads(model, local_count, comm, &global_count)
                                             the gradient synchronisation alone (after
-                                            nn_backward; no finiteness check, no update),
+                                            nn_backward or nn_compute_gradients; no
+                                            finiteness check, no update),
                                             for hand-written loops
    nn_mpi_shard(global_count, rank, ranks, &first, &count)   contiguous split, the first
                                             global_count % ranks ranks get one sample more
@@ -406,8 +407,7 @@ NNDEF nn_status nn_mpi_train_step(nn_model *m, nn_optimizer *opt, const float *x
     else if (!opt) local = nn_mpi__fail(NN_ERROR_ARGUMENT, "%s: null optimizer", who);
     else if (local_count < 0) local = nn_mpi__fail(NN_ERROR_ARGUMENT, "%s: local count %d", who, local_count);
     else if (local_count > 0) {
-        local = nn_forward(m, x, local_count, NN_TRAIN);
-        if (local == NN_OK) local = nn_backward(m, labels, targets, &local_loss);
+        local = nn_compute_gradients(m, x, labels, targets, local_count, &local_loss);
         if (local != NN_OK) nn_mpi__from_nn(local, who);
     }
     t1 = MPI_Wtime();

@@ -88,9 +88,22 @@ static nn_model *cnn(int max_batch)
     return m;
 }
 
+/* A CNN without batch norm or dropout: with 2 threads its training steps split by samples. */
+static nn_model *plain_cnn(int max_batch)
+{
+    nn_model *m = nn_model_new(3);
+    nn_node *a = nn_relu(m, nn_conv2d(m, nn_input(m, 1, 16, 16), 8, 3, 1, 1, NN_BIAS));
+    nn_node *h = nn_maxpool2d(m, nn_add_nodes(m, a, nn_conv2d(m, a, 8, 3, 1, 1, NN_NO_BIAS)), 2, 2);
+    h = nn_linear(m, nn_relu(m, nn_linear(m, nn_flatten(m, h), 64, NN_BIAS)), 10, NN_BIAS);
+    if (nn_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, max_batch) != NN_OK) fail_msg("compile: %s", nn_last_error());
+    return m;
+}
+
 /* Trains `steps` steps (the last one on a smaller batch) and checks that no step after the
-   first allocates; then eval/backward/loss/evaluate/reset allocate nothing either. */
-static void no_alloc_after_first_step(nn_model *m, nn_optimizer *o, int max_batch, int steps, const char *what)
+   first allocates; then eval/backward/loss/evaluate/reset allocate nothing either. With
+   input_gradient the steps compute d(loss)/d(input) too (and so never split by samples). */
+static void no_alloc_after_first_step(nn_model *m, nn_optimizer *o, int max_batch, int steps, int input_gradient,
+                                      const char *what)
 {
     const int in = nn_input_size(m);
     float *x = (float *)malloc((size_t)max_batch * in * sizeof(float)), loss;
@@ -101,7 +114,7 @@ static void no_alloc_after_first_step(nn_model *m, nn_optimizer *o, int max_batc
     if (!x || !labels) fail_msg("out of memory");
     nn_test_fill(x, (size_t)max_batch * in, 0.0f, 1.0f);
     for (i = 0; i < max_batch; i++) labels[i] = (i * 3) % 10;
-    nn_set_input_gradient(m, 1);
+    nn_set_input_gradient(m, input_gradient);
     for (s = 0; s < steps; s++) {
         size_t before = alloc_calls;
         int count = s == steps - 1 ? max_batch / 2 + 1 : max_batch;
@@ -147,7 +160,7 @@ static void test_mlp_train_step_no_alloc(void **state)
     nn_optimizer o = nn_sgd(0.05f, 0.9f, 1e-4f);
     (void)state;
     m = mlp(16);
-    no_alloc_after_first_step(m, &o, 16, 6, "MLP, SGD momentum");
+    no_alloc_after_first_step(m, &o, 16, 6, 1, "MLP, SGD momentum");
     nn_optimizer_free(&o);
     nn_model_free(m);
     if (live_blocks != live0) fail_msg("%ld blocks still live after nn_model_free and nn_optimizer_free", live_blocks - live0);
@@ -163,7 +176,7 @@ static void cnn_case(int threads)
     ASSERT_OK(nn_set_threads(threads));
     snprintf(what, sizeof what, "CNN with batch norm and dropout, Adam, %d thread(s)", nn_threads());
     m = cnn(8);
-    no_alloc_after_first_step(m, &o, 8, 5, what);
+    no_alloc_after_first_step(m, &o, 8, 5, 1, what);
     nn_optimizer_free(&o);
     nn_model_free(m);
     nn_set_threads(saved);
@@ -183,6 +196,24 @@ static void test_cnn_train_step_no_alloc_2_threads(void **state)
     print_message("  built without OpenMP: one thread only\n");
     cnn_case(1);
 #endif
+}
+
+/* A step split by samples over 2 threads (each thread its own replica of the activations,
+   made by nn_compile) allocates nothing either. */
+static void test_split_train_step_no_alloc(void **state)
+{
+    long live0 = live_blocks;
+    const int saved = nn_threads();
+    nn_model *m;
+    nn_optimizer o = nn_adam(1e-3f, 0.0f);
+    (void)state;
+    ASSERT_OK(nn_set_threads(2));
+    m = plain_cnn(16);
+    no_alloc_after_first_step(m, &o, 16, 5, 0, "CNN without batch norm, Adam, steps split over 2 threads");
+    nn_optimizer_free(&o);
+    nn_model_free(m);
+    nn_set_threads(saved);
+    if (live_blocks != live0) fail_msg("%ld blocks still live after nn_model_free and nn_optimizer_free", live_blocks - live0);
 }
 
 /* Each optimiser allocates its state once; RMSProp and Adam too. */
@@ -283,6 +314,29 @@ static void write_bytes(const char *path, const unsigned char *data, size_t n)
 
 /* One whole session; every call may fail (any allocation may be the injected one), none may
    crash; returns the number of calls that reported an error. */
+/* A model compiled for 2 threads (so with a replica of its buffers for split steps) and one
+   split training step. */
+static int split_session(void)
+{
+    static float x[16 * 256];
+    int labels[16], errors = 0, i, saved = nn_threads();
+    nn_optimizer o = nn_sgd(0.01f, 0.9f, 0.0f);
+    nn_model *m = nn_model_new(7);
+    nn_node *a, *h;
+    nn_set_threads(2);
+    nn_test_fill(x, 16 * 256, 0.0f, 1.0f);
+    for (i = 0; i < 16; i++) labels[i] = i % 10;
+    a = nn_relu(m, nn_conv2d(m, nn_input(m, 1, 16, 16), 8, 3, 1, 1, NN_BIAS));
+    h = nn_maxpool2d(m, nn_add_nodes(m, a, nn_conv2d(m, a, 8, 3, 1, 1, NN_NO_BIAS)), 2, 2);
+    h = nn_linear(m, nn_flatten(m, h), 10, NN_BIAS);
+    errors += nn_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 16) != NN_OK;
+    errors += nn_train_step(m, &o, x, labels, NULL, 16, NULL) != NN_OK;
+    nn_optimizer_free(&o);
+    nn_model_free(m);
+    nn_set_threads(saved);
+    return errors;
+}
+
 static int session(const char *model_path, const char *img_path, const char *lab_path)
 {
     nn_model *m, *m2;
@@ -329,6 +383,7 @@ static int session(const char *model_path, const char *img_path, const char *lab
     nn_optimizer_free(&o);
     nn_model_free(m);
     nn_model_free(m2);
+    errors += split_session();
     return errors;
 }
 
@@ -382,6 +437,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_mlp_train_step_no_alloc),
     cmocka_unit_test(test_cnn_train_step_no_alloc),
     cmocka_unit_test(test_cnn_train_step_no_alloc_2_threads),
+    cmocka_unit_test(test_split_train_step_no_alloc),
     cmocka_unit_test(test_optimizers_alloc_once),
     cmocka_unit_test(test_everything_released),
     cmocka_unit_test(test_allocation_failures),

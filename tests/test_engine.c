@@ -50,7 +50,10 @@
       smaller batch after full ones uses only its own samples; eval-mode input gradient.
    6. Determinism: bit-identical parameters and running stats for two models built and trained
       alike; 1 vs 2 threads bit-identical, also compiled on one thread count and trained on the
-      other; nn_train_step bit-identical to nn_forward + nn_backward + nn_optimizer_step.
+      other; nn_train_step bit-identical to nn_forward + nn_backward + nn_optimizer_step. Split
+      steps (a model without batch norm or dropout on 2 threads, each thread half the batch):
+      loss, gradients, outputs and parameters within 1e-5 (relative to the largest) of one
+      thread, bit-identical run to run; evaluation bit-identical to one thread.
    10. Learning: MNIST (see test_learn_mnist) > 85% when data/mnist exists (relative to the
        current directory); a synthetic separable 4-class set > 95% in any case; nn_fit's
        patience (one and four checks per epoch), on_epoch reports and its stop request.
@@ -1533,6 +1536,157 @@ static void test_determinism_threads(void **state)
     nn_model_free(d);
 }
 
+/* Split steps. A model without batch norm or dropout, compiled with 2 threads, runs a big
+   enough training step as two halves of the batch, one per thread, and sums their gradients
+   (nn_compute_gradients). Against the same model on one thread: the loss, gradients, outputs
+   and parameters after SGD steps agree to float rounding (1e-5 relative to the largest value,
+   measured ~1e-7), with labels and MSE targets, mean and sum reductions, even and odd batches;
+   two 2-thread runs are bit-identical; evaluation (forward only) is bit-identical to one
+   thread, since each sample's outputs do not depend on the others. The split really happened:
+   nn_backward then refuses to run without a new nn_forward. */
+static nn_model *split_model(nn_loss loss, int max_batch)
+{
+    nn_model *m = nn_model_new(21);
+    nn_node *a = nn_relu(m, nn_conv2d(m, nn_input(m, 1, 16, 16), 8, 3, 1, 1, NN_BIAS));
+    nn_node *h = nn_add_nodes(m, a, nn_conv2d(m, a, 8, 3, 1, 1, NN_NO_BIAS)); /* a gets two gradients */
+    h = nn_maxpool2d(m, nn_relu(m, h), 2, 2);
+    h = nn_tanh(m, nn_linear(m, nn_flatten(m, h), 64, NN_BIAS));
+    return compiled(m, nn_linear(m, h, 10, NN_BIAS), loss, max_batch);
+}
+
+static double max_abs(const float *x, size_t n)
+{
+    double worst = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) worst = fmax(worst, fabs((double)x[i]));
+    return worst;
+}
+
+static void expect_close(const char *what, const float *got, const float *want, size_t n, double rel)
+{
+    const double bound = rel * fmax(max_abs(want, n), 1e-30);
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= bound))
+            fail_msg("%s: element %lu is %.9g, one thread gives %.9g (bound %.3g)", what, (unsigned long)i, (double)got[i],
+                     (double)want[i], bound);
+}
+
+typedef struct split_run {
+    float loss[4], *grads, *output, *params;
+    int split;
+} split_run;
+
+/* Four SGD-momentum steps of batches 8, 8, 5, 7 (odd counts split unevenly); keeps the last
+   step's gradients and outputs and the final parameters. */
+static split_run split_train(int threads, nn_loss loss, nn_grad_reduction reduction)
+{
+    static const int counts[4] = {8, 8, 5, 7};
+    split_run r;
+    nn_optimizer o = nn_sgd(0.05f, 0.9f, 0.0f);
+    float *x = fmalloc(8 * 256), *targets = fmalloc(8 * 10);
+    int labels[8], s;
+    nn_model *m;
+    ASSERT_OK(nn_set_threads(threads));
+    m = split_model(loss, 8);
+    nn_set_grad_reduction(m, reduction);
+    nn_test_seed = 0xABCDEFull;
+    for (s = 0; s < 4; s++) {
+        nn_test_fill(x, 8 * 256, -1.0f, 1.0f);
+        nn_test_fill(targets, 8 * 10, -1.0f, 1.0f);
+        fill_labels(labels, 8, 10);
+        labels[0] = s;
+        ASSERT_OK(nn_train_step(m, &o, x, loss == NN_LOSS_MSE ? NULL : labels, loss == NN_LOSS_MSE ? targets : NULL, counts[s],
+                                &r.loss[s]));
+    }
+    r.grads = fmalloc(nn_param_count(m));
+    r.params = fmalloc(nn_param_count(m));
+    r.output = fmalloc(7 * 10);
+    memcpy(r.grads, nn_grads(m), nn_param_count(m) * sizeof(float));
+    memcpy(r.params, nn_params(m), nn_param_count(m) * sizeof(float));
+    memcpy(r.output, nn_output(m), 7 * 10 * sizeof(float));
+    r.split = nn_backward(m, labels, targets, NULL) == NN_ERROR_STATE;
+    nn_optimizer_free(&o);
+    free(x);
+    free(targets);
+    nn_model_free(m);
+    ASSERT_OK(nn_set_threads(1));
+    return r;
+}
+
+static void split_free(split_run *r)
+{
+    free(r->grads);
+    free(r->params);
+    free(r->output);
+}
+
+static void split_case(nn_loss loss, nn_grad_reduction reduction, const char *name)
+{
+    split_run one = split_train(1, loss, reduction), two = split_train(2, loss, reduction),
+              again = split_train(2, loss, reduction);
+    const size_t np = 8 * 9 + 8 + 8 * 72 + 8 * 8 * 64 + 64 + 640 + 10;
+    char what[160];
+    int s;
+    if (one.split) fail_msg("%s: one thread split the step", name);
+#ifdef _OPENMP
+    if (!two.split) fail_msg("%s: two threads did not split the step (nn_backward still ran)", name);
+#endif
+    for (s = 0; s < 4; s++)
+        if (!(fabs(two.loss[s] - one.loss[s]) <= 1e-5 * fabs(one.loss[s])))
+            fail_msg("%s: loss of step %d is %.9g with 2 threads, %.9g with 1", name, s, two.loss[s], one.loss[s]);
+    snprintf(what, sizeof what, "%s: last step's gradients", name);
+    expect_close(what, two.grads, one.grads, np, 1e-5);
+    snprintf(what, sizeof what, "%s: last step's outputs", name);
+    expect_close(what, two.output, one.output, 7 * 10, 1e-5);
+    snprintf(what, sizeof what, "%s: parameters after 4 steps", name);
+    expect_close(what, two.params, one.params, np, 1e-5);
+    if (memcmp(two.params, again.params, np * sizeof(float)) != 0 || memcmp(two.grads, again.grads, np * sizeof(float)) != 0)
+        fail_msg("%s: two runs on 2 threads differ", name);
+    split_free(&one);
+    split_free(&two);
+    split_free(&again);
+}
+
+static void test_split_step_labels_mean(void **state)
+{
+    (void)state;
+    split_case(NN_LOSS_SOFTMAX_CROSS_ENTROPY, NN_GRAD_MEAN, "cross-entropy, mean");
+}
+static void test_split_step_targets_sum(void **state)
+{
+    (void)state;
+    split_case(NN_LOSS_MSE, NN_GRAD_SUM, "MSE, sum");
+}
+
+static void test_split_evaluate(void **state)
+{
+    nn_model *a, *b;
+    nn_dataset ds;
+    nn_metrics ma, mb;
+    int i;
+    (void)state;
+    ASSERT_OK(nn_dataset_alloc(&ds, 37, 1, 16, 16, 10, 0));
+    nn_test_fill(ds.x, (size_t)37 * 256, -1.0f, 1.0f);
+    for (i = 0; i < 37; i++) ds.labels[i] = i % 10;
+    ASSERT_OK(nn_set_threads(1));
+    a = split_model(NN_LOSS_SOFTMAX_CROSS_ENTROPY, 16);
+    ASSERT_OK(nn_evaluate(a, &ds, &ma));
+    ASSERT_OK(nn_set_threads(2));
+    b = split_model(NN_LOSS_SOFTMAX_CROSS_ENTROPY, 16);
+    ASSERT_OK(nn_evaluate(b, &ds, &mb));
+    ASSERT_OK(nn_set_threads(1));
+    if (ma.loss != mb.loss || ma.correct != mb.correct)
+        fail_msg("evaluation: loss %.17g, %d correct on 2 threads; %.17g, %d on 1", mb.loss, mb.correct, ma.loss, ma.correct);
+    /* the last batch (5 samples) of the 2-thread model's evaluation: nn_output covers it */
+    ASSERT_OK(nn_forward(a, ds.x + (size_t)32 * 256, 5, NN_EVAL));
+    if (memcmp(nn_output(a), nn_output(b), 5 * 10 * sizeof(float)) != 0)
+        fail_msg("evaluation: the last batch's outputs differ between 1 and 2 threads");
+    nn_dataset_free(&ds);
+    nn_model_free(a);
+    nn_model_free(b);
+}
+
 /* nn_train_step is nn_forward(NN_TRAIN) + nn_backward + nn_optimizer_step */
 static void test_train_step_composition(void **state)
 {
@@ -2164,6 +2318,9 @@ static const struct CMUnitTest tests[] = {
     T(test_batchnorm_eval_backward),
     T(test_determinism_same_seed),
     T(test_determinism_threads),
+    T(test_split_step_labels_mean),
+    T(test_split_step_targets_sum),
+    T(test_split_evaluate),
     T(test_train_step_composition),
     T(test_learn_synthetic),
     T(test_learn_mnist),

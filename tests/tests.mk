@@ -16,9 +16,9 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/tests/nn_impl.o tests/test_common.h nn.h
 
 $(BUILD)/tests-asan/nn_impl.o: tests/nn_impl.c nn.h
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) -c $< -o $@
+	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) $(OPENMP) -c $< -o $@
 $(BUILD)/tests-asan/%: tests/%.c $(BUILD)/tests-asan/nn_impl.o tests/test_common.h nn.h
-	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) $< $(BUILD)/tests-asan/nn_impl.o -lcmocka -lm -o $@
+	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) $(OPENMP) $< $(BUILD)/tests-asan/nn_impl.o -lcmocka -lm -o $@
 
 # aarch64: cmocka's API from the small shim in tests/cmocka_shim, linked statically for qemu.
 $(BUILD)/tests-arm64/nn_impl.o: tests/nn_impl.c nn.h

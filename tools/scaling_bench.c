@@ -4,9 +4,13 @@
    LeNet training steps (batch 64, SGD momentum 0.9, MNIST if --data has it, else random data),
    each with nn_set_threads(1) and nn_set_threads(2) in alternating rounds, so that a busy machine
    slows both alike; reports the best time of each and the speed-up. --epoch also times one whole
-   MNIST epoch (938 steps) per thread count. Then checks that the results do not depend on the
-   thread count: sgemm and convolution outputs, and the parameters after --check-steps training
-   steps, compared bit for bit.
+   MNIST epoch (938 steps) per thread count. LeNet has no batch norm or dropout, so with 2
+   threads nn_train_step splits each batch by samples (one half per thread, see
+   nn_compute_gradients); the "kernel threads only" rows train a LeNet compiled on one thread
+   (no replica for a second half), whose steps instead split every kernel's work.
+   Then checks what the thread count changes: sgemm, convolution outputs and kernel-threaded
+   training (bit for bit), and split training (the largest parameter difference after
+   --check-steps steps, and two 2-thread runs bit for bit).
 
    Build: make scaling-bench (cc -O2 -fopenmp). Run: build/tools/scaling_bench [--data DIR]
    [--rounds N] [--steps N] [--epoch] [--check-steps N] */
@@ -109,18 +113,21 @@ static void conv_run(void *p)
 }
 
 /* ---- LeNet training --------------------------------------------------------------------------- */
-static nn_model *lenet(void)
+static nn_model *lenet(int threads_at_compile)
 {
+    const int saved = nn_threads();
     nn_model *m = nn_model_new(42);
     nn_node *h = nn_input(m, 1, 28, 28);
     h = nn_relu(m, nn_maxpool2d(m, nn_conv2d(m, h, 6, 5, 1, 0, NN_BIAS), 2, 2));
     h = nn_relu(m, nn_maxpool2d(m, nn_conv2d(m, h, 16, 5, 1, 0, NN_BIAS), 2, 2));
     h = nn_relu(m, nn_linear(m, nn_flatten(m, h), 120, NN_BIAS));
     h = nn_relu(m, nn_linear(m, h, 84, NN_BIAS));
+    nn_set_threads(threads_at_compile);
     if (nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64) != NN_OK) {
         fprintf(stderr, "compile: %s\n", nn_last_error());
         exit(1);
     }
+    nn_set_threads(saved);
     return m;
 }
 
@@ -156,16 +163,50 @@ static void backward_run(void *p) /* forward + backward */
 {
     train_ctx *t = (train_ctx *)p;
     int i;
-    for (i = 0; i < t->count; i++) {
-        nn_forward(t->m, t->ds->x, 64, NN_TRAIN);
-        nn_backward(t->m, t->ds->labels, NULL, NULL);
-    }
+    for (i = 0; i < t->count; i++) nn_compute_gradients(t->m, t->ds->x, t->ds->labels, NULL, 64, NULL);
 }
 static void optimizer_run(void *p)
 {
     train_ctx *t = (train_ctx *)p;
     int i;
     for (i = 0; i < t->count; i++) nn_optimizer_step(&t->opt, t->m);
+}
+
+/* Two LeNets compiled on `compiled_on` threads, trained check_steps steps on threads_a and
+   threads_b: 1 when their parameters are bit-identical; *diff gets the largest difference. */
+static double split_diff_rel = 0.0;
+static int train_pair(int compiled_on, int threads_a, int threads_b, double *diff, train_ctx *t)
+{
+    nn_model *m[2];
+    int k, same;
+    size_t i, n;
+    double worst = 0.0, biggest = 0.0;
+    for (k = 0; k < 2; k++) {
+        m[k] = lenet(compiled_on);
+        t->m = m[k];
+        t->opt = nn_sgd(0.01f, 0.9f, 0.0f);
+        t->next = 0;
+        t->count = check_steps;
+        nn_set_threads(k ? threads_b : threads_a);
+        train_run(t);
+        nn_optimizer_free(&t->opt);
+    }
+    n = nn_param_count(m[0]);
+    same = !memcmp(nn_params(m[0]), nn_params(m[1]), n * sizeof(float));
+    for (i = 0; i < n; i++) {
+        double d = nn_params(m[0])[i] - nn_params(m[1])[i];
+        if (d < 0) d = -d;
+        if (d > worst) worst = d;
+        if (nn_params(m[0])[i] > biggest) biggest = nn_params(m[0])[i];
+        if (-nn_params(m[0])[i] > biggest) biggest = -nn_params(m[0])[i];
+    }
+    if (diff) {
+        *diff = worst;
+        split_diff_rel = worst / biggest;
+    }
+    nn_model_free(m[0]);
+    nn_model_free(m[1]);
+    return same;
 }
 
 int main(int argc, char **argv)
@@ -254,11 +295,18 @@ int main(int argc, char **argv)
         for (i = 0; i < ds.count; i++) ds.labels[i] = i % 10;
     }
     printf("LeNet on %s (%d samples)\n", have_mnist ? "MNIST" : "random data (no MNIST found)", ds.count);
-    t.m = lenet();
+    t.m = lenet(1);
     t.opt = nn_sgd(0.01f, 0.9f, 0.0f);
     t.ds = &ds;
     t.next = 0;
     t.count = steps;
+    time_both(train_run, &t, 1, best);
+    report("LeNet step, kernel threads only", best, steps);
+    nn_optimizer_free(&t.opt);
+    nn_model_free(t.m);
+    t.m = lenet(2);
+    t.opt = nn_sgd(0.01f, 0.9f, 0.0f);
+    t.next = 0;
     time_both(train_run, &t, 1, best);
     report("LeNet train step, batch 64", best, steps);
     printf("        (an epoch of 938 steps: %.1f s and %.1f s; from the critical path: %.1f s and %.1f s)\n",
@@ -266,7 +314,7 @@ int main(int argc, char **argv)
     time_both(forward_run, &t, 1, best);
     report("  LeNet forward", best, steps);
     time_both(backward_run, &t, 1, best);
-    report("  LeNet forward + backward", best, steps);
+    report("  LeNet nn_compute_gradients", best, steps);
     time_both(optimizer_run, &t, 1, best);
     report("  LeNet SGD update (44 426)", best, steps);
     if (full_epoch) {
@@ -275,6 +323,7 @@ int main(int argc, char **argv)
         for (th = 1; th <= 2; th++) {
             double t0, c0;
             nn_set_threads(th);
+            nn_optimizer_reset(&t.opt);
             t.next = 0;
             t.count = (ds.count + 63) / 64;
             t0 = nn_seconds();
@@ -293,8 +342,8 @@ int main(int argc, char **argv)
     /* does the thread count change any result? */
     {
         float *c1 = (float *)malloc(512 * 512 * sizeof(float)), *y1[2], *dw1[2], *dx1;
-        nn_model *m1, *m2;
-        int same_gemm, same_conv = 1, same_train;
+        int same_gemm, same_conv = 1, same_train, same_kernel_train, same_split_runs;
+        double split_diff = 0.0;
         nn_set_threads(1);
         gemm_run(&g);
         memcpy(c1, g.c, 512 * 512 * sizeof(float));
@@ -317,29 +366,19 @@ int main(int argc, char **argv)
             same_conv &= !memcmp(y1[l], c.y[l], out * sizeof(float)) && !memcmp(dw1[l], c.dw[l], wn * sizeof(float));
         }
         same_conv &= !memcmp(dx1, c.dx[1], (size_t)64 * 6 * 12 * 12 * sizeof(float));
-        /* training: both models compiled with 2 threads' workspace, one trained on each count */
-        m1 = lenet();
-        m2 = lenet();
-        t.opt = nn_sgd(0.01f, 0.9f, 0.0f);
-        t.m = m1;
-        t.next = 0;
-        t.count = check_steps;
-        nn_set_threads(1);
-        train_run(&t);
-        nn_optimizer_free(&t.opt);
-        t.opt = nn_sgd(0.01f, 0.9f, 0.0f);
-        t.m = m2;
-        t.next = 0;
-        nn_set_threads(2);
-        train_run(&t);
-        same_train = !memcmp(nn_params(m1), nn_params(m2), nn_param_count(m1) * sizeof(float));
+        /* training: kernel threads only (compiled on 1 thread), then split (compiled on 2) */
+        same_kernel_train = train_pair(1, 1, 2, NULL, &t);
+        same_train = train_pair(2, 1, 2, &split_diff, &t);
+        same_split_runs = train_pair(2, 2, 2, NULL, &t);
         printf("IDENTICAL sgemm 512^3 output, 1 vs 2 threads: %s\n", same_gemm ? "bit-identical" : "DIFFERENT");
         printf("IDENTICAL LeNet conv outputs and gradients, 1 vs 2 threads: %s\n", same_conv ? "bit-identical" : "DIFFERENT");
-        printf("IDENTICAL LeNet parameters after %d training steps, 1 vs 2 threads: %s\n", check_steps,
-               same_train ? "bit-identical" : "DIFFERENT");
-        nn_optimizer_free(&t.opt);
-        nn_model_free(m1);
-        nn_model_free(m2);
+        printf("IDENTICAL LeNet parameters after %d steps with kernel threads only, 1 vs 2 threads: %s\n", check_steps,
+               same_kernel_train ? "bit-identical" : "DIFFERENT");
+        printf("IDENTICAL LeNet parameters after %d split steps, 1 vs 2 threads: %s (largest difference %.3g, %.3g of "
+               "the largest parameter)\n",
+               check_steps, same_train ? "bit-identical" : "rounding apart", split_diff, split_diff_rel);
+        printf("IDENTICAL LeNet parameters after %d split steps, two runs on 2 threads: %s\n", check_steps,
+               same_split_runs ? "bit-identical" : "DIFFERENT");
         free(c1);
         free(dx1);
         for (l = 0; l < 2; l++) {
