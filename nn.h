@@ -38,6 +38,18 @@
        NN_BACKEND=scalar|avx2|avx512|neon   force a kernel table (default: the fastest available)
        NN_THREADS=N                          thread count when built with -fopenmp
 
+   THREADS
+   -------
+   Built with -fopenmp, the library uses nn_threads() threads (NN_THREADS, nn_set_threads, or
+   every core). Large GEMMs, convolutions and element-wise passes split their output over the
+   threads; the result is bit-identical for any thread count. A model without batch norm or
+   dropout, compiled while nn_threads() > 1, also gets a copy of its activation buffers per
+   thread, and its training steps (nn_compute_gradients, nn_train_step, nn_fit) and evaluation
+   split the batch instead: each thread runs its share of the samples through the whole graph,
+   and the gradients are summed in a fixed order. That is ~2x on 2 cores for LeNet where
+   per-kernel threads give ~1.1x; the gradients then match one thread's to float rounding, and
+   every run with the same thread count gives the same bits. See docs/scaling.md.
+
    CONVENTIONS
    -----------
    Tensors are float32, row-major, NCHW. Functions that can fail return nn_status; on failure
@@ -56,7 +68,7 @@
                  nn_sum_squares, nn_bias_*
    graph         nn_model_new/free, nn_input, nn_linear, nn_conv2d, pooling, nn_batchnorm,
                  nn_dropout, nn_flatten, nn_add_nodes, activations, nn_compile
-   training      nn_forward, nn_backward, nn_train_step, nn_optimizer_*, nn_sgd, nn_adam,
+   training      nn_forward, nn_backward, nn_compute_gradients, nn_train_step, nn_optimizer_*, nn_sgd, nn_adam,
                  nn_adamw, nn_rmsprop, nn_init_*, nn_evaluate, nn_confusion_matrix, nn_fit
    data & files  nn_mnist_load, nn_dataset_*, nn_save, nn_load
 
