@@ -788,6 +788,8 @@ typedef struct nn__kernels {
     void (*sgd)(size_t n, float *p, const float *g, float *buf, const struct nn__update *u);
     void (*adam)(size_t n, float *p, const float *g, float *m, float *v, const struct nn__update *u);
     void (*rmsprop)(size_t n, float *p, const float *g, float *sq, float *buf, const struct nn__update *u);
+    /* 2x2 max pooling, stride 2, of one row pair (see nn__maxpool2x2_row_scalar) */
+    void (*maxpool2x2_row)(int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below);
 } nn__kernels;
 
 /* Cache blocking shared by every backend (multiples of every mr and nr). The packed B panel
@@ -2036,6 +2038,151 @@ NN__OPTIMIZER_KERNELS(avx512, NN__TARGET_AVX512, __m512, 16, _mm512_loadu_ps, _m
 #define nn__rmsprop_neon nn__rmsprop_scalar
 #endif
 
+/* ---------------------------------- pooling ----------------------------------------- */
+/* *best, *at = v, index when v wins: v > *best, or v is a NaN and *best is not (the first
+   maximum wins; a NaN wins and stays, as in PyTorch). */
+static void nn__pool_take(float *best, int32_t *at, float v, int32_t index)
+{
+    if (v > *best || (v != v && *best == *best)) {
+        *best = v;
+        *at = index;
+    }
+}
+
+/* 2x2 max pooling, stride 2, of one pair of input rows r0, r1 (r1 = r0 + below): output j is
+   the maximum of r0[2j], r0[2j+1], r1[2j], r1[2j+1] (window order a b / c d), and at[j] (unless
+   at is NULL) its index, top + 2j + 0, 1, below or below + 1. */
+static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top,
+                                      int32_t below)
+{
+    int j;
+    for (j = 0; j < count; j++) {
+        const int32_t first = top + 2 * j;
+        float best = r0[2 * j];
+        int32_t where = first;
+        nn__pool_take(&best, &where, r0[2 * j + 1], first + 1);
+        nn__pool_take(&best, &where, r1[2 * j], first + below);
+        nn__pool_take(&best, &where, r1[2 * j + 1], first + below + 1);
+        y[j] = best;
+        if (at) at[j] = where;
+    }
+}
+
+#if NN__X86
+/* a vector of where v wins over best: v > best, or v is a NaN and best is not */
+#define NN__POOL_WINS_AVX2(v, best)                                                                   \
+    _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),                                                  \
+                 _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(best, best, _CMP_ORD_Q)))
+#define NN__POOL_WINS_AVX512(v, best)                                                                 \
+    (_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |                                                        \
+     (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q)))
+/* the even and the odd elements of the 16 floats lo:hi */
+NN__TARGET_AVX2 static __m256 nn__even_avx2(__m256 lo, __m256 hi)
+{
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))),
+                                                  _MM_SHUFFLE(3, 1, 2, 0)));
+}
+NN__TARGET_AVX2 static __m256 nn__odd_avx2(__m256 lo, __m256 hi)
+{
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))),
+                                                  _MM_SHUFFLE(3, 1, 2, 0)));
+}
+NN__TARGET_AVX2 static __m256i nn__select_epi32_avx2(__m256i a, __m256i b, __m256 mask)
+{
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), mask));
+}
+NN__TARGET_AVX2 static void nn__maxpool2x2_row_avx2(int count, const float *r0, const float *r1, float *y, int32_t *at,
+                                                    int32_t top, int32_t below)
+{
+    const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1);
+    const __m256i down = _mm256_set1_epi32(below);
+    int j = 0;
+    for (; j + 8 <= count; j += 8) {
+        const __m256 t0 = _mm256_loadu_ps(r0 + 2 * j), t1 = _mm256_loadu_ps(r0 + 2 * j + 8);
+        const __m256 u0 = _mm256_loadu_ps(r1 + 2 * j), u1 = _mm256_loadu_ps(r1 + 2 * j + 8);
+        const __m256 b = nn__odd_avx2(t0, t1), c = nn__even_avx2(u0, u1), d = nn__odd_avx2(u0, u1);
+        const __m256i first = _mm256_add_epi32(_mm256_set1_epi32(top + 2 * j), step);
+        __m256 best = nn__even_avx2(t0, t1), m;
+        __m256i where = first;
+        m = NN__POOL_WINS_AVX2(b, best);
+        best = _mm256_blendv_ps(best, b, m);
+        where = nn__select_epi32_avx2(where, _mm256_add_epi32(first, one), m);
+        m = NN__POOL_WINS_AVX2(c, best);
+        best = _mm256_blendv_ps(best, c, m);
+        where = nn__select_epi32_avx2(where, _mm256_add_epi32(first, down), m);
+        m = NN__POOL_WINS_AVX2(d, best);
+        best = _mm256_blendv_ps(best, d, m);
+        where = nn__select_epi32_avx2(where, _mm256_add_epi32(_mm256_add_epi32(first, down), one), m);
+        _mm256_storeu_ps(y + j, best);
+        if (at) _mm256_storeu_si256((__m256i *)(void *)(at + j), where);
+    }
+    nn__maxpool2x2_row_scalar(count - j, r0 + 2 * j, r1 + 2 * j, y + j, at ? at + j : NULL, top + 2 * j, below);
+}
+
+NN__TARGET_AVX512 static void nn__maxpool2x2_row_avx512(int count, const float *r0, const float *r1, float *y, int32_t *at,
+                                                        int32_t top, int32_t below)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i one = _mm512_set1_epi32(1), odd = _mm512_add_epi32(even, one), down = _mm512_set1_epi32(below);
+    int j;
+    for (j = 0; j < count; j += 16) {
+        /* the last group loads and stores only its own values (masked) */
+        const int n = NN__MIN(16, count - j);
+        const __mmask16 lo = (__mmask16)(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
+        const __mmask16 hi = (__mmask16)(n <= 8 ? 0u : n == 16 ? 0xFFFFu : (1u << (2 * n - 16)) - 1u);
+        const __mmask16 out = (__mmask16)(n == 16 ? 0xFFFFu : (1u << n) - 1u);
+        const __m512 t0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * j), t1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16);
+        const __m512 u0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * j), u1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16);
+        const __m512 b = _mm512_permutex2var_ps(t0, odd, t1), c = _mm512_permutex2var_ps(u0, even, u1);
+        const __m512 d = _mm512_permutex2var_ps(u0, odd, u1);
+        const __m512i first = _mm512_add_epi32(_mm512_set1_epi32(top + 2 * j), even);
+        __m512 best = _mm512_permutex2var_ps(t0, even, t1);
+        __m512i where = first;
+        __mmask16 m;
+        m = NN__POOL_WINS_AVX512(b, best);
+        best = _mm512_mask_mov_ps(best, m, b);
+        where = _mm512_mask_mov_epi32(where, m, _mm512_add_epi32(first, one));
+        m = NN__POOL_WINS_AVX512(c, best);
+        best = _mm512_mask_mov_ps(best, m, c);
+        where = _mm512_mask_mov_epi32(where, m, _mm512_add_epi32(first, down));
+        m = NN__POOL_WINS_AVX512(d, best);
+        best = _mm512_mask_mov_ps(best, m, d);
+        where = _mm512_mask_mov_epi32(where, m, _mm512_add_epi32(_mm512_add_epi32(first, down), one));
+        _mm512_mask_storeu_ps(y + j, out, best);
+        if (at) _mm512_mask_storeu_epi32(at + j, out, where);
+    }
+}
+#endif /* NN__X86 */
+
+#if NN__ARM64
+static void nn__maxpool2x2_row_neon(int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top,
+                                    int32_t below)
+{
+    static const int32_t steps[4] = {0, 2, 4, 6};
+    const int32x4_t step = vld1q_s32(steps), one = vdupq_n_s32(1), down = vdupq_n_s32(below);
+    int j = 0;
+    for (; j + 4 <= count; j += 4) {
+        const float32x4x2_t t = vld2q_f32(r0 + 2 * j), u = vld2q_f32(r1 + 2 * j);
+        const int32x4_t first = vaddq_s32(vdupq_n_s32(top + 2 * j), step);
+        const float32x4_t cand[3] = {t.val[1], u.val[0], u.val[1]};
+        const int32x4_t index[3] = {vaddq_s32(first, one), vaddq_s32(first, down), vaddq_s32(vaddq_s32(first, down), one)};
+        float32x4_t best = t.val[0];
+        int32x4_t where = first;
+        int k;
+        for (k = 0; k < 3; k++) {
+            /* v wins where v > best, or v is a NaN (v != v) and best is not */
+            const uint32x4_t m = vorrq_u32(vcgtq_f32(cand[k], best),
+                                           vbicq_u32(vceqq_f32(best, best), vceqq_f32(cand[k], cand[k])));
+            best = vbslq_f32(m, cand[k], best);
+            where = vbslq_s32(m, index[k], where);
+        }
+        vst1q_f32(y + j, best);
+        if (at) vst1q_s32(at + j, where);
+    }
+    nn__maxpool2x2_row_scalar(count - j, r0 + 2 * j, r1 + 2 * j, y + j, at ? at + j : NULL, top + 2 * j, below);
+}
+#endif /* NN__ARM64 */
+
 /* ======================================================================================
    Dispatch: detect the CPU once, pick the fastest table, allow an override.
    ====================================================================================== */
@@ -2043,25 +2190,25 @@ static const nn__kernels nn__kernels_scalar = {
     "scalar", 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_scalar, nn__exp_scalar, nn__tanh_scalar, nn__activation_forward_scalar,
     nn__activation_backward_scalar, nn__softmax_rows_scalar, nn__axpy_scalar, nn__scale_scalar, nn__add_scalar,
     nn__dot_scalar, nn__sum_scalar, nn__sum_squares_scalar, nn__sgd_scalar, nn__adam_scalar,
-    nn__rmsprop_scalar};
+    nn__rmsprop_scalar, nn__maxpool2x2_row_scalar};
 #if NN__X86
 static const nn__kernels nn__kernels_avx2 = {
     "avx2", 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx2, nn__tanh_avx2, nn__activation_forward_avx2,
     nn__activation_backward_avx2, nn__softmax_rows_avx2, nn__axpy_avx2, nn__scale_avx2, nn__add_avx2,
     nn__dot_avx2, nn__sum_avx2, nn__sum_squares_avx2, nn__sgd_avx2, nn__adam_avx2,
-    nn__rmsprop_avx2};
+    nn__rmsprop_avx2, nn__maxpool2x2_row_avx2};
 static const nn__kernels nn__kernels_avx512 = {
     "avx512", 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx512, nn__tanh_avx512, nn__activation_forward_avx512,
     nn__activation_backward_avx512, nn__softmax_rows_avx512, nn__axpy_avx512, nn__scale_avx512, nn__add_avx512,
     nn__dot_avx512, nn__sum_avx512, nn__sum_squares_avx512, nn__sgd_avx512, nn__adam_avx512,
-    nn__rmsprop_avx512};
+    nn__rmsprop_avx512, nn__maxpool2x2_row_avx512};
 #endif
 #if NN__ARM64
 static const nn__kernels nn__kernels_neon = {
     "neon", 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, nn__exp_neon, nn__tanh_neon, nn__activation_forward_neon,
     nn__activation_backward_neon, nn__softmax_rows_neon, nn__axpy_neon, nn__scale_neon, nn__add_neon,
     nn__dot_neon, nn__sum_neon, nn__sum_squares_neon, nn__sgd_neon, nn__adam_neon,
-    nn__rmsprop_neon};
+    nn__rmsprop_neon, nn__maxpool2x2_row_neon};
 #endif
 
 #if NN__X86
@@ -2653,14 +2800,20 @@ static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *co
         for (ky = 0; ky < s->kernel_height; ky++)
             for (kx = 0; kx < s->kernel_width; kx++) {
                 float *xc = x + (size_t)c * H * W;
+                /* outputs ox in [lo, hi) land inside the row: 0 <= ox*sw - pw + kx < W */
+                const int sw = s->stride_width, ix0 = kx - s->pad_width;
+                const int lo = ix0 >= 0 ? 0 : NN__MIN(ow, (-ix0 + sw - 1) / sw);
+                const int hi = ix0 >= W ? lo : NN__MAX(lo, NN__MIN(ow, (W - ix0 + sw - 1) / sw));
                 for (oy = 0; oy < oh; oy++) {
-                    int iy = oy * s->stride_height - s->pad_height + ky;
+                    const int iy = oy * s->stride_height - s->pad_height + ky;
                     const float *src = col + (size_t)oy * ow;
+                    float *row;
                     if (iy < 0 || iy >= H) continue;
-                    for (ox = 0; ox < ow; ox++) {
-                        int ix = ox * s->stride_width - s->pad_width + kx;
-                        if (ix >= 0 && ix < W) xc[(size_t)iy * W + ix] += src[ox];
-                    }
+                    row = xc + (size_t)iy * W;
+                    if (sw == 1)
+                        for (ox = lo; ox < hi; ox++) row[ix0 + ox] += src[ox];
+                    else
+                        for (ox = lo; ox < hi; ox++) row[ix0 + ox * sw] += src[ox];
                 }
                 col += col_stride;
             }
@@ -2870,34 +3023,24 @@ NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_hei
 /* The common 2x2, stride 2 window without padding, with no bounds checks. */
 static void nn__maxpool2x2(const nn_pool2d_shape *s, int oh, int ow, const float *x, float *y, int32_t *argmax)
 {
+    const nn__kernels *kern = nn__kernels_get();
     const int W = s->in_width, plane_size = s->in_height * W;
-    int plane, oy, ox;
+    int plane;
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * plane_size)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * plane_size;
-        float *yp = y + (size_t)plane * oh * ow;
-        int32_t *ap = argmax ? argmax + (size_t)plane * oh * ow : NULL;
+        int oy;
         for (oy = 0; oy < oh; oy++) {
-            const float *r0 = xp + 2 * oy * W, *r1 = r0 + W;
-            for (ox = 0; ox < ow; ox++) {
-                /* window order a b / c d; the first maximum wins, a NaN wins and stays */
-                const float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
-                const int top = 2 * oy * W + 2 * ox;
-                float best = a;
-                int at = top;
-                if (b > best || (b != b && best == best)) best = b, at = top + 1;
-                if (c > best || (c != c && best == best)) best = c, at = top + W;
-                if (d > best || (d != d && best == best)) best = d, at = top + W + 1;
-                yp[oy * ow + ox] = best;
-                if (ap) ap[oy * ow + ox] = plane * plane_size + at;
-            }
+            const size_t o = ((size_t)plane * oh + oy) * ow;
+            kern->maxpool2x2_row(ow, xp + 2 * oy * W, xp + (2 * oy + 1) * W, y + o, argmax ? argmax + o : NULL,
+                                 (int32_t)(plane * plane_size + 2 * oy * W), W);
         }
     }
 }
 
 NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
 {
-    int oh, ow, plane, oy, ox, ky, kx;
+    int oh, ow, plane;
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
     if (s->kernel_height == 2 && s->kernel_width == 2 && s->stride_height == 2 && s->stride_width == 2 &&
         s->pad_height == 0 && s->pad_width == 0) {
@@ -2907,6 +3050,7 @@ NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * s->in_height * s->in_width;
+        int oy, ox, ky, kx;
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++) {
                 float best = -INFINITY;
@@ -2936,24 +3080,26 @@ NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
 NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)
 {
     int oh, ow, plane;
-    size_t i;
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
     memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
     /* each plane's maxima lie in that plane, so planes are independent */
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * oh * ow)
-    for (plane = 0; plane < s->batch * s->channels; plane++)
+    for (plane = 0; plane < s->batch * s->channels; plane++) {
+        size_t i;
         for (i = (size_t)plane * oh * ow; i < (size_t)(plane + 1) * oh * ow; i++) dx[argmax[i]] += dy[i];
+    }
 }
 
 NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y)
 {
-    int oh, ow, plane, oy, ox, ky, kx;
+    int oh, ow, plane;
     float inv;
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * s->in_height * s->in_width;
+        int oy, ox, ky, kx;
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++) {
                 float sum = 0.0f;
@@ -2972,7 +3118,7 @@ NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
 
 NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, float *dx)
 {
-    int oh, ow, plane, oy, ox, ky, kx;
+    int oh, ow, plane;
     float inv;
     if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
@@ -2980,6 +3126,7 @@ NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, floa
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         float *xp = dx + (size_t)plane * s->in_height * s->in_width;
+        int oy, ox, ky, kx;
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++) {
                 float g = dy[((size_t)plane * oh + oy) * ow + ox] * inv;
@@ -3846,11 +3993,12 @@ static void nn__batchnorm_forward(nn_model *m, nn__context *e, nn_node *n)
     float *y = NN__OUT(e, n), *saved = e->arena + n->aux_offset;
     float *running_mean = m->state + n->state_offset, *running_var = running_mean + C;
     const double count = (double)batch * S;
-    int c, b, s;
+    int c;
     NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
         double mean, invstd;
         float fm, fi, g, bt;
+        int b, s;
         if (m->mode == NN_TRAIN) {
             double sum = 0.0, sq = 0.0, var;
             for (b = 0; b < batch; b++) {
@@ -3890,11 +4038,12 @@ static void nn__batchnorm_backward(nn_model *m, nn__context *e, nn_node *n, floa
     const float *saved = e->arena + n->aux_offset;
     float *dgamma = e->grads + n->weight_offset, *dbeta = e->grads + n->bias_offset;
     const double count = (double)batch * S;
-    int c, b, s;
+    int c;
     NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
         const float mean = saved[c], invstd = saved[C + c];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        int b, s;
         float k1, k2, k3;
         for (b = 0; b < batch; b++) {
             const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;

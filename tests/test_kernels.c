@@ -930,6 +930,13 @@ static void test_pool2d(void **state)
         { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 },
         { 1, 4, 6, 6, 6, 6, 1, 1, 0, 0 },     /* one window */
         { 1, 17, 9, 9, 2, 2, 2, 2, 1, 1 },
+        /* the 2x2 stride-2 kernel (nn__maxpool2x2_row_*): output widths around the vector widths */
+        { 1, 2, 4, 2, 2, 2, 2, 2, 0, 0 },     /* 1 output per row */
+        { 1, 2, 6, 17, 2, 2, 2, 2, 0, 0 },    /* 8 (odd input width: the last column is unused) */
+        { 1, 2, 4, 34, 2, 2, 2, 2, 0, 0 },    /* 17 */
+        { 1, 1, 4, 50, 2, 2, 2, 2, 0, 0 },    /* 25 */
+        { 2, 2, 5, 64, 2, 2, 2, 2, 0, 0 },    /* 32, odd input height */
+        { 1, 1, 2, 78, 2, 2, 2, 2, 0, 0 },    /* 39 */
     };
     int i, data, done = 0, cases = quick() ? 30 : 100;
     (void)state;
@@ -943,6 +950,64 @@ static void test_pool2d(void **state)
         if (p.in_height + 2 * p.pad_height < p.kernel_height || p.in_width + 2 * p.pad_width < p.kernel_width) continue;
         run_pool(&p, i % 3);
         done++;
+    }
+    FINISH();
+}
+
+/* NaN in max pooling: a NaN wins its window and stays (PyTorch propagates it); among several,
+   the first in row-major window order; ties among numbers go to the first too. Every backend
+   against this rule written out, for the 2x2 stride-2 kernel at widths around the vector widths
+   and for the general path. */
+static void test_maxpool2d_nan(void **state)
+{
+    static const nn_pool2d_shape shapes[] = {
+        { 1, 3, 6, 40, 2, 2, 2, 2, 0, 0 }, { 2, 2, 4, 18, 2, 2, 2, 2, 0, 0 }, { 1, 2, 4, 66, 2, 2, 2, 2, 0, 0 },
+        { 1, 2, 7, 9, 3, 3, 2, 2, 1, 1 },
+    };
+    int k;
+    (void)state;
+    for (k = 0; k < (int)(sizeof shapes / sizeof shapes[0]); k++) {
+        const nn_pool2d_shape *p = &shapes[k];
+        int oh, ow, plane, i, j, ki, kj, bad = 0;
+        size_t nx, ny, q;
+        float *x, *y;
+        int32_t *am;
+        char label[300];
+        pool_label(label, sizeof label, "maxpool2d with NaN", p);
+        if (nn_pool2d_output_size(p, &oh, &ow) != NN_OK) fail_msg("%s: bad test shape", label);
+        nx = (size_t)p->batch * p->channels * p->in_height * p->in_width;
+        ny = (size_t)p->batch * p->channels * oh * ow;
+        x = falloc(nx);
+        y = falloc(ny);
+        am = (int32_t *)malloc(ny * sizeof(int32_t));
+        if (!am) fail_msg("out of memory");
+        for (q = 0; q < nx; q++) x[q] = rnd(0, 9) == 0 ? NAN : (float)rnd(-3, 3); /* ties and NaNs */
+        nn_maxpool2d_forward(p, x, y, am);
+        for (plane = 0; plane < p->batch * p->channels && !bad; plane++)
+            for (i = 0; i < oh && !bad; i++)
+                for (j = 0; j < ow && !bad; j++) {
+                    const size_t base = (size_t)plane * p->in_height * p->in_width, o = ((size_t)plane * oh + i) * ow + j;
+                    float best = 0.0f;
+                    long at = -1;
+                    for (ki = 0; ki < p->kernel_height; ki++)
+                        for (kj = 0; kj < p->kernel_width; kj++) {
+                            const int ih = i * p->stride_height - p->pad_height + ki, iw = j * p->stride_width - p->pad_width + kj;
+                            float v;
+                            if (ih < 0 || ih >= p->in_height || iw < 0 || iw >= p->in_width) continue;
+                            v = x[base + (size_t)ih * p->in_width + iw];
+                            if (at < 0 || (isnan(v) && !isnan(best)) || v > best) {
+                                best = v;
+                                at = (long)(base + (size_t)ih * p->in_width + iw);
+                            }
+                        }
+                    if ((isnan(best) != isnan(y[o])) || (!isnan(best) && best != y[o]) || am[o] != at) {
+                        note("%s: output %zu is %g at %d, want %g at %ld", label, o, (double)y[o], (int)am[o], (double)best, at);
+                        bad = 1;
+                    }
+                }
+        ffree(x);
+        ffree(y);
+        free(am);
     }
     FINISH();
 }
@@ -1756,6 +1821,7 @@ static const struct CMUnitTest tests[] = {
     TEST(test_conv2d_finite_difference),
     TEST(test_conv2d_reject),
     TEST(test_pool2d),
+    TEST(test_maxpool2d_nan),
     TEST(test_pool2d_reject),
     TEST(test_global_avgpool),
     TEST(test_activations),
