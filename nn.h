@@ -2391,42 +2391,58 @@ static nn__operand nn__matrix(const float *data, int ld, int transposed)
     return op;
 }
 
+/* n floats from s to d: whole 8-float blocks as fixed-size copies (which compilers turn into
+   vector moves, where a variable-length memcpy would be a call), then the rest. */
+static void nn__copy_run(float *d, const float *s, int n)
+{
+    for (; n >= 8; n -= 8, d += 8, s += 8) memcpy(d, s, 8 * sizeof(float));
+    for (; n > 0; n--) *d++ = *s++;
+}
+
+/* count values of im2col row (c, ky, kx) along one output row: input row iy of channel c of
+   image n read from column ix0 with the stride, to dst[0], dst[step], ...; zeros where the
+   window hangs over the padding. */
+static void nn__im2col_run(const nn__operand *op, int n, int c, int iy, int ix0, int count, float *d, int step)
+{
+    const nn_conv2d_shape *s = op->conv;
+    const int W = s->in_width, sw = s->stride_width;
+    const float *src;
+    int lo, hi, u; /* outputs u in [lo, hi) read inside the row: 0 <= ix0 + u*sw < W */
+    if (iy < 0 || iy >= s->in_height) {
+        for (u = 0; u < count; u++) d[(size_t)u * step] = 0.0f;
+        return;
+    }
+    src = op->data + (((size_t)n * s->in_channels + c) * s->in_height + iy) * W;
+    if (sw == 1) {
+        lo = NN__MIN(count, NN__MAX(0, -ix0));
+        hi = NN__MAX(lo, NN__MIN(count, W - ix0));
+    } else {
+        lo = ix0 >= 0 ? 0 : NN__MIN(count, (-ix0 + sw - 1) / sw);
+        hi = ix0 >= W ? lo : NN__MAX(lo, NN__MIN(count, (W - ix0 + sw - 1) / sw));
+    }
+    for (u = 0; u < lo; u++) d[(size_t)u * step] = 0.0f;
+    if (sw == 1 && step == 1) nn__copy_run(d + lo, src + ix0 + lo, hi - lo);
+    else
+        for (u = lo; u < hi; u++) d[(size_t)u * step] = src[ix0 + u * sw];
+    for (u = hi; u < count; u++) d[(size_t)u * step] = 0.0f;
+}
+
 /* Copies count consecutive entries of im2col row (c, ky, kx), starting at output position
    (n, oy, ox), to dst[0], dst[step], ...: along an output row the input is read as one run
-   (contiguous when the stride is 1), with zeros where the window hangs over the padding. */
+   (contiguous when the stride is 1). */
 static void nn__im2col_row(const nn__operand *op, int row, int position, int count, float *dst, int step)
 {
     const nn_conv2d_shape *s = op->conv;
-    const int W = s->in_width, kk = s->kernel_height * s->kernel_width, hw = op->oh * op->ow;
+    const int kk = s->kernel_height * s->kernel_width, hw = op->oh * op->ow;
     const int c = row / kk, ky = row % kk / s->kernel_width, kx = row % s->kernel_width;
-    int n = position / hw, oy = position % hw / op->ow, ox = position % op->ow, t = 0, u;
+    int n = position / hw, oy = position % hw / op->ow, ox = position % op->ow, t = 0;
     while (t < count) {
-        const int run = NN__MIN(count - t, op->ow - ox), iy = oy * s->stride_height - s->pad_height + ky;
-        float *d = dst + (size_t)t * step;
-        if (iy < 0 || iy >= s->in_height) {
-            for (u = 0; u < run; u++) d[(size_t)u * step] = 0.0f;
-        } else {
-            const float *src = op->data + (((size_t)n * s->in_channels + c) * s->in_height + iy) * W;
-            const int sw = s->stride_width, ix0 = ox * sw - s->pad_width + kx;
-            int lo, hi; /* outputs u in [lo, hi) read inside the row: 0 <= ix0 + u*sw < W */
-            if (sw == 1) {
-                lo = NN__MIN(run, NN__MAX(0, -ix0));
-                hi = NN__MAX(lo, NN__MIN(run, W - ix0));
-            } else {
-                lo = ix0 >= 0 ? 0 : NN__MIN(run, (-ix0 + sw - 1) / sw);
-                hi = ix0 >= W ? lo : NN__MAX(lo, NN__MIN(run, (W - ix0 + sw - 1) / sw));
-            }
-            for (u = 0; u < lo; u++) d[(size_t)u * step] = 0.0f;
-            if (sw == 1 && step == 1) {
-                const float *from = src + ix0;
-                if (hi - lo >= 16) memcpy(d + lo, from + lo, (size_t)(hi - lo) * sizeof(float));
-                else
-                    for (u = lo; u < hi; u++) d[u] = from[u];
-            } else {
-                for (u = lo; u < hi; u++) d[(size_t)u * step] = src[ix0 + u * sw];
-            }
-            for (u = hi; u < run; u++) d[(size_t)u * step] = 0.0f;
-        }
+        const int run = NN__MIN(count - t, op->ow - ox);
+        const int iy = oy * s->stride_height - s->pad_height + ky, ix = ox * s->stride_width - s->pad_width + kx;
+        if (step == 1 && s->stride_width == 1 && iy >= 0 && iy < s->in_height && ix >= 0 && ix + run <= s->in_width)
+            nn__copy_run(dst + t, op->data + (((size_t)n * s->in_channels + c) * s->in_height + iy) * s->in_width + ix, run);
+        else
+            nn__im2col_run(op, n, c, iy, ix, run, dst + (size_t)t * step, step);
         t += run;
         ox += run;
         if (ox == op->ow) {
@@ -2439,13 +2455,71 @@ static void nn__im2col_row(const nn__operand *op, int row, int position, int cou
     }
 }
 
+/* B as an im2col view: im2col rows [p0, p0+kc) at columns [j, j+cols) into one sliver (nr
+   values per row). The columns' runs along output rows are worked out once for the sliver,
+   and (c, ky, kx) steps along the rows, instead of both being divided out for every row. */
+#define NN__GEMM_MAX_NR 64
+static void nn__im2col_sliver(const nn__operand *op, int p0, int kc, int j, int cols, float *dst, int nr)
+{
+    const nn_conv2d_shape *s = op->conv;
+    const int kw = s->kernel_width, kk = s->kernel_height * kw, hw = op->oh * op->ow;
+    int run_n[NN__GEMM_MAX_NR], run_iy[NN__GEMM_MAX_NR], run_ix[NN__GEMM_MAX_NR], run_len[NN__GEMM_MAX_NR];
+    int run_at[NN__GEMM_MAX_NR], runs = 0, t = 0, p, r;
+    const int H = s->in_height, W = s->in_width;
+    ptrdiff_t run_from[NN__GEMM_MAX_NR];
+    int n = j / hw, oy = j % hw / op->ow, ox = j % op->ow;
+    int c = p0 / kk, ky = p0 % kk / kw, kx = p0 % kw;
+    while (t < cols) {
+        const int run = NN__MIN(cols - t, op->ow - ox);
+        run_n[runs] = n;
+        run_iy[runs] = oy * s->stride_height - s->pad_height; /* + ky */
+        run_ix[runs] = ox * s->stride_width - s->pad_width;   /* + kx */
+        run_len[runs] = run;
+        run_at[runs++] = t;
+        t += run;
+        ox += run;
+        if (ox == op->ow) {
+            ox = 0;
+            if (++oy == op->oh) {
+                oy = 0;
+                n++;
+            }
+        }
+    }
+    for (r = 0; r < runs; r++) /* where the run starts in x for (c, ky, kx) = 0; may be outside */
+        run_from[r] = (ptrdiff_t)run_n[r] * s->in_channels * H * W + (ptrdiff_t)run_iy[r] * W + run_ix[r];
+    for (p = 0; p < kc; p++, dst += nr) {
+        const ptrdiff_t shift = ((ptrdiff_t)c * H + ky) * W + kx;
+        for (r = 0; r < runs; r++) {
+            const int iy = run_iy[r] + ky, ix = run_ix[r] + kx;
+            if (s->stride_width == 1 && iy >= 0 && iy < H && ix >= 0 && ix + run_len[r] <= W)
+                nn__copy_run(dst + run_at[r], op->data + run_from[r] + shift, run_len[r]); /* inside the image */
+            else
+                nn__im2col_run(op, run_n[r], c, iy, ix, run_len[r], dst + run_at[r], 1);
+        }
+        if (++kx == kw) {
+            kx = 0;
+            if (++ky == s->kernel_height) {
+                ky = 0;
+                c++;
+            }
+        }
+    }
+}
+
 /* Packs rows [i0, i0+mc) x columns [p0, p0+kc) of A into slivers of mr rows, each stored k-major
-   (mr values per k), zero-padded to a whole sliver. */
+   (mr values per k), zero-padded to a whole sliver; an im2col view's slivers are stored
+   row-major instead (kc values per row), where each row is a few contiguous runs. */
 static void nn__pack_a(const nn__operand *op, int i0, int mc, int p0, int kc, int mr, float *dst)
 {
     int s, p, r;
     for (s = 0; s < mc; s += mr, dst += (size_t)mr * kc) {
         int rows = NN__MIN(mr, mc - s);
+        if (op->view == NN__IM2COL) { /* row-major slivers (see nn__gemm_serial): runs copy as blocks */
+            for (r = 0; r < rows; r++) nn__im2col_row(op, i0 + s + r, p0, kc, dst + (size_t)r * kc, 1);
+            for (r = rows; r < mr; r++) memset(dst + (size_t)r * kc, 0, (size_t)kc * sizeof(float));
+            continue;
+        }
         if (op->view == NN__MATRIX && !op->transposed) {
             for (r = 0; r < rows; r++) {
                 const float *src = op->data + (size_t)(i0 + s + r) * op->ld + p0;
@@ -2456,8 +2530,6 @@ static void nn__pack_a(const nn__operand *op, int i0, int mc, int p0, int kc, in
                 const float *src = op->data + (size_t)(p0 + p) * op->ld + i0 + s;
                 for (r = 0; r < rows; r++) dst[(size_t)p * mr + r] = src[r];
             }
-        } else if (op->view == NN__IM2COL) {
-            for (r = 0; r < rows; r++) nn__im2col_row(op, i0 + s + r, p0, kc, dst + r, mr);
         } else { /* NN__CHANNELS */
             for (r = 0; r < rows; r++) {
                 int n = p0 / op->spatial, at = p0 % op->spatial;
@@ -2482,6 +2554,8 @@ static void nn__pack_b(const nn__operand *op, int p0, int kc, int j0, int nc, in
     int s, p, c;
     for (s = 0; s < nc; s += nr, dst += (size_t)nr * kc) {
         int cols = NN__MIN(nr, nc - s);
+        /* a partial sliver: zero it first (one memset, not one per row) */
+        if (cols < nr) memset(dst, 0, (size_t)nr * kc * sizeof(float));
         if (op->view == NN__MATRIX && !op->transposed) {
             for (p = 0; p < kc; p++)
                 memcpy(dst + (size_t)p * nr, op->data + (size_t)(p0 + p) * op->ld + j0 + s, (size_t)cols * sizeof(float));
@@ -2491,7 +2565,7 @@ static void nn__pack_b(const nn__operand *op, int p0, int kc, int j0, int nc, in
                 for (p = 0; p < kc; p++) dst[(size_t)p * nr + c] = src[p];
             }
         } else if (op->view == NN__IM2COL) {
-            for (p = 0; p < kc; p++) nn__im2col_row(op, p0 + p, j0 + s, cols, dst + (size_t)p * nr, 1);
+            nn__im2col_sliver(op, p0, kc, j0 + s, cols, dst, nr);
         } else if (op->view == NN__CHANNELS) { /* element (p, j) = data[n][p][at] for j = n*spatial + at */
             for (p = 0; p < kc; p++) {
                 int n = (j0 + s) / op->spatial, at = (j0 + s) % op->spatial;
@@ -2515,8 +2589,6 @@ static void nn__pack_b(const nn__operand *op, int p0, int kc, int j0, int nc, in
                 }
             }
         }
-        for (p = 0; p < kc; p++)
-            for (c = cols; c < nr; c++) dst[(size_t)p * nr + c] = 0.0f;
     }
 }
 
@@ -2591,8 +2663,8 @@ static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int direct_a,
                         csa = a_cs;
                     } else {
                         ap = packed_a + (size_t)(ir - mc_full) * kc;
-                        rsa = 1;
-                        csa = (size_t)mr;
+                        rsa = a->view == NN__IM2COL ? (size_t)kc : 1;
+                        csa = a->view == NN__IM2COL ? 1 : (size_t)mr;
                     }
                     for (jr = 0; jr < nc; jr += nr) {
                         const int cols = NN__MIN(nr, nc - jr);
@@ -2790,6 +2862,19 @@ NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape)
     return nn__conv_col_floats(shape, oh, ow) + nn_sgemm_workspace_size();
 }
 
+/* d[i] += s[i] for n floats: 8 at a time through a local copy of s (so that d and s cannot
+   overlap and the compiler may use vectors), then the rest. */
+static void nn__add_run(float *d, const float *s, int n)
+{
+    float t[8];
+    int u;
+    for (; n >= 8; n -= 8, d += 8, s += 8) {
+        memcpy(t, s, sizeof t);
+        for (u = 0; u < 8; u++) d[u] += t[u];
+    }
+    for (u = 0; u < n; u++) d[u] += s[u];
+}
+
 /* The adjoint of im2col for one image: x[c][iy][ix] += col[(c,ky,kx)][(oy,ox)], col's rows
    col_stride floats apart. */
 static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *col, size_t col_stride, float *x)
@@ -2811,7 +2896,7 @@ static void nn__col2im(const nn_conv2d_shape *s, int oh, int ow, const float *co
                     if (iy < 0 || iy >= H) continue;
                     row = xc + (size_t)iy * W;
                     if (sw == 1)
-                        for (ox = lo; ox < hi; ox++) row[ix0 + ox] += src[ox];
+                        nn__add_run(row + ix0 + lo, src + lo, hi - lo);
                     else
                         for (ox = lo; ox < hi; ox++) row[ix0 + ox * sw] += src[ox];
                 }
@@ -2865,7 +2950,6 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
 {
     const int kh = s->kernel_height, kw = s->kernel_width, ckk = s->in_channels * kh * kw, hw = oh * ow;
     const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width;
-    int n;
     if (nn__conv_backward_is_conv(s)) {
         /* dx = conv(dy, w') with w'[c][oc][ky][kx] = w[oc][c][kh-1-ky][kw-1-kx], padding k-1-p */
         nn_conv2d_shape t;
@@ -2888,19 +2972,37 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
         return;
     }
     {
-        /* col[(c,ky,kx)][(n,hw)] = w^T * dy for the whole batch in one GEMM, then each image's
-           col2im (independent images, so in parallel) */
-        nn__operand A = nn__matrix(w, ckk, 1), B, C = nn__matrix(col, s->batch * hw, 0);
-        memset(&B, 0, sizeof B);
-        B.view = NN__CHANNELS;
-        B.data = dy;
-        B.rows = s->out_channels;
-        B.spatial = hw;
-        nn__gemm_views(ckk, s->batch * hw, s->out_channels, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
-        NN__PARALLEL_FOR((size_t)s->batch * ckk * hw)
-        for (n = 0; n < s->batch; n++) {
-            memset(dx + n * in_size, 0, in_size * sizeof(float));
-            nn__col2im(s, oh, ow, col + (size_t)n * hw, (size_t)s->batch * hw, dx + n * in_size);
+        /* col[(c,ky,kx)][(n,hw)] = w^T * dy, then col2im, a few images at a time so that their
+           column matrix (~128 KB) is still in cache when col2im reads it back. Each chunk has
+           its own region of `col` and its own GEMM slice, so chunks run on any thread and every
+           image's dx comes out the same. */
+        const int per_image = ckk * hw, images = NN__MAX(1, NN__MIN(s->batch, 32768 / NN__MAX(1, per_image)));
+        const int chunks = (s->batch + images - 1) / images;
+        int workers = NN__MIN(NN__MIN(gemm_threads, nn__chunk_threads((size_t)s->batch * ckk * hw)), chunks), worker;
+        if (workers < 1) workers = 1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(workers) schedule(static)
+#endif
+        for (worker = 0; worker < workers; worker++) {
+            float *ws = gemm_ws + (size_t)worker * NN__GEMM_THREAD_FLOATS;
+            int chunk;
+            for (chunk = worker; chunk < chunks; chunk += workers) {
+                const int first = chunk * images, count = NN__MIN(images, s->batch - first);
+                float *cc = col + (size_t)first * per_image;
+                nn__operand A = nn__matrix(w, ckk, 1), B, C = nn__matrix(cc, count * hw, 0);
+                int n;
+                memset(&B, 0, sizeof B);
+                B.view = NN__CHANNELS;
+                B.data = dy + (size_t)first * s->out_channels * hw;
+                B.rows = s->out_channels;
+                B.spatial = hw;
+                nn__gemm_views(ckk, count * hw, s->out_channels, 1.0f, &A, &B, 0.0f, &C, ws, 1);
+                for (n = 0; n < count; n++) {
+                    float *d = dx + (size_t)(first + n) * in_size;
+                    memset(d, 0, in_size * sizeof(float));
+                    nn__col2im(s, oh, ow, cc + (size_t)n * hw, (size_t)count * hw, d);
+                }
+            }
         }
     }
 }
