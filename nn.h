@@ -2491,11 +2491,20 @@ static void nn__im2col_sliver(const nn__operand *op, int p0, int kc, int j, int 
     for (p = 0; p < kc; p++, dst += nr) {
         const ptrdiff_t shift = ((ptrdiff_t)c * H + ky) * W + kx;
         for (r = 0; r < runs; r++) {
-            const int iy = run_iy[r] + ky, ix = run_ix[r] + kx;
-            if (s->stride_width == 1 && iy >= 0 && iy < H && ix >= 0 && ix + run_len[r] <= W)
-                nn__copy_run(dst + run_at[r], op->data + run_from[r] + shift, run_len[r]); /* inside the image */
-            else
-                nn__im2col_run(op, run_n[r], c, iy, ix, run_len[r], dst + run_at[r], 1);
+            const int iy = run_iy[r] + ky, ix = run_ix[r] + kx, len = run_len[r];
+            float *d = dst + run_at[r];
+            if (s->stride_width == 1 && iy >= 0 && iy < H && ix >= 0 && ix + len <= W) {
+                nn__copy_run(d, op->data + run_from[r] + shift, len); /* inside the image */
+            } else if (s->stride_width == 1 && iy >= 0 && iy < H) {
+                /* the part [lo, hi) inside the row is copied, the rest (the padding) is zero */
+                const int lo = NN__MIN(len, NN__MAX(0, -ix)), hi = NN__MAX(lo, NN__MIN(len, W - ix));
+                int u;
+                for (u = 0; u < lo; u++) d[u] = 0.0f;
+                if (hi > lo) nn__copy_run(d + lo, op->data + run_from[r] + shift + lo, hi - lo);
+                for (u = hi; u < len; u++) d[u] = 0.0f;
+            } else {
+                nn__im2col_run(op, run_n[r], c, iy, ix, len, d, 1);
+            }
         }
         if (++kx == kw) {
             kx = 0;
