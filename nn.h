@@ -2353,6 +2353,11 @@ static int nn__chunk_threads(size_t total)
     } while (0)
 #else
 #define NN__PARALLEL_FOR(work)
+static int nn__chunk_threads(size_t total)
+{
+    (void)total;
+    return 1;
+}
 #define NN__FOR_CHUNKS(total, BEGIN, LEN, BODY) \
     do {                                        \
         const size_t BEGIN = 0, LEN = (total);  \
