@@ -2401,6 +2401,10 @@ static nn__operand nn__matrix(const float *data, int ld, int transposed)
 static void nn__copy_run(float *d, const float *s, int n)
 {
     for (; n >= 8; n -= 8, d += 8, s += 8) memcpy(d, s, 8 * sizeof(float));
+    if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        n -= 4, d += 4, s += 4;
+    }
     for (; n > 0; n--) *d++ = *s++;
 }
 
@@ -2535,10 +2539,13 @@ static void nn__pack_a(const nn__operand *op, int i0, int mc, int p0, int kc, in
             continue;
         }
         if (op->view == NN__MATRIX && !op->transposed) {
-            for (r = 0; r < rows; r++) {
-                const float *src = op->data + (size_t)(i0 + s + r) * op->ld + p0;
-                for (p = 0; p < kc; p++) dst[(size_t)p * mr + r] = src[p];
-            }
+            const float *src = op->data + (size_t)(i0 + s) * op->ld + p0;
+            if (rows == mr) /* k outer: each k's mr values are stored together */
+                for (p = 0; p < kc; p++)
+                    for (r = 0; r < mr; r++) dst[(size_t)p * mr + r] = src[(size_t)r * op->ld + p];
+            else
+                for (r = 0; r < rows; r++)
+                    for (p = 0; p < kc; p++) dst[(size_t)p * mr + r] = src[(size_t)r * op->ld + p];
         } else if (op->view == NN__MATRIX) {
             for (p = 0; p < kc; p++) {
                 const float *src = op->data + (size_t)(p0 + p) * op->ld + i0 + s;
