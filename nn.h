@@ -47,8 +47,10 @@
    thread, and its training steps (nn_compute_gradients, nn_train_step, nn_fit) and evaluation
    split the batch instead: each thread runs its share of the samples through the whole graph,
    and the gradients are summed in a fixed order. That is ~2x on 2 cores for LeNet where
-   per-kernel threads give ~1.1x; the gradients then match one thread's to float rounding, and
-   every run with the same thread count gives the same bits. See docs/scaling.md.
+   per-kernel threads give ~1.0-1.1x; the gradients then match one thread's to float rounding,
+   and every run with the same thread count gives the same bits (nn_set_sample_split(model, 0)
+   keeps the kernel-only threading and bit-identical results for any count). See
+   docs/scaling.md.
 
    CONVENTIONS
    -----------
@@ -345,6 +347,9 @@ NNDEF nn_status nn_compute_loss(nn_model *model, const int *labels, const float 
    Afterwards nn_output and nn_grads cover the batch; nn_backward needs a new nn_forward. */
 NNDEF nn_status nn_compute_gradients(nn_model *model, const float *x, const int *labels, const float *targets,
                                      int count, float *loss);
+/* enabled = 0 keeps every pass whole (threads only inside the kernels), so that results are
+   bit-identical for any thread count; 1 (the default) allows the split described above. */
+NNDEF void nn_set_sample_split(nn_model *model, int enabled);
 NNDEF const float *nn_input_gradient(const nn_model *model); /* [count][nn_input_size] */
 
 typedef enum nn_optimizer_kind { NN_OPTIMIZER_SGD, NN_OPTIMIZER_ADAM, NN_OPTIMIZER_ADAMW, NN_OPTIMIZER_RMSPROP } nn_optimizer_kind;
@@ -3480,6 +3485,7 @@ struct nn_model {
     nn__context *contexts;      /* [0] views the buffers above; [1..] replicas (see nn__split_parts) */
     int context_count;
     int split_pass;             /* the last pass ran split over contexts: only its output is whole */
+    int no_split;               /* nn_set_sample_split(m, 0) */
     double sample_macs;         /* multiply-adds of one sample's forward pass */
 };
 
@@ -4501,7 +4507,7 @@ NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets
 static int nn__split_parts(const nn_model *m, int count, int backward)
 {
     int parts = NN__MIN(NN__MIN(m->context_count, nn_threads()), count);
-    if (parts < 2 || (backward && m->input_gradient)) return 1;
+    if (parts < 2 || m->no_split || (backward && m->input_gradient)) return 1;
     if ((backward ? 3.0 : 1.0) * m->sample_macs * count < 2097152.0) return 1;
     return parts;
 }
@@ -4621,6 +4627,10 @@ NNDEF void nn_set_input_gradient(nn_model *m, int enabled)
 NNDEF void nn_set_nonfinite_policy(nn_model *m, int keep_going)
 {
     if (m) m->keep_going = keep_going != 0;
+}
+NNDEF void nn_set_sample_split(nn_model *m, int enabled)
+{
+    if (m) m->no_split = enabled == 0;
 }
 NNDEF nn_grad_reduction nn_get_grad_reduction(const nn_model *m) { return m ? m->reduction : NN_GRAD_MEAN; }
 NNDEF int nn_get_nonfinite_policy(const nn_model *m) { return m ? m->keep_going : 0; }

@@ -53,7 +53,8 @@
       other; nn_train_step bit-identical to nn_forward + nn_backward + nn_optimizer_step. Split
       steps (a model without batch norm or dropout on 2 threads, each thread half the batch):
       loss, gradients, outputs and parameters within 1e-5 (relative to the largest) of one
-      thread, bit-identical run to run; evaluation bit-identical to one thread.
+      thread, bit-identical run to run; evaluation bit-identical to one thread; with
+      nn_set_sample_split(m, 0), 1 and 2 threads bit-identical.
    10. Learning: MNIST (see test_learn_mnist) > 85% when data/mnist exists (relative to the
        current directory); a synthetic separable 4-class set > 95% in any case; nn_fit's
        patience (one and four checks per epoch), on_epoch reports and its stop request.
@@ -1579,7 +1580,7 @@ typedef struct split_run {
 
 /* Four SGD-momentum steps of batches 8, 8, 5, 7 (odd counts split unevenly); keeps the last
    step's gradients and outputs and the final parameters. */
-static split_run split_train(int threads, nn_loss loss, nn_grad_reduction reduction)
+static split_run split_train(int threads, nn_loss loss, nn_grad_reduction reduction, int allow_split)
 {
     static const int counts[4] = {8, 8, 5, 7};
     split_run r;
@@ -1590,6 +1591,7 @@ static split_run split_train(int threads, nn_loss loss, nn_grad_reduction reduct
     ASSERT_OK(nn_set_threads(threads));
     m = split_model(loss, 8);
     nn_set_grad_reduction(m, reduction);
+    nn_set_sample_split(m, allow_split);
     nn_test_seed = 0xABCDEFull;
     for (s = 0; s < 4; s++) {
         nn_test_fill(x, 8 * 256, -1.0f, 1.0f);
@@ -1623,8 +1625,8 @@ static void split_free(split_run *r)
 
 static void split_case(nn_loss loss, nn_grad_reduction reduction, const char *name)
 {
-    split_run one = split_train(1, loss, reduction), two = split_train(2, loss, reduction),
-              again = split_train(2, loss, reduction);
+    split_run one = split_train(1, loss, reduction, 1), two = split_train(2, loss, reduction, 1),
+              again = split_train(2, loss, reduction, 1);
     const size_t np = 8 * 9 + 8 + 8 * 72 + 8 * 8 * 64 + 64 + 640 + 10;
     char what[160];
     int s;
@@ -1657,6 +1659,25 @@ static void test_split_step_targets_sum(void **state)
 {
     (void)state;
     split_case(NN_LOSS_MSE, NN_GRAD_SUM, "MSE, sum");
+}
+
+/* nn_set_sample_split(m, 0): two threads only inside the kernels, bit-identical to one. */
+static void test_split_disabled(void **state)
+{
+    split_run one = split_train(1, NN_LOSS_SOFTMAX_CROSS_ENTROPY, NN_GRAD_MEAN, 0),
+              two = split_train(2, NN_LOSS_SOFTMAX_CROSS_ENTROPY, NN_GRAD_MEAN, 0);
+    const size_t np = 8 * 9 + 8 + 8 * 72 + 8 * 8 * 64 + 64 + 640 + 10;
+    int s;
+    (void)state;
+    if (two.split) fail_msg("split disabled, yet the step was split (nn_backward refused to run)");
+    for (s = 0; s < 4; s++)
+        if (memcmp(&one.loss[s], &two.loss[s], sizeof(float)) != 0)
+            fail_msg("split disabled: loss of step %d is %.9g on 2 threads, %.9g on 1", s, two.loss[s], one.loss[s]);
+    if (memcmp(one.params, two.params, np * sizeof(float)) != 0 || memcmp(one.grads, two.grads, np * sizeof(float)) != 0 ||
+        memcmp(one.output, two.output, 7 * 10 * sizeof(float)) != 0)
+        fail_msg("split disabled: 1 and 2 threads are not bit-identical");
+    split_free(&one);
+    split_free(&two);
 }
 
 static void test_split_evaluate(void **state)
@@ -2321,6 +2342,7 @@ static const struct CMUnitTest tests[] = {
     T(test_split_step_labels_mean),
     T(test_split_step_targets_sum),
     T(test_split_evaluate),
+    T(test_split_disabled),
     T(test_train_step_composition),
     T(test_learn_synthetic),
     T(test_learn_mnist),

@@ -3,17 +3,18 @@
    Measures sgemm 512x512x512, LeNet's two convolutions (batch 64, forward + both backwards) and
    LeNet training steps (batch 64, SGD momentum 0.9, MNIST if --data has it, else random data),
    each with nn_set_threads(1) and nn_set_threads(2) in alternating rounds, so that a busy machine
-   slows both alike; reports the best time of each and the speed-up. --epoch also times one whole
-   MNIST epoch (938 steps) per thread count. LeNet has no batch norm or dropout, so with 2
+   slows both alike; reports the best time of each and the speed-up. --epoch also times whole
+   MNIST epochs (938 steps), 1 and 2 threads alternating, and reports the median of each. LeNet has no batch norm or dropout, so with 2
    threads nn_train_step splits each batch by samples (one half per thread, see
-   nn_compute_gradients); the "kernel threads only" rows train a LeNet compiled on one thread
-   (no replica for a second half), whose steps instead split every kernel's work.
+   nn_compute_gradients); the "kernel threads only" rows train a LeNet with
+   nn_set_sample_split(m, 0), whose steps instead split each kernel's work.
    Then checks what the thread count changes: sgemm, convolution outputs and kernel-threaded
    training (bit for bit), and split training (the largest parameter difference after
    --check-steps steps, and two 2-thread runs bit for bit).
 
    Build: make scaling-bench (cc -O2 -fopenmp). Run: build/tools/scaling_bench [--data DIR]
-   [--rounds N] [--steps N] [--epoch] [--check-steps N] */
+   [--rounds N] [--steps N] [--epoch] [--epoch-runs N (default 3; implies --epoch)]
+   [--check-steps N] */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -22,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int rounds = 5, steps = 50, full_epoch = 0, check_steps = 100;
+static int rounds = 5, steps = 50, full_epoch = 0, check_steps = 100, epoch_runs = 3;
 static const char *data_dir = "data/mnist";
 
 static float *random_floats(size_t n, uint64_t seed)
@@ -172,17 +173,19 @@ static void optimizer_run(void *p)
     for (i = 0; i < t->count; i++) nn_optimizer_step(&t->opt, t->m);
 }
 
-/* Two LeNets compiled on `compiled_on` threads, trained check_steps steps on threads_a and
-   threads_b: 1 when their parameters are bit-identical; *diff gets the largest difference. */
+/* Two LeNets compiled on 2 threads (split steps allowed or not), trained check_steps steps on
+   threads_a and threads_b: 1 when their parameters are bit-identical; *diff gets the largest
+   difference. */
 static double split_diff_rel = 0.0;
-static int train_pair(int compiled_on, int threads_a, int threads_b, double *diff, train_ctx *t)
+static int train_pair(int allow_split, int threads_a, int threads_b, double *diff, train_ctx *t)
 {
     nn_model *m[2];
     int k, same;
     size_t i, n;
     double worst = 0.0, biggest = 0.0;
     for (k = 0; k < 2; k++) {
-        m[k] = lenet(compiled_on);
+        m[k] = lenet(2);
+        nn_set_sample_split(m[k], allow_split);
         t->m = m[k];
         t->opt = nn_sgd(0.01f, 0.9f, 0.0f);
         t->next = 0;
@@ -225,8 +228,17 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--check-steps") && i + 1 < argc) check_steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--epoch")) full_epoch = 1;
+        else if (!strcmp(argv[i], "--epoch-runs") && i + 1 < argc) {
+            full_epoch = 1;
+            epoch_runs = atoi(argv[++i]);
+            if (epoch_runs < 1 || epoch_runs > 64) {
+                fprintf(stderr, "scaling_bench: --epoch-runs takes 1..64\n");
+                return 2;
+            }
+        }
         else {
-            fprintf(stderr, "usage: scaling_bench [--data DIR] [--rounds N] [--steps N] [--epoch] [--check-steps N]\n");
+            fprintf(stderr, "usage: scaling_bench [--data DIR] [--rounds N] [--steps N] [--epoch] [--epoch-runs N] "
+                            "[--check-steps N]\n");
             return 2;
         }
     }
@@ -295,7 +307,8 @@ int main(int argc, char **argv)
         for (i = 0; i < ds.count; i++) ds.labels[i] = i % 10;
     }
     printf("LeNet on %s (%d samples)\n", have_mnist ? "MNIST" : "random data (no MNIST found)", ds.count);
-    t.m = lenet(1);
+    t.m = lenet(2);
+    nn_set_sample_split(t.m, 0);
     t.opt = nn_sgd(0.01f, 0.9f, 0.0f);
     t.ds = &ds;
     t.next = 0;
@@ -318,23 +331,35 @@ int main(int argc, char **argv)
     time_both(optimizer_run, &t, 1, best);
     report("  LeNet SGD update (44 426)", best, steps);
     if (full_epoch) {
-        double e[2];
-        int th;
-        for (th = 1; th <= 2; th++) {
-            double t0, c0;
-            nn_set_threads(th);
-            nn_optimizer_reset(&t.opt);
-            t.next = 0;
-            t.count = (ds.count + 63) / 64;
-            t0 = nn_seconds();
-            c0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
-            train_run(&t);
-            e[th - 1] = nn_seconds() - t0;
-            cpu_main[th - 1] = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
+        /* whole epochs, 1 and 2 threads alternating, epoch_runs times each: the median of each
+           (a shared machine's occasional hiccup lands in one run, not in the median) */
+        double e[2][64], med[2];
+        int th, run;
+        for (run = 0; run < epoch_runs; run++)
+            for (th = 1; th <= 2; th++) {
+                double t0;
+                nn_set_threads(th);
+                nn_optimizer_reset(&t.opt);
+                t.next = 0;
+                t.count = (ds.count + 63) / 64;
+                t0 = nn_seconds();
+                train_run(&t);
+                e[th - 1][run] = nn_seconds() - t0;
+                printf("EPOCH run %d, %d thread(s): %.2f s\n", run + 1, th, e[th - 1][run]);
+                fflush(stdout);
+            }
+        for (th = 0; th < 2; th++) {
+            int i, j;
+            for (i = 1; i < epoch_runs; i++) /* insertion sort: a handful of values */
+                for (j = i; j > 0 && e[th][j - 1] > e[th][j]; j--) {
+                    double tmp = e[th][j];
+                    e[th][j] = e[th][j - 1];
+                    e[th][j - 1] = tmp;
+                }
+            med[th] = epoch_runs % 2 ? e[th][epoch_runs / 2] : 0.5 * (e[th][epoch_runs / 2 - 1] + e[th][epoch_runs / 2]);
         }
-        printf("SCALING %-30s wall: 1 thread %8.2f s, 2 threads %8.2f s, speed-up %.2fx | critical path: %.2f -> %.2f s, "
-               "%.2fx\n",
-               "LeNet epoch (938 steps)", e[0], e[1], e[0] / e[1], cpu_main[0], cpu_main[1], cpu_main[0] / cpu_main[1]);
+        printf("SCALING %-30s wall, median of %d: 1 thread %8.2f s, 2 threads %8.2f s, speed-up %.2fx\n",
+               "LeNet epoch (938 steps)", epoch_runs, med[0], med[1], med[0] / med[1]);
     }
     nn_optimizer_free(&t.opt);
     nn_model_free(t.m);
@@ -366,10 +391,10 @@ int main(int argc, char **argv)
             same_conv &= !memcmp(y1[l], c.y[l], out * sizeof(float)) && !memcmp(dw1[l], c.dw[l], wn * sizeof(float));
         }
         same_conv &= !memcmp(dx1, c.dx[1], (size_t)64 * 6 * 12 * 12 * sizeof(float));
-        /* training: kernel threads only (compiled on 1 thread), then split (compiled on 2) */
-        same_kernel_train = train_pair(1, 1, 2, NULL, &t);
-        same_train = train_pair(2, 1, 2, &split_diff, &t);
-        same_split_runs = train_pair(2, 2, 2, NULL, &t);
+        /* training: kernel threads only, then split steps */
+        same_kernel_train = train_pair(0, 1, 2, NULL, &t);
+        same_train = train_pair(1, 1, 2, &split_diff, &t);
+        same_split_runs = train_pair(1, 2, 2, NULL, &t);
         printf("IDENTICAL sgemm 512^3 output, 1 vs 2 threads: %s\n", same_gemm ? "bit-identical" : "DIFFERENT");
         printf("IDENTICAL LeNet conv outputs and gradients, 1 vs 2 threads: %s\n", same_conv ? "bit-identical" : "DIFFERENT");
         printf("IDENTICAL LeNet parameters after %d steps with kernel threads only, 1 vs 2 threads: %s\n", check_steps,
