@@ -34,6 +34,8 @@
        NN_MALLOC(size) / NN_FREE(ptr)   replace malloc/free (define both)
        NN_NO_SIMD          compile only the portable scalar kernels
        NN_ASSERT(x)        replace assert() for the library's own invariants
+       NN_SPLIT_MAX_BYTES  most memory nn_compile spends on per-thread replicas for split
+                           steps (default 512 MiB; above it the model threads its kernels)
    Environment at run time:
        NN_BACKEND=scalar|avx2|avx512|neon   force a kernel table (default: the fastest available)
        NN_THREADS=N                          thread count when built with -fopenmp
@@ -541,6 +543,9 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #ifndef NN_MALLOC
 #define NN_MALLOC(size) malloc(size)
 #define NN_FREE(ptr) free(ptr)
+#endif
+#ifndef NN_SPLIT_MAX_BYTES
+#define NN_SPLIT_MAX_BYTES ((size_t)512 << 20)
 #endif
 #ifndef NN_ASSERT
 #include <assert.h>
@@ -4007,6 +4012,13 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     memset(m->grads, 0, params * sizeof(float));
     /* Replicas for steps split by samples: batch norm's statistics span the whole batch and
        dropout draws its masks in order, so models with them split inside each kernel instead. */
+    {
+        /* one replica per extra thread, all or none: fewer parts than threads would leave threads idle */
+        const size_t replica_bytes = (arena + params + m->col_floats + NN__GEMM_THREAD_FLOATS) * sizeof(float) +
+                                     index_arena * sizeof(int32_t);
+        const int extra = NN__MIN(m->workspace_threads, max_batch) - 1;
+        if (extra < 1 || (size_t)extra > NN_SPLIT_MAX_BYTES / replica_bytes) splittable = 0;
+    }
     if (nn__plan_contexts(m, splittable ? NN__MIN(m->workspace_threads, max_batch) : 1, arena, index_arena, params) != NN_OK) {
         nn__model_release_plan(m);
         return nn__fail(NN_ERROR_MEMORY, "nn_compile: out of memory planning %d copies of %.1f MB of buffers for threads",
