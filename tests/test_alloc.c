@@ -47,6 +47,7 @@ static void count_free(void *p)
 #define NN_FREE(ptr) count_free(ptr)
 #define NN_STATIC
 #define NN_IMPLEMENTATION
+#define NN_SPLIT_MAX_BYTES ((size_t)64 << 20) /* test_split_memory_cap */
 /* gcc 12 -O2 inlines nn_conv2d into this file's callers and then warns that its `oh`/`ow` may
    be used uninitialised (they are set whenever nn__conv_check returns NN_OK, which gcc cannot
    see through the non-inlinable varargs nn__fail). Reported; silenced here only. */
@@ -214,6 +215,36 @@ static void test_split_train_step_no_alloc(void **state)
     nn_model_free(m);
     nn_set_threads(saved);
     if (live_blocks != live0) fail_msg("%ld blocks still live after nn_model_free and nn_optimizer_free", live_blocks - live0);
+}
+
+/* NN_SPLIT_MAX_BYTES (64 MiB in this file): the plain CNN at max batch 16 gets its replica
+   (~1.3 MB) and splits a 16-sample step (nn_backward then refuses to run without a new
+   forward); at max batch 1024 a replica would take ~80 MB, so nn_compile makes none and the same
+   step runs whole (nn_backward works after it). */
+static void test_split_memory_cap(void **state)
+{
+    const int saved = nn_threads();
+    int labels[16], i, split[2], k;
+    float *x = (float *)malloc(16 * 256 * sizeof(float));
+    (void)state;
+    if (!x) fail_msg("out of memory");
+    nn_test_fill(x, 16 * 256, 0.0f, 1.0f);
+    for (i = 0; i < 16; i++) labels[i] = i % 10;
+    ASSERT_OK(nn_set_threads(2));
+    for (k = 0; k < 2; k++) {
+        nn_model *m = plain_cnn(k == 0 ? 16 : 1024);
+        nn_optimizer o = nn_sgd(0.01f, 0.0f, 0.0f);
+        ASSERT_OK(nn_train_step(m, &o, x, labels, NULL, 16, NULL));
+        split[k] = nn_backward(m, labels, NULL, NULL) == NN_ERROR_STATE;
+        nn_optimizer_free(&o);
+        nn_model_free(m);
+    }
+    nn_set_threads(saved);
+    free(x);
+#ifdef _OPENMP
+    if (!split[0]) fail_msg("max batch 16 (a ~1.3 MB replica): the step did not split");
+#endif
+    if (split[1]) fail_msg("max batch 1024 (an ~80 MB replica, over the 64 MiB cap): the step split");
 }
 
 /* Each optimiser allocates its state once; RMSProp and Adam too. */
@@ -438,6 +469,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cnn_train_step_no_alloc),
     cmocka_unit_test(test_cnn_train_step_no_alloc_2_threads),
     cmocka_unit_test(test_split_train_step_no_alloc),
+    cmocka_unit_test(test_split_memory_cap),
     cmocka_unit_test(test_optimizers_alloc_once),
     cmocka_unit_test(test_everything_released),
     cmocka_unit_test(test_allocation_failures),
