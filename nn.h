@@ -48,8 +48,8 @@
    dropout, compiled while nn_threads() > 1, also gets a copy of its activation buffers per
    thread, and its training steps (nn_compute_gradients, nn_train_step, nn_fit) and evaluation
    split the batch instead: each thread runs its share of the samples through the whole graph,
-   and the gradients are summed in a fixed order. That is ~2x on 2 cores for LeNet where
-   per-kernel threads give ~1.0-1.1x; the gradients then match one thread's to float rounding,
+   and the gradients are summed in a fixed order. That is 1.8-1.9x on 2 cores for a LeNet epoch
+   where per-kernel threads give 1.5x; the gradients then match one thread's to float rounding,
    and every run with the same thread count gives the same bits (nn_set_sample_split(model, 0)
    keeps the kernel-only threading and bit-identical results for any count). See
    docs/scaling.md.
@@ -72,8 +72,9 @@
                  nn_sum_squares, nn_bias_*
    graph         nn_model_new/free, nn_input, nn_linear, nn_conv2d, pooling, nn_batchnorm,
                  nn_dropout, nn_flatten, nn_add_nodes, activations, nn_compile
-   training      nn_forward, nn_backward, nn_compute_gradients, nn_train_step, nn_optimizer_*, nn_sgd, nn_adam,
-                 nn_adamw, nn_rmsprop, nn_init_*, nn_evaluate, nn_confusion_matrix, nn_fit
+   training      nn_forward, nn_backward, nn_compute_gradients, nn_train_step, nn_optimizer_*,
+                 nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_init_*, nn_evaluate, nn_confusion_matrix,
+                 nn_fit, nn_set_sample_split
    data & files  nn_mnist_load, nn_dataset_*, nn_save, nn_load
 
    LICENSE: MIT (see the end of this file).
@@ -2488,6 +2489,7 @@ static void nn__im2col_sliver(const nn__operand *op, int p0, int kc, int j, int 
     ptrdiff_t run_from[NN__GEMM_MAX_NR];
     int n = j / hw, oy = j % hw / op->ow, ox = j % op->ow;
     int c = p0 / kk, ky = p0 % kk / kw, kx = p0 % kw;
+    NN_ASSERT(cols <= NN__GEMM_MAX_NR); /* every table's nr is at most 64 */
     while (t < cols) {
         const int run = NN__MIN(cols - t, op->ow - ox);
         run_n[runs] = n;
