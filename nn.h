@@ -2447,6 +2447,19 @@ static void nn__im2col_run(const nn__operand *op, int n, int c, int iy, int ix0,
     for (u = hi; u < count; u++) d[(size_t)u * step] = 0.0f;
 }
 
+/* Moves output position (n, oy, ox) on by run positions, run never past the end of the row. */
+static void nn__step_position(const nn__operand *op, int run, int *n, int *oy, int *ox)
+{
+    *ox += run;
+    if (*ox == op->ow) {
+        *ox = 0;
+        if (++*oy == op->oh) {
+            *oy = 0;
+            ++*n;
+        }
+    }
+}
+
 /* Copies count consecutive entries of im2col row (c, ky, kx), starting at output position
    (n, oy, ox), to dst[0], dst[step], ...: along an output row the input is read as one run
    (contiguous when the stride is 1). */
@@ -2464,14 +2477,7 @@ static void nn__im2col_row(const nn__operand *op, int row, int position, int cou
         else
             nn__im2col_run(op, n, c, iy, ix, run, dst + (size_t)t * step, step);
         t += run;
-        ox += run;
-        if (ox == op->ow) {
-            ox = 0;
-            if (++oy == op->oh) {
-                oy = 0;
-                n++;
-            }
-        }
+        nn__step_position(op, run, &n, &oy, &ox);
     }
 }
 
@@ -2498,14 +2504,7 @@ static void nn__im2col_sliver(const nn__operand *op, int p0, int kc, int j, int 
         run_len[runs] = run;
         run_at[runs++] = t;
         t += run;
-        ox += run;
-        if (ox == op->ow) {
-            ox = 0;
-            if (++oy == op->oh) {
-                oy = 0;
-                n++;
-            }
-        }
+        nn__step_position(op, run, &n, &oy, &ox);
     }
     for (r = 0; r < runs; r++) /* where the run starts in x for (c, ky, kx) = 0; may be outside */
         run_from[r] = (ptrdiff_t)run_n[r] * s->in_channels * H * W + (ptrdiff_t)run_iy[r] * W + run_ix[r];
