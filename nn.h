@@ -504,8 +504,10 @@ NNDEF nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_data
                                int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics);
 
 /* Model files: magic, version, architecture fingerprint, counts and CRC-32, little-endian.
-   nn_save writes a temporary file and renames it over path; nn_load checks everything before
-   it changes the model and leaves it untouched on any error. */
+   nn_save writes a temporary file (path + ".tmp", created anew, never through a symlink, synced
+   to the disk) and renames it over path; it refuses (NN_ERROR_NONFINITE, writing nothing) a
+   model with a NaN or infinite value. nn_load checks everything, finiteness included, before it
+   changes the model and leaves it untouched on any error. */
 NNDEF nn_status nn_save(const nn_model *model, const char *path); /* see above */
 NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
 
@@ -530,6 +532,8 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #include <string.h>
 #include <time.h>
 #if defined(__unix__) || defined(__APPLE__)
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/time.h>
 #include <unistd.h>
 #define NN__POSIX 1
@@ -5378,15 +5382,60 @@ static void nn__get_floats(const unsigned char *p, float *x, size_t n)
     }
 }
 
+/* The index of the first value of x[0..n) that is NaN or infinite, or n. */
+static size_t nn__first_nonfinite(const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!isfinite(x[i])) break;
+    return i;
+}
+
+/* Writes the whole buffer to a new file at tmp (never through whatever is already there: a
+   stale temporary or a symlink is removed first, and the file is created exclusively), synced
+   to the disk before it is closed. 0 on success, else -1 with the file removed. */
+static int nn__write_new_file(const char *tmp, const unsigned char *buf, size_t total)
+{
+#ifdef NN__POSIX
+    size_t done = 0;
+    int fd, ok;
+    (void)unlink(tmp); /* a leftover or a symlink; a directory stays and makes open fail */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    if (fd < 0) return -1;
+    while (done < total) {
+        ssize_t n = write(fd, buf + done, total - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    ok = done == total && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok) remove(tmp);
+    return ok ? 0 : -1;
+#else
+    FILE *f = fopen(tmp, "wb");
+    int ok;
+    if (!f) return -1;
+    ok = fwrite(buf, 1, total, f) == total && fflush(f) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok) remove(tmp);
+    return ok ? 0 : -1;
+#endif
+}
+
 NNDEF nn_status nn_save(const nn_model *m, const char *path)
 {
-    size_t total, written;
+    size_t total, bad;
     unsigned char *buf;
     char *tmp;
-    FILE *f;
-    int ok;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_save: compile the model first");
     if (!path || !*path) return nn__fail(NN_ERROR_ARGUMENT, "nn_save: empty file name");
+    /* a file nn_load would refuse is not written at all */
+    if ((bad = nn__first_nonfinite(m->params, m->param_count)) < m->param_count)
+        return nn__fail(NN_ERROR_NONFINITE, "nn_save: parameter %zu is %g; nothing was written", bad, (double)m->params[bad]);
+    if ((bad = nn__first_nonfinite(m->state, m->state_count)) < m->state_count)
+        return nn__fail(NN_ERROR_NONFINITE, "nn_save: batch-norm statistic %zu is %g; nothing was written", bad,
+                        (double)m->state[bad]);
     total = NN__FILE_HEADER + 4 * (m->param_count + m->state_count) + 4;
     buf = (unsigned char *)NN_MALLOC(total);
     tmp = (char *)NN_MALLOC(strlen(path) + 5);
@@ -5405,21 +5454,13 @@ NNDEF nn_status nn_save(const nn_model *m, const char *path)
     nn__put_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);
     nn__put_u32(buf + total - 4, nn__crc32(buf, total - 4));
     sprintf(tmp, "%s.tmp", path);
-    f = fopen(tmp, "wb");
-    if (!f) {
+    if (nn__write_new_file(tmp, buf, total) != 0) {
         NN_FREE(buf);
         NN_FREE(tmp);
-        return nn__fail(NN_ERROR_IO, "nn_save: cannot create %s.tmp", path);
+        return nn__fail(NN_ERROR_IO, "nn_save: creating or writing %s.tmp failed (disk full? not writable?); %s is unchanged",
+                        path, path);
     }
-    written = fwrite(buf, 1, total, f);
-    ok = written == total && fflush(f) == 0;
-    ok = (fclose(f) == 0) && ok;
     NN_FREE(buf);
-    if (!ok) {
-        remove(tmp);
-        NN_FREE(tmp);
-        return nn__fail(NN_ERROR_IO, "nn_save: writing %s.tmp failed (disk full?); %s is unchanged", path, path);
-    }
 #ifdef _WIN32
     remove(path);
 #endif
@@ -5468,6 +5509,16 @@ NNDEF nn_status nn_load(nn_model *m, const char *path)
         st = nn__fail(NN_ERROR_SHAPE, "%s: saved from a different architecture (%llu parameters, this model has %zu)", path,
                       (unsigned long long)params, m->param_count);
         goto done;
+    }
+    {
+        /* NaN or infinity (exponent bits all ones) anywhere: refused before anything changes */
+        size_t i;
+        for (i = 0; i < params + state; i++)
+            if ((nn__get_u32(buf + NN__FILE_HEADER + 4 * i) & 0x7F800000u) == 0x7F800000u) {
+                st = nn__fail(NN_ERROR_NONFINITE, "%s: %s %zu is not finite; the model is unchanged", path,
+                              i < params ? "parameter" : "batch-norm statistic", i < params ? (size_t)i : (size_t)(i - params));
+                goto done;
+            }
     }
     nn__get_floats(buf + NN__FILE_HEADER, m->params, m->param_count);
     nn__get_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);

@@ -290,8 +290,8 @@ nn.h (reported to the integrator; each has a reproducer):
 1. **`nn_confusion_matrix` writes outside `matrix` for a label outside `[0, ds->classes)`**
    (heap-buffer-overflow, read and write at `matrix[label * classes + predicted]`). It checks
    `ds->classes` against the output count but never the labels themselves. Reproducer:
-   `./probe crash confusion-label`, or `tests/repro/confusion_matrix_oob.c`. Expected:
-   `NN_ERROR_ARGUMENT` before anything is written.
+   `./probe crash confusion-label`. Expected:
+   `NN_ERROR_ARGUMENT` before anything is written. *Status: fixed (section 5's row).*
 2. **Signed overflow (undefined behaviour) in the shape checks of the kernel API and of
    `nn_conv2d`**: `nn__pool_check` computes `2 * pad_height` in int (pad >= 2^30) and
    `(long long)batch * channels * in_height * in_width` (4 ints: overflows long long);
@@ -300,18 +300,18 @@ nn.h (reported to the integrator; each has a reproducer):
    `nn_pool2d_output_size`, `nn_conv2d_output_size`, every pooling/convolution kernel, and from
    the graph builder `nn_conv2d` (channels up to 2^28 are accepted by `nn_input`). The header
    promises "products are checked for overflow". Reproducers: `./probe crash pool-pad|pool-size|
-   conv-kernel|conv-input|conv-builder`, `tests/repro/shape_overflow.c` (UBSan). Fix: check each
-   factor against the bound before multiplying (or divide instead of multiplying).
+   conv-kernel|conv-input|conv-builder` (UBSan). Fix: check each
+   factor against the bound before multiplying (or divide instead of multiplying). *Status:
+   fixed (section 5's rows).*
 3. **A failed `nn_train_step` still changes the batch-norm running statistics when the
    optimizer step fails**: a negative or NaN learning rate, an unknown optimizer kind, or no
    memory for the optimizer state (first step) make `nn_optimizer_step` fail after the
    train-mode forward has folded the batch into the running statistics, and this path does not
    restore `state_backup` (the non-finite path and, since commit ad82df3, the nn_backward path
    do). Contract: "on failure nothing the caller owns has been changed". Reproducer:
-   `tests/repro/bn_stats_failed_step.c` (exit 1 while the bug is there);
    `NN_RELIABILITY_STRICT=1` makes `test_reliability` and `test_alloc_fail` assert it. Fix: restore
    the statistics when `nn_optimizer_step` fails too (or bind and validate the optimizer before
-   the forward).
+   the forward). *Status: fixed (section 6: "negative learning rate: unchanged").*
 4. Minor: `nn_compile`'s out-of-memory message understates the request: with
    `nn_set_threads(99999)` (which `--threads 99999` reaches; no upper bound anywhere) it says
    "out of memory planning 0.7 MB of buffers" while the failed block is the per-thread GEMM
@@ -324,13 +324,13 @@ nn.h (reported to the integrator; each has a reproducer):
    whether it was ENOENT, EACCES or EROFS). `nn_input(m, 65536, 65536, 65536)` says "sizes must
    be positive" for sizes that are too large.
 6. Observations on model files: the reserved u32 at offset 12 is written as 0 but never
-   checked on load; values are not checked either (a well-formed file of NaN weights or a
-   negative running variance loads with NN_OK). `nn_save` writes `<path>.tmp` with
-   `fopen("wb")`: it follows a symlink at that name (the /dev/full test relies on it) and
-   silently overwrites a user's file called `<path>.tmp`; two processes saving to the same path
-   race on the same temporary. There is no `fsync` before `rename`, so after a power loss the
-   new name may point to an empty file on some file systems. Saving through a symlink replaces
-   the link with a regular file (its target keeps the old contents).
+   checked on load; a negative running variance loads with NN_OK. (Fixed since the first
+   version of this page: NaN or infinite values are refused by `nn_load` and by `nn_save`
+   with NN_ERROR_NONFINITE; `nn_save` removes whatever is at `<path>.tmp` and creates it with
+   `O_CREAT|O_EXCL`, so a symlink there is not written through, and it `fsync`s the
+   temporary before the `rename`.) Two processes saving to the same path still race on the
+   same temporary, and a user's own file called `<path>.tmp` is replaced. Saving through a
+   symlink replaces the link with a regular file (its target keeps the old contents).
 
 examples/common.h (`ex_parse`):
 

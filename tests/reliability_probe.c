@@ -26,7 +26,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "../examples/common.h"
@@ -627,13 +629,49 @@ static void probe_save(const char *tiny_fs)
     mkdir(sub, 0700);
     save_case("temporary name is a directory", "m.nn.tmp exists as a directory (EISDIR)", m, path, 1, 1);
     rmdir(sub);
-    if (stat("/dev/full", &sb) == 0) {
+    {
+        /* a file-size limit: the write fails part way with EFBIG, as on a full disk */
+        struct rlimit old, small;
         path_in(path, sizeof path, "full.nn");
         nn_save(m, path);
+        if (getrlimit(RLIMIT_FSIZE, &old) == 0) {
+            void (*handler)(int) = signal(SIGXFSZ, SIG_IGN);
+            small = old;
+            small.rlim_cur = 64;
+            if (setrlimit(RLIMIT_FSIZE, &small) == 0) {
+                save_case("disk full (file-size limit)", "RLIMIT_FSIZE of 64 bytes: the write fails part way (EFBIG)", m, path,
+                          1, 0);
+                setrlimit(RLIMIT_FSIZE, &old);
+            }
+            signal(SIGXFSZ, handler);
+        }
+    }
+    {
+        /* a symlink planted at the temporary's name must not be written through */
+        char victim[600];
+        unsigned char back[16];
+        path_in(path, sizeof path, "linked-tmp.nn");
+        nn_save(m, path);
+        path_in(victim, sizeof victim, "victim.txt");
+        write_file(victim, (const unsigned char *)"precious", 8);
         snprintf(sub, sizeof sub, "%s.tmp", path);
-        if (symlink("/dev/full", sub) == 0)
-            save_case("disk full (/dev/full)", "m.nn.tmp is a symlink to /dev/full: writes fail with ENOSPC", m, path, 1, 0);
+        if (symlink(victim, sub) == 0) {
+            save_case("temporary name is a symlink", "m.nn.tmp -> victim.txt, planted before the save", m, path, 1, 1);
+            printf("| | (after it) | | victim.txt %s; m.nn.tmp %s | |\n",
+                   read_all(victim, back, sizeof back) == 8 && !memcmp(back, "precious", 8) ? "kept its 8 bytes"
+                                                                                          : "**was overwritten**",
+                   lstat(sub, &sb) == 0 ? "**still there**" : "is gone");
+        }
         remove(sub);
+        remove(victim);
+    }
+    {
+        const float keep = nn_params(m)[2];
+        path_in(path, sizeof path, "nan.nn");
+        nn_save(m, path);
+        nn_params(m)[2] = NAN;
+        save_case("model with a NaN", "parameter 2 is NaN", m, path, 1, 0);
+        nn_params(m)[2] = keep;
     }
     path_in(path, sizeof path, "adir");
     mkdir(path, 0700);

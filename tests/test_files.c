@@ -5,8 +5,9 @@
    Model files. A round trip restores the parameters and the batch-norm statistics bit for bit.
    Every damaged file must be refused with an error and a message, and must leave the model
    bit for bit as it was: every truncation (lengths 0 .. size-1 of a 212-byte file), every
-   byte position flipped with three different masks, a wrong magic and a newer version (both
-   with the CRC recomputed, so that only the field itself is wrong), files from two other
+   byte position flipped with three different masks, a wrong magic, a newer version, a NaN
+   parameter and an infinite value (all with the CRC recomputed, so that only the field itself
+   is wrong; the values as NN_ERROR_NONFINITE), files from two other
    architectures (one with the same parameter count), and a missing file. nn_save into a
    directory that does not exist fails with NN_ERROR_IO; nn_save whose temporary file cannot be
    created fails with NN_ERROR_IO and leaves the existing file intact; nn_save over an existing
@@ -356,7 +357,7 @@ static void test_model_damaged(void **state)
     if (failures) fail_msg("%d damaged file(s) were not refused cleanly (details above)", failures);
 }
 
-/* A wrong magic and a newer version, each with a correct CRC. */
+/* A wrong magic, a newer version and non-finite values, each with a correct CRC. */
 static void test_model_magic_version(void **state)
 {
     tmpdir d;
@@ -396,6 +397,19 @@ static void test_model_magic_version(void **state)
     fix_crc(file, size);
     write_or_fail(bad, file, size);
     failures += expect_load_fails(b, bad, NN_ERROR_FORMAT, "version", "version 0xFFFFFFFF (CRC fixed)");
+    free(file);
+    /* well-formed but not finite: a NaN first parameter, an infinite last value (CRC fixed) */
+    file = read_file(good, &size);
+    put_le32(file + 40, 0x7FC00000u);
+    fix_crc(file, size);
+    write_or_fail(bad, file, size);
+    failures += expect_load_fails(b, bad, NN_ERROR_NONFINITE, "parameter 0", "a NaN parameter (CRC fixed)");
+    free(file);
+    file = read_file(good, &size);
+    put_le32(file + size - 8, 0xFF800000u);
+    fix_crc(file, size);
+    write_or_fail(bad, file, size);
+    failures += expect_load_fails(b, bad, NN_ERROR_NONFINITE, "not finite", "an infinite last value (CRC fixed)");
     free(file);
     nn_model_free(a);
     nn_model_free(b);

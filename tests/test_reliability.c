@@ -17,19 +17,23 @@
         optimizer case is not yet (docs/reliability.md, findings).
    2. Saving never destroys the previous good file (nn_save):
       - a directory that does not exist, a "directory" that is a regular file (ENOTDIR), a
-        temporary name taken by a directory (EISDIR), a full disk (the temporary name is a
-        symlink to /dev/full, so the write fails with ENOSPC), a destination that is a
-        directory (rename fails), and, when not running as root, a read-only directory:
+        temporary name taken by a directory (EISDIR), a full disk (a file-size limit,
+        RLIMIT_FSIZE, makes the write fail part way), a destination that is a directory
+        (rename fails), and, when not running as root, a read-only directory:
         each returns NN_ERROR_IO with a message, the previous file is byte-identical and still
         loads, and no temporary file is left behind;
       - a successful save replaces the file (it then loads the new parameters) and leaves no
-        temporary file;
+        temporary file; a symlink planted at the temporary's name is not written through;
+      - a model with a NaN parameter or an infinite statistic is refused (NN_ERROR_NONFINITE)
+        and the previous file is untouched;
       - NULL or empty names are NN_ERROR_ARGUMENT, an uncompiled model NN_ERROR_STATE.
    3. API misuse with a status (not a crash): null pointers, training before nn_compile, a
       batch larger than max_batch, labels out of range, a missing input file. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, symlink */
 #include <limits.h>
 #include "test_common.h"
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -415,19 +419,74 @@ static void test_save_tmp_name_taken_by_directory(void **state)
 static void test_save_disk_full(void **state)
 {
     saved s = good_file("m-full.nn");
-    struct stat st;
+    struct rlimit old, small;
+    void (*old_handler)(int);
+    nn_status st;
     (void)state;
-    if (stat("/dev/full", &st) != 0) {
-        release(&s);
-        skip();
-    }
-    /* the temporary file "is" /dev/full: every write fails with ENOSPC */
-    assert_int_equal(symlink("/dev/full", s.tmp), 0);
-    expect_io(nn_save(s.m, s.path));
+    /* the file-size limit makes the write fail part way (EFBIG), as a full disk would */
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small = old;
+    small.rlim_cur = 64;
+    old_handler = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    st = nn_save(s.m, s.path);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    expect_io(st);
     assert_non_null(strstr(nn_last_error(), "unchanged"));
     still_good(&s);
-    assert_false(exists(s.tmp)); /* the symlink is gone (nn_save removes its temporary) */
+    assert_false(exists(s.tmp)); /* nn_save removes its partial temporary */
+    release(&s);
+}
+
+/* A symlink planted at the temporary's name is not written through: the file it points to
+   keeps its bytes, the save succeeds and the link is gone. */
+static void test_save_tmp_name_is_symlink(void **state)
+{
+    saved s = good_file("m-link.nn");
+    char victim[320];
+    unsigned char *bytes;
+    struct stat st;
+    FILE *f;
+    nn_model *fresh = mlp(1, NN_LOSS_SOFTMAX_CROSS_ENTROPY);
+    (void)state;
+    path_in(victim, sizeof victim, "victim.txt");
+    f = fopen(victim, "wb");
+    assert_non_null(f);
+    fputs("precious", f);
+    fclose(f);
+    assert_int_equal(symlink(victim, s.tmp), 0);
+    assert_int_equal(nn_save(s.m, s.path), NN_OK);
+    assert_int_equal(file_bytes(victim, &bytes), 8);
+    assert_memory_equal(bytes, "precious", 8);
+    free(bytes);
+    assert_int_equal(lstat(s.path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
     assert_int_equal(lstat(s.tmp, &st), -1);
+    assert_int_equal(nn_load(fresh, s.path), NN_OK); /* the new parameters */
+    assert_memory_equal(nn_params(fresh), nn_params(s.m), nn_param_count(s.m) * sizeof(float));
+    remove(victim);
+    nn_model_free(fresh);
+    release(&s);
+}
+
+/* A model with a NaN (or an infinite batch-norm statistic) is not saved: NN_ERROR_NONFINITE,
+   the previous file untouched, no temporary. */
+static void test_save_nonfinite(void **state)
+{
+    saved s = good_file("m-nan.nn");
+    const float keep = nn_params(s.m)[3];
+    (void)state;
+    nn_params(s.m)[3] = NAN;
+    assert_int_equal(nn_save(s.m, s.path), NN_ERROR_NONFINITE);
+    assert_non_null(strstr(nn_last_error(), "parameter 3"));
+    still_good(&s);
+    assert_false(exists(s.tmp));
+    nn_params(s.m)[3] = keep;
+    nn_state(s.m)[1] = INFINITY;
+    assert_int_equal(nn_save(s.m, s.path), NN_ERROR_NONFINITE);
+    assert_non_null(strstr(nn_last_error(), "statistic 1"));
+    still_good(&s);
     release(&s);
 }
 
@@ -612,6 +671,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_save_parent_is_a_file),
     cmocka_unit_test(test_save_tmp_name_taken_by_directory),
     cmocka_unit_test(test_save_disk_full),
+    cmocka_unit_test(test_save_tmp_name_is_symlink),
+    cmocka_unit_test(test_save_nonfinite),
     cmocka_unit_test(test_save_destination_is_directory),
     cmocka_unit_test(test_save_read_only_directory),
     cmocka_unit_test(test_save_replaces_on_success),
