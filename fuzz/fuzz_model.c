@@ -6,10 +6,11 @@
    count and architecture checks and the copy itself; if even, the rest is written as is.
    Checks (abort() on violation):
      - on any error the parameters and the batch-norm state are bit-identical to before
-       (memcmp against a snapshot), the status is NN_ERROR_FORMAT or NN_ERROR_SHAPE and there
-       is a message;
-     - on NN_OK the parameters and state are exactly the floats stored in the file (then the
-       snapshot is restored for the next input).
+       (memcmp against a snapshot), the status is NN_ERROR_FORMAT, NN_ERROR_SHAPE or (a
+       well-formed file holding a NaN or an infinity) NN_ERROR_NONFINITE, and there is a
+       message;
+     - on NN_OK the parameters and state are exactly the floats stored in the file, all of
+       them finite (then the snapshot is restored for the next input).
    Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_model.c -lm */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #define NN_IMPLEMENTATION
@@ -63,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_write(path, buf, n);
     st = nn_load(model, path);
     if (st != NN_OK) {
-        FZ_CHECK(st == NN_ERROR_FORMAT || st == NN_ERROR_SHAPE);
+        FZ_CHECK(st == NN_ERROR_FORMAT || st == NN_ERROR_SHAPE || st == NN_ERROR_NONFINITE);
         FZ_CHECK(nn_last_error()[0] != 0);
         FZ_CHECK(memcmp(nn_params(model), snap_params, n_params * sizeof(float)) == 0);
         FZ_CHECK(memcmp(nn_state(model), snap_state, n_state * sizeof(float)) == 0);
@@ -79,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint32_t bits = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24), got;
             memcpy(&got, i < n_params ? nn_params(model) + i : nn_state(model) + (i - n_params), 4);
             FZ_CHECK(got == bits);
+            FZ_CHECK((bits & 0x7F800000u) != 0x7F800000u); /* NaN and infinity are refused */
         }
     }
     memcpy(nn_params(model), snap_params, n_params * sizeof(float));
