@@ -399,18 +399,21 @@ static void test_model_magic_version(void **state)
     failures += expect_load_fails(b, bad, NN_ERROR_FORMAT, "version", "version 0xFFFFFFFF (CRC fixed)");
     free(file);
     /* well-formed but not finite: a NaN first parameter, an infinite last value (CRC fixed) */
-    file = read_file(good, &size);
-    put_le32(file + 40, 0x7FC00000u);
-    fix_crc(file, size);
-    write_or_fail(bad, file, size);
-    failures += expect_load_fails(b, bad, NN_ERROR_NONFINITE, "parameter 0", "a NaN parameter (CRC fixed)");
-    free(file);
-    file = read_file(good, &size);
-    put_le32(file + size - 8, 0xFF800000u);
-    fix_crc(file, size);
-    write_or_fail(bad, file, size);
-    failures += expect_load_fails(b, bad, NN_ERROR_NONFINITE, "not finite", "an infinite last value (CRC fixed)");
-    free(file);
+    {
+        static const struct { int from_end; uint32_t bits; const char *needle, *what; } cases[] = {
+            {0, 0x7FC00000u, "parameter 0", "a NaN parameter (CRC fixed)"},
+            {1, 0xFF800000u, "not finite", "an infinite last value (CRC fixed)"},
+        };
+        size_t k;
+        for (k = 0; k < COUNT(cases); k++) {
+            file = read_file(good, &size);
+            put_le32(cases[k].from_end ? file + size - 8 : file + 40, cases[k].bits);
+            fix_crc(file, size);
+            write_or_fail(bad, file, size);
+            failures += expect_load_fails(b, bad, NN_ERROR_NONFINITE, cases[k].needle, cases[k].what);
+            free(file);
+        }
+    }
     nn_model_free(a);
     nn_model_free(b);
     tmpdir_remove(&d, names, COUNT(names));
