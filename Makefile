@@ -45,3 +45,16 @@ clean:
 -include examples/mpi/mpi.mk
 -include bench/bench.mk
 -include fuzz/fuzz.mk
+
+# A fingerprint of training on every backend and 1/2 threads (tools/bit_identity.c): run it before
+# and after a refactor and compare, e.g. `make bit-identity > before.txt`.
+$(BUILD)/tools/bit_identity: tools/bit_identity.c bench/models.h nn.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(OPT) $(WARN) $(OPENMP) -I. -Ibench $< -o $@ -lm
+
+bit-identity: $(BUILD)/tools/bit_identity
+	@for b in scalar avx2 avx512 neon; do for t in 1 2; do \
+	  if NN_BACKEND=$$b $(BUILD)/tools/bit_identity 2>/dev/null | head -1 | grep -q "backend $$b "; then \
+	    NN_BACKEND=$$b NN_THREADS=$$t $(BUILD)/tools/bit_identity || exit 1; fi; done; done
+
+.PHONY: bit-identity
