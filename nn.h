@@ -264,6 +264,25 @@ typedef enum nn_loss {
     NN_LOSS_SOFTMAX_MSE           /* MSE between softmax(output) and one-hot labels */
 } nn_loss;
 
+/* The kind of a node. Model files store these values: kinds are only ever appended, never
+   renumbered (tests/test_engine.c checks each value). */
+typedef enum nn_op {
+    NN_OP_INPUT = 0,
+    NN_OP_LINEAR = 1,
+    NN_OP_CONV2D = 2,
+    NN_OP_MAXPOOL2D = 3,
+    NN_OP_AVGPOOL2D = 4,
+    NN_OP_GLOBAL_AVGPOOL = 5,
+    NN_OP_BATCHNORM = 6,
+    NN_OP_DROPOUT = 7,
+    NN_OP_FLATTEN = 8,
+    NN_OP_ADD = 9,
+    NN_OP_ACTIVATION = 10,
+    NN_OP_SOFTMAX = 11,
+    NN_OP_LOG_SOFTMAX = 12,
+    NN_OP_COUNT /* the number of kinds; not a kind */
+} nn_op;
+
 /* A new, empty model; seed drives initialisation and dropout. NULL when out of memory. */
 NNDEF nn_model *nn_model_new(uint64_t seed);
 NNDEF void nn_model_free(nn_model *model); /* frees the model, its nodes and buffers (NULL is fine) */
@@ -299,6 +318,8 @@ NNDEF nn_status nn_compile(nn_model *model, nn_node *output, nn_loss loss, int m
 /* Shapes and counts. */
 NNDEF int nn_node_size(const nn_node *node); /* features per sample: channels*height*width */
 NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width); /* a node's per-sample output shape */
+NNDEF nn_op nn_node_op(const nn_node *node); /* a node's kind (NN_OP_COUNT for NULL) */
+NNDEF const char *nn_op_name(nn_op op); /* "linear", "conv2d", "batchnorm", ... ("unknown" outside the enum) */
 NNDEF int nn_input_size(const nn_model *model); /* values per input sample */
 NNDEF int nn_output_size(const nn_model *model); /* values per output sample */
 
@@ -3426,30 +3447,130 @@ NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy
 }
 
 
+/* Batch normalisation of x [batch][channels][spatial], each channel on its own: training uses
+   the batch's statistics (two passes in double) and moves the running ones (PyTorch: momentum
+   0.1, unbiased variance); otherwise the running ones are used. saved receives each channel's
+   mean and 1/sqrt(var + eps) for the backward. */
+#define NN__BN_MOMENTUM 0.1
+#define NN__BN_EPS 1e-5
+static void nn__batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+                                  const float *beta, float *running_mean, float *running_var, int training, float *saved,
+                                  float *y)
+{
+    const int C = channels, S = spatial;
+    const double count = (double)batch * S;
+    int c;
+    NN__PARALLEL_FOR((size_t)batch * C * S)
+    for (c = 0; c < C; c++) {
+        double mean, invstd;
+        float fm, fi, g, bt;
+        int b, s;
+        if (training) {
+            double sum = 0.0, sq = 0.0, var;
+            for (b = 0; b < batch; b++) {
+                const float *xp = x + ((size_t)b * C + c) * S;
+                for (s = 0; s < S; s++) sum += xp[s];
+            }
+            mean = sum / count;
+            for (b = 0; b < batch; b++) {
+                const float *xp = x + ((size_t)b * C + c) * S;
+                for (s = 0; s < S; s++) sq += (xp[s] - mean) * (xp[s] - mean);
+            }
+            var = sq / count;
+            invstd = 1.0 / sqrt(var + NN__BN_EPS);
+            running_mean[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_mean[c] + NN__BN_MOMENTUM * mean);
+            running_var[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_var[c] +
+                                     NN__BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var));
+        } else {
+            mean = running_mean[c];
+            invstd = 1.0 / sqrt((double)running_var[c] + NN__BN_EPS);
+        }
+        saved[c] = fm = (float)mean;
+        saved[C + c] = fi = (float)invstd;
+        g = gamma[c];
+        bt = beta[c];
+        for (b = 0; b < batch; b++) {
+            const float *xp = x + ((size_t)b * C + c) * S;
+            float *yp = y + ((size_t)b * C + c) * S;
+            for (s = 0; s < S; s++) yp[s] = g * ((xp[s] - fm) * fi) + bt;
+        }
+    }
+}
+
+/* dgamma and dbeta (overwritten) and, if dx is not NULL, dx, from the forward's saved mean and
+   1/std: train: dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)); eval: the statistics
+   are constants. */
+static void nn__batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+                                   const float *gamma, const float *saved, int training, float *dgamma, float *dbeta,
+                                   float *dx)
+{
+    const int C = channels, S = spatial;
+    const double count = (double)batch * S;
+    int c;
+    NN__PARALLEL_FOR((size_t)batch * C * S)
+    for (c = 0; c < C; c++) {
+        const float mean = saved[c], invstd = saved[C + c];
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        int b, s;
+        float k1, k2, k3;
+        for (b = 0; b < batch; b++) {
+            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
+            for (s = 0; s < S; s++) {
+                sum_dy += gp[s];
+                sum_dy_xhat += gp[s] * ((xp[s] - mean) * invstd);
+            }
+        }
+        dgamma[c] = (float)sum_dy_xhat;
+        dbeta[c] = (float)sum_dy;
+        if (!dx) continue;
+        k1 = gamma[c] * invstd;
+        k2 = training ? (float)(sum_dy / count) : 0.0f;
+        k3 = training ? (float)(sum_dy_xhat / count) : 0.0f;
+        for (b = 0; b < batch; b++) {
+            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
+            float *dp = dx + ((size_t)b * C + c) * S;
+            for (s = 0; s < S; s++) dp[s] = k1 * (gp[s] - k2 - ((xp[s] - mean) * invstd) * k3);
+        }
+    }
+}
+
+/* Inverted dropout: each value is kept with probability 1 - p and scaled by 1/(1 - p); mask
+   receives each value's factor (0 or 1/(1 - p)) for the backward. One draw per value, in order. */
+static void nn__dropout_forward(size_t count, float p, nn_rng *rng, const float *x, float *mask, float *y)
+{
+    const float keep_scale = 1.0f / (1.0f - p);
+    size_t i;
+    for (i = 0; i < count; i++) {
+        mask[i] = nn_rng_uniform(rng) >= p ? keep_scale : 0.0f;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+static void nn__dropout_backward(size_t count, const float *mask, const float *dy, float *dx)
+{
+    size_t i;
+    for (i = 0; i < count; i++) dx[i] = dy[i] * mask[i];
+}
+
 /* ======================================================================================
    4. Graph
    ====================================================================================== */
-typedef enum nn__op {
-    NN__OP_INPUT, NN__OP_LINEAR, NN__OP_CONV2D, NN__OP_MAXPOOL, NN__OP_AVGPOOL, NN__OP_GLOBAL_AVGPOOL,
-    NN__OP_BATCHNORM, NN__OP_DROPOUT, NN__OP_FLATTEN, NN__OP_ADD, NN__OP_ACTIVATION, NN__OP_SOFTMAX,
-    NN__OP_LOG_SOFTMAX
-} nn__op;
-
 struct nn_node {
-    nn__op op;
+    nn_op op;
     int index;                  /* position in the model's build order */
     nn_node *in[2];
     int inputs;
     int c, h, w;                /* output shape of one sample */
-    /* layer settings */
+    /* settings, as given to the builder */
     int units;                  /* linear out_features / conv out_channels */
     int kernel, stride, pad, has_bias;
     nn_activation activation;
     float parameter;            /* activation parameter or dropout probability */
+    /* set by the op's shape rule */
     int fan_in, fan_out;
-    /* parameters: offsets into the model's flat buffers */
-    size_t weight_offset, weight_count, bias_offset, bias_count, state_offset;
-    /* plan, set by nn_compile */
+    size_t weight_count, bias_count, state_count;
+    /* set by nn_compile: offsets into the model's flat buffers and arenas */
+    size_t weight_offset, bias_offset, state_offset;
     int live;                   /* an ancestor of the output */
     int needs_grad;             /* a gradient must flow into this node's output */
     size_t out_offset, grad_offset, aux_offset, index_offset; /* into the float / int32 arenas */
@@ -3464,6 +3585,7 @@ typedef struct nn__context {
     float *workspace;           /* conv column matrix + GEMM slices */
     float *grads;               /* parameter gradients */
     unsigned char *grad_ready;  /* per node: its gradient buffer holds this backward's value */
+    const float *samples;       /* the input of this pass */
     int batch;                  /* samples of this pass */
     int threads;                /* GEMM slices this pass may use */
     double loss;                /* mean loss of its part of a split pass */
@@ -3498,6 +3620,32 @@ struct nn_model {
     int no_split;               /* nn_set_sample_split(m, 0) */
     double sample_macs;         /* multiply-adds of one sample's forward pass */
 };
+
+/* One op kind's entry in the op table (nn__ops, after the ops). */
+typedef struct nn__buffers {
+    size_t aux_floats;          /* its own floats in the arena, at aux_offset (batch-norm statistics, dropout mask) */
+    size_t index_ints;          /* its own int32s in the index arena, at index_offset (max-pool argmax) */
+    size_t workspace_floats;    /* scratch shared by all nodes (the conv column matrix) */
+} nn__buffers;
+#define NN__OP_WHOLE_BATCH 1u   /* needs the whole batch in one pass (batch statistics, masks drawn in order): no sample split */
+#define NN__OP_AFFINE 2u        /* its parameters are a per-channel scale and shift, not weights: not in nn_weight_count,
+                                   nn_weights_gather or the every-layer nn_init_weights/nn_init_biases */
+#define NN__OP_GRAD_IS_DY 4u    /* every input's gradient is the output's gradient (flatten, add): no backward function */
+typedef struct nn__op_info {
+    const char *name;                       /* nn_op_name: "linear", "conv2d", ... */
+    int inputs;                             /* 0 (input), 1, or 2 (add) */
+    unsigned flags;                         /* NN__OP_* above */
+    const char *tensors[4];                 /* PyTorch state_dict names: parameters (weight, bias), then state */
+    nn_status (*shape)(nn_node *n);         /* checks the settings against the inputs (whose shape n holds on entry);
+                                               sets the output shape, fans and tensor sizes (NULL: shape unchanged) */
+    void (*buffers)(const nn_node *n, int max_batch, nn__buffers *need); /* beyond output and gradient (NULL: none) */
+    double (*macs)(const nn_node *n);       /* multiply-adds of one sample's forward (NULL: negligible) */
+    void (*init)(nn_model *m, nn_node *n);  /* PyTorch's default parameters and state (NULL: none) */
+    void (*forward)(nn_model *m, nn__context *e, nn_node *n);
+    /* parameter gradients into e->grads and, if dx is not NULL, the gradient of in[0] into dx
+       (the caller adds it to what other consumers gave); NULL for NN__OP_GRAD_IS_DY and input */
+    void (*backward)(nn_model *m, nn__context *e, nn_node *n, float *dx);
+} nn__op_info;
 
 /* Records the first builder error in the model (nn_compile reports it) and as the last error. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -3566,271 +3714,21 @@ NNDEF void nn_model_free(nn_model *m)
     NN_FREE(m);
 }
 
-/* Appends a node with the given inputs; NULL (and a remembered error) on a bad argument. */
-static nn_node *nn__node_new(nn_model *m, nn__op op, nn_node *a, nn_node *b, const char *who)
-{
-    nn_node *node;
-    int i;
-    if (!m) {
-        nn__fail(NN_ERROR_ARGUMENT, "%s: null model", who);
-        return NULL;
-    }
-    if (m->compiled) {
-        nn__model_error(m, NN_ERROR_STATE, "cannot add nodes to a compiled model");
-        return NULL;
-    }
-    if ((op != NN__OP_INPUT && !a) || (op == NN__OP_ADD && !b)) {
-        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: null input node (an earlier builder failed?)", who);
-        return NULL;
-    }
-    for (i = 0; i < m->count; i++)
-        if (m->nodes[i] == a) break;
-    if (a && i == m->count) {
-        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: input node belongs to another model", who);
-        return NULL;
-    }
-    for (i = 0; i < m->count; i++)
-        if (m->nodes[i] == b) break;
-    if (b && i == m->count) {
-        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: second input node belongs to another model", who);
-        return NULL;
-    }
-    if (m->count == m->capacity) {
-        int cap = m->capacity ? 2 * m->capacity : 16;
-        nn_node **grown = (nn_node **)NN_MALLOC((size_t)cap * sizeof(nn_node *));
-        if (!grown) {
-            nn__model_error(m, NN_ERROR_MEMORY, "out of memory while building the model");
-            return NULL;
-        }
-        if (m->count) memcpy(grown, m->nodes, (size_t)m->count * sizeof(nn_node *));
-        NN_FREE(m->nodes);
-        m->nodes = grown;
-        m->capacity = cap;
-    }
-    node = (nn_node *)NN_MALLOC(sizeof(nn_node));
-    if (!node) {
-        nn__model_error(m, NN_ERROR_MEMORY, "out of memory while building the model");
-        return NULL;
-    }
-    memset(node, 0, sizeof *node);
-    node->op = op;
-    node->index = m->count;
-    node->in[0] = a;
-    node->in[1] = b;
-    node->inputs = (a != NULL) + (b != NULL);
-    if (a) {
-        node->c = a->c;
-        node->h = a->h;
-        node->w = a->w;
-    }
-    m->nodes[m->count++] = node;
-    return node;
-}
+/* ======================================================================================
+   Ops: one block per op kind (its shape rule, buffers, initialisation, forward, backward),
+   then the op table that nn_compile, the passes and the builders read. Forward and backward
+   only route buffers to the kernels of section 3.
+   ====================================================================================== */
+/* A node's output and gradient in a context's arena (or, for context 0, the model's). */
+#define NN__OUT(e, n) ((e)->arena + (n)->out_offset)
+#define NN__GRAD(e, n) ((e)->arena + (n)->grad_offset)
+#define NN__AUX(e, n) ((e)->arena + (n)->aux_offset)
 
 static int nn__size_ok(long long c, long long h, long long w)
 {
     return c > 0 && h > 0 && w > 0 && nn__product_within(INT_MAX / 8, c, h, w, 1);
 }
 
-NNDEF nn_node *nn_input(nn_model *m, int channels, int height, int width)
-{
-    nn_node *node;
-    if (m && m->input) {
-        nn__model_error(m, NN_ERROR_ARGUMENT, "nn_input: the model already has an input");
-        return NULL;
-    }
-    if (!nn__size_ok(channels, height, width)) {
-        nn__model_error(m, NN_ERROR_SHAPE, "nn_input: sizes must be positive");
-        return NULL;
-    }
-    node = nn__node_new(m, NN__OP_INPUT, NULL, NULL, "nn_input");
-    if (!node) return NULL;
-    node->c = channels;
-    node->h = height;
-    node->w = width;
-    m->input = node;
-    return node;
-}
-
-NNDEF nn_node *nn_linear(nn_model *m, nn_node *x, int out_features, int bias)
-{
-    nn_node *node;
-    if (out_features <= 0 || out_features > INT_MAX / 8) {
-        nn__model_error(m, NN_ERROR_SHAPE, "nn_linear: out_features must be positive");
-        return NULL;
-    }
-    node = nn__node_new(m, NN__OP_LINEAR, x, NULL, "nn_linear");
-    if (!node) return NULL;
-    node->units = out_features;
-    node->has_bias = bias != 0;
-    node->fan_in = x->c * x->h * x->w;
-    node->fan_out = out_features;
-    node->c = out_features;
-    node->h = node->w = 1;
-    node->weight_count = (size_t)out_features * node->fan_in;
-    node->bias_count = node->has_bias ? (size_t)out_features : 0;
-    return node;
-}
-
-NNDEF nn_node *nn_conv2d(nn_model *m, nn_node *x, int out_channels, int kernel, int stride, int padding, int bias)
-{
-    nn_node *node;
-    nn_conv2d_shape s;
-    int oh = 0, ow = 0;
-    if (!x) return nn__node_new(m, NN__OP_CONV2D, NULL, NULL, "nn_conv2d");
-    memset(&s, 0, sizeof s);
-    s.batch = 1;
-    s.in_channels = x->c;
-    s.in_height = x->h;
-    s.in_width = x->w;
-    s.out_channels = out_channels;
-    s.kernel_height = s.kernel_width = kernel;
-    s.stride_height = s.stride_width = stride;
-    s.pad_height = s.pad_width = padding;
-    if (nn__conv_check(&s, &oh, &ow) != NN_OK) {
-        nn__model_error(m, NN_ERROR_SHAPE, "nn_conv2d: %s", nn_last_error());
-        return NULL;
-    }
-    node = nn__node_new(m, NN__OP_CONV2D, x, NULL, "nn_conv2d");
-    if (!node) return NULL;
-    node->units = out_channels;
-    node->kernel = kernel;
-    node->stride = stride;
-    node->pad = padding;
-    node->has_bias = bias != 0;
-    node->fan_in = x->c * kernel * kernel;
-    node->fan_out = out_channels * kernel * kernel;
-    node->c = out_channels;
-    node->h = oh;
-    node->w = ow;
-    node->weight_count = (size_t)out_channels * node->fan_in;
-    node->bias_count = node->has_bias ? (size_t)out_channels : 0;
-    return node;
-}
-
-static nn_node *nn__pool_node(nn_model *m, nn__op op, nn_node *x, int kernel, int stride, const char *who)
-{
-    nn_node *node;
-    nn_pool2d_shape s;
-    int oh = 0, ow = 0;
-    if (!x) return nn__node_new(m, op, NULL, NULL, who);
-    if (stride == 0) stride = kernel;
-    memset(&s, 0, sizeof s);
-    s.batch = 1;
-    s.channels = x->c;
-    s.in_height = x->h;
-    s.in_width = x->w;
-    s.kernel_height = s.kernel_width = kernel;
-    s.stride_height = s.stride_width = stride;
-    if (nn__pool_check(&s, &oh, &ow) != NN_OK) {
-        nn__model_error(m, NN_ERROR_SHAPE, "%s: %s", who, nn_last_error());
-        return NULL;
-    }
-    node = nn__node_new(m, op, x, NULL, who);
-    if (!node) return NULL;
-    node->kernel = kernel;
-    node->stride = stride;
-    node->h = oh;
-    node->w = ow;
-    return node;
-}
-
-NNDEF nn_node *nn_maxpool2d(nn_model *m, nn_node *x, int kernel, int stride)
-{
-    return nn__pool_node(m, NN__OP_MAXPOOL, x, kernel, stride, "nn_maxpool2d");
-}
-NNDEF nn_node *nn_avgpool2d(nn_model *m, nn_node *x, int kernel, int stride)
-{
-    return nn__pool_node(m, NN__OP_AVGPOOL, x, kernel, stride, "nn_avgpool2d");
-}
-
-NNDEF nn_node *nn_global_avgpool(nn_model *m, nn_node *x)
-{
-    nn_node *node = nn__node_new(m, NN__OP_GLOBAL_AVGPOOL, x, NULL, "nn_global_avgpool");
-    if (node) node->h = node->w = 1;
-    return node;
-}
-
-NNDEF nn_node *nn_batchnorm(nn_model *m, nn_node *x)
-{
-    nn_node *node = nn__node_new(m, NN__OP_BATCHNORM, x, NULL, "nn_batchnorm");
-    if (!node) return NULL;
-    node->units = node->c;
-    node->weight_count = node->bias_count = (size_t)node->c;
-    node->has_bias = 1;
-    return node;
-}
-
-NNDEF nn_node *nn_dropout(nn_model *m, nn_node *x, float drop_probability)
-{
-    nn_node *node;
-    if (!(drop_probability >= 0.0f && drop_probability < 1.0f)) {
-        nn__model_error(m, NN_ERROR_ARGUMENT, "nn_dropout: the probability must be in [0, 1)");
-        return NULL;
-    }
-    node = nn__node_new(m, NN__OP_DROPOUT, x, NULL, "nn_dropout");
-    if (node) node->parameter = drop_probability;
-    return node;
-}
-
-NNDEF nn_node *nn_flatten(nn_model *m, nn_node *x)
-{
-    nn_node *node = nn__node_new(m, NN__OP_FLATTEN, x, NULL, "nn_flatten");
-    if (!node) return NULL;
-    node->c = x->c * x->h * x->w;
-    node->h = node->w = 1;
-    return node;
-}
-
-NNDEF nn_node *nn_add_nodes(nn_model *m, nn_node *a, nn_node *b)
-{
-    if (a && b && (a->c != b->c || a->h != b->h || a->w != b->w)) {
-        nn__model_error(m, NN_ERROR_SHAPE, "nn_add_nodes: shapes %dx%dx%d and %dx%dx%d differ", a->c, a->h, a->w, b->c,
-                        b->h, b->w);
-        return NULL;
-    }
-    return nn__node_new(m, NN__OP_ADD, a, b, "nn_add_nodes");
-}
-
-NNDEF nn_node *nn_activation_node(nn_model *m, nn_node *x, nn_activation kind, float parameter)
-{
-    nn_node *node;
-    if ((int)kind < (int)NN_ACTIVATION_IDENTITY || (int)kind > (int)NN_ACTIVATION_SCALED_TANH) {
-        nn__model_error(m, NN_ERROR_ARGUMENT, "nn_activation_node: unknown activation");
-        return NULL;
-    }
-    node = nn__node_new(m, NN__OP_ACTIVATION, x, NULL, "nn_activation_node");
-    if (!node) return NULL;
-    node->activation = kind;
-    node->parameter = parameter;
-    return node;
-}
-NNDEF nn_node *nn_relu(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_RELU, 0.0f); }
-NNDEF nn_node *nn_leaky_relu(nn_model *m, nn_node *x, float negative_slope)
-{
-    return nn_activation_node(m, x, NN_ACTIVATION_LEAKY_RELU, negative_slope);
-}
-NNDEF nn_node *nn_sigmoid(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SIGMOID, 0.0f); }
-NNDEF nn_node *nn_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_TANH, 0.0f); }
-NNDEF nn_node *nn_scaled_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SCALED_TANH, 0.0f); }
-NNDEF nn_node *nn_softmax(nn_model *m, nn_node *x) { return nn__node_new(m, NN__OP_SOFTMAX, x, NULL, "nn_softmax"); }
-NNDEF nn_node *nn_log_softmax(nn_model *m, nn_node *x) { return nn__node_new(m, NN__OP_LOG_SOFTMAX, x, NULL, "nn_log_softmax"); }
-
-NNDEF int nn_node_size(const nn_node *node) { return node ? node->c * node->h * node->w : 0; }
-NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width)
-{
-    if (channels) *channels = node ? node->c : 0;
-    if (height) *height = node ? node->h : 0;
-    if (width) *width = node ? node->w : 0;
-}
-NNDEF int nn_input_size(const nn_model *m) { return m && m->input ? nn_node_size(m->input) : 0; }
-NNDEF int nn_output_size(const nn_model *m) { return m && m->output ? nn_node_size(m->output) : 0; }
-
-static int nn__has_params(const nn_node *n) { return n->weight_count > 0; }
-
-/* ======================================================================================
-   Initialisation
-   ====================================================================================== */
 static void nn__init_fill(nn_rng *rng, float *p, size_t n, nn_init init, float a, float b, int fan_in, int fan_out)
 {
     size_t i;
@@ -3851,11 +3749,554 @@ static void nn__init_fill(nn_rng *rng, float *p, size_t n, nn_init init, float a
     case NN_INIT_XAVIER_NORMAL: std = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
     case NN_INIT_HE_UNIFORM: bound = sqrt(6.0 / fan_in); break;
     case NN_INIT_HE_NORMAL: std = sqrt(2.0 / fan_in); normal = 1; break;
+    default: break;
     }
     for (i = 0; i < n; i++)
         p[i] = normal ? (float)(std * nn_rng_normal(rng)) : (float)(bound * (2.0 * nn_rng_uniform(rng) - 1.0));
 }
 
+/* PyTorch's nn.Linear / nn.Conv2d default: weights and biases U(+-1/sqrt(fan_in)). */
+static void nn__init_pytorch(nn_model *m, nn_node *n)
+{
+    nn__init_fill(&m->rng, m->params + n->weight_offset, n->weight_count, NN_INIT_PYTORCH, 0, 0, n->fan_in, n->fan_out);
+    if (n->bias_count)
+        nn__init_fill(&m->rng, m->params + n->bias_offset, n->bias_count, NN_INIT_PYTORCH, 0, 0, n->fan_in, n->fan_out);
+}
+
+/* ---- input: the samples of the pass ---- */
+static nn_status nn__input_shape(nn_node *n)
+{
+    if (!nn__size_ok(n->c, n->h, n->w)) return nn__fail(NN_ERROR_SHAPE, "sizes must be positive");
+    return NN_OK;
+}
+static void nn__input_forward(nn_model *m, nn__context *e, nn_node *n)
+{
+    (void)m;
+    memcpy(NN__OUT(e, n), e->samples, (size_t)e->batch * nn_node_size(n) * sizeof(float));
+}
+
+/* ---- linear: y = x W^T + b, W [out_features][in_features] ---- */
+static nn_status nn__linear_shape(nn_node *n)
+{
+    if (n->units <= 0 || n->units > INT_MAX / 8) return nn__fail(NN_ERROR_SHAPE, "out_features must be positive");
+    n->fan_in = nn_node_size(n->in[0]);
+    n->fan_out = n->units;
+    n->c = n->units;
+    n->h = n->w = 1;
+    n->weight_count = (size_t)n->units * n->fan_in;
+    n->bias_count = n->has_bias ? (size_t)n->units : 0;
+    return NN_OK;
+}
+static double nn__linear_macs(const nn_node *n) { return (double)n->fan_in * n->units; }
+static void nn__linear_forward(nn_model *m, nn__context *e, nn_node *n)
+{
+    float *y = NN__OUT(e, n);
+    nn__gemm(0, 1, e->batch, n->units, n->fan_in, 1.0f, NN__OUT(e, n->in[0]), n->fan_in, m->params + n->weight_offset,
+             n->fan_in, 0.0f, y, n->units, e->workspace + m->col_floats, e->threads);
+    if (n->has_bias) nn_bias_add(e->batch, n->units, 1, m->params + n->bias_offset, y);
+}
+static void nn__linear_backward(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    const float *dy = NN__GRAD(e, n);
+    float *gemm_ws = e->workspace + m->col_floats;
+    nn__gemm(1, 0, n->units, n->fan_in, e->batch, 1.0f, dy, n->units, NN__OUT(e, n->in[0]), n->fan_in, 0.0f,
+             e->grads + n->weight_offset, n->fan_in, gemm_ws, e->threads);
+    if (n->has_bias) nn_bias_backward(e->batch, n->units, 1, dy, e->grads + n->bias_offset);
+    if (dx)
+        nn__gemm(0, 0, e->batch, n->fan_in, n->units, 1.0f, dy, n->units, m->params + n->weight_offset, n->fan_in, 0.0f,
+                 dx, n->fan_in, gemm_ws, e->threads);
+}
+
+/* ---- conv2d: square kernel, stride and zero padding, W [out][in][k][k] ---- */
+static nn_conv2d_shape nn__conv_shape_of(const nn_node *n, int batch)
+{
+    nn_conv2d_shape s;
+    s.batch = batch;
+    s.in_channels = n->in[0]->c;
+    s.in_height = n->in[0]->h;
+    s.in_width = n->in[0]->w;
+    s.out_channels = n->units;
+    s.kernel_height = s.kernel_width = n->kernel;
+    s.stride_height = s.stride_width = n->stride;
+    s.pad_height = s.pad_width = n->pad;
+    return s;
+}
+static nn_status nn__conv2d_shape(nn_node *n)
+{
+    nn_conv2d_shape s = nn__conv_shape_of(n, 1);
+    int oh = 0, ow = 0;
+    if (nn__conv_check(&s, &oh, &ow) != NN_OK) return NN_ERROR_SHAPE; /* with conv2d's message */
+    n->fan_in = n->in[0]->c * n->kernel * n->kernel;
+    n->fan_out = n->units * n->kernel * n->kernel;
+    n->c = n->units;
+    n->h = oh;
+    n->w = ow;
+    n->weight_count = (size_t)n->units * n->fan_in;
+    n->bias_count = n->has_bias ? (size_t)n->units : 0;
+    return NN_OK;
+}
+static void nn__conv2d_buffers(const nn_node *n, int max_batch, nn__buffers *need)
+{
+    nn_conv2d_shape s = nn__conv_shape_of(n, max_batch);
+    need->workspace_floats = nn__conv_col_floats(&s, n->h, n->w);
+}
+static double nn__conv2d_macs(const nn_node *n) { return (double)n->fan_in * n->units * (n->h * n->w); }
+static void nn__conv2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    nn_conv2d_shape s = nn__conv_shape_of(n, e->batch);
+    nn__conv2d_forward(&s, n->h, n->w, NN__OUT(e, n->in[0]), m->params + n->weight_offset,
+                       n->has_bias ? m->params + n->bias_offset : NULL, NN__OUT(e, n), e->workspace,
+                       e->workspace + m->col_floats, e->threads);
+}
+static void nn__conv2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    nn_conv2d_shape s = nn__conv_shape_of(n, e->batch);
+    float *gemm_ws = e->workspace + m->col_floats;
+    nn__conv2d_backward_weight(&s, n->h, n->w, NN__OUT(e, n->in[0]), NN__GRAD(e, n), e->grads + n->weight_offset,
+                               n->has_bias ? e->grads + n->bias_offset : NULL, e->workspace, gemm_ws, e->threads);
+    if (dx)
+        nn__conv2d_backward_data(&s, n->h, n->w, NN__GRAD(e, n), m->params + n->weight_offset, dx, e->workspace, gemm_ws,
+                                 e->threads);
+}
+
+/* ---- maxpool2d, avgpool2d: square window, no padding; global_avgpool ---- */
+static nn_pool2d_shape nn__pool_shape_of(const nn_node *n, int batch)
+{
+    nn_pool2d_shape s;
+    s.batch = batch;
+    s.channels = n->in[0]->c;
+    s.in_height = n->in[0]->h;
+    s.in_width = n->in[0]->w;
+    s.kernel_height = s.kernel_width = n->kernel;
+    s.stride_height = s.stride_width = n->stride;
+    s.pad_height = s.pad_width = 0;
+    return s;
+}
+static nn_status nn__pool2d_shape(nn_node *n)
+{
+    nn_pool2d_shape s = nn__pool_shape_of(n, 1);
+    int oh = 0, ow = 0;
+    if (nn__pool_check(&s, &oh, &ow) != NN_OK) return NN_ERROR_SHAPE; /* with pool2d's message */
+    n->h = oh;
+    n->w = ow;
+    return NN_OK;
+}
+static void nn__maxpool2d_buffers(const nn_node *n, int max_batch, nn__buffers *need)
+{
+    need->index_ints = (size_t)nn_node_size(n) * (size_t)max_batch; /* argmax of each output */
+}
+static void nn__maxpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
+    (void)m;
+    nn_maxpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n), e->index_arena + n->index_offset);
+}
+static void nn__maxpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
+    (void)m;
+    if (dx) nn_maxpool2d_backward(&s, NN__GRAD(e, n), e->index_arena + n->index_offset, dx);
+}
+static void nn__avgpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
+    (void)m;
+    nn_avgpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+}
+static void nn__avgpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
+    (void)m;
+    if (dx) nn_avgpool2d_backward(&s, NN__GRAD(e, n), dx);
+}
+static nn_status nn__global_avgpool_shape(nn_node *n)
+{
+    n->h = n->w = 1;
+    return NN_OK;
+}
+static void nn__global_avgpool_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    (void)m;
+    nn_global_avgpool_forward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+}
+static void nn__global_avgpool_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    (void)m;
+    if (dx) nn_global_avgpool_backward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__GRAD(e, n), dx);
+}
+
+/* ---- batchnorm: per channel; weight = gamma, bias = beta, state = running mean and variance ---- */
+static nn_status nn__batchnorm_shape(nn_node *n)
+{
+    n->units = n->c;
+    n->weight_count = n->bias_count = (size_t)n->c;
+    n->state_count = 2 * (size_t)n->c;
+    n->has_bias = 1;
+    return NN_OK;
+}
+static void nn__batchnorm_buffers(const nn_node *n, int max_batch, nn__buffers *need)
+{
+    (void)max_batch;
+    need->aux_floats = 2 * (size_t)n->c; /* the batch mean and 1/std of each channel */
+}
+static void nn__batchnorm_init(nn_model *m, nn_node *n)
+{
+    nn__init_fill(&m->rng, m->params + n->weight_offset, n->weight_count, NN_INIT_CONSTANT, 1.0f, 0, 1, 1);
+    nn__init_fill(&m->rng, m->params + n->bias_offset, n->bias_count, NN_INIT_ZEROS, 0, 0, 1, 1);
+    nn__init_fill(&m->rng, m->state + n->state_offset, (size_t)n->c, NN_INIT_ZEROS, 0, 0, 1, 1);
+    nn__init_fill(&m->rng, m->state + n->state_offset + n->c, (size_t)n->c, NN_INIT_CONSTANT, 1.0f, 0, 1, 1);
+}
+static void nn__batchnorm_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    float *running_mean = m->state + n->state_offset;
+    nn__batchnorm_forward(e->batch, n->c, n->h * n->w, NN__OUT(e, n->in[0]), m->params + n->weight_offset,
+                          m->params + n->bias_offset, running_mean, running_mean + n->c, m->mode == NN_TRAIN,
+                          NN__AUX(e, n), NN__OUT(e, n));
+}
+static void nn__batchnorm_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    nn__batchnorm_backward(e->batch, n->c, n->h * n->w, NN__OUT(e, n->in[0]), NN__GRAD(e, n),
+                           m->params + n->weight_offset, NN__AUX(e, n), m->mode == NN_TRAIN,
+                           e->grads + n->weight_offset, e->grads + n->bias_offset, dx);
+}
+
+/* ---- dropout: inverted dropout in NN_TRAIN mode, identity otherwise ---- */
+static nn_status nn__dropout_shape(nn_node *n)
+{
+    if (!(n->parameter >= 0.0f && n->parameter < 1.0f))
+        return nn__fail(NN_ERROR_ARGUMENT, "the probability must be in [0, 1)");
+    return NN_OK;
+}
+static void nn__dropout_buffers(const nn_node *n, int max_batch, nn__buffers *need)
+{
+    need->aux_floats = (size_t)nn_node_size(n) * (size_t)max_batch; /* the mask */
+}
+static void nn__dropout_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    const size_t count = (size_t)e->batch * nn_node_size(n);
+    if (m->mode == NN_TRAIN && n->parameter > 0.0f)
+        nn__dropout_forward(count, n->parameter, &m->rng, NN__OUT(e, n->in[0]), NN__AUX(e, n), NN__OUT(e, n));
+    else
+        memcpy(NN__OUT(e, n), NN__OUT(e, n->in[0]), count * sizeof(float));
+}
+static void nn__dropout_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    const size_t count = (size_t)e->batch * nn_node_size(n);
+    if (!dx) return;
+    if (m->mode == NN_TRAIN && n->parameter > 0.0f)
+        nn__dropout_backward(count, NN__AUX(e, n), NN__GRAD(e, n), dx);
+    else
+        memcpy(dx, NN__GRAD(e, n), count * sizeof(float));
+}
+
+/* ---- flatten: C x H x W -> (C*H*W) x 1 x 1, the same floats ---- */
+static nn_status nn__flatten_shape(nn_node *n)
+{
+    n->c = n->c * n->h * n->w;
+    n->h = n->w = 1;
+    return NN_OK;
+}
+static void nn__copy_forward(nn_model *m, nn__context *e, nn_node *n)
+{
+    (void)m;
+    memcpy(NN__OUT(e, n), NN__OUT(e, n->in[0]), (size_t)e->batch * nn_node_size(n) * sizeof(float));
+}
+
+/* ---- add: the residual sum of two nodes of the same shape ---- */
+static nn_status nn__add_shape(nn_node *n)
+{
+    const nn_node *a = n->in[0], *b = n->in[1];
+    if (a->c != b->c || a->h != b->h || a->w != b->w)
+        return nn__fail(NN_ERROR_SHAPE, "shapes %dx%dx%d and %dx%dx%d differ", a->c, a->h, a->w, b->c, b->h, b->w);
+    return NN_OK;
+}
+static void nn__add_forward(nn_model *m, nn__context *e, nn_node *n)
+{
+    (void)m;
+    nn_add((size_t)e->batch * nn_node_size(n), NN__OUT(e, n->in[0]), NN__OUT(e, n->in[1]), NN__OUT(e, n));
+}
+
+/* ---- activation: any nn_activation with its parameter ---- */
+static nn_status nn__activation_shape(nn_node *n)
+{
+    if ((int)n->activation < 0 || (int)n->activation > (int)NN_ACTIVATION_SCALED_TANH)
+        return nn__fail(NN_ERROR_ARGUMENT, "unknown activation");
+    return NN_OK;
+}
+static void nn__activation_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    (void)m;
+    nn_activation_forward(n->activation, n->parameter, (size_t)e->batch * nn_node_size(n), NN__OUT(e, n->in[0]),
+                          NN__OUT(e, n));
+}
+static void nn__activation_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    (void)m;
+    if (dx)
+        nn_activation_backward(n->activation, n->parameter, (size_t)e->batch * nn_node_size(n), NN__OUT(e, n->in[0]),
+                               NN__OUT(e, n), NN__GRAD(e, n), dx);
+}
+
+/* ---- softmax, log_softmax: over each sample's values ---- */
+static void nn__softmax_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    (void)m;
+    nn_softmax_forward(e->batch, nn_node_size(n), NN__OUT(e, n->in[0]), NN__OUT(e, n));
+}
+static void nn__softmax_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    (void)m;
+    if (dx) nn_softmax_backward(e->batch, nn_node_size(n), NN__OUT(e, n), NN__GRAD(e, n), dx);
+}
+static void nn__log_softmax_forward_op(nn_model *m, nn__context *e, nn_node *n)
+{
+    (void)m;
+    nn_log_softmax_forward(e->batch, nn_node_size(n), NN__OUT(e, n->in[0]), NN__OUT(e, n));
+}
+static void nn__log_softmax_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
+{
+    (void)m;
+    if (dx) nn_log_softmax_backward(e->batch, nn_node_size(n), NN__OUT(e, n), NN__GRAD(e, n), dx);
+}
+
+/* The op table, indexed by nn_op (whose values are pinned: see its declaration). Columns:
+   name, inputs, flags, the PyTorch names of its tensors (parameters, then state), shape, buffers,
+   macs, init, forward, backward. Adding an op: a block above, a row here, a builder below
+   (docs/adding_an_op.md). */
+static const nn__op_info nn__ops[] = {
+    {"input", 0, 0, {NULL}, nn__input_shape, NULL, NULL, NULL, nn__input_forward, NULL},
+    {"linear", 1, 0, {"weight", "bias"}, nn__linear_shape, NULL, nn__linear_macs, nn__init_pytorch, nn__linear_forward,
+     nn__linear_backward},
+    {"conv2d", 1, 0, {"weight", "bias"}, nn__conv2d_shape, nn__conv2d_buffers, nn__conv2d_macs, nn__init_pytorch,
+     nn__conv2d_forward_op, nn__conv2d_backward_op},
+    {"maxpool2d", 1, 0, {NULL}, nn__pool2d_shape, nn__maxpool2d_buffers, NULL, NULL, nn__maxpool2d_forward_op,
+     nn__maxpool2d_backward_op},
+    {"avgpool2d", 1, 0, {NULL}, nn__pool2d_shape, NULL, NULL, NULL, nn__avgpool2d_forward_op, nn__avgpool2d_backward_op},
+    {"global_avgpool", 1, 0, {NULL}, nn__global_avgpool_shape, NULL, NULL, NULL, nn__global_avgpool_forward_op,
+     nn__global_avgpool_backward_op},
+    {"batchnorm", 1, NN__OP_WHOLE_BATCH | NN__OP_AFFINE, {"weight", "bias", "running_mean", "running_var"},
+     nn__batchnorm_shape, nn__batchnorm_buffers, NULL, nn__batchnorm_init, nn__batchnorm_forward_op,
+     nn__batchnorm_backward_op},
+    {"dropout", 1, NN__OP_WHOLE_BATCH, {NULL}, nn__dropout_shape, nn__dropout_buffers, NULL, NULL, nn__dropout_forward_op,
+     nn__dropout_backward_op},
+    {"flatten", 1, NN__OP_GRAD_IS_DY, {NULL}, nn__flatten_shape, NULL, NULL, NULL, nn__copy_forward, NULL},
+    {"add", 2, NN__OP_GRAD_IS_DY, {NULL}, nn__add_shape, NULL, NULL, NULL, nn__add_forward, NULL},
+    {"activation", 1, 0, {NULL}, nn__activation_shape, NULL, NULL, NULL, nn__activation_forward_op,
+     nn__activation_backward_op},
+    {"softmax", 1, 0, {NULL}, NULL, NULL, NULL, NULL, nn__softmax_forward_op, nn__softmax_backward_op},
+    {"log_softmax", 1, 0, {NULL}, NULL, NULL, NULL, NULL, nn__log_softmax_forward_op, nn__log_softmax_backward_op},
+};
+
+/* fails to compile ("negative size") when a row is missing or extra */
+typedef char nn__op_table_has_one_row_per_op[sizeof nn__ops / sizeof nn__ops[0] == NN_OP_COUNT ? 1 : -1];
+
+NNDEF const char *nn_op_name(nn_op op) { return (unsigned)op < (unsigned)NN_OP_COUNT ? nn__ops[op].name : "unknown"; }
+NNDEF nn_op nn_node_op(const nn_node *node) { return node ? node->op : NN_OP_COUNT; }
+
+/* ======================================================================================
+   Builders: each fills a node's settings and hands it to nn__add_node, which checks the inputs
+   and the op's shape rule before the node joins the model.
+   ====================================================================================== */
+/* Appends a copy of proto (op, inputs and settings filled in); NULL (and a remembered error,
+   "who: what is wrong") on a bad argument. */
+static nn_node *nn__add_node(nn_model *m, const nn_node *proto, const char *who)
+{
+    const nn__op_info *op = &nn__ops[proto->op];
+    nn_node *node, *a = proto->in[0], *b = proto->in[1], candidate = *proto;
+    int i;
+    if (!m) {
+        nn__fail(NN_ERROR_ARGUMENT, "%s: null model", who);
+        return NULL;
+    }
+    if (m->compiled) {
+        nn__model_error(m, NN_ERROR_STATE, "cannot add nodes to a compiled model");
+        return NULL;
+    }
+    if ((op->inputs >= 1 && !a) || (op->inputs >= 2 && !b)) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: null input node (an earlier builder failed?)", who);
+        return NULL;
+    }
+    for (i = 0; i < m->count; i++)
+        if (m->nodes[i] == a) break;
+    if (a && i == m->count) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: input node belongs to another model", who);
+        return NULL;
+    }
+    for (i = 0; i < m->count; i++)
+        if (m->nodes[i] == b) break;
+    if (b && i == m->count) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "%s: second input node belongs to another model", who);
+        return NULL;
+    }
+    candidate.index = m->count;
+    candidate.inputs = op->inputs;
+    if (a) {
+        candidate.c = a->c;
+        candidate.h = a->h;
+        candidate.w = a->w;
+    }
+    if (op->shape) {
+        nn_status st = op->shape(&candidate);
+        if (st != NN_OK) {
+            nn__model_error(m, st, "%s: %s", who, nn_last_error());
+            return NULL;
+        }
+    }
+    if (m->count == m->capacity) {
+        int cap = m->capacity ? 2 * m->capacity : 16;
+        nn_node **grown = (nn_node **)NN_MALLOC((size_t)cap * sizeof(nn_node *));
+        if (!grown) {
+            nn__model_error(m, NN_ERROR_MEMORY, "out of memory while building the model");
+            return NULL;
+        }
+        if (m->count) memcpy(grown, m->nodes, (size_t)m->count * sizeof(nn_node *));
+        NN_FREE(m->nodes);
+        m->nodes = grown;
+        m->capacity = cap;
+    }
+    node = (nn_node *)NN_MALLOC(sizeof(nn_node));
+    if (!node) {
+        nn__model_error(m, NN_ERROR_MEMORY, "out of memory while building the model");
+        return NULL;
+    }
+    *node = candidate;
+    m->nodes[m->count++] = node;
+    return node;
+}
+
+/* A node of kind op on inputs a and b with no settings yet. */
+static nn_node nn__proto(nn_op op, nn_node *a, nn_node *b)
+{
+    nn_node proto;
+    memset(&proto, 0, sizeof proto);
+    proto.op = op;
+    proto.in[0] = a;
+    proto.in[1] = b;
+    return proto;
+}
+
+NNDEF nn_node *nn_input(nn_model *m, int channels, int height, int width)
+{
+    nn_node proto = nn__proto(NN_OP_INPUT, NULL, NULL), *node;
+    if (m && m->input) {
+        nn__model_error(m, NN_ERROR_ARGUMENT, "nn_input: the model already has an input");
+        return NULL;
+    }
+    proto.c = channels;
+    proto.h = height;
+    proto.w = width;
+    node = nn__add_node(m, &proto, "nn_input");
+    if (node) m->input = node;
+    return node;
+}
+
+NNDEF nn_node *nn_linear(nn_model *m, nn_node *x, int out_features, int bias)
+{
+    nn_node proto = nn__proto(NN_OP_LINEAR, x, NULL);
+    proto.units = out_features;
+    proto.has_bias = bias != 0;
+    return nn__add_node(m, &proto, "nn_linear");
+}
+
+NNDEF nn_node *nn_conv2d(nn_model *m, nn_node *x, int out_channels, int kernel, int stride, int padding, int bias)
+{
+    nn_node proto = nn__proto(NN_OP_CONV2D, x, NULL);
+    proto.units = out_channels;
+    proto.kernel = kernel;
+    proto.stride = stride;
+    proto.pad = padding;
+    proto.has_bias = bias != 0;
+    return nn__add_node(m, &proto, "nn_conv2d");
+}
+
+static nn_node *nn__pool_node(nn_model *m, nn_op op, nn_node *x, int kernel, int stride, const char *who)
+{
+    nn_node proto = nn__proto(op, x, NULL);
+    proto.kernel = kernel;
+    proto.stride = stride == 0 ? kernel : stride;
+    return nn__add_node(m, &proto, who);
+}
+NNDEF nn_node *nn_maxpool2d(nn_model *m, nn_node *x, int kernel, int stride)
+{
+    return nn__pool_node(m, NN_OP_MAXPOOL2D, x, kernel, stride, "nn_maxpool2d");
+}
+NNDEF nn_node *nn_avgpool2d(nn_model *m, nn_node *x, int kernel, int stride)
+{
+    return nn__pool_node(m, NN_OP_AVGPOOL2D, x, kernel, stride, "nn_avgpool2d");
+}
+
+NNDEF nn_node *nn_global_avgpool(nn_model *m, nn_node *x)
+{
+    nn_node proto = nn__proto(NN_OP_GLOBAL_AVGPOOL, x, NULL);
+    return nn__add_node(m, &proto, "nn_global_avgpool");
+}
+
+NNDEF nn_node *nn_batchnorm(nn_model *m, nn_node *x)
+{
+    nn_node proto = nn__proto(NN_OP_BATCHNORM, x, NULL);
+    return nn__add_node(m, &proto, "nn_batchnorm");
+}
+
+NNDEF nn_node *nn_dropout(nn_model *m, nn_node *x, float drop_probability)
+{
+    nn_node proto = nn__proto(NN_OP_DROPOUT, x, NULL);
+    proto.parameter = drop_probability;
+    return nn__add_node(m, &proto, "nn_dropout");
+}
+
+NNDEF nn_node *nn_flatten(nn_model *m, nn_node *x)
+{
+    nn_node proto = nn__proto(NN_OP_FLATTEN, x, NULL);
+    return nn__add_node(m, &proto, "nn_flatten");
+}
+
+NNDEF nn_node *nn_add_nodes(nn_model *m, nn_node *a, nn_node *b)
+{
+    nn_node proto = nn__proto(NN_OP_ADD, a, b);
+    return nn__add_node(m, &proto, "nn_add_nodes");
+}
+
+NNDEF nn_node *nn_activation_node(nn_model *m, nn_node *x, nn_activation kind, float parameter)
+{
+    nn_node proto = nn__proto(NN_OP_ACTIVATION, x, NULL);
+    proto.activation = kind;
+    proto.parameter = parameter;
+    return nn__add_node(m, &proto, "nn_activation_node");
+}
+NNDEF nn_node *nn_relu(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_RELU, 0.0f); }
+NNDEF nn_node *nn_leaky_relu(nn_model *m, nn_node *x, float negative_slope)
+{
+    return nn_activation_node(m, x, NN_ACTIVATION_LEAKY_RELU, negative_slope);
+}
+NNDEF nn_node *nn_sigmoid(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SIGMOID, 0.0f); }
+NNDEF nn_node *nn_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_TANH, 0.0f); }
+NNDEF nn_node *nn_scaled_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SCALED_TANH, 0.0f); }
+NNDEF nn_node *nn_softmax(nn_model *m, nn_node *x)
+{
+    nn_node proto = nn__proto(NN_OP_SOFTMAX, x, NULL);
+    return nn__add_node(m, &proto, "nn_softmax");
+}
+NNDEF nn_node *nn_log_softmax(nn_model *m, nn_node *x)
+{
+    nn_node proto = nn__proto(NN_OP_LOG_SOFTMAX, x, NULL);
+    return nn__add_node(m, &proto, "nn_log_softmax");
+}
+
+NNDEF int nn_node_size(const nn_node *node) { return node ? node->c * node->h * node->w : 0; }
+NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width)
+{
+    if (channels) *channels = node ? node->c : 0;
+    if (height) *height = node ? node->h : 0;
+    if (width) *width = node ? node->w : 0;
+}
+NNDEF int nn_input_size(const nn_model *m) { return m && m->input ? nn_node_size(m->input) : 0; }
+NNDEF int nn_output_size(const nn_model *m) { return m && m->output ? nn_node_size(m->output) : 0; }
+
+static int nn__has_params(const nn_node *n) { return n->weight_count > 0; }
+
+/* ======================================================================================
+   Initialisation
+   ====================================================================================== */
 static int nn__is_init(nn_init init) { return (int)init >= (int)NN_INIT_PYTORCH && (int)init <= (int)NN_INIT_HE_NORMAL; }
 
 static nn_status nn__init_params(nn_model *m, nn_node *layer, nn_init init, float a, float b, int biases, const char *who)
@@ -3866,9 +4307,10 @@ static nn_status nn__init_params(nn_model *m, nn_node *layer, nn_init init, floa
     if (layer && !nn__has_params(layer)) return nn__fail(NN_ERROR_ARGUMENT, "%s: that node has no parameters", who);
     for (i = 0; i < m->count; i++) {
         nn_node *n = m->nodes[i];
+        const int affine = (nn__ops[n->op].flags & NN__OP_AFFINE) != 0;
         if (!n->live || !nn__has_params(n) || (layer && n != layer)) continue;
-        if (!layer && n->op == NN__OP_BATCHNORM) continue; /* "every layer" means linear and conv */
-        if (n->op == NN__OP_BATCHNORM && init == NN_INIT_PYTORCH) {
+        if (!layer && affine) continue; /* "every layer" means the layers with weights: linear and conv */
+        if (affine && init == NN_INIT_PYTORCH) {
             nn__init_fill(&m->rng, m->params + (biases ? n->bias_offset : n->weight_offset), n->weight_count,
                           NN_INIT_CONSTANT, biases ? 0.0f : 1.0f, 0.0f, 1, 1);
             continue;
@@ -3891,8 +4333,6 @@ NNDEF nn_status nn_init_biases(nn_model *m, nn_node *layer, nn_init init, float 
 {
     return nn__init_params(m, layer, init, a, b, 1, "nn_init_biases");
 }
-
-static nn_conv2d_shape nn__conv_shape_of(const nn_node *n, int batch);
 
 /* ======================================================================================
    Compile: shapes are known, so every buffer is planned once
@@ -3959,6 +4399,7 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
 
     for (i = 0; i < m->count; i++) {
         nn_node *n = m->nodes[i];
+        const nn__op_info *op = &nn__ops[n->op];
         size_t size = (size_t)nn_node_size(n) * (size_t)max_batch;
         if (!n->live) continue;
         n->out_offset = arena;
@@ -3966,32 +4407,29 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
         n->grad_offset = arena;
         arena += nn__round16(size);
         if (size > biggest) biggest = size;
-        if (n->op == NN__OP_DROPOUT) {
-            n->aux_offset = arena;
-            arena += nn__round16(size);
-        } else if (n->op == NN__OP_BATCHNORM) {
-            n->aux_offset = arena;
-            arena += nn__round16(2 * (size_t)n->c);
-        } else if (n->op == NN__OP_MAXPOOL) {
-            n->index_offset = index_arena;
-            index_arena += nn__round16(size);
-        } else if (n->op == NN__OP_CONV2D) {
-            nn_conv2d_shape s = nn__conv_shape_of(n, max_batch);
-            col = NN__MAX(col, nn__conv_col_floats(&s, n->h, n->w));
+        if (op->buffers) {
+            nn__buffers need = {0, 0, 0};
+            op->buffers(n, max_batch, &need);
+            if (need.aux_floats) {
+                n->aux_offset = arena;
+                arena += nn__round16(need.aux_floats);
+            }
+            if (need.index_ints) {
+                n->index_offset = index_arena;
+                index_arena += nn__round16(need.index_ints);
+            }
+            col = NN__MAX(col, need.workspace_floats);
         }
-        if (n->op == NN__OP_BATCHNORM || n->op == NN__OP_DROPOUT) splittable = 0;
-        if (n->op == NN__OP_LINEAR || n->op == NN__OP_CONV2D)
-            macs += (double)n->fan_in * n->units * (n->op == NN__OP_CONV2D ? n->h * n->w : 1);
+        if (op->flags & NN__OP_WHOLE_BATCH) splittable = 0;
+        if (op->macs) macs += op->macs(n);
         if (nn__has_params(n)) {
             n->weight_offset = params;
             params += n->weight_count;
-            weights += n->op == NN__OP_BATCHNORM ? 0 : n->weight_count;
+            weights += (op->flags & NN__OP_AFFINE) ? 0 : n->weight_count;
             n->bias_offset = params;
             params += n->bias_count;
-            if (n->op == NN__OP_BATCHNORM) {
-                n->state_offset = state;
-                state += 2 * (size_t)n->c;
-            }
+            n->state_offset = state;
+            state += n->state_count;
         }
     }
     m->scratch_offset = arena;
@@ -4040,17 +4478,7 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     m->compiled = 1;
     for (i = 0; i < m->count; i++) {
         nn_node *n = m->nodes[i];
-        if (!n->live || !nn__has_params(n)) continue;
-        if (n->op == NN__OP_BATCHNORM) {
-            nn__init_fill(&m->rng, m->params + n->weight_offset, n->weight_count, NN_INIT_CONSTANT, 1.0f, 0, 1, 1);
-            nn__init_fill(&m->rng, m->params + n->bias_offset, n->bias_count, NN_INIT_ZEROS, 0, 0, 1, 1);
-            nn__init_fill(&m->rng, m->state + n->state_offset, (size_t)n->c, NN_INIT_ZEROS, 0, 0, 1, 1);
-            nn__init_fill(&m->rng, m->state + n->state_offset + n->c, (size_t)n->c, NN_INIT_CONSTANT, 1.0f, 0, 1, 1);
-        } else {
-            nn__init_fill(&m->rng, m->params + n->weight_offset, n->weight_count, NN_INIT_PYTORCH, 0, 0, n->fan_in, n->fan_out);
-            if (n->bias_count)
-                nn__init_fill(&m->rng, m->params + n->bias_offset, n->bias_count, NN_INIT_PYTORCH, 0, 0, n->fan_in, n->fan_out);
-        }
+        if (n->live && nn__has_params(n)) nn__ops[n->op].init(m, n);
     }
     return NN_OK;
 }
@@ -4095,181 +4523,17 @@ NNDEF nn_node *nn_layer(nn_model *m, int index)
 }
 
 /* ======================================================================================
-   Forward and backward
+   Forward and backward: the graph in build order, each node through its op's entry
    ====================================================================================== */
-/* A node's output and gradient in a context's arena (or, for context 0, the model's). */
-#define NN__OUT(e, n) ((e)->arena + (n)->out_offset)
-#define NN__GRAD(e, n) ((e)->arena + (n)->grad_offset)
-
-static nn_conv2d_shape nn__conv_shape_of(const nn_node *n, int batch)
-{
-    nn_conv2d_shape s;
-    s.batch = batch;
-    s.in_channels = n->in[0]->c;
-    s.in_height = n->in[0]->h;
-    s.in_width = n->in[0]->w;
-    s.out_channels = n->units;
-    s.kernel_height = s.kernel_width = n->kernel;
-    s.stride_height = s.stride_width = n->stride;
-    s.pad_height = s.pad_width = n->pad;
-    return s;
-}
-
-static nn_pool2d_shape nn__pool_shape_of(const nn_node *n, int batch)
-{
-    nn_pool2d_shape s;
-    s.batch = batch;
-    s.channels = n->in[0]->c;
-    s.in_height = n->in[0]->h;
-    s.in_width = n->in[0]->w;
-    s.kernel_height = s.kernel_width = n->kernel;
-    s.stride_height = s.stride_width = n->stride;
-    s.pad_height = s.pad_width = 0;
-    return s;
-}
-
-#define NN__BN_MOMENTUM 0.1
-#define NN__BN_EPS 1e-5
-
-/* Batch statistics per channel in double (two passes), normalise, update the running stats. */
-static void nn__batchnorm_forward(nn_model *m, nn__context *e, nn_node *n)
-{
-    const int C = n->c, S = n->h * n->w, batch = e->batch;
-    const float *x = NN__OUT(e, n->in[0]), *gamma = m->params + n->weight_offset, *beta = m->params + n->bias_offset;
-    float *y = NN__OUT(e, n), *saved = e->arena + n->aux_offset;
-    float *running_mean = m->state + n->state_offset, *running_var = running_mean + C;
-    const double count = (double)batch * S;
-    int c;
-    NN__PARALLEL_FOR((size_t)batch * C * S)
-    for (c = 0; c < C; c++) {
-        double mean, invstd;
-        float fm, fi, g, bt;
-        int b, s;
-        if (m->mode == NN_TRAIN) {
-            double sum = 0.0, sq = 0.0, var;
-            for (b = 0; b < batch; b++) {
-                const float *xp = x + ((size_t)b * C + c) * S;
-                for (s = 0; s < S; s++) sum += xp[s];
-            }
-            mean = sum / count;
-            for (b = 0; b < batch; b++) {
-                const float *xp = x + ((size_t)b * C + c) * S;
-                for (s = 0; s < S; s++) sq += (xp[s] - mean) * (xp[s] - mean);
-            }
-            var = sq / count;
-            invstd = 1.0 / sqrt(var + NN__BN_EPS);
-            running_mean[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_mean[c] + NN__BN_MOMENTUM * mean);
-            running_var[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_var[c] +
-                                     NN__BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var));
-        } else {
-            mean = running_mean[c];
-            invstd = 1.0 / sqrt((double)running_var[c] + NN__BN_EPS);
-        }
-        saved[c] = fm = (float)mean;
-        saved[C + c] = fi = (float)invstd;
-        g = gamma[c];
-        bt = beta[c];
-        for (b = 0; b < batch; b++) {
-            const float *xp = x + ((size_t)b * C + c) * S;
-            float *yp = y + ((size_t)b * C + c) * S;
-            for (s = 0; s < S; s++) yp[s] = g * ((xp[s] - fm) * fi) + bt;
-        }
-    }
-}
-
-static void nn__batchnorm_backward(nn_model *m, nn__context *e, nn_node *n, float *dx)
-{
-    const int C = n->c, S = n->h * n->w, batch = e->batch;
-    const float *x = NN__OUT(e, n->in[0]), *dy = NN__GRAD(e, n), *gamma = m->params + n->weight_offset;
-    const float *saved = e->arena + n->aux_offset;
-    float *dgamma = e->grads + n->weight_offset, *dbeta = e->grads + n->bias_offset;
-    const double count = (double)batch * S;
-    int c;
-    NN__PARALLEL_FOR((size_t)batch * C * S)
-    for (c = 0; c < C; c++) {
-        const float mean = saved[c], invstd = saved[C + c];
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        int b, s;
-        float k1, k2, k3;
-        for (b = 0; b < batch; b++) {
-            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
-            for (s = 0; s < S; s++) {
-                sum_dy += gp[s];
-                sum_dy_xhat += gp[s] * ((xp[s] - mean) * invstd);
-            }
-        }
-        dgamma[c] = (float)sum_dy_xhat;
-        dbeta[c] = (float)sum_dy;
-        if (!dx) continue;
-        /* train: dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)); eval: stats are constants */
-        k1 = gamma[c] * invstd;
-        k2 = m->mode == NN_TRAIN ? (float)(sum_dy / count) : 0.0f;
-        k3 = m->mode == NN_TRAIN ? (float)(sum_dy_xhat / count) : 0.0f;
-        for (b = 0; b < batch; b++) {
-            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
-            float *dp = dx + ((size_t)b * C + c) * S;
-            for (s = 0; s < S; s++) dp[s] = k1 * (gp[s] - k2 - ((xp[s] - mean) * invstd) * k3);
-        }
-    }
-}
-
-static void nn__forward_node(nn_model *m, nn__context *e, nn_node *n, const float *x)
-{
-    const int batch = e->batch;
-    const size_t total = (size_t)batch * nn_node_size(n);
-    float *y = NN__OUT(e, n), *gemm_ws = e->workspace + m->col_floats;
-    const float *in = n->in[0] ? NN__OUT(e, n->in[0]) : NULL;
-    switch (n->op) {
-    case NN__OP_INPUT: memcpy(y, x, total * sizeof(float)); break;
-    case NN__OP_LINEAR:
-        nn__gemm(0, 1, batch, n->units, n->fan_in, 1.0f, in, n->fan_in, m->params + n->weight_offset, n->fan_in, 0.0f, y,
-                 n->units, gemm_ws, e->threads);
-        if (n->has_bias) nn_bias_add(batch, n->units, 1, m->params + n->bias_offset, y);
-        break;
-    case NN__OP_CONV2D: {
-        nn_conv2d_shape s = nn__conv_shape_of(n, batch);
-        nn__conv2d_forward(&s, n->h, n->w, in, m->params + n->weight_offset, n->has_bias ? m->params + n->bias_offset : NULL,
-                           y, e->workspace, gemm_ws, e->threads);
-        break;
-    }
-    case NN__OP_MAXPOOL: {
-        nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-        nn_maxpool2d_forward(&s, in, y, e->index_arena + n->index_offset);
-        break;
-    }
-    case NN__OP_AVGPOOL: {
-        nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-        nn_avgpool2d_forward(&s, in, y);
-        break;
-    }
-    case NN__OP_GLOBAL_AVGPOOL: nn_global_avgpool_forward(batch, n->c, n->in[0]->h * n->in[0]->w, in, y); break;
-    case NN__OP_BATCHNORM: nn__batchnorm_forward(m, e, n); break;
-    case NN__OP_DROPOUT:
-        if (m->mode == NN_TRAIN && n->parameter > 0.0f) {
-            float *mask = e->arena + n->aux_offset, keep_scale = 1.0f / (1.0f - n->parameter);
-            size_t i;
-            for (i = 0; i < total; i++) {
-                mask[i] = nn_rng_uniform(&m->rng) >= n->parameter ? keep_scale : 0.0f;
-                y[i] = in[i] * mask[i];
-            }
-        } else {
-            memcpy(y, in, total * sizeof(float));
-        }
-        break;
-    case NN__OP_FLATTEN: memcpy(y, in, total * sizeof(float)); break;
-    case NN__OP_ADD: nn_add(total, in, NN__OUT(e, n->in[1]), y); break;
-    case NN__OP_ACTIVATION: nn_activation_forward(n->activation, n->parameter, total, in, y); break;
-    case NN__OP_SOFTMAX: nn_softmax_forward(batch, nn_node_size(n), in, y); break;
-    case NN__OP_LOG_SOFTMAX: nn_log_softmax_forward(batch, nn_node_size(n), in, y); break;
-    }
-}
-
 /* One forward over the graph in context e: e->batch samples from x. */
 static void nn__forward_pass(nn_model *m, nn__context *e, const float *x)
 {
     int i;
-    for (i = 0; i <= m->output->index; i++)
-        if (m->nodes[i]->live) nn__forward_node(m, e, m->nodes[i], x);
+    e->samples = x;
+    for (i = 0; i <= m->output->index; i++) {
+        nn_node *n = m->nodes[i];
+        if (n->live) nn__ops[n->op].forward(m, e, n);
+    }
 }
 
 static nn_status nn__check_pass(const nn_model *m, const float *x, int count, const char *who)
@@ -4394,89 +4658,30 @@ static void nn__grad_commit(nn__context *e, nn_node *in, const float *dx, int ac
     if (accumulate) nn_add((size_t)e->batch * nn_node_size(in), NN__GRAD(e, in), dx, NN__GRAD(e, in));
 }
 
+/* Node n's backward: the op's, with dx routed to in[0]'s gradient buffer (or to scratch, then
+   added, when another consumer got there first). */
 static void nn__backward_node(nn_model *m, nn__context *e, nn_node *n)
 {
-    const int batch = e->batch;
-    nn_node *in = n->in[0];
-    const float *dy = NN__GRAD(e, n), *y = NN__OUT(e, n), *x = in ? NN__OUT(e, in) : NULL;
-    float *gemm_ws = e->workspace + m->col_floats, *dx = NULL;
-    int acc = 0, want = in && in->needs_grad;
-    const size_t in_total = in ? (size_t)batch * nn_node_size(in) : 0;
-    if (n->op == NN__OP_ADD) {
-        int k;
-        for (k = 0; k < 2; k++) {
+    const nn__op_info *op = &nn__ops[n->op];
+    float *dx = NULL;
+    int k, accumulate = 0;
+    if (op->flags & NN__OP_GRAD_IS_DY) {
+        for (k = 0; k < n->inputs; k++) {
             nn_node *src = n->in[k];
+            const size_t count = (size_t)e->batch * nn_node_size(src);
             if (!src->needs_grad) continue;
             if (!e->grad_ready[src->index]) {
                 e->grad_ready[src->index] = 1;
-                memcpy(NN__GRAD(e, src), dy, (size_t)batch * nn_node_size(src) * sizeof(float));
+                memcpy(NN__GRAD(e, src), NN__GRAD(e, n), count * sizeof(float));
             } else {
-                nn_add((size_t)batch * nn_node_size(src), NN__GRAD(e, src), dy, NN__GRAD(e, src));
+                nn_add(count, NN__GRAD(e, src), NN__GRAD(e, n), NN__GRAD(e, src));
             }
         }
         return;
     }
-    if (want) dx = nn__grad_target(m, e, in, &acc);
-    switch (n->op) {
-    case NN__OP_INPUT: case NN__OP_ADD: break;
-    case NN__OP_LINEAR:
-        nn__gemm(1, 0, n->units, n->fan_in, batch, 1.0f, dy, n->units, x, n->fan_in, 0.0f, e->grads + n->weight_offset,
-                 n->fan_in, gemm_ws, e->threads);
-        if (n->has_bias) nn_bias_backward(batch, n->units, 1, dy, e->grads + n->bias_offset);
-        if (dx)
-            nn__gemm(0, 0, batch, n->fan_in, n->units, 1.0f, dy, n->units, m->params + n->weight_offset, n->fan_in, 0.0f, dx,
-                     n->fan_in, gemm_ws, e->threads);
-        break;
-    case NN__OP_CONV2D: {
-        nn_conv2d_shape s = nn__conv_shape_of(n, batch);
-        nn__conv2d_backward_weight(&s, n->h, n->w, x, dy, e->grads + n->weight_offset,
-                                   n->has_bias ? e->grads + n->bias_offset : NULL, e->workspace, gemm_ws, e->threads);
-        if (dx)
-            nn__conv2d_backward_data(&s, n->h, n->w, dy, m->params + n->weight_offset, dx, e->workspace, gemm_ws,
-                                     e->threads);
-        break;
-    }
-    case NN__OP_MAXPOOL:
-        if (dx) {
-            nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-            nn_maxpool2d_backward(&s, dy, e->index_arena + n->index_offset, dx);
-        }
-        break;
-    case NN__OP_AVGPOOL:
-        if (dx) {
-            nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-            nn_avgpool2d_backward(&s, dy, dx);
-        }
-        break;
-    case NN__OP_GLOBAL_AVGPOOL:
-        if (dx) nn_global_avgpool_backward(batch, n->c, in->h * in->w, dy, dx);
-        break;
-    case NN__OP_BATCHNORM: nn__batchnorm_backward(m, e, n, dx); break;
-    case NN__OP_DROPOUT:
-        if (dx) {
-            if (m->mode == NN_TRAIN && n->parameter > 0.0f) {
-                const float *mask = e->arena + n->aux_offset;
-                size_t i;
-                for (i = 0; i < in_total; i++) dx[i] = dy[i] * mask[i];
-            } else {
-                memcpy(dx, dy, in_total * sizeof(float));
-            }
-        }
-        break;
-    case NN__OP_FLATTEN:
-        if (dx) memcpy(dx, dy, in_total * sizeof(float));
-        break;
-    case NN__OP_ACTIVATION:
-        if (dx) nn_activation_backward(n->activation, n->parameter, in_total, x, y, dy, dx);
-        break;
-    case NN__OP_SOFTMAX:
-        if (dx) nn_softmax_backward(batch, nn_node_size(n), y, dy, dx);
-        break;
-    case NN__OP_LOG_SOFTMAX:
-        if (dx) nn_log_softmax_backward(batch, nn_node_size(n), y, dy, dx);
-        break;
-    }
-    if (dx) nn__grad_commit(e, in, dx, acc);
+    if (n->in[0] && n->in[0]->needs_grad) dx = nn__grad_target(m, e, n->in[0], &accumulate);
+    if (op->backward) op->backward(m, e, n, dx);
+    if (dx) nn__grad_commit(e, n->in[0], dx, accumulate);
 }
 
 /* Which nodes a gradient must flow into: the same for every context, so set once per backward. */
@@ -4485,7 +4690,7 @@ static void nn__mark_needs_grad(nn_model *m)
     int i;
     for (i = 0; i <= m->output->index; i++) {
         nn_node *n = m->nodes[i];
-        n->needs_grad = n->op == NN__OP_INPUT ? m->input_gradient
+        n->needs_grad = n->op == NN_OP_INPUT ? m->input_gradient
                                               : nn__has_params(n) || (n->in[0] && n->in[0]->needs_grad) ||
                                                     (n->in[1] && n->in[1]->needs_grad);
     }
@@ -5559,6 +5764,7 @@ NNDEF size_t nn_weights_gather(nn_model *model, float *out)
     for (i = 0; (layer = nn_layer(model, i)) != NULL; i++) {
         size_t count = 0;
         const float *w = nn_node_weights(model, layer, &count);
+        if (nn__ops[layer->op].flags & NN__OP_AFFINE) continue; /* batch norm's gamma: not counted by nn_weight_count */
         if (w && count) {
             if (out) memcpy(out + total, w, count * sizeof(float));
             total += count;

@@ -40,12 +40,12 @@ static int nn_test_run(const char *group, const struct CMUnitTest *tests, size_t
 
 /* A deterministic fill for test data, independent of the library's PRNG. */
 static uint64_t nn_test_seed = 0x9E3779B97F4A7C15ull;
-static float nn_test_uniform(float lo, float hi)
+static inline float nn_test_uniform(float lo, float hi)
 {
     nn_test_seed ^= nn_test_seed << 13; nn_test_seed ^= nn_test_seed >> 7; nn_test_seed ^= nn_test_seed << 17;
     return lo + (hi - lo) * (float)((nn_test_seed >> 40) * (1.0 / 16777216.0));
 }
-static void nn_test_fill(float *x, size_t n, float lo, float hi)
+static inline void nn_test_fill(float *x, size_t n, float lo, float hi)
 {
     size_t i;
     for (i = 0; i < n; i++) x[i] = nn_test_uniform(lo, hi);
