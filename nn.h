@@ -267,19 +267,9 @@ typedef enum nn_loss {
 /* The kind of a node. Model files store these values: kinds are only ever appended, never
    renumbered (tests/test_engine.c checks each value). */
 typedef enum nn_op {
-    NN_OP_INPUT = 0,
-    NN_OP_LINEAR = 1,
-    NN_OP_CONV2D = 2,
-    NN_OP_MAXPOOL2D = 3,
-    NN_OP_AVGPOOL2D = 4,
-    NN_OP_GLOBAL_AVGPOOL = 5,
-    NN_OP_BATCHNORM = 6,
-    NN_OP_DROPOUT = 7,
-    NN_OP_FLATTEN = 8,
-    NN_OP_ADD = 9,
-    NN_OP_ACTIVATION = 10,
-    NN_OP_SOFTMAX = 11,
-    NN_OP_LOG_SOFTMAX = 12,
+    NN_OP_INPUT = 0, NN_OP_LINEAR = 1, NN_OP_CONV2D = 2, NN_OP_MAXPOOL2D = 3, NN_OP_AVGPOOL2D = 4,
+    NN_OP_GLOBAL_AVGPOOL = 5, NN_OP_BATCHNORM = 6, NN_OP_DROPOUT = 7, NN_OP_FLATTEN = 8, NN_OP_ADD = 9,
+    NN_OP_ACTIVATION = 10, NN_OP_SOFTMAX = 11, NN_OP_LOG_SOFTMAX = 12,
     NN_OP_COUNT /* the number of kinds; not a kind */
 } nn_op;
 
@@ -4040,23 +4030,16 @@ static void nn__activation_backward_op(nn_model *m, nn__context *e, nn_node *n, 
 /* ---- softmax, log_softmax: over each sample's values ---- */
 static void nn__softmax_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
+    void (*forward)(int, int, const float *, float *) = n->op == NN_OP_LOG_SOFTMAX ? nn_log_softmax_forward : nn_softmax_forward;
     (void)m;
-    nn_softmax_forward(e->batch, nn_node_size(n), NN__OUT(e, n->in[0]), NN__OUT(e, n));
+    forward(e->batch, nn_node_size(n), NN__OUT(e, n->in[0]), NN__OUT(e, n));
 }
 static void nn__softmax_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
+    void (*backward)(int, int, const float *, const float *, float *) =
+        n->op == NN_OP_LOG_SOFTMAX ? nn_log_softmax_backward : nn_softmax_backward;
     (void)m;
-    if (dx) nn_softmax_backward(e->batch, nn_node_size(n), NN__OUT(e, n), NN__GRAD(e, n), dx);
-}
-static void nn__log_softmax_forward_op(nn_model *m, nn__context *e, nn_node *n)
-{
-    (void)m;
-    nn_log_softmax_forward(e->batch, nn_node_size(n), NN__OUT(e, n->in[0]), NN__OUT(e, n));
-}
-static void nn__log_softmax_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
-{
-    (void)m;
-    if (dx) nn_log_softmax_backward(e->batch, nn_node_size(n), NN__OUT(e, n), NN__GRAD(e, n), dx);
+    if (dx) backward(e->batch, nn_node_size(n), NN__OUT(e, n), NN__GRAD(e, n), dx);
 }
 
 /* The op table, indexed by nn_op (whose values are pinned: see its declaration). Columns:
@@ -4084,7 +4067,7 @@ static const nn__op_info nn__ops[] = {
     {"activation", 1, 0, {NULL}, nn__activation_shape, NULL, NULL, NULL, nn__activation_forward_op,
      nn__activation_backward_op},
     {"softmax", 1, 0, {NULL}, NULL, NULL, NULL, NULL, nn__softmax_forward_op, nn__softmax_backward_op},
-    {"log_softmax", 1, 0, {NULL}, NULL, NULL, NULL, NULL, nn__log_softmax_forward_op, nn__log_softmax_backward_op},
+    {"log_softmax", 1, 0, {NULL}, NULL, NULL, NULL, NULL, nn__softmax_forward_op, nn__softmax_backward_op},
 };
 
 /* fails to compile ("negative size") when a row is missing or extra */
@@ -4175,6 +4158,13 @@ static nn_node nn__proto(nn_op op, nn_node *a, nn_node *b)
     return proto;
 }
 
+/* A node with no settings of its own. */
+static nn_node *nn__add_plain(nn_model *m, nn_op op, nn_node *a, nn_node *b, const char *who)
+{
+    nn_node proto = nn__proto(op, a, b);
+    return nn__add_node(m, &proto, who);
+}
+
 NNDEF nn_node *nn_input(nn_model *m, int channels, int height, int width)
 {
     nn_node proto = nn__proto(NN_OP_INPUT, NULL, NULL), *node;
@@ -4225,17 +4215,9 @@ NNDEF nn_node *nn_avgpool2d(nn_model *m, nn_node *x, int kernel, int stride)
     return nn__pool_node(m, NN_OP_AVGPOOL2D, x, kernel, stride, "nn_avgpool2d");
 }
 
-NNDEF nn_node *nn_global_avgpool(nn_model *m, nn_node *x)
-{
-    nn_node proto = nn__proto(NN_OP_GLOBAL_AVGPOOL, x, NULL);
-    return nn__add_node(m, &proto, "nn_global_avgpool");
-}
+NNDEF nn_node *nn_global_avgpool(nn_model *m, nn_node *x) { return nn__add_plain(m, NN_OP_GLOBAL_AVGPOOL, x, NULL, "nn_global_avgpool"); }
 
-NNDEF nn_node *nn_batchnorm(nn_model *m, nn_node *x)
-{
-    nn_node proto = nn__proto(NN_OP_BATCHNORM, x, NULL);
-    return nn__add_node(m, &proto, "nn_batchnorm");
-}
+NNDEF nn_node *nn_batchnorm(nn_model *m, nn_node *x) { return nn__add_plain(m, NN_OP_BATCHNORM, x, NULL, "nn_batchnorm"); }
 
 NNDEF nn_node *nn_dropout(nn_model *m, nn_node *x, float drop_probability)
 {
@@ -4244,17 +4226,9 @@ NNDEF nn_node *nn_dropout(nn_model *m, nn_node *x, float drop_probability)
     return nn__add_node(m, &proto, "nn_dropout");
 }
 
-NNDEF nn_node *nn_flatten(nn_model *m, nn_node *x)
-{
-    nn_node proto = nn__proto(NN_OP_FLATTEN, x, NULL);
-    return nn__add_node(m, &proto, "nn_flatten");
-}
+NNDEF nn_node *nn_flatten(nn_model *m, nn_node *x) { return nn__add_plain(m, NN_OP_FLATTEN, x, NULL, "nn_flatten"); }
 
-NNDEF nn_node *nn_add_nodes(nn_model *m, nn_node *a, nn_node *b)
-{
-    nn_node proto = nn__proto(NN_OP_ADD, a, b);
-    return nn__add_node(m, &proto, "nn_add_nodes");
-}
+NNDEF nn_node *nn_add_nodes(nn_model *m, nn_node *a, nn_node *b) { return nn__add_plain(m, NN_OP_ADD, a, b, "nn_add_nodes"); }
 
 NNDEF nn_node *nn_activation_node(nn_model *m, nn_node *x, nn_activation kind, float parameter)
 {
@@ -4271,16 +4245,8 @@ NNDEF nn_node *nn_leaky_relu(nn_model *m, nn_node *x, float negative_slope)
 NNDEF nn_node *nn_sigmoid(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SIGMOID, 0.0f); }
 NNDEF nn_node *nn_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_TANH, 0.0f); }
 NNDEF nn_node *nn_scaled_tanh(nn_model *m, nn_node *x) { return nn_activation_node(m, x, NN_ACTIVATION_SCALED_TANH, 0.0f); }
-NNDEF nn_node *nn_softmax(nn_model *m, nn_node *x)
-{
-    nn_node proto = nn__proto(NN_OP_SOFTMAX, x, NULL);
-    return nn__add_node(m, &proto, "nn_softmax");
-}
-NNDEF nn_node *nn_log_softmax(nn_model *m, nn_node *x)
-{
-    nn_node proto = nn__proto(NN_OP_LOG_SOFTMAX, x, NULL);
-    return nn__add_node(m, &proto, "nn_log_softmax");
-}
+NNDEF nn_node *nn_softmax(nn_model *m, nn_node *x) { return nn__add_plain(m, NN_OP_SOFTMAX, x, NULL, "nn_softmax"); }
+NNDEF nn_node *nn_log_softmax(nn_model *m, nn_node *x) { return nn__add_plain(m, NN_OP_LOG_SOFTMAX, x, NULL, "nn_log_softmax"); }
 
 NNDEF int nn_node_size(const nn_node *node) { return node ? node->c * node->h * node->w : 0; }
 NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width)
