@@ -2422,6 +2422,31 @@ static nn__operand nn__matrix(const float *data, int ld, int transposed)
     return op;
 }
 
+/* An NN__CHANNELS or NN__CHANNELS_T view of data [batch][rows][spatial]. */
+static nn__operand nn__channels(nn__view view, const float *data, int rows, int spatial)
+{
+    nn__operand op;
+    memset(&op, 0, sizeof op);
+    op.view = view;
+    op.data = data;
+    op.rows = rows;
+    op.spatial = spatial;
+    return op;
+}
+
+/* The im2col matrix of the images x under convolution s with an oh x ow output. */
+static nn__operand nn__im2col(const float *x, const nn_conv2d_shape *s, int oh, int ow)
+{
+    nn__operand op;
+    memset(&op, 0, sizeof op);
+    op.view = NN__IM2COL;
+    op.data = x;
+    op.conv = s;
+    op.oh = oh;
+    op.ow = ow;
+    return op;
+}
+
 /* n floats from s to d: whole 8-float blocks as fixed-size copies (which compilers turn into
    vector moves, where a variable-length memcpy would be a call), then the rest. */
 static void nn__copy_run(float *d, const float *s, int n)
@@ -2975,19 +3000,9 @@ static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const f
                                const float *bias, float *y, float *col, float *gemm_ws, int gemm_threads)
 {
     const int ckk = s->in_channels * s->kernel_height * s->kernel_width;
-    nn__operand A = nn__matrix(w, ckk, 0), B, C;
+    const nn__operand A = nn__matrix(w, ckk, 0), B = nn__im2col(x, s, oh, ow);
+    const nn__operand C = nn__channels(NN__CHANNELS, y, s->out_channels, oh * ow);
     (void)col;
-    memset(&B, 0, sizeof B);
-    B.view = NN__IM2COL;
-    B.data = x;
-    B.conv = s;
-    B.oh = oh;
-    B.ow = ow;
-    memset(&C, 0, sizeof C);
-    C.view = NN__CHANNELS;
-    C.data = y;
-    C.rows = s->out_channels;
-    C.spatial = oh * ow;
     nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
     if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
 }
@@ -3036,13 +3051,9 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
             for (chunk = worker; chunk < chunks; chunk += workers) {
                 const int first = chunk * images, count = NN__MIN(images, s->batch - first);
                 float *cc = col + (size_t)first * per_image;
-                nn__operand A = nn__matrix(w, ckk, 1), B, C = nn__matrix(cc, count * hw, 0);
+                const nn__operand A = nn__matrix(w, ckk, 1), C = nn__matrix(cc, count * hw, 0);
+                const nn__operand B = nn__channels(NN__CHANNELS, dy + (size_t)first * s->out_channels * hw, s->out_channels, hw);
                 int n;
-                memset(&B, 0, sizeof B);
-                B.view = NN__CHANNELS;
-                B.data = dy + (size_t)first * s->out_channels * hw;
-                B.rows = s->out_channels;
-                B.spatial = hw;
                 nn__gemm_views(ckk, count * hw, s->out_channels, 1.0f, &A, &B, 0.0f, &C, ws, 1);
                 for (n = 0; n < count; n++) {
                     float *d = dx + (size_t)(first + n) * in_size;
@@ -3061,82 +3072,71 @@ static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow,
                                        float *dw, float *dbias, float *col, float *gemm_ws, int gemm_threads)
 {
     const int ckk = s->in_channels * s->kernel_height * s->kernel_width, oc = s->out_channels;
-    nn__operand A, B, C = nn__matrix(col, oc, 0);
+    const nn__operand A = nn__im2col(x, s, oh, ow), B = nn__channels(NN__CHANNELS_T, dy, oc, oh * ow);
+    const nn__operand C = nn__matrix(col, oc, 0);
     int i, j;
-    memset(&A, 0, sizeof A);
-    A.view = NN__IM2COL;
-    A.data = x;
-    A.conv = s;
-    A.oh = oh;
-    A.ow = ow;
-    memset(&B, 0, sizeof B);
-    B.view = NN__CHANNELS_T;
-    B.data = dy;
-    B.rows = oc;
-    B.spatial = oh * ow;
     nn__gemm_views(ckk, oc, s->batch * oh * ow, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
     for (i = 0; i < oc; i++)
         for (j = 0; j < ckk; j++) dw[(size_t)i * ckk + j] = col[(size_t)j * oc + i];
     if (dbias) nn_bias_backward(s->batch, oc, oh * ow, dy, dbias);
 }
 
+/* What a public convolution pass checks and sets up before it runs: the shape (output size),
+   its tensors (tensors_given: none of them is NULL) and the workspace (the caller's, or one
+   allocated here and freed by the caller through owned). */
+typedef struct nn__conv_call {
+    int oh, ow, slices;
+    float *owned, *col, *gemm_ws;
+} nn__conv_call;
+static nn_status nn__conv_begin(nn__conv_call *call, const nn_conv2d_shape *s, int tensors_given, float *workspace,
+                                size_t workspace_floats, const char *who)
+{
+    nn_status st = nn__conv_check(s, &call->oh, &call->ow);
+    call->owned = NULL;
+    if (st != NN_OK) return st;
+    if (!tensors_given) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    call->slices = nn__conv_workspace(s, call->oh, call->ow, workspace, workspace_floats, &call->owned, &call->col,
+                                      &call->gemm_ws);
+    if (!call->slices) {
+        nn__free(call->owned);
+        call->owned = NULL;
+        return workspace ? nn__fail(NN_ERROR_ARGUMENT, "%s: workspace of %zu floats is smaller than "
+                                    "nn_conv2d_workspace_size() for one thread", who, workspace_floats)
+                         : nn__fail(NN_ERROR_MEMORY, "%s: no memory for the workspace", who);
+    }
+    return NN_OK;
+}
+
 NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *s, const float *x, const float *w, const float *bias,
                                   float *y, float *workspace, size_t workspace_floats)
 {
-    int oh, ow, slices;
-    float *owned, *col, *gemm_ws;
-    nn_status st = nn__conv_check(s, &oh, &ow);
+    nn__conv_call call;
+    nn_status st = nn__conv_begin(&call, s, x && w && y, workspace, workspace_floats, "nn_conv2d_forward");
     if (st != NN_OK) return st;
-    if (!x || !w || !y) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_forward: null tensor");
-    slices = nn__conv_workspace(s, oh, ow, workspace, workspace_floats, &owned, &col, &gemm_ws);
-    if (!slices) {
-        nn__free(owned);
-        return workspace ? nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_forward: workspace of %zu floats is smaller than "
-                                    "nn_conv2d_workspace_size() for one thread", workspace_floats)
-                         : nn__fail(NN_ERROR_MEMORY, "nn_conv2d_forward: no memory for the workspace");
-    }
-    nn__conv2d_forward(s, oh, ow, x, w, bias, y, col, gemm_ws, slices);
-    nn__free(owned);
+    nn__conv2d_forward(s, call.oh, call.ow, x, w, bias, y, call.col, call.gemm_ws, call.slices);
+    nn__free(call.owned);
     return NN_OK;
 }
 
 NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *s, const float *dy, const float *w, float *dx,
                                         float *workspace, size_t workspace_floats)
 {
-    int oh, ow, slices;
-    float *owned, *col, *gemm_ws;
-    nn_status st = nn__conv_check(s, &oh, &ow);
+    nn__conv_call call;
+    nn_status st = nn__conv_begin(&call, s, dy && w && dx, workspace, workspace_floats, "nn_conv2d_backward_data");
     if (st != NN_OK) return st;
-    if (!dy || !w || !dx) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_data: null tensor");
-    slices = nn__conv_workspace(s, oh, ow, workspace, workspace_floats, &owned, &col, &gemm_ws);
-    if (!slices) {
-        nn__free(owned);
-        return workspace ? nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_data: workspace of %zu floats is smaller than "
-                                    "nn_conv2d_workspace_size() for one thread", workspace_floats)
-                         : nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_data: no memory for the workspace");
-    }
-    nn__conv2d_backward_data(s, oh, ow, dy, w, dx, col, gemm_ws, slices);
-    nn__free(owned);
+    nn__conv2d_backward_data(s, call.oh, call.ow, dy, w, dx, call.col, call.gemm_ws, call.slices);
+    nn__free(call.owned);
     return NN_OK;
 }
 
 NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float *x, const float *dy, float *dw,
                                           float *dbias, float *workspace, size_t workspace_floats)
 {
-    int oh, ow, slices;
-    float *owned, *col, *gemm_ws;
-    nn_status st = nn__conv_check(s, &oh, &ow);
+    nn__conv_call call;
+    nn_status st = nn__conv_begin(&call, s, x && dy && dw, workspace, workspace_floats, "nn_conv2d_backward_weight");
     if (st != NN_OK) return st;
-    if (!x || !dy || !dw) return nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_weight: null tensor");
-    slices = nn__conv_workspace(s, oh, ow, workspace, workspace_floats, &owned, &col, &gemm_ws);
-    if (!slices) {
-        nn__free(owned);
-        return workspace ? nn__fail(NN_ERROR_ARGUMENT, "nn_conv2d_backward_weight: workspace of %zu floats is smaller than "
-                                    "nn_conv2d_workspace_size() for one thread", workspace_floats)
-                         : nn__fail(NN_ERROR_MEMORY, "nn_conv2d_backward_weight: no memory for the workspace");
-    }
-    nn__conv2d_backward_weight(s, oh, ow, x, dy, dw, dbias, col, gemm_ws, slices);
-    nn__free(owned);
+    nn__conv2d_backward_weight(s, call.oh, call.ow, x, dy, dw, dbias, call.col, call.gemm_ws, call.slices);
+    nn__free(call.owned);
     return NN_OK;
 }
 
