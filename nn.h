@@ -2839,7 +2839,7 @@ NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int
 }
 
 /* ======================================================================================
-   Convolution: the whole batch as one GEMM whose packing reads im2col from the images.
+   Convolution: whole-batch GEMMs packing im2col from the images (backward-data may use col2im).
    ====================================================================================== */
 /* a*b*c*d <= limit for non-negative factors, decided without overflowing. */
 static int nn__product_within(long long limit, long long a, long long b, long long c, long long d)
