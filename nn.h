@@ -63,19 +63,35 @@
 
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
-   errors        nn_last_error, nn_status_name
+   errors        nn_last_error, nn_status_name, nn_set_error
    platform      nn_set_backend, nn_backend_name, nn_backend_supported, nn_set_threads, nn_threads,
-                 nn_seconds, nn_rng_*
-   kernels       nn_sgemm, nn_conv2d_*, nn_maxpool2d_*, nn_avgpool2d_*, nn_global_avgpool_*,
-                 nn_activation_*, nn_vec_exp, nn_vec_tanh, nn_softmax_*, nn_log_softmax_*,
-                 nn_softmax_cross_entropy, nn_axpy, nn_scale, nn_add, nn_dot, nn_sum,
-                 nn_sum_squares, nn_bias_*
-   graph         nn_model_new/free, nn_input, nn_linear, nn_conv2d, pooling, nn_batchnorm,
-                 nn_dropout, nn_flatten, nn_add_nodes, activations, nn_compile
-   training      nn_forward, nn_backward, nn_compute_gradients, nn_train_step, nn_optimizer_*,
-                 nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_init_*, nn_evaluate, nn_confusion_matrix,
-                 nn_fit, nn_set_sample_split
-   data & files  nn_mnist_load, nn_dataset_*, nn_save, nn_load
+                 nn_seconds, nn_rng_* (new, u32, below, uniform, normal, shuffle)
+   kernels       nn_sgemm, nn_sgemm_workspace_size, nn_conv2d_* (output_size, workspace_size,
+                 forward, backward_data, backward_weight), nn_pool2d_output_size,
+                 nn_maxpool2d_*, nn_avgpool2d_*, nn_global_avgpool_* (each forward, backward),
+                 nn_activation_forward, nn_activation_backward, nn_vec_exp, nn_vec_tanh,
+                 nn_softmax_*, nn_log_softmax_* (each forward, backward), nn_softmax_cross_entropy,
+                 nn_axpy, nn_scale, nn_add, nn_dot, nn_sum, nn_sum_squares, nn_bias_add,
+                 nn_bias_backward
+   graph         nn_model_new, nn_model_free, nn_input, nn_linear, nn_conv2d, nn_maxpool2d,
+                 nn_avgpool2d, nn_global_avgpool, nn_batchnorm, nn_dropout, nn_flatten,
+                 nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
+                 nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_compile
+   shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer
+   flat vectors  nn_param_count, nn_weight_count, nn_params, nn_grads, nn_state_count, nn_state,
+                 nn_node_weights, nn_node_bias, nn_node_weight_grads, nn_grad_norm,
+                 nn_param_norm, nn_weights_gather, nn_params_interpolate, nn_params_copy
+   training      nn_forward, nn_output, nn_backward, nn_compute_loss, nn_compute_gradients,
+                 nn_train_step, nn_input_gradient, nn_set_grad_reduction, nn_get_grad_reduction,
+                 nn_set_input_gradient, nn_set_nonfinite_policy, nn_get_nonfinite_policy,
+                 nn_set_sample_split, nn_init_weights, nn_init_biases
+   optimizers    nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_optimizer_bind, nn_optimizer_step,
+                 nn_optimizer_reset, nn_optimizer_free
+   data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
+                 slice, shuffle_labels, gather)
+   loops         nn_fit, nn_fit_defaults, nn_train_epoch, nn_evaluate, nn_confusion_matrix,
+                 nn_input_gradient_norm
+   files         nn_save, nn_load
 
    LICENSE: MIT (see the end of this file).
 */
@@ -2859,7 +2875,7 @@ NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int
 }
 
 /* ======================================================================================
-   Convolution: im2col + GEMM per image (1x1, stride 1, no padding skips the copy).
+   Convolution: whole-batch GEMMs packing im2col from the images (backward-data may use col2im).
    ====================================================================================== */
 /* a*b*c*d <= limit for non-negative factors, decided without overflowing. */
 static int nn__product_within(long long limit, long long a, long long b, long long c, long long d)
@@ -5838,3 +5854,29 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
 
 #endif /* NN__IMPLEMENTATION_DONE */
 #endif /* NN_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+   MIT License
+
+   Copyright (c) 2026 the nn.h authors
+
+   Permission is hereby granted, free of charge, to any person obtaining a copy
+   of this software and associated documentation files (the "Software"), to deal
+   in the Software without restriction, including without limitation the rights
+   to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+   copies of the Software, and to permit persons to whom the Software is
+   furnished to do so, subject to the following conditions:
+
+   The above copyright notice and this permission notice shall be included in all
+   copies or substantial portions of the Software.
+
+   THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+   IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+   FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+   AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+   LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+   OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+   SOFTWARE.
+------------------------------------------------------------------------------
+*/

@@ -1,14 +1,14 @@
-/* activations: seed 000, question 8. Every activation of the library (ReLU, LeakyReLU, sigmoid,
-   tanh and LeCun's scaled tanh) and its derivative over x in [-5, 5], computed with
-   nn_activation_forward / nn_activation_backward; each derivative is checked against the
-   analytic one and against a central finite difference of the library's own forward. */
+/* activations: ENGR 510 homework, question 8. Every activation of the library (ReLU, LeakyReLU,
+   sigmoid, tanh and LeCun's scaled tanh) and its derivative over x in [-5, 5], computed with
+   nn_activation_forward / nn_activation_backward; each derivative is checked against the analytic
+   one and against a central finite difference of the library's own forward. */
 #define NN_IMPLEMENTATION
 #include "common.h"
 
 static const char *summary =
-    "Seed 000 (question 8): evaluates ReLU, LeakyReLU (negative slope 0.01, PyTorch's default),\n"
-    "sigmoid, tanh and 1.7159 tanh(2x/3) and their derivatives with nn_activation_forward and\n"
-    "nn_activation_backward on 1001 points in [-5, 5] (step 0.01) and writes <out>/activations.csv.\n"
+    "ENGR 510 homework (question 8): evaluates ReLU, LeakyReLU (negative slope 0.01, PyTorch's\n"
+    "default), sigmoid, tanh and 1.7159 tanh(2x/3) and their derivatives with nn_activation_forward\n"
+    "and nn_activation_backward on 1001 points in [-5, 5] (step 0.01) and writes <out>/activations.csv.\n"
     "RESULT per activation: fwd_err (max |f - f_ref| against a double-precision formula),\n"
     "deriv_err (max |f' - f'_ref|), fd_err (max |f' - central difference of the library's f|,\n"
     "h = 0.004, points within h of a kink skipped) and backend_diff (max difference between the\n"

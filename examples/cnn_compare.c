@@ -1,4 +1,4 @@
-/* cnn_compare: seed 001, HW1-1 "train on actual tasks". Two CNNs on MNIST with SGD (lr 0.01,
+/* cnn_compare: Homework 1, HW1-1 "train on actual tasks". Two CNNs on MNIST with SGD (lr 0.01,
    momentum 0.9), batch 64, 10 epochs, loss and accuracy per epoch.
      lenet   conv(1->6,5x5)-maxpool2-ReLU, conv(6->16,5x5)-maxpool2-ReLU, dense 256-120-84-10 with
              ReLU, softmax cross-entropy: 44 426 parameters.
@@ -50,7 +50,7 @@ static nn_node *build_custom(nn_model *m, float dropout)
 }
 
 static const char *summary =
-    "Seed 001 HW1-1: LeNet (44 426 parameters) against a custom 3-conv CNN with dropout and a log-softmax\n"
+    "Homework 1 HW1-1: LeNet (44 426 parameters) against a custom 3-conv CNN with dropout and a log-softmax\n"
     "output on MNIST; SGD lr 0.01 momentum 0.9, batch 64, 10 epochs, inputs = pixels/255 (ToTensor).\n"
     "Train loss/accuracy per epoch are the running means over the epoch's minibatches (train mode),\n"
     "as the report's notebook computes them; test figures are evaluated at each epoch's end.\n"

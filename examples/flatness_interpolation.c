@@ -1,4 +1,4 @@
-/* flatness_interpolation: seed 001, HW1-3 "flatness vs generalisation, part 1". Two copies of a
+/* flatness_interpolation: Homework 1, HW1-3 "flatness vs generalisation, part 1". Two copies of a
    784-30-50-10 ReLU MLP (25 610 parameters, the report's notebook's "3 linear layers") are trained
    on MNIST with plain SGD, one with batch 100 and one with batch 500; then the parameters
    theta(alpha) = (1 - alpha) * theta_batch100 + alpha * theta_batch500 are evaluated at 50 values
@@ -123,7 +123,7 @@ static void run_lr(const ex_options *o, const nn_dataset *train, const nn_datase
 }
 
 static const char *summary =
-    "Seed 001 HW1-3 flatness part 1: a 784-30-50-10 ReLU MLP trained with SGD at batch 100 and at batch 500,\n"
+    "Homework 1 HW1-3 flatness part 1: a 784-30-50-10 ReLU MLP trained with SGD at batch 100 and at batch 500,\n"
     "then train/test loss and accuracy of (1-alpha)*theta_100 + alpha*theta_500 for 50 alphas in [-1, 2];\n"
     "at lr 1e-3 and again at lr 1e-2. The report states neither epochs nor input scaling: 10 epochs (the\n"
     "notebook's), inputs = pixels/255 (ToTensor). Train figures are full evaluations in eval mode.\n"

@@ -1,4 +1,4 @@
-/* flatness_sensitivity: seed 001, HW1-3 "flatness vs generalisation, part 2". A 784-20-30-10 ReLU
+/* flatness_sensitivity: Homework 1, HW1-3 "flatness vs generalisation, part 2". A 784-20-30-10 ReLU
    MLP (16 640 parameters, the report's notebook's "3 linear layers") is trained on MNIST with
    plain SGD (lr 1e-3) once per batch size (5, 25, 50, 100, 200 by default); for each trained model
    we measure the loss, the accuracy and the sensitivity of the loss to the input on the test set.
@@ -56,7 +56,7 @@ static nn_model *build_mlp(uint64_t seed, int max_batch)
 }
 
 static const char *summary =
-    "Seed 001 HW1-3 flatness part 2: a 784-20-30-10 ReLU MLP trained with SGD lr 1e-3 at each batch size;\n"
+    "Homework 1 HW1-3 flatness part 2: a 784-20-30-10 ReLU MLP trained with SGD lr 1e-3 at each batch size;\n"
     "test loss, accuracy and sensitivity against batch size. sensitivity = sqrt(mean over test samples of\n"
     "|d loss_i / d x_i|^2), frobenius = the Frobenius norm of the 10000 x 784 matrix of those gradients\n"
     "(= sensitivity * sqrt(10000)); inputs = pixels/255. The report states no epoch count: 50, the\n"

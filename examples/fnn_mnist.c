@@ -1,20 +1,20 @@
-/* fnn_mnist: seed 002, question 3. A 784-128-64-10 ReLU network on MNIST, inputs scaled to
-   [0, 1] and normalised with mean 0.5 and std 0.5 (ToTensor + Normalize((0.5,), (0.5,))), Adam
-   lr 1e-3, batch 64, 10 epochs, cross-entropy. The report also says the output layer has a
+/* fnn_mnist: Deep Learning Assignment 1, question 3. A 784-128-64-10 ReLU network on MNIST, inputs
+   scaled to [0, 1] and normalised with mean 0.5 and std 0.5 (ToTensor + Normalize((0.5,), (0.5,))),
+   Adam lr 1e-3, batch 64, 10 epochs, cross-entropy. The report also says the output layer has a
    softmax activation (before nn.CrossEntropyLoss, which applies its own log-softmax): the
    `softmax_output` variant trains exactly that, the `fnn` variant the usual logits. */
 #define NN_IMPLEMENTATION
 #include "common.h"
 
 static const char *summary =
-    "Seed 002 (question 3): 784-128-64-10, ReLU, inputs (x/255 - 0.5)/0.5, Adam lr 1e-3 (PyTorch's\n"
-    "betas and eps), batch 64 reshuffled each epoch, 10 epochs, cross-entropy, PyTorch's default\n"
-    "initialisation. Variants: fnn (cross-entropy on the logits) and softmax_output (the report's\n"
-    "softmax output layer fed to cross-entropy, which applies a second softmax). train_loss and\n"
-    "train_acc are the final model's on all 60 000 training images (eval mode); curves per epoch\n"
-    "(running minibatch means for train, the 10 000 test images for val) in <out>/<variant>.csv.\n"
-    "Runs on 1 thread unless --threads or NN_THREADS says otherwise (layers this small lose time\n"
-    "to thread wake-ups).\n"
+    "Deep Learning Assignment 1 (question 3): 784-128-64-10, ReLU, inputs (x/255 - 0.5)/0.5, Adam lr\n"
+    "1e-3 (PyTorch's betas and eps), batch 64 reshuffled each epoch, 10 epochs, cross-entropy,\n"
+    "PyTorch's default initialisation. Variants: fnn (cross-entropy on the logits) and softmax_output\n"
+    "(the report's softmax output layer fed to cross-entropy, which applies a second softmax).\n"
+    "train_loss and train_acc are the final model's on all 60 000 training images (eval mode); curves\n"
+    "per epoch (running minibatch means for train, the 10 000 test images for val) in\n"
+    "<out>/<variant>.csv. Runs on 1 thread unless --threads or NN_THREADS says otherwise (layers this\n"
+    "small lose time to thread wake-ups).\n"
     "--quick: 10 000 training images, 1 epoch.";
 
 typedef struct logger { const char *variant; FILE *csv; } logger;

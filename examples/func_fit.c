@@ -1,4 +1,4 @@
-/* func_fit: seed 001, HW1-1 "simulate a function". Three fully connected models of about the same
+/* func_fit: Homework 1, HW1-1 "simulate a function". Three fully connected models of about the same
    size (571 parameters) but 2, 4 and 6 dense layers learn y = sin(5*pi*x)/(5*pi*x) on x in (0, 1]
    (or y = sgn(sin(5*pi*x)) with --function sign), with LeakyReLU, MSE and RMSProp lr 1e-2 with
    weight decay. Writes the loss per epoch of each model and the three predicted curves against

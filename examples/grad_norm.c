@@ -1,4 +1,4 @@
-/* grad_norm: seed 001, HW1-2 "observe the gradient norm during training". A small MLP learns
+/* grad_norm: Homework 1, HW1-2 "observe the gradient norm during training". A small MLP learns
    y = sin(5*pi*x)/(5*pi*x) by MSE; every epoch (and with --per-step every optimiser step) the
    program records the loss and the 2-norm of the whole gradient, sqrt(sum over all parameters
    of grad^2), taken after the backward pass and before the update (weight decay excluded, as

@@ -1,4 +1,4 @@
-/* lenet5_resnet18: seed 002 ("Deep Learning Assignment 1"), solution 4 - LeNet-5 trained for 10
+/* lenet5_resnet18: Deep Learning Assignment 1, solution 4 - LeNet-5 trained for 10
    epochs against ResNet-18 trained for one epoch, compared by their loss after the same number of
    steps (the report: ResNet-18 0.48 "after just a few steps" against 1.07 for LeNet-5 at the same
    point of epoch 1) and by test accuracy (the report: LeNet-5 88.36 % after 10 epochs; the
@@ -218,11 +218,12 @@ static void load_data(const ex_options *o, const config *c, nn_dataset *train, n
 int main(int argc, char **argv)
 {
     static const char *summary =
-        "Seed 002, solution 4: LeNet-5 for 10 epochs against ResNet-18 for one epoch (3x3 stride-1 stem, no\n"
-        "max-pool, BasicBlocks [2,2,2,2], widths 64-512, batch norm, global average pooling) on MNIST or\n"
-        "Fashion-MNIST: the loss of both after the same number of steps, and test accuracy. The report names\n"
-        "no optimiser for them: Adam lr 1e-3, batch 64 and inputs normalised with mean 0.5, std 0.5, as its\n"
-        "other network. --epochs sets LeNet-5's epochs. Writes steps_<variant>.csv and curves_<variant>.csv.";
+        "Deep Learning Assignment 1, solution 4: LeNet-5 for 10 epochs against ResNet-18 for one epoch (3x3\n"
+        "stride-1 stem, no max-pool, BasicBlocks [2,2,2,2], widths 64-512, batch norm, global average\n"
+        "pooling) on MNIST or Fashion-MNIST: the loss of both after the same number of steps, and test\n"
+        "accuracy. The report names no optimiser for them: Adam lr 1e-3, batch 64 and inputs normalised with\n"
+        "mean 0.5, std 0.5, as its other network. --epochs sets LeNet-5's epochs. Writes steps_<variant>.csv\n"
+        "and curves_<variant>.csv.";
     ex_options o;
     config c;
     nn_dataset train, test;

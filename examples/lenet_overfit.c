@@ -1,12 +1,13 @@
-/* lenet_overfit: seed 003 ("Project 3"), part 2 - the LeNet of seed 001 (conv 1->6 5x5, maxpool 2,
+/* lenet_overfit: Project 3, part 2 - the LeNet of Homework 1 (conv 1->6 5x5, maxpool 2,
    ReLU, conv 6->16 5x5, maxpool 2, ReLU, dense 256-120-84-10 with ReLU: 44 426 parameters) trained
    with SGD and cross-entropy on the first 2 000 training images (variant first2000) and on all
    50 000 of MNIST's first 50 000 (variant full), validating on the last 10 000 after every epoch
    (curves_<variant>.csv). The report: 100 % training accuracy within 50 epochs on the full set,
    test accuracy 98.72 %, weights saved and loaded back, evaluated in eval mode.
 
-   The report names SGD but not its settings: lr 0.01, momentum 0.9, batch 64 (seed 001's LeNet run,
-   the same network) are the defaults. Inputs are pixels / 255 (the report feeds part 1's arrays). */
+   The report names SGD but not its settings: lr 0.01, momentum 0.9, batch 64 (Homework 1's LeNet
+   run, the same network) are the defaults. Inputs are pixels / 255 (the report feeds part 1's
+   arrays). */
 #define NN_IMPLEMENTATION
 #include "common.h"
 
@@ -87,10 +88,10 @@ static void run_variant(const ex_options *o, const config *c, const char *varian
 int main(int argc, char **argv)
 {
     static const char *summary =
-        "Seed 003, part 2: seed 001's LeNet (44 426 parameters), SGD + cross-entropy, trained on the first\n"
+        "Project 3, part 2: Homework 1's LeNet (44 426 parameters), SGD + cross-entropy, trained on the first\n"
         "2 000 and on all of MNIST's first 50 000 training images (the last 10 000 validate); train and\n"
         "validation accuracy per epoch, test accuracy, save/load. The report gives no SGD settings or epoch\n"
-        "count: lr 0.01, momentum 0.9, batch 64 as seed 001, 50 epochs (the report: 100 % train accuracy\n"
+        "count: lr 0.01, momentum 0.9, batch 64 as Homework 1, 50 epochs (the report: 100 % train accuracy\n"
         "within 50). Inputs are pixels / 255. Writes curves_<variant>.csv.";
     ex_options o;
     config c;

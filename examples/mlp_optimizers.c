@@ -1,14 +1,14 @@
-/* mlp_optimizers: seed 000, questions 12-14. Model A (784-64-32-10, ReLU) trained with Adam
-   lr 1e-3, plain SGD lr 1e-3 and plain SGD lr 1e-2, and the shallower model B (784-256-10) with
-   Adam; loss and accuracy on the training set, test accuracy, time, weight counts and
+/* mlp_optimizers: ENGR 510 homework, questions 12-14. Model A (784-64-32-10, ReLU) trained with
+   Adam lr 1e-3, plain SGD lr 1e-3 and plain SGD lr 1e-2, and the shallower model B (784-256-10)
+   with Adam; loss and accuracy on the training set, test accuracy, time, weight counts and
    convergence curves. */
 #define NN_IMPLEMENTATION
 #include "common.h"
-#include "seed000_common.h"
+#include "engr510_common.h"
 
 
 static const char *summary =
-    "Seed 000 (questions 12-14): model A = 784-64-32-10 and model B = 784-256-10, ReLU,\n"
+    "ENGR 510 homework (questions 12-14): model A = 784-64-32-10 and model B = 784-256-10, ReLU,\n"
     "cross-entropy, PyTorch's default initialisation, inputs scaled to [0, 1], trained on all\n"
     "60 000 training images reshuffled each epoch. Variants: adam_lr1e-3 (A, Adam lr 1e-3),\n"
     "sgd_lr1e-3 and sgd_lr1e-2 (A, plain SGD: no momentum, PyTorch's default), and\n"
@@ -47,7 +47,7 @@ int main(int argc, char **argv)
     ex_options o = {0};
     nn_dataset train, test;
     const char *only = "all", *scale = "unit";
-    int batch = S0_BATCH, points = 10, v, ran = 0;
+    int batch = ENGR510_BATCH, points = 10, v, ran = 0;
     ex_flag flags[] = {
         {"--variant", EX_STRING, &only, "adam_lr1e-3|sgd_lr1e-3|sgd_lr1e-2|shallow_adam_lr1e-3|all (default all)"},
         {"--batch", EX_INT, &batch, "minibatch size (default 10)"},
@@ -56,13 +56,13 @@ int main(int argc, char **argv)
     };
     const int n_flags = (int)(sizeof flags / sizeof flags[0]);
     o.name = "mlp_optimizers";
-    o.epochs = S0_EPOCHS;
+    o.epochs = ENGR510_EPOCHS;
     o.seed = 42;
     ex_parse(argc, argv, &o, summary, flags, n_flags);
     for (v = 0; v < n_variants; v++)
         if (!strcmp(only, "all") || !strcmp(only, variants[v].name)) break;
     if (o.quick && !o.epochs_given) o.epochs = 1;
-    if (v == n_variants || batch <= 0 || points <= 0 || !s0_load(&o, scale, &train, &test)) {
+    if (v == n_variants || batch <= 0 || points <= 0 || !engr510_load(&o, scale, &train, &test)) {
         ex_usage_error(&o, summary, flags, n_flags, "bad --variant, --batch, --scale or --points");
     }
     fprintf(stderr, "backend %s, %d thread(s); %d training images, %d epochs, batch %d, %s inputs\n",
@@ -72,14 +72,14 @@ int main(int argc, char **argv)
         const variant *vr = &variants[v];
         nn_model *m;
         nn_optimizer opt;
-        s0_outcome r;
+        engr510_outcome r;
         if (strcmp(only, "all") && strcmp(only, vr->name)) continue;
-        m = s0_model(vr->shallow, NN_LOSS_SOFTMAX_CROSS_ENTROPY, o.seed, batch);
+        m = engr510_model(vr->shallow, NN_LOSS_SOFTMAX_CROSS_ENTROPY, o.seed, batch);
         fprintf(stderr, "[%s] %s, %zu weights, %zu parameters, %s lr %g\n", vr->name,
                 vr->shallow ? "784-256-10" : "784-64-32-10", nn_weight_count(m), nn_param_count(m),
                 vr->adam ? "Adam" : "SGD", (double)vr->lr);
         opt = vr->adam ? nn_adam(vr->lr, 0.0f) : nn_sgd(vr->lr, 0.0f, 0.0f);
-        r = s0_train(&o, vr->name, m, &opt, &train, &test, batch, points);
+        r = engr510_train(&o, vr->name, m, &opt, &train, &test, batch, points);
         ex_result(&o, vr->name,
                   "train_loss=%.4f train_acc=%.2f test_acc=%.2f epoch_loss=%.4f epoch_acc=%.2f weights=%zu params=%zu "
                   "seconds=%.2f",

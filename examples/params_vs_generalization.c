@@ -1,4 +1,4 @@
-/* params_vs_generalization: seed 001, HW1-3 "number of parameters vs generalisation". Ten MLPs
+/* params_vs_generalization: Homework 1, HW1-3 "number of parameters vs generalisation". Ten MLPs
    with 3 dense layers (784-h1-h2-10, ReLU) whose widths roughly double from model to model are
    trained on MNIST with Adam lr 1e-3, batch 50, cross-entropy; the final training and test loss
    and accuracy are set against the parameter count.

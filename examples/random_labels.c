@@ -1,4 +1,4 @@
-/* random_labels: seed 001, HW1-3 "can a network fit random labels?". LeNet (44 426 parameters)
+/* random_labels: Homework 1, HW1-3 "can a network fit random labels?". LeNet (44 426 parameters)
    trained with Adam (lr 1e-4), batch 100, for 100 epochs on MNIST training images whose labels
    have been permuted at random (nn_dataset_shuffle_labels); the test set keeps its true labels.
    The story: the training loss falls (the network memorises noise) while the test loss rises.
@@ -25,7 +25,7 @@ static int on_epoch(const nn_epoch_report *r, void *user)
 }
 
 static const char *summary =
-    "Seed 001 HW1-3: LeNet fitted to MNIST with randomly permuted training labels (Adam 1e-4, batch 100,\n"
+    "Homework 1 HW1-3: LeNet fitted to MNIST with randomly permuted training labels (Adam 1e-4, batch 100,\n"
     "100 epochs); the test set keeps its true labels. Inputs are normalised with the training set's mean\n"
     "and standard deviation (the report's notebook uses Normalize(0.1307, 0.3081), the same values).\n"
     "Train loss/accuracy per epoch are running means over the epoch's minibatches (against the random\n"

@@ -1,4 +1,4 @@
-/* sigmoid_mlp: seed 003 ("Project 3"), part 1 - a 784-64-10 MLP with a sigmoid hidden layer and a
+/* sigmoid_mlp: Project 3, part 1 - a 784-64-10 MLP with a sigmoid hidden layer and a
    softmax + cross-entropy output, weights N(0, 0.1^2), biases zero, plain SGD lr 1e-3, batch 256,
    100 epochs, on MNIST's first 50 000 training images (the last 10 000 validate).
 
@@ -195,7 +195,7 @@ static void run_variant(const ex_options *o, const config *c, const char *varian
 int main(int argc, char **argv)
 {
     static const char *summary =
-        "Seed 003, part 1: a 784-64-10 sigmoid MLP (softmax + cross-entropy, weights N(0, 0.1^2), biases 0),\n"
+        "Project 3, part 1: a 784-64-10 sigmoid MLP (softmax + cross-entropy, weights N(0, 0.1^2), biases 0),\n"
         "plain SGD lr 1e-3, batch 256, 100 epochs, trained on the first 2 000 and on all 50 000 of MNIST's\n"
         "first 50 000 training images (the last 10 000 validate); per-epoch train/validation accuracy,\n"
         "test accuracy, confusion matrix, W1 as 28x28 images. Inputs are pixels / 255 (the report does not\n"

@@ -1,12 +1,12 @@
-/* topologies: seed 004, task 4. The tricks-of-the-trade network with every trick on (fan-in
-   initialisation, 1.7159 tanh(2x/3), momentum 0.9 with lr 0.02) and five hidden topologies:
+/* topologies: TDT4265 Assignment 2, task 4. The tricks-of-the-trade network with every trick on
+   (fan-in initialisation, 1.7159 tanh(2x/3), momentum 0.9 with lr 0.02) and five hidden topologies:
    64, 32, 128, 60-60 and ten layers of 64; accuracy, loss, and the time per epoch. */
 #define NN_IMPLEMENTATION
 #include "common.h"
 #include "tricks_common.h"
 
 static const char *summary =
-    "Seed 004 (task 4): 784-H-10 networks with all three tricks (N(0, 1/fan_in) weights,\n"
+    "TDT4265 Assignment 2 (task 4): 784-H-10 networks with all three tricks (N(0, 1/fan_in) weights,\n"
     "1.7159 tanh(2x/3), SGD lr 0.02 with momentum 0.9), batch 32, on the first 20 000 training\n"
     "images normalised with the training pixels' mean/std, validating on the 10 000 test images 5\n"
     "times per epoch, early stopping after 50 checks without a better validation loss (at most\n"

@@ -1,4 +1,4 @@
-/* examples/tricks_common.h - the setup of seed 004 ("tricks of the trade"), shared by
+/* examples/tricks_common.h - the setup of TDT4265 Assignment 2 ("tricks of the trade"), shared by
    tricks_of_trade.c and topologies.c: the data split, the model with its trick switches, and
    the early-stopped training run with its CSV curve and RESULT line. Include after common.h.
 

@@ -1,5 +1,5 @@
-/* tricks_of_trade: seed 004, tasks 2-3. Pre-processing (the training pixels' mean and std),
-   then a 784-64-10 sigmoid MLP trained with SGD and early stopping, alone and with each of
+/* tricks_of_trade: TDT4265 Assignment 2, tasks 2-3. Pre-processing (the training pixels' mean and
+   std), then a 784-64-10 sigmoid MLP trained with SGD and early stopping, alone and with each of
    LeCun's "tricks of the trade": fan-in weight initialisation, the improved sigmoid
    1.7159 tanh(2x/3), and momentum. */
 #define NN_IMPLEMENTATION
@@ -7,7 +7,7 @@
 #include "tricks_common.h"
 
 static const char *summary =
-    "Seed 004 (tasks 2-3): normalises MNIST with the training pixels' mean/std, then trains\n"
+    "TDT4265 Assignment 2 (tasks 2-3): normalises MNIST with the training pixels' mean/std, then trains\n"
     "784-64-10 (sigmoid hidden, softmax + cross-entropy, bias on the first layer only: 50 880\n"
     "parameters) with SGD lr 0.1, batch 32, reshuffled each epoch, weights U(-1, 1), on the first\n"
     "20 000 training images, validating on the 10 000 test images 5 times per epoch and stopping\n"

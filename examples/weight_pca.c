@@ -1,4 +1,4 @@
-/* weight_pca: seed 001, HW1-2 "visualise the optimisation process". An MLP with 3 dense layers
+/* weight_pca: Homework 1, HW1-2 "visualise the optimisation process". An MLP with 3 dense layers
    (784-10-20-10, ReLU: 8 240 weights, 8 280 parameters with the biases) is trained on MNIST 8
    times from different seeds with Adam lr 4e-4, batch 1000, for 45 epochs; every 3 epochs all
    of its weights are collected. PCA reduces the 120 collected weight vectors (all runs together)

@@ -1,4 +1,5 @@
-# activations: every activation of nn.h and its derivative on [-5, 5] (seed 000, question 8).
+# activations: every activation of nn.h and its derivative on [-5, 5] (ENGR 510 homework,
+# question 8).
 # gnuplot -e "results='results/activations'; out='docs/figures'" plots/activations.gp
 if (!exists("results")) results = 'results/activations'
 if (!exists("out")) out = 'docs/figures'

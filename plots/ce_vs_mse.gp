@@ -1,5 +1,5 @@
-# ce_vs_mse: seed 000 Q15 / seed 002 Q1-2, model A trained with cross-entropy and with
-# softmax + MSE, under Adam 1e-3 and under plain SGD 1e-2.
+# ce_vs_mse: ENGR 510 homework Q15 / Deep Learning Assignment 1 Q1-2, model A trained with
+# cross-entropy and with softmax + MSE, under Adam 1e-3 and under plain SGD 1e-2.
 # gnuplot -e "results='results/ce_vs_mse'; out='docs/figures'" plots/ce_vs_mse.gp
 if (!exists("results")) results = 'results/ce_vs_mse'
 if (!exists("out")) out = 'docs/figures'

@@ -1,4 +1,4 @@
-# cnn_compare: loss and accuracy per epoch of LeNet and the custom CNN (seed 001 HW1-1).
+# cnn_compare: loss and accuracy per epoch of LeNet and the custom CNN (Homework 1 HW1-1).
 # gnuplot -e "results='results/cnn_compare'; out='docs/figures'" plots/cnn_compare.gp
 # Draws whichever of lenet.csv and custom.csv exist.
 if (!exists("results")) results = 'results/cnn_compare'

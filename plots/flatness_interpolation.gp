@@ -1,5 +1,5 @@
 # flatness_interpolation: loss and accuracy along theta(alpha) = (1-alpha)*theta_batch100 + alpha*theta_batch500
-# (seed 001 HW1-3 flatness part 1), one PNG per learning rate found in results:
+# (Homework 1 HW1-3 flatness part 1), one PNG per learning rate found in results:
 # docs/figures/flatness_interpolation_lr<lr>.png.
 # gnuplot -e "results='results/flatness_interpolation'; out='docs/figures'" plots/flatness_interpolation.gp
 if (!exists("results")) results = 'results/flatness_interpolation'

@@ -1,6 +1,7 @@
 # flatness_sensitivity: loss, accuracy and input-gradient sensitivity against batch size
-# (seed 001 HW1-3 flatness part 2): docs/figures/flatness_sensitivity.png (the report's figure) and
-# flatness_sensitivity_curves.png (sensitivity per epoch and against the test loss, every batch size).
+# (Homework 1 HW1-3 flatness part 2): docs/figures/flatness_sensitivity.png (the report's figure)
+# and flatness_sensitivity_curves.png (sensitivity per epoch and against the test loss, every
+# batch size).
 # gnuplot -e "results='results/flatness_sensitivity'; out='docs/figures'" plots/flatness_sensitivity.gp
 if (!exists("results")) results = 'results/flatness_sensitivity'
 if (!exists("out")) out = 'docs/figures'

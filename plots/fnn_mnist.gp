@@ -1,5 +1,6 @@
-# fnn_mnist: seed 002 Q3, 784-128-64-10 with Adam 1e-3, batch 64, 10 epochs: loss and accuracy
-# per epoch, with logits into cross-entropy (fnn) and with the report's softmax output layer.
+# fnn_mnist: Deep Learning Assignment 1 Q3, 784-128-64-10 with Adam 1e-3, batch 64, 10 epochs: loss
+# and accuracy per epoch, with logits into cross-entropy (fnn) and with the report's softmax output
+# layer.
 # gnuplot -e "results='results/fnn_mnist'; out='docs/figures'" plots/fnn_mnist.gp
 if (!exists("results")) results = 'results/fnn_mnist'
 if (!exists("out")) out = 'docs/figures'

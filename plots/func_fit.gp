@@ -1,4 +1,4 @@
-# Figures of examples/func_fit (seed 001 HW1-1): loss per epoch of the three 571-parameter models
+# Figures of examples/func_fit (Homework 1 HW1-1): loss per epoch of the three 571-parameter models
 # and their predicted curves against the target.
 # gnuplot -e "results='results/func_fit'; out='docs/figures'" plots/func_fit.gp
 if (!exists("results")) results = 'results/func_fit'

@@ -1,4 +1,4 @@
-# Figures of examples/grad_norm (seed 001 HW1-2): gradient 2-norm and loss per epoch.
+# Figures of examples/grad_norm (Homework 1 HW1-2): gradient 2-norm and loss per epoch.
 # gnuplot -e "results='results/grad_norm'; out='docs/figures'" plots/grad_norm.gp
 if (!exists("results")) results = 'results/grad_norm'
 if (!exists("out")) out = 'docs/figures'

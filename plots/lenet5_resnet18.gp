@@ -1,4 +1,4 @@
-# Figures of examples/lenet5_resnet18 (seed 002, solution 4) from its CSVs:
+# Figures of examples/lenet5_resnet18 (Deep Learning Assignment 1, solution 4) from its CSVs:
 #   gnuplot -e "results='results/lenet5_resnet18'; out='docs/figures'" plots/lenet5_resnet18.gp
 # lenet5_resnet18_steps.png    every step's training loss of both models over ResNet-18's steps
 #                              (thin) and its 10-step moving mean (thick)

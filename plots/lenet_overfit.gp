@@ -1,4 +1,4 @@
-# Figures of examples/lenet_overfit (seed 003, part 2) from its CSVs:
+# Figures of examples/lenet_overfit (Project 3, part 2) from its CSVs:
 #   gnuplot -e "results='results/lenet_overfit'; out='docs/figures'" plots/lenet_overfit.gp
 # lenet_overfit.png   train/validation accuracy per epoch, first 2 000 vs all 50 000 images
 # lenet_overfit_loss.png   the same runs' train/validation loss (log scale)

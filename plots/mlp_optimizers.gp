@@ -1,5 +1,5 @@
-# mlp_optimizers: seed 000 Q12-14, convergence of model A with Adam 1e-3, SGD 1e-3 and SGD 1e-2,
-# and of the shallow model B with Adam (the report's Figures 2-5), 10 points per epoch.
+# mlp_optimizers: ENGR 510 homework Q12-14, convergence of model A with Adam 1e-3, SGD 1e-3 and
+# SGD 1e-2, and of the shallow model B with Adam (the report's Figures 2-5), 10 points per epoch.
 # gnuplot -e "results='results/mlp_optimizers'; out='docs/figures'" plots/mlp_optimizers.gp
 if (!exists("results")) results = 'results/mlp_optimizers'
 if (!exists("out")) out = 'docs/figures'

@@ -1,4 +1,4 @@
-# Figures of examples/params_vs_generalization (seed 001 HW1-3): final train/test loss and
+# Figures of examples/params_vs_generalization (Homework 1 HW1-3): final train/test loss and
 # accuracy of 3-dense-layer MNIST MLPs against their parameter count.
 # gnuplot -e "results='results/params_vs_generalization'; out='docs/figures'" plots/params_vs_generalization.gp
 if (!exists("results")) results = 'results/params_vs_generalization'

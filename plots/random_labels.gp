@@ -1,4 +1,5 @@
-# random_labels: LeNet on randomly permuted labels (seed 001 HW1-3): train loss falls, test loss rises.
+# random_labels: LeNet on randomly permuted labels (Homework 1 HW1-3): train loss falls, test
+# loss rises.
 # gnuplot -e "results='results/random_labels'; out='docs/figures'" plots/random_labels.gp
 if (!exists("results")) results = 'results/random_labels'
 if (!exists("out")) out = 'docs/figures'

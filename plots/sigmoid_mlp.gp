@@ -1,4 +1,4 @@
-# Figures of examples/sigmoid_mlp (seed 003, part 1) from its CSVs:
+# Figures of examples/sigmoid_mlp (Project 3, part 1) from its CSVs:
 #   gnuplot -e "results='results/sigmoid_mlp'; out='docs/figures'" plots/sigmoid_mlp.gp
 # sigmoid_mlp_overfit.png     train/validation accuracy per epoch, first 2 000 vs all 50 000 images
 # sigmoid_mlp_confusion.png   confusion matrix of the full variant on the test set

@@ -1,4 +1,4 @@
-# topologies: seed 004 task 4, loss and accuracy per validation check for five hidden
+# topologies: TDT4265 Assignment 2 task 4, loss and accuracy per validation check for five hidden
 # topologies with all three tricks on (the report's Figures 4 and 5).
 # gnuplot -e "results='results/topologies'; out='docs/figures'" plots/topologies.gp
 if (!exists("results")) results = 'results/topologies'

@@ -1,5 +1,5 @@
-# tricks_of_trade: seed 004 tasks 2-3, loss and accuracy per validation check for the base
-# 784-64-10 sigmoid network and each trick alone (the report's Figures 2 and 3).
+# tricks_of_trade: TDT4265 Assignment 2 tasks 2-3, loss and accuracy per validation check for the
+# base 784-64-10 sigmoid network and each trick alone (the report's Figures 2 and 3).
 # gnuplot -e "results='results/tricks_of_trade'; out='docs/figures'" plots/tricks_of_trade.gp
 if (!exists("results")) results = 'results/tricks_of_trade'
 if (!exists("out")) out = 'docs/figures'

@@ -1,4 +1,4 @@
-# Figures of examples/weight_pca (seed 001 HW1-2): the weight vectors collected every 3 epochs of
+# Figures of examples/weight_pca (Homework 1 HW1-2): the weight vectors collected every 3 epochs of
 # 8 training runs, reduced to 2-D by PCA (whole model and first layer), coloured by run and
 # annotated with the test accuracy (%) (at every 4th point and the last, to stay readable).
 # gnuplot -e "results='results/weight_pca'; out='docs/figures'" plots/weight_pca.gp

@@ -33,6 +33,10 @@ test-valgrind:
 test-header:
 	@scripts/check_header.sh $(BUILD)
 
+# Every relative link and image in the tracked Markdown files resolves (scripts/check_links.py).
+check-links:
+	@python3 scripts/check_links.py
+
 # Every check; each extra one is counted through build/extra-checks/*.summary (scripts/extra_check.sh).
 test: setup
 	@$(SETUP) data bench mpi fuzz
@@ -41,6 +45,7 @@ test: setup
 	@scripts/fetch_mnist.sh $(DATA)
 	-@$(MAKE) --no-print-directory test-header
 	@$(MAKE) --no-print-directory -j2 $(TEST_NATIVE) $(TEST_ASAN) $(TEST_ARM64) $(EXAMPLES)
+	@scripts/extra_check.sh links check-links $(BUILD)
 	@scripts/extra_check.sh examples test-examples $(BUILD)
 	@scripts/extra_check.sh bench bench-smoke $(BUILD)
 	@scripts/extra_check.sh mpi test-mpi $(BUILD)
@@ -48,4 +53,4 @@ test: setup
 	@scripts/extra_check.sh valgrind test-valgrind $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
-.PHONY: test-header test-valgrind
+.PHONY: test-header test-valgrind check-links

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Which (batch, epochs) makes seed 000's three optimiser results hold together? Runs
+# Which (batch, epochs) makes the ENGR 510 homework's three optimiser results hold together? Runs
 # build/examples/mlp_optimizers for model A's three optimisers at settings with the same
 # number of samples seen per SGD-1e-3 plateau escape, over a few seeds, and prints one line per
 # run. Used for docs/experiments/mlp_optimizers.md; about 4 minutes on 1 thread.

@@ -1,5 +1,5 @@
-# activations (seed 000 Q8): every activation and its derivative from the library's kernels,
-# checked against double-precision formulas and a central finite difference.
+# activations (ENGR 510 homework Q8): every activation and its derivative from the library's
+# kernels, checked against double-precision formulas and a central finite difference.
 . tests/examples/lib.sh
 if run activations --quick; then
   for v in relu leaky_relu sigmoid tanh scaled_tanh; do

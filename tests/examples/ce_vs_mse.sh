@@ -1,6 +1,6 @@
-# ce_vs_mse (seed 000 Q15, seed 002 Q1-2): model A with cross-entropy vs softmax + MSE; --quick
-# is 1 epoch of batch 10 on 10 000 images. Under plain SGD, MSE has not left chance level
-# when cross-entropy is near 80 %.
+# ce_vs_mse (ENGR 510 homework Q15, Deep Learning Assignment 1 Q1-2): model A with cross-entropy vs
+# softmax + MSE; --quick is 1 epoch of batch 10 on 10 000 images. Under plain SGD, MSE has not left
+# chance level when cross-entropy is near 80 %.
 . tests/examples/lib.sh
 if run ce_vs_mse --quick; then
   for v in ce mse ce_sgd mse_sgd; do

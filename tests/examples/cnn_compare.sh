@@ -1,4 +1,4 @@
-# cnn_compare: LeNet vs the custom CNN (seed 001 HW1-1), --quick
+# cnn_compare: LeNet vs the custom CNN (Homework 1 HW1-1), --quick
 . tests/examples/lib.sh
 if run cnn_compare --quick; then
   for v in lenet custom; do

@@ -1,4 +1,5 @@
-# flatness_interpolation: interpolating between batch-100 and batch-500 MLPs (seed 001 HW1-3), --quick
+# flatness_interpolation: interpolating between batch-100 and batch-500 MLPs (Homework 1
+# HW1-3), --quick
 . tests/examples/lib.sh
 if run flatness_interpolation --quick; then
   for v in batch100 batch500; do

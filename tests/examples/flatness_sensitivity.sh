@@ -1,4 +1,4 @@
-# flatness_sensitivity: input-gradient sensitivity against batch size (seed 001 HW1-3), --quick
+# flatness_sensitivity: input-gradient sensitivity against batch size (Homework 1 HW1-3), --quick
 . tests/examples/lib.sh
 if run flatness_sensitivity --quick; then
   for b in 25 100 200; do

@@ -1,5 +1,5 @@
-# fnn_mnist (seed 002 Q3): 784-128-64-10 with (0.5, 0.5) normalisation and Adam; --quick is
-# one epoch on 10 000 images.
+# fnn_mnist (Deep Learning Assignment 1 Q3): 784-128-64-10 with (0.5, 0.5) normalisation and Adam;
+# --quick is one epoch on 10 000 images.
 . tests/examples/lib.sh
 if run fnn_mnist --quick; then
   for v in fnn softmax_output; do

@@ -1,4 +1,5 @@
-# seed 002 solution 4: LeNet-5 vs ResNet-18 (loss after the same steps, test accuracy)
+# Deep Learning Assignment 1 solution 4: LeNet-5 vs ResNet-18 (loss after the same steps,
+# test accuracy)
 . tests/examples/lib.sh
 keys="dataset epochs steps compare_step step_loss step_loss_mean10 train_loss train_acc test_acc test_loss
       test_count params images_per_s train_seconds seconds"

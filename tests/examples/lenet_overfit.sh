@@ -1,4 +1,4 @@
-# seed 003 part 2: LeNet on 2 000 vs all training images, per-epoch accuracy, save/load
+# Project 3 part 2: LeNet on 2 000 vs all training images, per-epoch accuracy, save/load
 . tests/examples/lib.sh
 keys="epochs train_count train_acc val_acc test_acc train_loss val_loss test_loss best_val_acc best_epoch
       first_100_epoch params train_seconds seconds"

@@ -1,5 +1,5 @@
-# mlp_optimizers (seed 000 Q12-14): the weight counts the report quotes (52 544 and 203 264),
-# and a --quick run of the four variants (10 000 images, 1 epoch of batch 10).
+# mlp_optimizers (ENGR 510 homework Q12-14): the weight counts the report quotes (52 544 and
+# 203 264), and a --quick run of the four variants (10 000 images, 1 epoch of batch 10).
 . tests/examples/lib.sh
 if run mlp_optimizers --quick; then
   for v in adam_lr1e-3 sgd_lr1e-3 sgd_lr1e-2 shallow_adam_lr1e-3; do

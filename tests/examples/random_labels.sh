@@ -1,4 +1,4 @@
-# random_labels: LeNet on randomly permuted MNIST labels (seed 001 HW1-3), --quick
+# random_labels: LeNet on randomly permuted MNIST labels (Homework 1 HW1-3), --quick
 . tests/examples/lib.sh
 if run random_labels --quick; then
   has random_labels lenet params train_size epochs train_loss train_acc test_loss test_acc epoch1_train_loss epoch1_test_loss seconds

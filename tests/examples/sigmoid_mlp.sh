@@ -1,4 +1,4 @@
-# seed 003 part 1: the sigmoid MLP, over-fitting study, confusion matrix, W1 images, save/load
+# Project 3 part 1: the sigmoid MLP, over-fitting study, confusion matrix, W1 images, save/load
 . tests/examples/lib.sh
 keys="grad epochs train_count train_acc val_acc test_acc train_loss val_loss test_loss best_val_acc best_epoch
       most_confused most_confused_count worst_digits worst_errors params train_seconds seconds"

@@ -1,5 +1,5 @@
-# topologies (seed 004 task 4): parameter counts of the five topologies (bias on the first
-# layer only) and a --quick run of each (2 000 images, 2 epochs of 63 steps).
+# topologies (TDT4265 Assignment 2 task 4): parameter counts of the five topologies (bias on the
+# first layer only) and a --quick run of each (2 000 images, 2 epochs of 63 steps).
 . tests/examples/lib.sh
 if run topologies --quick; then
   for v in h64 h32 h128 h2x60 h10x64; do

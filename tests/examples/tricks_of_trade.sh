@@ -1,5 +1,5 @@
-# tricks_of_trade (seed 004 tasks 2-3): the pre-processing statistics to 1e-9, the 50 880
-# parameters, and each trick's --quick run (2 000 images, 3 epochs of 63 steps).
+# tricks_of_trade (TDT4265 Assignment 2 tasks 2-3): the pre-processing statistics to 1e-9, the
+# 50 880 parameters, and each trick's --quick run (2 000 images, 3 epochs of 63 steps).
 . tests/examples/lib.sh
 if run tricks_of_trade --quick; then
   between tricks_of_trade preprocess mean 33.318421448829934 33.318421450829934

@@ -1,4 +1,4 @@
-"""PyTorch reference for examples/flatness_interpolation.c (seed 001 HW1-3, flatness part 1): two
+"""PyTorch reference for examples/flatness_interpolation.c (Homework 1 HW1-3, flatness part 1): two
 784-30-50-10 ReLU MLPs trained with SGD (momentum 0) at batch 100 and batch 500 from different
 seeds, inputs = pixels/255, then train/test loss and accuracy of (1-alpha)*theta1 + alpha*theta2
 for --points alphas in [-1, 2]. One thread.

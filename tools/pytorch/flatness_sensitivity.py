@@ -1,4 +1,4 @@
-"""PyTorch reference for examples/flatness_sensitivity.c (seed 001 HW1-3, flatness part 2): a
+"""PyTorch reference for examples/flatness_sensitivity.c (Homework 1 HW1-3, flatness part 2): a
 784-20-30-10 ReLU MLP, SGD (momentum 0), inputs = pixels/255, one model per batch size, all from
 the same initial weights; then test loss/accuracy and the sensitivity
     sensitivity = sqrt(mean_i |d loss_i / d x_i|^2),  frobenius = sqrt(sum_i |d loss_i / d x_i|^2)

@@ -1,6 +1,6 @@
-"""PyTorch reference for examples/fnn_mnist.c (seed 002, question 3): 784-128-64-10 ReLU,
-inputs ToTensor + Normalize((0.5,), (0.5,)), Adam lr 1e-3, batch 64 reshuffled each epoch,
-10 epochs, CrossEntropyLoss; with logits (fnn) or with the report's softmax output layer
+"""PyTorch reference for examples/fnn_mnist.c (Deep Learning Assignment 1, question 3):
+784-128-64-10 ReLU, inputs ToTensor + Normalize((0.5,), (0.5,)), Adam lr 1e-3, batch 64 reshuffled
+each epoch, 10 epochs, CrossEntropyLoss; with logits (fnn) or with the report's softmax output layer
 (softmax_output). 1 thread.
 
     /usr/bin/python3 tools/pytorch/fnn_mnist.py [--epochs 10] [--seed 0] [--variant fnn,softmax_output]

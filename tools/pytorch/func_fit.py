@@ -1,4 +1,4 @@
-"""PyTorch reference for examples/func_fit.c (seed 001 HW1-1): the same three 571-parameter
+"""PyTorch reference for examples/func_fit.c (Homework 1 HW1-1): the same three 571-parameter
 models, data, optimiser and epochs. Prints one line per model like the example's RESULT line.
 Run: /usr/bin/python3 tools/pytorch/func_fit.py [--epochs N] [--seed S] [--function sinc|sign]"""
 import argparse, math, time

@@ -1,4 +1,4 @@
-"""PyTorch reference for examples/lenet5_resnet18.c (seed 002, solution 4).
+"""PyTorch reference for examples/lenet5_resnet18.c (Deep Learning Assignment 1, solution 4).
 
     /usr/bin/python3 tools/pytorch/lenet5_resnet18.py [--model lenet5|resnet18] [--data data/fashion]
         [--epochs 10] [--steps 0] [--compare-step 100] [--test-count 0] [--seed 0]

@@ -1,5 +1,5 @@
-"""PyTorch reference for examples/mlp_optimizers.c and ce_vs_mse.c (seed 000): which epochs /
-batch size / input scaling make the report's three optimiser results hold together?
+"""PyTorch reference for examples/mlp_optimizers.c and ce_vs_mse.c (ENGR 510 homework): which
+epochs / batch size / input scaling make the report's three optimiser results hold together?
 
     /usr/bin/python3 tools/pytorch/mlp_optimizers.py [--batch 64] [--epochs 10] [--scale 255]
         [--opt adam1e-3,sgd1e-3,sgd1e-2] [--model a|b] [--seed 0] [--loss ce|mse]

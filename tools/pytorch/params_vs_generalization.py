@@ -1,4 +1,4 @@
-"""PyTorch reference for examples/params_vs_generalization.c (seed 001 HW1-3): 784-h1-h2-10 ReLU
+"""PyTorch reference for examples/params_vs_generalization.c (Homework 1 HW1-3): 784-h1-h2-10 ReLU
 MLPs, Adam, batch 50, inputs scaled to [0, 1], on 1 thread; after training, loss and accuracy on
 the whole training and test sets (eval mode), one line per model.
 

@@ -1,4 +1,4 @@
-"""PyTorch reference for examples/sigmoid_mlp.c (seed 003, part 1).
+"""PyTorch reference for examples/sigmoid_mlp.c (Project 3, part 1).
 
     /usr/bin/python3 tools/pytorch/sigmoid_mlp.py [--grad mean|sum] [--epochs 100] [--train 50000]
         [--scale 255 | --normalize] [--lr 1e-3] [--batch 256] [--seed 0] [--every 10]

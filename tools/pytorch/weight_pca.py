@@ -1,7 +1,7 @@
-"""PyTorch reference for examples/weight_pca.c (seed 001 HW1-2): the report notebook's 784-10-20-10
-ReLU MLP, Adam lr 4e-4 / weight decay 1e-4, batch 1000, 45 epochs, inputs in [0, 1], weights (no
-biases) collected every 3 epochs; PCA (numpy SVD, scikit-learn's sign convention) of all runs'
-snapshots together, for the whole model and for the first layer. 1 thread.
+"""PyTorch reference for examples/weight_pca.c (Homework 1 HW1-2): the report notebook's
+784-10-20-10 ReLU MLP, Adam lr 4e-4 / weight decay 1e-4, batch 1000, 45 epochs, inputs in [0, 1],
+weights (no biases) collected every 3 epochs; PCA (numpy SVD, scikit-learn's sign convention) of all
+runs' snapshots together, for the whole model and for the first layer. 1 thread.
 
     /usr/bin/python3 tools/pytorch/weight_pca.py [--runs 8] [--epochs 45] [--seed 1]
 """

@@ -1,19 +1,19 @@
-/* examples/seed000_common.h - the setup of seed 000 (ENGR 510 homework), shared by
+/* examples/engr510_common.h - the setup of the ENGR 510 homework, shared by
    mlp_optimizers.c and ce_vs_mse.c: data scaled to [0, 1], models A (784-64-32-10) and
    B (784-256-10), and a training run that writes a convergence curve (several points per
    epoch) and evaluates the final model. Include after common.h. */
-#ifndef NN_EXAMPLES_SEED000_COMMON_H
-#define NN_EXAMPLES_SEED000_COMMON_H
+#ifndef NN_EXAMPLES_ENGR510_COMMON_H
+#define NN_EXAMPLES_ENGR510_COMMON_H
 
 /* The defaults that make the report's three optimiser results hold together (see
    docs/experiments/mlp_optimizers.md). */
-#define S0_EPOCHS 2
-#define S0_BATCH 10
+#define ENGR510_EPOCHS 2
+#define ENGR510_BATCH 10
 
 /* Sets 1 thread (unless --threads or NN_THREADS), loads MNIST (10 000 training and 2 000 test
    images with --quick) and scales the pixels: "unit" x/255 (the default), "raw" 0..255, "standard" by the
    training set's mean and std. Returns 0 for an unknown scaling. */
-EX_API int s0_load(const ex_options *o, const char *scale, nn_dataset *train, nn_dataset *test)
+EX_API int engr510_load(const ex_options *o, const char *scale, nn_dataset *train, nn_dataset *test)
 {
     if (strcmp(scale, "unit") && strcmp(scale, "raw") && strcmp(scale, "standard")) return 0;
     /* layers this small lose time to thread wake-ups */
@@ -37,7 +37,7 @@ EX_API int s0_load(const ex_options *o, const char *scale, nn_dataset *train, nn
 
 /* Model A (784-64-32-10) or B (784-256-10), ReLU, PyTorch's initialisation, compiled for
    batches of up to max(batch, 500) so that evaluation runs in big batches. */
-EX_API nn_model *s0_model(int shallow, nn_loss loss, uint64_t seed, int batch)
+EX_API nn_model *engr510_model(int shallow, nn_loss loss, uint64_t seed, int batch)
 {
     nn_model *m = nn_model_new(seed);
     nn_node *h;
@@ -53,25 +53,25 @@ EX_API nn_model *s0_model(int shallow, nn_loss loss, uint64_t seed, int batch)
     return m;
 }
 
-typedef struct s0_outcome {
+typedef struct engr510_outcome {
     nn_metrics train, test;  /* the final model on all training images and on the test set */
     double train_ce;         /* cross-entropy of the final model on the training set, whatever the loss */
     nn_epoch_report last;    /* the last epoch's report (minibatch means) */
     double seconds;          /* training time without the curve's test-set passes */
     int64_t steps_to_90;     /* first curve point with test accuracy >= 90 % (-1: never) */
     int64_t steps_to_95;     /* the same for 95 % */
-} s0_outcome;
+} engr510_outcome;
 
-typedef struct s0_log {
+typedef struct engr510_log {
     const char *variant;
     FILE *csv;
     int steps_per_epoch;
-    s0_outcome *out;
-} s0_log;
+    engr510_outcome *out;
+} engr510_log;
 
-EX_API int s0_on_check(const nn_epoch_report *r, void *user)
+EX_API int engr510_on_check(const nn_epoch_report *r, void *user)
 {
-    s0_log *l = (s0_log *)user;
+    engr510_log *l = (engr510_log *)user;
     fprintf(l->csv, "%.4f,%lld,%.6f,%.4f,%.6f,%.4f\n", (double)r->steps / l->steps_per_epoch, (long long)r->steps,
             r->train_loss, r->train_accuracy, r->val_loss, r->val_accuracy);
     if (l->out->steps_to_90 < 0 && r->val_accuracy >= 90.0) l->out->steps_to_90 = r->steps;
@@ -79,9 +79,9 @@ EX_API int s0_on_check(const nn_epoch_report *r, void *user)
     return 0;
 }
 
-EX_API int s0_on_epoch(const nn_epoch_report *r, void *user)
+EX_API int engr510_on_epoch(const nn_epoch_report *r, void *user)
 {
-    s0_log *l = (s0_log *)user;
+    engr510_log *l = (engr510_log *)user;
     ex_log_epoch(l->variant, r);
     l->out->last = *r;
     l->out->seconds += r->seconds;
@@ -89,7 +89,7 @@ EX_API int s0_on_epoch(const nn_epoch_report *r, void *user)
 }
 
 /* Mean softmax cross-entropy of the model's outputs (logits) on ds. */
-EX_API double s0_cross_entropy(nn_model *m, const nn_dataset *ds, int batch)
+EX_API double engr510_cross_entropy(nn_model *m, const nn_dataset *ds, int batch)
 {
     const int size = nn_dataset_sample_size(ds);
     double sum = 0.0;
@@ -105,11 +105,11 @@ EX_API double s0_cross_entropy(nn_model *m, const nn_dataset *ds, int batch)
 /* Trains m with opt for o->epochs epochs of `batch` (reshuffled each epoch from o->seed),
    writing <out>/<variant>.csv with `points` rows per epoch (train: minibatch means since the
    previous row; val: the test set), then evaluates the final model. */
-EX_API s0_outcome s0_train(const ex_options *o, const char *variant, nn_model *m, nn_optimizer *opt,
+EX_API engr510_outcome engr510_train(const ex_options *o, const char *variant, nn_model *m, nn_optimizer *opt,
                            const nn_dataset *train, const nn_dataset *test, int batch, int points)
 {
-    s0_outcome out;
-    s0_log l;
+    engr510_outcome out;
+    engr510_log l;
     nn_fit_options fit;
     nn_fit_result res;
     char file[128];
@@ -124,14 +124,14 @@ EX_API s0_outcome s0_train(const ex_options *o, const char *variant, nn_model *m
     fit.seed = o->seed;
     fit.validation = test;
     fit.checks_per_epoch = points;
-    fit.on_epoch = s0_on_epoch;
-    fit.on_check = s0_on_check;
+    fit.on_epoch = engr510_on_epoch;
+    fit.on_check = engr510_on_check;
     fit.user = &l;
     ex_check(nn_fit(m, opt, train, &fit, &res), "training");
     ex_csv_close(l.csv);
     ex_check(nn_evaluate(m, train, &out.train), "evaluation");
     ex_check(nn_evaluate(m, test, &out.test), "evaluation");
-    out.train_ce = s0_cross_entropy(m, train, batch > 500 ? batch : 500);
+    out.train_ce = engr510_cross_entropy(m, train, batch > 500 ? batch : 500);
     return out;
 }
 
