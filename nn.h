@@ -77,7 +77,8 @@
                  nn_avgpool2d, nn_global_avgpool, nn_batchnorm, nn_dropout, nn_flatten,
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
                  nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_compile
-   shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer
+   shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer, nn_node_op,
+                 nn_op_name
    flat vectors  nn_param_count, nn_weight_count, nn_params, nn_grads, nn_state_count, nn_state,
                  nn_node_weights, nn_node_bias, nn_node_weight_grads, nn_grad_norm,
                  nn_param_norm, nn_weights_gather, nn_params_interpolate, nn_params_copy
@@ -92,6 +93,15 @@
    loops         nn_fit, nn_fit_defaults, nn_train_epoch, nn_evaluate, nn_confusion_matrix,
                  nn_input_gradient_norm
    files         nn_save, nn_load
+
+   INSIDE (for contributors; each part uses only the parts above it)
+   ------
+   1-3 declarations, platform (CPU detection, one kernel table per instruction set, built from one
+   list with the scalar kernel as the default and the GEMM blocking in the table), kernels (one
+   body per element-wise kernel over a small per-ISA vector vocabulary; the scalar twins are the
+   reference), 4 graph (one op table: an entry per op kind with its shape rule, buffers, forward
+   and backward; the builders, nn_compile and both passes read it), 5 training, 6 data and files.
+   docs/adding_an_op.md and docs/adding_an_isa.md list the places to touch.
 
    LICENSE: MIT (see the end of this file).
 */
