@@ -197,14 +197,16 @@ typedef struct nn_pool2d_shape {
     int kernel_height, kernel_width, stride_height, stride_width, pad_height, pad_width;
 } nn_pool2d_shape;
 NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width); /* checks the shape; fills the output size */
-/* argmax (may be NULL) records the input index of each output's maximum, for the backward. */
-NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
-NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum (dx overwritten) */
-NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
-NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
-/* x [batch][channels][spatial] -> y [batch][channels] */
-NNDEF void nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
-NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
+/* Each pooling kernel checks the shape (as nn_pool2d_output_size) and its pointers, and on an error
+   returns NN_ERROR_SHAPE or NN_ERROR_ARGUMENT without writing anything.
+   argmax (may be NULL) records the input index of each output's maximum, for the backward. */
+NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
+NNDEF nn_status nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum, argmax from nn_maxpool2d_forward (dx overwritten) */
+NNDEF nn_status nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
+NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
+/* x [batch][channels][spatial] -> y [batch][channels]; sizes must be positive */
+NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
+NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
 
 typedef enum nn_activation {
     NN_ACTIVATION_IDENTITY = 0,
@@ -3176,14 +3178,26 @@ static void nn__maxpool2x2(const nn_pool2d_shape *s, int oh, int ow, const float
     }
 }
 
-NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
+/* The checks every pooling kernel starts with: the shape (through nn__pool_check, whose messages
+   say "pool2d") and the two tensors it must have, named in the message by who. */
+static nn_status nn__pool_call_check(const nn_pool2d_shape *s, const void *in, const void *out, const char *who,
+                                     int *out_h, int *out_w)
+{
+    nn_status st = nn__pool_check(s, out_h, out_w);
+    if (st != NN_OK) return st;
+    if (!in || !out) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
 {
     int oh, ow, plane;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, x, y, "nn_maxpool2d_forward", &oh, &ow);
+    if (st != NN_OK) return st;
     if (s->kernel_height == 2 && s->kernel_width == 2 && s->stride_height == 2 && s->stride_width == 2 &&
         s->pad_height == 0 && s->pad_width == 0) {
         nn__maxpool2x2(s, oh, ow, x, y, argmax);
-        return;
+        return NN_OK;
     }
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
@@ -3213,12 +3227,15 @@ NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
                 if (argmax) argmax[((size_t)plane * oh + oy) * ow + ox] = plane * s->in_height * s->in_width + best_index;
             }
     }
+    return NN_OK;
 }
 
-NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)
+NNDEF nn_status nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)
 {
     int oh, ow, plane;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, dy, dx, "nn_maxpool2d_backward", &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!argmax) return nn__fail(NN_ERROR_ARGUMENT, "nn_maxpool2d_backward: null argmax");
     memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
     /* each plane's maxima lie in that plane, so planes are independent */
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * oh * ow)
@@ -3226,13 +3243,15 @@ NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, cons
         size_t i;
         for (i = (size_t)plane * oh * ow; i < (size_t)(plane + 1) * oh * ow; i++) dx[argmax[i]] += dy[i];
     }
+    return NN_OK;
 }
 
-NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y)
+NNDEF nn_status nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y)
 {
     int oh, ow, plane;
     float inv;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, x, y, "nn_avgpool2d_forward", &oh, &ow);
+    if (st != NN_OK) return st;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
@@ -3252,13 +3271,15 @@ NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
                 y[((size_t)plane * oh + oy) * ow + ox] = sum * inv;
             }
     }
+    return NN_OK;
 }
 
-NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, float *dx)
+NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, float *dx)
 {
     int oh, ow, plane;
     float inv;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, dy, dx, "nn_avgpool2d_backward", &oh, &ow);
+    if (st != NN_OK) return st;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
     memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
@@ -3278,22 +3299,42 @@ NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, floa
                 }
             }
     }
+    return NN_OK;
 }
 
-NNDEF void nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y)
+/* The checks both global-average-pooling kernels start with. */
+static nn_status nn__global_pool_check(int batch, int channels, int spatial, const float *in, const float *out,
+                                       const char *who)
+{
+    if (batch <= 0 || channels <= 0 || spatial <= 0)
+        return nn__fail(NN_ERROR_SHAPE, "%s: batch %d, channels %d and spatial size %d must be positive", who, batch,
+                        channels, spatial);
+    if (!nn__product_within(INT_MAX, batch, channels, spatial, 1))
+        return nn__fail(NN_ERROR_SHAPE, "%s: tensor too large", who);
+    if (!in || !out) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y)
 {
     const nn__kernels *kern = nn__kernels_get();
     int i;
+    nn_status st = nn__global_pool_check(batch, channels, spatial, x, y, "nn_global_avgpool_forward");
+    if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) y[i] = kern->sum((size_t)spatial, x + (size_t)i * spatial) / (float)spatial;
+    return NN_OK;
 }
 
-NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx)
+NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx)
 {
     int i, j;
+    nn_status st = nn__global_pool_check(batch, channels, spatial, dy, dx, "nn_global_avgpool_backward");
+    if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) {
         float g = dy[i] / (float)spatial;
         for (j = 0; j < spatial; j++) dx[(size_t)i * spatial + j] = g;
     }
+    return NN_OK;
 }
 
 /* ======================================================================================
@@ -4234,15 +4275,15 @@ static void nn__forward_node(nn_model *m, nn__context *e, nn_node *n, const floa
     }
     case NN__OP_MAXPOOL: {
         nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-        nn_maxpool2d_forward(&s, in, y, e->index_arena + n->index_offset);
+        (void)nn_maxpool2d_forward(&s, in, y, e->index_arena + n->index_offset); /* shape checked by nn_maxpool2d */
         break;
     }
     case NN__OP_AVGPOOL: {
         nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-        nn_avgpool2d_forward(&s, in, y);
+        (void)nn_avgpool2d_forward(&s, in, y); /* shape checked by nn_avgpool2d */
         break;
     }
-    case NN__OP_GLOBAL_AVGPOOL: nn_global_avgpool_forward(batch, n->c, n->in[0]->h * n->in[0]->w, in, y); break;
+    case NN__OP_GLOBAL_AVGPOOL: (void)nn_global_avgpool_forward(batch, n->c, n->in[0]->h * n->in[0]->w, in, y); break;
     case NN__OP_BATCHNORM: nn__batchnorm_forward(m, e, n); break;
     case NN__OP_DROPOUT:
         if (m->mode == NN_TRAIN && n->parameter > 0.0f) {
@@ -4439,17 +4480,17 @@ static void nn__backward_node(nn_model *m, nn__context *e, nn_node *n)
     case NN__OP_MAXPOOL:
         if (dx) {
             nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-            nn_maxpool2d_backward(&s, dy, e->index_arena + n->index_offset, dx);
+            (void)nn_maxpool2d_backward(&s, dy, e->index_arena + n->index_offset, dx); /* as in the forward */
         }
         break;
     case NN__OP_AVGPOOL:
         if (dx) {
             nn_pool2d_shape s = nn__pool_shape_of(n, batch);
-            nn_avgpool2d_backward(&s, dy, dx);
+            (void)nn_avgpool2d_backward(&s, dy, dx); /* as in the forward */
         }
         break;
     case NN__OP_GLOBAL_AVGPOOL:
-        if (dx) nn_global_avgpool_backward(batch, n->c, in->h * in->w, dy, dx);
+        if (dx) (void)nn_global_avgpool_backward(batch, n->c, in->h * in->w, dy, dx);
         break;
     case NN__OP_BATCHNORM: nn__batchnorm_backward(m, e, n, dx); break;
     case NN__OP_DROPOUT:
