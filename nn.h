@@ -60,6 +60,8 @@
    nn_last_error() says what went wrong and nothing the caller owns has been changed.
    Sizes are int (every tensor the library handles has fewer than 2^31 elements per dimension,
    products are checked for overflow) or size_t for flat buffers.
+   The values of the public enums never change (they go into programs and files); each enum
+   ends with a _COUNT sentinel (NN_LOSS_COUNT, ...), one past its last value.
 
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
@@ -107,16 +109,20 @@ extern "C" {
 /* ======================================================================================
    1. Errors
    ====================================================================================== */
+/* The values of the public enums are pinned (tests/test_engine.c checks each one): programs and
+   files keep them, so a new value goes at the end, before the _COUNT sentinel, which is not a
+   value of its own but the number of values (the bound that range checks use). */
 typedef enum nn_status {
     NN_OK = 0,
-    NN_ERROR_ARGUMENT,    /* a null pointer, a negative size, an unknown name or value */
-    NN_ERROR_SHAPE,       /* shapes that do not fit together */
-    NN_ERROR_MEMORY,      /* an allocation failed */
-    NN_ERROR_IO,          /* open, read, write or rename failed */
-    NN_ERROR_FORMAT,      /* a file whose contents are not what they claim */
-    NN_ERROR_UNSUPPORTED, /* the CPU lacks the requested backend */
-    NN_ERROR_NONFINITE,   /* a NaN or infinite loss or gradient; the update was not applied */
-    NN_ERROR_STATE        /* called in the wrong order (for example training before nn_compile) */
+    NN_ERROR_ARGUMENT = 1,    /* a null pointer, a negative size, an unknown name or value */
+    NN_ERROR_SHAPE = 2,       /* shapes that do not fit together */
+    NN_ERROR_MEMORY = 3,      /* an allocation failed */
+    NN_ERROR_IO = 4,          /* open, read, write or rename failed */
+    NN_ERROR_FORMAT = 5,      /* a file whose contents are not what they claim */
+    NN_ERROR_UNSUPPORTED = 6, /* the CPU lacks the requested backend */
+    NN_ERROR_NONFINITE = 7,   /* a NaN or infinite loss or gradient; the update was not applied */
+    NN_ERROR_STATE = 8,       /* called in the wrong order (for example training before nn_compile) */
+    NN_STATUS_COUNT = 9
 } nn_status;
 
 /* The message of the most recent failure on this thread ("" if none). */
@@ -210,11 +216,12 @@ NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial,
 
 typedef enum nn_activation {
     NN_ACTIVATION_IDENTITY = 0,
-    NN_ACTIVATION_RELU,
-    NN_ACTIVATION_LEAKY_RELU,  /* parameter: the negative slope */
-    NN_ACTIVATION_SIGMOID,
-    NN_ACTIVATION_TANH,
-    NN_ACTIVATION_SCALED_TANH  /* 1.7159 * tanh(2x/3), LeCun's "improved sigmoid" */
+    NN_ACTIVATION_RELU = 1,
+    NN_ACTIVATION_LEAKY_RELU = 2,  /* parameter: the negative slope */
+    NN_ACTIVATION_SIGMOID = 3,
+    NN_ACTIVATION_TANH = 4,
+    NN_ACTIVATION_SCALED_TANH = 5, /* 1.7159 * tanh(2x/3), LeCun's "improved sigmoid" */
+    NN_ACTIVATION_COUNT = 6
 } nn_activation;
 /* y = f(x) elementwise; y may alias x. */
 NNDEF void nn_activation_forward(nn_activation kind, float parameter, size_t count, const float *x, float *y);
@@ -259,11 +266,12 @@ typedef struct nn_node nn_node;
 #define NN_NO_BIAS 0
 
 typedef enum nn_loss {
-    NN_LOSS_NONE = 0,             /* inference only */
-    NN_LOSS_SOFTMAX_CROSS_ENTROPY,/* output = logits, targets = labels (PyTorch CrossEntropyLoss) */
-    NN_LOSS_NLL,                  /* output = log-probabilities (from nn_log_softmax), labels */
-    NN_LOSS_MSE,                  /* output vs float targets, mean over all elements (MSELoss) */
-    NN_LOSS_SOFTMAX_MSE           /* MSE between softmax(output) and one-hot labels */
+    NN_LOSS_NONE = 0,                  /* inference only */
+    NN_LOSS_SOFTMAX_CROSS_ENTROPY = 1, /* output = logits, targets = labels (PyTorch CrossEntropyLoss) */
+    NN_LOSS_NLL = 2,                   /* output = log-probabilities (from nn_log_softmax), labels */
+    NN_LOSS_MSE = 3,                   /* output vs float targets, mean over all elements (MSELoss) */
+    NN_LOSS_SOFTMAX_MSE = 4,           /* MSE between softmax(output) and one-hot labels */
+    NN_LOSS_COUNT = 5
 } nn_loss;
 
 /* A new, empty model; seed drives initialisation and dropout. NULL when out of memory. */
@@ -357,7 +365,13 @@ NNDEF nn_status nn_compute_gradients(nn_model *model, const float *x, const int 
 NNDEF void nn_set_sample_split(nn_model *model, int enabled);
 NNDEF const float *nn_input_gradient(const nn_model *model); /* [count][nn_input_size] */
 
-typedef enum nn_optimizer_kind { NN_OPTIMIZER_SGD, NN_OPTIMIZER_ADAM, NN_OPTIMIZER_ADAMW, NN_OPTIMIZER_RMSPROP } nn_optimizer_kind;
+typedef enum nn_optimizer_kind {
+    NN_OPTIMIZER_SGD = 0,
+    NN_OPTIMIZER_ADAM = 1,
+    NN_OPTIMIZER_ADAMW = 2,
+    NN_OPTIMIZER_RMSPROP = 3,
+    NN_OPTIMIZER_COUNT = 4
+} nn_optimizer_kind;
 typedef struct nn_optimizer {
     nn_optimizer_kind kind;
     float learning_rate, weight_decay;
@@ -398,16 +412,17 @@ NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const flo
 NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src);
 
 typedef enum nn_init {
-    NN_INIT_PYTORCH = 0,   /* weights Kaiming-uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)) */
-    NN_INIT_ZEROS,
-    NN_INIT_CONSTANT,      /* a */
-    NN_INIT_NORMAL,        /* N(0, a^2) */
-    NN_INIT_UNIFORM,       /* U(a, b) */
-    NN_INIT_FAN_IN_NORMAL, /* N(0, 1/fan_in) (LeCun) */
-    NN_INIT_XAVIER_UNIFORM,
-    NN_INIT_XAVIER_NORMAL,
-    NN_INIT_HE_UNIFORM,
-    NN_INIT_HE_NORMAL
+    NN_INIT_PYTORCH = 0,       /* weights Kaiming-uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)) */
+    NN_INIT_ZEROS = 1,
+    NN_INIT_CONSTANT = 2,      /* a */
+    NN_INIT_NORMAL = 3,        /* N(0, a^2) */
+    NN_INIT_UNIFORM = 4,       /* U(a, b) */
+    NN_INIT_FAN_IN_NORMAL = 5, /* N(0, 1/fan_in) (LeCun) */
+    NN_INIT_XAVIER_UNIFORM = 6,
+    NN_INIT_XAVIER_NORMAL = 7,
+    NN_INIT_HE_UNIFORM = 8,
+    NN_INIT_HE_NORMAL = 9,
+    NN_INIT_COUNT = 10
 } nn_init;
 /* Re-initialise one layer's weights or biases (layer NULL: every layer that has them) from
    the model's random stream. */
@@ -627,6 +642,7 @@ NNDEF const char *nn_status_name(nn_status status)
     case NN_ERROR_UNSUPPORTED: return "unsupported by this CPU";
     case NN_ERROR_NONFINITE: return "non-finite value";
     case NN_ERROR_STATE: return "wrong state";
+    case NN_STATUS_COUNT: break; /* not a status */
     }
     return "unknown status";
 }
@@ -3836,7 +3852,7 @@ NNDEF nn_node *nn_add_nodes(nn_model *m, nn_node *a, nn_node *b)
 NNDEF nn_node *nn_activation_node(nn_model *m, nn_node *x, nn_activation kind, float parameter)
 {
     nn_node *node;
-    if ((int)kind < (int)NN_ACTIVATION_IDENTITY || (int)kind > (int)NN_ACTIVATION_SCALED_TANH) {
+    if ((int)kind < 0 || (int)kind >= (int)NN_ACTIVATION_COUNT) {
         nn__model_error(m, NN_ERROR_ARGUMENT, "nn_activation_node: unknown activation");
         return NULL;
     }
@@ -3892,12 +3908,13 @@ static void nn__init_fill(nn_rng *rng, float *p, size_t n, nn_init init, float a
     case NN_INIT_XAVIER_NORMAL: std = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
     case NN_INIT_HE_UNIFORM: bound = sqrt(6.0 / fan_in); break;
     case NN_INIT_HE_NORMAL: std = sqrt(2.0 / fan_in); normal = 1; break;
+    case NN_INIT_COUNT: return; /* refused by nn__is_init */
     }
     for (i = 0; i < n; i++)
         p[i] = normal ? (float)(std * nn_rng_normal(rng)) : (float)(bound * (2.0 * nn_rng_uniform(rng) - 1.0));
 }
 
-static int nn__is_init(nn_init init) { return (int)init >= (int)NN_INIT_PYTORCH && (int)init <= (int)NN_INIT_HE_NORMAL; }
+static int nn__is_init(nn_init init) { return (int)init >= 0 && (int)init < (int)NN_INIT_COUNT; }
 
 static nn_status nn__init_params(nn_model *m, nn_node *layer, nn_init init, float a, float b, int biases, const char *who)
 {
@@ -3982,7 +3999,7 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     if (!m->input) return nn__fail(NN_ERROR_STATE, "nn_compile: the model has no input node");
     if (max_batch <= 0 || max_batch > (1 << 24))
         return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: max_batch %d is not in [1, 2^24]", max_batch);
-    if ((int)loss < (int)NN_LOSS_NONE || (int)loss > (int)NN_LOSS_SOFTMAX_MSE)
+    if ((int)loss < 0 || (int)loss >= (int)NN_LOSS_COUNT)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: unknown loss %d", (int)loss);
     out_size = nn_node_size(output);
     if ((loss == NN_LOSS_SOFTMAX_CROSS_ENTROPY || loss == NN_LOSS_NLL || loss == NN_LOSS_SOFTMAX_MSE) && out_size < 2)
@@ -4402,6 +4419,7 @@ static double nn__loss(nn_model *m, nn__context *e, const int *labels, const flo
         break;
     }
     case NN_LOSS_NONE: break;
+    case NN_LOSS_COUNT: break; /* refused by nn_compile */
     }
     return total;
 }
@@ -4723,7 +4741,7 @@ NNDEF nn_status nn_optimizer_bind(nn_optimizer *o, nn_model *m)
 {
     size_t per, need;
     if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_optimizer_bind: null optimizer or uncompiled model");
-    if ((int)o->kind < (int)NN_OPTIMIZER_SGD || (int)o->kind > (int)NN_OPTIMIZER_RMSPROP)
+    if ((int)o->kind < 0 || (int)o->kind >= (int)NN_OPTIMIZER_COUNT)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_bind: unknown optimizer kind %d", (int)o->kind);
     per = m->param_count;
     need = o->kind == NN_OPTIMIZER_SGD ? per : 2 * per; /* velocity | m, v | square average, momentum */
@@ -4785,6 +4803,7 @@ NNDEF nn_status nn_optimizer_step(nn_optimizer *o, nn_model *m)
     case NN_OPTIMIZER_RMSPROP:
         NN__FOR_CHUNKS(n, at, len, kern->rmsprop(len, m->params + at, m->grads + at, o->state + at, o->state + n + at, &u));
         break;
+    case NN_OPTIMIZER_COUNT: break; /* refused by nn_optimizer_bind */
     }
     o->step++;
     return NN_OK;

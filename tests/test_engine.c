@@ -61,7 +61,8 @@
    11. Errors: every builder's bad arguments, then nn_compile failing with the first builder
        error's status and message; nn_forward/nn_backward/nn_train_step misuse, labels out of
        range, NaN/Inf inputs (NN_ERROR_NONFINITE, nothing changed; applied with keep_going),
-       and the batch-norm statistics after a failed step.
+       and the batch-norm statistics after a failed step. The value of every public enum
+       constant, pinned, and each _COUNT sentinel refused.
 
    Each test starts from the same test-data seed and runs on one thread (except the thread
    test). Time: about 0.3-0.6 s per backend natively on an idle machine, ~11 s under qemu.
@@ -191,6 +192,7 @@ static double ref_loss(nn_loss loss, const float *y, int n, int k, const int *la
             }
             break;
         case NN_LOSS_NONE: break;
+        case NN_LOSS_COUNT: break; /* not a loss */
         }
     }
     return loss == NN_LOSS_MSE || loss == NN_LOSS_SOFTMAX_MSE ? total / ((double)n * k) : total / n;
@@ -958,6 +960,7 @@ static void opt_ref_step(const nn_optimizer *o, opt_ref *r, const float *g)
             }
             break;
         }
+        case NN_OPTIMIZER_COUNT: break; /* not an optimizer */
         }
         r->p[i] = p;
     }
@@ -2181,6 +2184,71 @@ static void test_run_errors(void **state)
     nn_model_free(m);
 }
 
+/* Every value of the public enums, pinned: they are stored in programs and model files, so
+   renumbering one must fail here. Each _COUNT sentinel is one past the last value and is
+   refused wherever a value is taken. */
+static void test_enum_values(void **state)
+{
+    static const struct { const char *name; int value, expected; } pinned[] = {
+        { "NN_OK", NN_OK, 0 }, { "NN_ERROR_ARGUMENT", NN_ERROR_ARGUMENT, 1 }, { "NN_ERROR_SHAPE", NN_ERROR_SHAPE, 2 },
+        { "NN_ERROR_MEMORY", NN_ERROR_MEMORY, 3 }, { "NN_ERROR_IO", NN_ERROR_IO, 4 },
+        { "NN_ERROR_FORMAT", NN_ERROR_FORMAT, 5 }, { "NN_ERROR_UNSUPPORTED", NN_ERROR_UNSUPPORTED, 6 },
+        { "NN_ERROR_NONFINITE", NN_ERROR_NONFINITE, 7 }, { "NN_ERROR_STATE", NN_ERROR_STATE, 8 },
+        { "NN_STATUS_COUNT", NN_STATUS_COUNT, 9 },
+        { "NN_ACTIVATION_IDENTITY", NN_ACTIVATION_IDENTITY, 0 }, { "NN_ACTIVATION_RELU", NN_ACTIVATION_RELU, 1 },
+        { "NN_ACTIVATION_LEAKY_RELU", NN_ACTIVATION_LEAKY_RELU, 2 }, { "NN_ACTIVATION_SIGMOID", NN_ACTIVATION_SIGMOID, 3 },
+        { "NN_ACTIVATION_TANH", NN_ACTIVATION_TANH, 4 }, { "NN_ACTIVATION_SCALED_TANH", NN_ACTIVATION_SCALED_TANH, 5 },
+        { "NN_ACTIVATION_COUNT", NN_ACTIVATION_COUNT, 6 },
+        { "NN_LOSS_NONE", NN_LOSS_NONE, 0 }, { "NN_LOSS_SOFTMAX_CROSS_ENTROPY", NN_LOSS_SOFTMAX_CROSS_ENTROPY, 1 },
+        { "NN_LOSS_NLL", NN_LOSS_NLL, 2 }, { "NN_LOSS_MSE", NN_LOSS_MSE, 3 }, { "NN_LOSS_SOFTMAX_MSE", NN_LOSS_SOFTMAX_MSE, 4 },
+        { "NN_LOSS_COUNT", NN_LOSS_COUNT, 5 },
+        { "NN_OPTIMIZER_SGD", NN_OPTIMIZER_SGD, 0 }, { "NN_OPTIMIZER_ADAM", NN_OPTIMIZER_ADAM, 1 },
+        { "NN_OPTIMIZER_ADAMW", NN_OPTIMIZER_ADAMW, 2 }, { "NN_OPTIMIZER_RMSPROP", NN_OPTIMIZER_RMSPROP, 3 },
+        { "NN_OPTIMIZER_COUNT", NN_OPTIMIZER_COUNT, 4 },
+        { "NN_INIT_PYTORCH", NN_INIT_PYTORCH, 0 }, { "NN_INIT_ZEROS", NN_INIT_ZEROS, 1 },
+        { "NN_INIT_CONSTANT", NN_INIT_CONSTANT, 2 }, { "NN_INIT_NORMAL", NN_INIT_NORMAL, 3 },
+        { "NN_INIT_UNIFORM", NN_INIT_UNIFORM, 4 }, { "NN_INIT_FAN_IN_NORMAL", NN_INIT_FAN_IN_NORMAL, 5 },
+        { "NN_INIT_XAVIER_UNIFORM", NN_INIT_XAVIER_UNIFORM, 6 }, { "NN_INIT_XAVIER_NORMAL", NN_INIT_XAVIER_NORMAL, 7 },
+        { "NN_INIT_HE_UNIFORM", NN_INIT_HE_UNIFORM, 8 }, { "NN_INIT_HE_NORMAL", NN_INIT_HE_NORMAL, 9 },
+        { "NN_INIT_COUNT", NN_INIT_COUNT, 10 },
+    };
+    size_t i;
+    int v;
+    nn_model *m;
+    nn_node *x, *y;
+    nn_optimizer o;
+    (void)state;
+    for (i = 0; i < COUNT(pinned); i++)
+        if (pinned[i].value != pinned[i].expected)
+            fail_msg("%s is %d, was %d: public enum values go into files and must not change", pinned[i].name,
+                     pinned[i].value, pinned[i].expected);
+    /* every status below the sentinel has its own name; the sentinel is none */
+    for (v = 0; v < NN_STATUS_COUNT; v++)
+        if (!strcmp(nn_status_name((nn_status)v), "unknown status")) fail_msg("status %d has no name", v);
+    assert_string_equal(nn_status_name(NN_STATUS_COUNT), "unknown status");
+    /* the sentinels are refused where a value is taken, the last real values accepted */
+    m = nn_model_new(190);
+    x = nn_input(m, 3, 1, 1);
+    if (!nn_activation_node(m, x, NN_ACTIVATION_SCALED_TANH, 0.0f)) fail_msg("NN_ACTIVATION_SCALED_TANH refused");
+    if (nn_activation_node(m, x, NN_ACTIVATION_COUNT, 0.0f)) fail_msg("NN_ACTIVATION_COUNT accepted as an activation");
+    nn_model_free(m);
+    m = nn_model_new(191);
+    y = nn_linear(m, nn_input(m, 3, 1, 1), 2, NN_BIAS);
+    EXPECT_ERROR(nn_compile(m, y, NN_LOSS_COUNT, 2), NN_ERROR_ARGUMENT, NULL);
+    nn_model_free(m);
+    m = nn_model_new(192);
+    y = nn_linear(m, nn_input(m, 3, 1, 1), 2, NN_BIAS);
+    compiled(m, y, NN_LOSS_SOFTMAX_MSE, 2);
+    ASSERT_OK(nn_init_weights(m, NULL, NN_INIT_HE_NORMAL, 0.0f, 0.0f));
+    EXPECT_ERROR(nn_init_weights(m, NULL, NN_INIT_COUNT, 0.0f, 0.0f), NN_ERROR_ARGUMENT, NULL);
+    o = nn_rmsprop(0.01f, 0.0f);
+    ASSERT_OK(nn_optimizer_bind(&o, m));
+    nn_optimizer_free(&o);
+    o.kind = NN_OPTIMIZER_COUNT;
+    EXPECT_ERROR(nn_optimizer_bind(&o, m), NN_ERROR_ARGUMENT, "kind");
+    nn_model_free(m);
+}
+
 /* A NaN input: NN_ERROR_NONFINITE and no update; with keep_going the update is applied. */
 static void test_nonfinite(void **state)
 {
@@ -2351,6 +2419,7 @@ static const struct CMUnitTest tests[] = {
     T(test_builder_errors),
     T(test_builder_foreign_second_input),
     T(test_run_errors),
+    T(test_enum_values),
     T(test_nonfinite),
     T(test_failed_step_batchnorm_state),
 };

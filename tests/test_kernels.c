@@ -1244,6 +1244,7 @@ static double act_ref(const act_variant *a, double x)
     case NN_ACTIVATION_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case NN_ACTIVATION_TANH: return tanh(x);
     case NN_ACTIVATION_SCALED_TANH: return 1.7159 * tanh(2.0 * x / 3.0);
+    case NN_ACTIVATION_COUNT: break; /* not an activation */
     }
     return NAN;
 }
@@ -1257,6 +1258,7 @@ static double act_dref(const act_variant *a, double x)
     case NN_ACTIVATION_SIGMOID: t = 1.0 / (1.0 + exp(-x)); return t * (1 - t);
     case NN_ACTIVATION_TANH: t = tanh(x); return 1 - t * t;
     case NN_ACTIVATION_SCALED_TANH: t = tanh(2.0 * x / 3.0); return 1.7159 * 2.0 / 3.0 * (1 - t * t);
+    case NN_ACTIVATION_COUNT: break; /* not an activation */
     }
     return NAN;
 }
