@@ -432,6 +432,13 @@ NNDEF nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, fl
 /* ======================================================================================
    6. Data, metrics, training loop, model files
    ====================================================================================== */
+/* Every function that takes a dataset (nn_evaluate, nn_confusion_matrix, nn_input_gradient_norm,
+   nn_fit and its validation set, nn_train_epoch) checks it against the compiled model first and
+   refuses, changing nothing: samples of another size than the model's input (NN_ERROR_SHAPE),
+   no labels for a loss that reads labels, more classes than outputs or a label outside the
+   outputs (NN_ERROR_ARGUMENT), targets missing or of another size than the output for
+   NN_LOSS_MSE (NN_ERROR_SHAPE); and, for training and input gradients, a model without a loss
+   (NN_ERROR_STATE). */
 typedef struct nn_dataset {
     int count;                       /* samples */
     int channels, height, width;     /* per-sample shape */
@@ -5062,17 +5069,35 @@ static int nn__argmax(const float *v, int n)
     return best;
 }
 
-static nn_status nn__check_dataset(const nn_model *m, const nn_dataset *ds, const char *who)
+/* The one check of a dataset against a compiled model, for every function that takes one: the
+   sample size is the model's input size, and the data has what the model's loss reads (labels
+   below the output count, from at most that many classes, or targets of the output size).
+   needs_loss: the caller takes gradients (training, input gradients), which a model compiled
+   without a loss cannot. */
+static nn_status nn__check_dataset(const nn_model *m, const nn_dataset *ds, int needs_loss, const char *who)
 {
+    int outputs, i;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
     if (!ds || !ds->x || ds->count <= 0) return nn__fail(NN_ERROR_ARGUMENT, "%s: empty dataset", who);
     if (nn_dataset_sample_size(ds) != nn_input_size(m))
         return nn__fail(NN_ERROR_SHAPE, "%s: samples of %d values, the model takes %d", who, nn_dataset_sample_size(ds),
                         nn_input_size(m));
-    if (m->loss == NN_LOSS_MSE && (!ds->targets || ds->target_size != nn_output_size(m)))
-        return nn__fail(NN_ERROR_SHAPE, "%s: NN_LOSS_MSE needs targets of %d values per sample", who, nn_output_size(m));
-    if (m->loss != NN_LOSS_MSE && m->loss != NN_LOSS_NONE && !ds->labels)
-        return nn__fail(NN_ERROR_ARGUMENT, "%s: the dataset has no labels", who);
+    if (ds->targets && ds->target_size <= 0) return nn__fail(NN_ERROR_ARGUMENT, "%s: targets without a target size", who);
+    if (needs_loss && m->loss == NN_LOSS_NONE)
+        return nn__fail(NN_ERROR_STATE, "%s: the model was compiled without a loss", who);
+    outputs = nn_output_size(m);
+    if (m->loss == NN_LOSS_MSE && (!ds->targets || ds->target_size != outputs))
+        return nn__fail(NN_ERROR_SHAPE, "%s: NN_LOSS_MSE needs targets of %d values per sample (the dataset has %d)", who,
+                        outputs, ds->targets ? ds->target_size : 0);
+    if (m->loss == NN_LOSS_MSE || m->loss == NN_LOSS_NONE) return NN_OK;
+    if (!ds->labels) return nn__fail(NN_ERROR_ARGUMENT, "%s: the dataset has no labels", who);
+    if (ds->classes > outputs)
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: the dataset has %d classes, the model %d outputs", who, ds->classes,
+                        outputs);
+    for (i = 0; i < ds->count; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= outputs)
+            return nn__fail(NN_ERROR_ARGUMENT, "%s: label %d of sample %d is outside [0, %d)", who, ds->labels[i], i,
+                            outputs);
     return NN_OK;
 }
 
@@ -5081,7 +5106,7 @@ NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
     double loss_sum = 0.0;
     int first, correct = 0;
     const int size = nn_dataset_sample_size(ds);
-    nn_status st = nn__check_dataset(m, ds, "nn_evaluate");
+    nn_status st = nn__check_dataset(m, ds, 0, "nn_evaluate");
     if (st != NN_OK) return st;
     for (first = 0; first < ds->count; first += m->max_batch) {
         int count = NN__MIN(m->max_batch, ds->count - first), r;
@@ -5113,7 +5138,7 @@ NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matr
 {
     int first;
     const int size = nn_dataset_sample_size(ds), k = nn_output_size(m);
-    nn_status st = nn__check_dataset(m, ds, "nn_confusion_matrix");
+    nn_status st = nn__check_dataset(m, ds, 0, "nn_confusion_matrix");
     if (st != NN_OK) return st;
     if (!matrix || !ds->labels || ds->classes <= 0 || ds->classes > k)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_confusion_matrix: needs labels in [0, %d) and a matrix", k);
@@ -5169,193 +5194,230 @@ static void nn__progress(int epoch, int epochs, int step, int steps, double loss
     fflush(stderr);
 }
 
+/* The buffers of passes over a training set: the sample order (kept from pass to pass) and one
+   minibatch's inputs, labels and targets (when the dataset has targets). */
+typedef struct nn__batches {
+    int *order;
+    int *labels;
+    float *x, *targets;
+} nn__batches;
+
+static void nn__batches_free(nn__batches *b)
+{
+    NN_FREE(b->order);
+    NN_FREE(b->labels);
+    nn__free(b->x);
+    nn__free(b->targets);
+    memset(b, 0, sizeof *b);
+}
+
+/* Buffers for batches of up to batch_size samples of train (checked), the order 0, 1, 2, ... */
+static nn_status nn__batches_alloc(nn__batches *b, const nn_dataset *train, int batch_size, const char *who)
+{
+    int i;
+    b->order = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
+    b->labels = (int *)NN_MALLOC((size_t)batch_size * sizeof(int));
+    b->x = nn__alloc_floats((size_t)batch_size * (size_t)nn_dataset_sample_size(train));
+    b->targets = train->targets ? nn__alloc_floats((size_t)batch_size * (size_t)train->target_size) : NULL;
+    if (!b->order || !b->labels || !b->x || (train->targets && !b->targets)) {
+        nn__batches_free(b);
+        return nn__fail(NN_ERROR_MEMORY, "%s: out of memory", who);
+    }
+    for (i = 0; i < train->count; i++) b->order[i] = i;
+    return NN_OK;
+}
+
+/* Sums over the steps of a pass so far. */
+typedef struct nn__pass_totals {
+    int steps, seen, correct; /* steps, samples, samples whose training-mode prediction was right */
+    double loss_sum;          /* sum of each batch's mean loss times its size */
+} nn__pass_totals;
+
+/* nn_fit between the steps of its passes: the checks (validation, on_check, early stopping) and
+   the progress bar of the current epoch. */
+typedef struct nn__fit_state {
+    nn_model *model;
+    const nn_fit_options *options;
+    nn_fit_result result;
+    nn_metrics val;             /* the latest validation */
+    double best;                /* the best validation loss so far */
+    int since_best, stop, show; /* checks since the best; stop requested; progress bar on */
+    /* the current epoch */
+    int epoch, checks, next_check, check_correct, check_seen;
+    double check_loss, t_check, val_time;
+} nn__fit_state;
+
+/* After step `step` (1-based) of `steps` in the epoch, on a batch of `samples` with `hits` right
+   predictions; totals covers the epoch so far. Sets f->stop to end training. */
+static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float loss, int samples, int hits,
+                                    const nn__pass_totals *totals)
+{
+    const nn_fit_options *o = f->options;
+    nn_epoch_report check;
+    double tv;
+    f->result.steps++;
+    f->check_loss += (double)loss * samples;
+    f->check_seen += samples;
+    f->check_correct += hits;
+    if (f->show && ((step - 1) % NN__MAX(1, steps / 100) == 0 || step == steps))
+        nn__progress(f->epoch, o->epochs, step, steps, totals->loss_sum / totals->seen);
+    if ((!o->validation && !o->on_check) || step != (int)((long long)f->next_check * steps / f->checks)) return NN_OK;
+    tv = nn_seconds();
+    f->next_check++;
+    memset(&check, 0, sizeof check);
+    if (o->validation) {
+        nn_status st = nn_evaluate(f->model, o->validation, &f->val);
+        if (st != NN_OK) return st;
+        check.val_loss = f->val.loss;
+        check.val_accuracy = f->val.accuracy;
+    }
+    f->val_time += nn_seconds() - tv;
+    check.epoch = f->epoch;
+    check.steps = f->result.steps;
+    check.train_loss = f->check_loss / f->check_seen;
+    check.train_accuracy = 100.0 * f->check_correct / f->check_seen;
+    check.seconds = tv - f->t_check;
+    f->check_loss = 0.0;
+    f->check_correct = f->check_seen = 0;
+    if (o->on_check && o->on_check(&check, o->user)) f->stop = 1;
+    f->t_check = nn_seconds();
+    if (o->validation) {
+        if (f->val.loss < f->best) {
+            f->best = f->val.loss;
+            f->since_best = 0;
+        } else if (o->patience > 0 && ++f->since_best >= o->patience) {
+            f->stop = 1;
+            f->result.stopped_early = 1;
+        }
+    }
+    return NN_OK;
+}
+
+/* One pass over train in the order b->order, batch_size samples per nn_train_step (the last
+   batch may be smaller): the loop under nn_fit (fit not NULL: its checks after each step) and
+   nn_train_epoch (on_step, may be NULL). Stops after max_steps steps (0: the whole pass), at a
+   failed step, or when fit or on_step asks. totals covers the steps taken, also after a failure. */
+static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn__batches *b,
+                                int batch_size, int max_steps, nn__fit_state *fit, nn_step_callback on_step,
+                                void *user, nn__pass_totals *totals)
+{
+    const int steps = (train->count + batch_size - 1) / batch_size, k = nn_output_size(m);
+    const size_t target_size = (size_t)train->target_size;
+    int step;
+    nn_status st = NN_OK;
+    memset(totals, 0, sizeof *totals);
+    for (step = 0; step < steps && (max_steps == 0 || step < max_steps); step++) {
+        const int first = step * batch_size, n = NN__MIN(batch_size, train->count - first);
+        float loss = 0.0f;
+        int r, hits = 0;
+        nn_dataset_gather(train, b->order + first, n, b->x, b->labels);
+        if (b->targets)
+            for (r = 0; r < n; r++)
+                memcpy(b->targets + (size_t)r * target_size, train->targets + (size_t)b->order[first + r] * target_size,
+                       target_size * sizeof(float));
+        st = nn_train_step(m, opt, b->x, train->labels ? b->labels : NULL, b->targets, n, &loss);
+        if (st != NN_OK) break;
+        if (train->labels)
+            for (r = 0; r < n; r++) hits += nn__argmax(nn_output(m) + (size_t)r * k, k) == b->labels[r];
+        totals->steps++;
+        totals->loss_sum += (double)loss * n;
+        totals->seen += n;
+        totals->correct += hits;
+        if (fit) {
+            st = nn__fit_after_step(fit, step + 1, steps, loss, n, hits, totals);
+            if (st != NN_OK || fit->stop) break;
+        }
+        if (on_step && on_step(step + 1, loss, user)) break;
+    }
+    return st;
+}
+
 NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
                        nn_fit_result *result)
 {
-    nn_fit_result res;
+    nn__fit_state f;
+    nn__batches b;
     nn_rng rng;
-    int *idx = NULL, *labels = NULL, epoch, i, steps_per_epoch, show, stop = 0;
-    float *xb = NULL, *tb = NULL;
-    const int size = nn_dataset_sample_size(train);
-    double best = INFINITY, t_start = nn_seconds();
-    int since_best = 0;
-    nn_status st = nn__check_dataset(m, train, "nn_fit");
-    nn_metrics val;
-    memset(&res, 0, sizeof res);
-    memset(&val, 0, sizeof val);
+    const double t_start = nn_seconds();
+    nn_status st = nn__check_dataset(m, train, 1, "nn_fit");
+    memset(&f, 0, sizeof f);
+    memset(&b, 0, sizeof b);
     if (st != NN_OK) return st;
     if (!opt || !options) return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: null optimizer or options");
     if (options->epochs < 0 || options->batch_size <= 0 || options->batch_size > m->max_batch)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: batch size %d must be in [1, %d] and epochs non-negative",
                         options->batch_size, m->max_batch);
     if (options->validation) {
-        st = nn__check_dataset(m, options->validation, "nn_fit (validation)");
+        st = nn__check_dataset(m, options->validation, 0, "nn_fit (validation)");
         if (st != NN_OK) return st;
     }
-    idx = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
-    labels = (int *)NN_MALLOC((size_t)options->batch_size * sizeof(int));
-    xb = nn__alloc_floats((size_t)options->batch_size * size);
-    tb = train->targets ? nn__alloc_floats((size_t)options->batch_size * train->target_size) : NULL;
-    if (!idx || !labels || !xb || (train->targets && !tb)) {
-        st = nn__fail(NN_ERROR_MEMORY, "nn_fit: out of memory");
-        goto done;
-    }
+    f.model = m;
+    f.options = options;
+    f.best = INFINITY;
+    st = nn__batches_alloc(&b, train, options->batch_size, "nn_fit");
+    if (st != NN_OK) goto done;
     st = nn_optimizer_bind(opt, m);
     if (st != NN_OK) goto done;
     rng = nn_rng_new(options->seed);
-    for (i = 0; i < train->count; i++) idx[i] = i;
-    steps_per_epoch = (train->count + options->batch_size - 1) / options->batch_size;
-    show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
-    res.best_val_loss = INFINITY;
-    for (epoch = 1; epoch <= options->epochs && !stop; epoch++) {
-        nn_epoch_report report, check;
-        double loss_sum = 0.0, check_loss = 0.0, t0 = nn_seconds(), t_check = t0, val_time = 0.0;
-        int correct = 0, seen = 0, check_correct = 0, check_seen = 0, step, next_check = 1;
-        const int checks = NN__MAX(1, options->checks_per_epoch);
-        if (options->shuffle) nn_rng_shuffle(&rng, idx, train->count);
-        for (step = 0; step < steps_per_epoch; step++) {
-            const int first = step * options->batch_size, n = NN__MIN(options->batch_size, train->count - first);
-            const int k = nn_output_size(m);
-            float loss = 0.0f;
-            int r, hits = 0;
-            nn_dataset_gather(train, idx + first, n, xb, labels);
-            if (tb)
-                for (r = 0; r < n; r++)
-                    memcpy(tb + (size_t)r * train->target_size, train->targets + (size_t)idx[first + r] * train->target_size,
-                           (size_t)train->target_size * sizeof(float));
-            st = nn_train_step(m, opt, xb, train->labels ? labels : NULL, tb, n, &loss);
-            if (st != NN_OK) goto done;
-            res.steps++;
-            if (train->labels)
-                for (r = 0; r < n; r++) hits += nn__argmax(nn_output(m) + (size_t)r * k, k) == labels[r];
-            loss_sum += (double)loss * n;
-            check_loss += (double)loss * n;
-            seen += n;
-            check_seen += n;
-            correct += hits;
-            check_correct += hits;
-            if (show && (step % NN__MAX(1, steps_per_epoch / 100) == 0 || step + 1 == steps_per_epoch))
-                nn__progress(epoch, options->epochs, step + 1, steps_per_epoch, loss_sum / seen);
-            if ((options->validation || options->on_check) &&
-                step + 1 == (int)((long long)next_check * steps_per_epoch / checks)) {
-                double tv = nn_seconds();
-                next_check++;
-                memset(&check, 0, sizeof check);
-                if (options->validation) {
-                    st = nn_evaluate(m, options->validation, &val);
-                    if (st != NN_OK) goto done;
-                    check.val_loss = val.loss;
-                    check.val_accuracy = val.accuracy;
-                }
-                val_time += nn_seconds() - tv;
-                check.epoch = epoch;
-                check.steps = res.steps;
-                check.train_loss = check_loss / check_seen;
-                check.train_accuracy = 100.0 * check_correct / check_seen;
-                check.seconds = tv - t_check;
-                check_loss = 0.0;
-                check_correct = check_seen = 0;
-                if (options->on_check && options->on_check(&check, options->user)) stop = 1;
-                t_check = nn_seconds();
-                if (options->validation) {
-                    if (val.loss < best) {
-                        best = val.loss;
-                        since_best = 0;
-                    } else if (options->patience > 0 && ++since_best >= options->patience) {
-                        stop = 1;
-                        res.stopped_early = 1;
-                    }
-                }
-                if (stop) break;
-            }
-        }
-        if (show) fprintf(stderr, "\r%70s\r", "");
+    f.show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
+    f.result.best_val_loss = INFINITY;
+    for (f.epoch = 1; f.epoch <= options->epochs && !f.stop; f.epoch++) {
+        nn_epoch_report report;
+        nn__pass_totals totals;
+        const double t0 = nn_seconds();
+        f.checks = NN__MAX(1, options->checks_per_epoch);
+        f.next_check = 1;
+        f.check_loss = 0.0;
+        f.check_correct = f.check_seen = 0;
+        f.t_check = t0;
+        f.val_time = 0.0;
+        if (options->shuffle) nn_rng_shuffle(&rng, b.order, train->count);
+        st = nn__train_pass(m, opt, train, &b, options->batch_size, 0, &f, NULL, NULL, &totals);
+        if (st != NN_OK) goto done;
+        if (f.show) fprintf(stderr, "\r%70s\r", "");
         memset(&report, 0, sizeof report);
-        report.epoch = epoch;
-        report.steps = res.steps;
-        report.train_loss = seen ? loss_sum / seen : 0.0;
-        report.train_accuracy = seen ? 100.0 * correct / seen : 0.0;
-        report.val_loss = options->validation ? val.loss : 0.0;
-        report.val_accuracy = options->validation ? val.accuracy : 0.0;
-        report.seconds = nn_seconds() - t0 - val_time;
-        res.epochs = epoch;
-        if (options->on_epoch && options->on_epoch(&report, options->user)) stop = 1;
+        report.epoch = f.epoch;
+        report.steps = f.result.steps;
+        report.train_loss = totals.seen ? totals.loss_sum / totals.seen : 0.0;
+        report.train_accuracy = totals.seen ? 100.0 * totals.correct / totals.seen : 0.0;
+        report.val_loss = options->validation ? f.val.loss : 0.0;
+        report.val_accuracy = options->validation ? f.val.accuracy : 0.0;
+        report.seconds = nn_seconds() - t0 - f.val_time;
+        f.result.epochs = f.epoch;
+        if (options->on_epoch && options->on_epoch(&report, options->user)) f.stop = 1;
     }
-    res.best_val_loss = best;
+    f.result.best_val_loss = f.best;
 done:
-    res.seconds = nn_seconds() - t_start;
-    if (result) *result = res;
-    NN_FREE(idx);
-    NN_FREE(labels);
-    nn__free(xb);
-    nn__free(tb);
+    f.result.seconds = nn_seconds() - t_start;
+    if (result) *result = f.result;
+    nn__batches_free(&b);
     return st;
 }
 
 NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
                                int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
 {
-    int *idx = NULL, *labels = NULL, first, i, correct = 0, seen = 0, steps = 0;
-    float *xb = NULL, *tb = NULL;
-    double loss_sum = 0.0;
-    size_t size;
-    nn_status st = NN_OK;
+    nn__batches b;
+    nn__pass_totals totals;
+    nn_status st;
     if (metrics) memset(metrics, 0, sizeof *metrics);
-    if (!m || !opt || !train || !train->x || train->count <= 0)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: null model, optimizer or empty dataset");
-    if (!nn_params(m)) return nn__fail(NN_ERROR_STATE, "nn_train_epoch: compile the model first");
-    if (nn_dataset_sample_size(train) != nn_input_size(m))
-        return nn__fail(NN_ERROR_SHAPE, "nn_train_epoch: samples of %d values, the model takes %d",
-                        nn_dataset_sample_size(train), nn_input_size(m));
-    if (batch_size <= 0 || max_steps < 0)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: batch size %d and max_steps %d", batch_size, max_steps);
-    if (train->targets && train->target_size <= 0)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: targets without a target size");
-    size = (size_t)nn_dataset_sample_size(train);
-    idx = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
-    labels = (int *)NN_MALLOC((size_t)batch_size * sizeof(int));
-    xb = nn__alloc_floats((size_t)batch_size * size);
-    if (train->targets) tb = nn__alloc_floats((size_t)batch_size * (size_t)train->target_size);
-    if (!idx || !labels || !xb || (train->targets && !tb)) {
-        st = nn__fail(NN_ERROR_MEMORY, "nn_train_epoch: out of memory");
-        goto done;
+    st = nn__check_dataset(m, train, 1, "nn_train_epoch");
+    if (st != NN_OK) return st;
+    if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: null optimizer");
+    if (batch_size <= 0 || batch_size > m->max_batch || max_steps < 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: batch size %d must be in [1, %d] and max_steps (%d) non-negative",
+                        batch_size, m->max_batch, max_steps);
+    st = nn__batches_alloc(&b, train, batch_size, "nn_train_epoch");
+    if (st != NN_OK) return st;
+    if (rng) nn_rng_shuffle(rng, b.order, train->count);
+    st = nn__train_pass(m, opt, train, &b, batch_size, max_steps, NULL, on_step, user, &totals);
+    if (metrics && totals.seen) {
+        metrics->loss = totals.loss_sum / totals.seen;
+        metrics->correct = totals.correct;
+        metrics->count = totals.seen;
+        metrics->accuracy = train->labels ? 100.0 * totals.correct / totals.seen : 0.0;
     }
-    for (i = 0; i < train->count; i++) idx[i] = i;
-    if (rng) nn_rng_shuffle(rng, idx, train->count);
-    for (first = 0; first < train->count && (max_steps == 0 || steps < max_steps); first += batch_size) {
-        const int n = train->count - first < batch_size ? train->count - first : batch_size, k = nn_output_size(m);
-        float loss = 0.0f;
-        int r;
-        nn_dataset_gather(train, idx + first, n, xb, labels);
-        if (tb)
-            for (r = 0; r < n; r++)
-                memcpy(tb + (size_t)r * train->target_size, train->targets + (size_t)idx[first + r] * train->target_size,
-                       (size_t)train->target_size * sizeof(float));
-        /* nn_train_step checks n against the compiled max_batch */
-        st = nn_train_step(m, opt, xb, train->labels ? labels : NULL, tb, n, &loss);
-        if (st != NN_OK) goto done;
-        steps++;
-        loss_sum += (double)loss * n;
-        seen += n;
-        if (train->labels) {
-            const float *y = nn_output(m);
-            for (r = 0; r < n; r++) {
-                correct += nn__argmax(y + (size_t)r * k, k) == labels[r];
-            }
-        }
-        if (on_step && on_step(steps, loss, user)) break;
-    }
-done:
-    if (metrics && seen) {
-        metrics->loss = loss_sum / seen;
-        metrics->correct = correct;
-        metrics->count = seen;
-        metrics->accuracy = train->labels ? 100.0 * correct / seen : 0.0;
-    }
-    NN_FREE(idx);
-    NN_FREE(labels);
-    nn__free(xb);
-    nn__free(tb);
+    nn__batches_free(&b);
     return st;
 }
 
@@ -5697,12 +5759,10 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
     const int size = nn_dataset_sample_size(ds), tsize = ds ? ds->target_size : 0;
     double total = 0.0;
     int first;
-    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_input_gradient_norm: compile the model first");
+    nn_status st = nn__check_dataset(m, ds, 1, "nn_input_gradient_norm");
+    if (st != NN_OK) return st;
     if (!m->input_gradient) return nn__fail(NN_ERROR_STATE, "nn_input_gradient_norm: call nn_set_input_gradient(model, 1) first");
-    if (!ds || !ds->x || ds->count <= 0 || !norm)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: empty dataset or null result");
-    if (size != nn_input_size(m))
-        return nn__fail(NN_ERROR_SHAPE, "nn_input_gradient_norm: samples of %d values, the model takes %d", size, nn_input_size(m));
+    if (!norm) return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: null result");
     if (batch_size < 1 || batch_size > m->max_batch)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: batch size %d is not in [1, %d]", batch_size, m->max_batch);
     for (first = 0; first < ds->count; first += batch_size) {
@@ -5710,7 +5770,7 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
         const float *g;
         double batch_sum = 0.0;
         size_t i;
-        nn_status st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
+        st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
         if (st == NN_OK)
             st = nn_backward(m, ds->labels ? ds->labels + first : NULL, ds->targets ? ds->targets + (size_t)first * tsize : NULL,
                              NULL);
