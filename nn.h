@@ -60,6 +60,8 @@
    nn_last_error() says what went wrong and nothing the caller owns has been changed.
    Sizes are int (every tensor the library handles has fewer than 2^31 elements per dimension,
    products are checked for overflow) or size_t for flat buffers.
+   The values of the public enums never change (they go into programs and files); each enum
+   ends with a _COUNT sentinel (NN_LOSS_COUNT, ...), one past its last value.
 
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
@@ -133,16 +135,20 @@ extern "C" {
 /* ======================================================================================
    1. Errors
    ====================================================================================== */
+/* The values of the public enums are pinned (tests/test_engine.c checks each one): programs and
+   files keep them, so a new value goes at the end, before the _COUNT sentinel, which is not a
+   value of its own but the number of values (the bound that range checks use). */
 typedef enum nn_status {
     NN_OK = 0,
-    NN_ERROR_ARGUMENT,    /* a null pointer, a negative size, an unknown name or value */
-    NN_ERROR_SHAPE,       /* shapes that do not fit together */
-    NN_ERROR_MEMORY,      /* an allocation failed */
-    NN_ERROR_IO,          /* open, read, write or rename failed */
-    NN_ERROR_FORMAT,      /* a file whose contents are not what they claim */
-    NN_ERROR_UNSUPPORTED, /* the CPU lacks the requested backend */
-    NN_ERROR_NONFINITE,   /* a NaN or infinite loss or gradient; the update was not applied */
-    NN_ERROR_STATE        /* called in the wrong order (for example training before nn_compile) */
+    NN_ERROR_ARGUMENT = 1,    /* a null pointer, a negative size, an unknown name or value */
+    NN_ERROR_SHAPE = 2,       /* shapes that do not fit together */
+    NN_ERROR_MEMORY = 3,      /* an allocation failed */
+    NN_ERROR_IO = 4,          /* open, read, write or rename failed */
+    NN_ERROR_FORMAT = 5,      /* a file whose contents are not what they claim */
+    NN_ERROR_UNSUPPORTED = 6, /* the CPU lacks the requested backend */
+    NN_ERROR_NONFINITE = 7,   /* a NaN or infinite loss or gradient; the update was not applied */
+    NN_ERROR_STATE = 8,       /* called in the wrong order (for example training before nn_compile) */
+    NN_STATUS_COUNT = 9
 } nn_status;
 
 /* The message of the most recent failure on this thread ("" if none). */
@@ -223,22 +229,25 @@ typedef struct nn_pool2d_shape {
     int kernel_height, kernel_width, stride_height, stride_width, pad_height, pad_width;
 } nn_pool2d_shape;
 NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width); /* checks the shape; fills the output size */
-/* argmax (may be NULL) records the input index of each output's maximum, for the backward. */
-NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
-NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum (dx overwritten) */
-NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
-NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
-/* x [batch][channels][spatial] -> y [batch][channels] */
-NNDEF void nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
-NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
+/* Each pooling kernel checks the shape (as nn_pool2d_output_size) and its pointers, and on an error
+   returns NN_ERROR_SHAPE or NN_ERROR_ARGUMENT without writing anything.
+   argmax (may be NULL) records the input index of each output's maximum, for the backward. */
+NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
+NNDEF nn_status nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum, argmax from nn_maxpool2d_forward (dx overwritten) */
+NNDEF nn_status nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
+NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
+/* x [batch][channels][spatial] -> y [batch][channels]; sizes must be positive */
+NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
+NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
 
 typedef enum nn_activation {
     NN_ACTIVATION_IDENTITY = 0,
-    NN_ACTIVATION_RELU,
-    NN_ACTIVATION_LEAKY_RELU,  /* parameter: the negative slope */
-    NN_ACTIVATION_SIGMOID,
-    NN_ACTIVATION_TANH,
-    NN_ACTIVATION_SCALED_TANH  /* 1.7159 * tanh(2x/3), LeCun's "improved sigmoid" */
+    NN_ACTIVATION_RELU = 1,
+    NN_ACTIVATION_LEAKY_RELU = 2,  /* parameter: the negative slope */
+    NN_ACTIVATION_SIGMOID = 3,
+    NN_ACTIVATION_TANH = 4,
+    NN_ACTIVATION_SCALED_TANH = 5, /* 1.7159 * tanh(2x/3), LeCun's "improved sigmoid" */
+    NN_ACTIVATION_COUNT = 6
 } nn_activation;
 /* y = f(x) elementwise; y may alias x. */
 NNDEF void nn_activation_forward(nn_activation kind, float parameter, size_t count, const float *x, float *y);
@@ -283,11 +292,12 @@ typedef struct nn_node nn_node;
 #define NN_NO_BIAS 0
 
 typedef enum nn_loss {
-    NN_LOSS_NONE = 0,             /* inference only */
-    NN_LOSS_SOFTMAX_CROSS_ENTROPY,/* output = logits, targets = labels (PyTorch CrossEntropyLoss) */
-    NN_LOSS_NLL,                  /* output = log-probabilities (from nn_log_softmax), labels */
-    NN_LOSS_MSE,                  /* output vs float targets, mean over all elements (MSELoss) */
-    NN_LOSS_SOFTMAX_MSE           /* MSE between softmax(output) and one-hot labels */
+    NN_LOSS_NONE = 0,                  /* inference only */
+    NN_LOSS_SOFTMAX_CROSS_ENTROPY = 1, /* output = logits, targets = labels (PyTorch CrossEntropyLoss) */
+    NN_LOSS_NLL = 2,                   /* output = log-probabilities (from nn_log_softmax), labels */
+    NN_LOSS_MSE = 3,                   /* output vs float targets, mean over all elements (MSELoss) */
+    NN_LOSS_SOFTMAX_MSE = 4,           /* MSE between softmax(output) and one-hot labels */
+    NN_LOSS_COUNT = 5
 } nn_loss;
 
 /* The kind of a node. Model files store these values: kinds are only ever appended, never
@@ -392,7 +402,13 @@ NNDEF nn_status nn_compute_gradients(nn_model *model, const float *x, const int 
 NNDEF void nn_set_sample_split(nn_model *model, int enabled);
 NNDEF const float *nn_input_gradient(const nn_model *model); /* [count][nn_input_size] */
 
-typedef enum nn_optimizer_kind { NN_OPTIMIZER_SGD, NN_OPTIMIZER_ADAM, NN_OPTIMIZER_ADAMW, NN_OPTIMIZER_RMSPROP } nn_optimizer_kind;
+typedef enum nn_optimizer_kind {
+    NN_OPTIMIZER_SGD = 0,
+    NN_OPTIMIZER_ADAM = 1,
+    NN_OPTIMIZER_ADAMW = 2,
+    NN_OPTIMIZER_RMSPROP = 3,
+    NN_OPTIMIZER_COUNT = 4
+} nn_optimizer_kind;
 typedef struct nn_optimizer {
     nn_optimizer_kind kind;
     float learning_rate, weight_decay;
@@ -433,16 +449,17 @@ NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const flo
 NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src);
 
 typedef enum nn_init {
-    NN_INIT_PYTORCH = 0,   /* weights Kaiming-uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)) */
-    NN_INIT_ZEROS,
-    NN_INIT_CONSTANT,      /* a */
-    NN_INIT_NORMAL,        /* N(0, a^2) */
-    NN_INIT_UNIFORM,       /* U(a, b) */
-    NN_INIT_FAN_IN_NORMAL, /* N(0, 1/fan_in) (LeCun) */
-    NN_INIT_XAVIER_UNIFORM,
-    NN_INIT_XAVIER_NORMAL,
-    NN_INIT_HE_UNIFORM,
-    NN_INIT_HE_NORMAL
+    NN_INIT_PYTORCH = 0,       /* weights Kaiming-uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)) */
+    NN_INIT_ZEROS = 1,
+    NN_INIT_CONSTANT = 2,      /* a */
+    NN_INIT_NORMAL = 3,        /* N(0, a^2) */
+    NN_INIT_UNIFORM = 4,       /* U(a, b) */
+    NN_INIT_FAN_IN_NORMAL = 5, /* N(0, 1/fan_in) (LeCun) */
+    NN_INIT_XAVIER_UNIFORM = 6,
+    NN_INIT_XAVIER_NORMAL = 7,
+    NN_INIT_HE_UNIFORM = 8,
+    NN_INIT_HE_NORMAL = 9,
+    NN_INIT_COUNT = 10
 } nn_init;
 /* Re-initialise one layer's weights or biases (layer NULL: every layer that has them) from
    the model's random stream. */
@@ -452,6 +469,13 @@ NNDEF nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, fl
 /* ======================================================================================
    6. Data, metrics, training loop, model files
    ====================================================================================== */
+/* Every function that takes a dataset (nn_evaluate, nn_confusion_matrix, nn_input_gradient_norm,
+   nn_fit and its validation set, nn_train_epoch) checks it against the compiled model first and
+   refuses, changing nothing: samples of another size than the model's input (NN_ERROR_SHAPE),
+   no labels for a loss that reads labels, more classes than outputs or a label outside the
+   outputs (NN_ERROR_ARGUMENT), targets missing or of another size than the output for
+   NN_LOSS_MSE (NN_ERROR_SHAPE); and, for training and input gradients, a model without a loss
+   (NN_ERROR_STATE). */
 typedef struct nn_dataset {
     int count;                       /* samples */
     int channels, height, width;     /* per-sample shape */
@@ -662,6 +686,7 @@ NNDEF const char *nn_status_name(nn_status status)
     case NN_ERROR_UNSUPPORTED: return "unsupported by this CPU";
     case NN_ERROR_NONFINITE: return "non-finite value";
     case NN_ERROR_STATE: return "wrong state";
+    case NN_STATUS_COUNT: break; /* not a status */
     }
     return "unknown status";
 }
@@ -3213,14 +3238,26 @@ static void nn__maxpool2x2(const nn_pool2d_shape *s, int oh, int ow, const float
     }
 }
 
-NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
+/* The checks every pooling kernel starts with: the shape (through nn__pool_check, whose messages
+   say "pool2d") and the two tensors it must have, named in the message by who. */
+static nn_status nn__pool_call_check(const nn_pool2d_shape *s, const void *in, const void *out, const char *who,
+                                     int *out_h, int *out_w)
+{
+    nn_status st = nn__pool_check(s, out_h, out_w);
+    if (st != NN_OK) return st;
+    if (!in || !out) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
 {
     int oh, ow, plane;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, x, y, "nn_maxpool2d_forward", &oh, &ow);
+    if (st != NN_OK) return st;
     if (s->kernel_height == 2 && s->kernel_width == 2 && s->stride_height == 2 && s->stride_width == 2 &&
         s->pad_height == 0 && s->pad_width == 0) {
         nn__maxpool2x2(s, oh, ow, x, y, argmax);
-        return;
+        return NN_OK;
     }
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
@@ -3250,12 +3287,15 @@ NNDEF void nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
                 if (argmax) argmax[((size_t)plane * oh + oy) * ow + ox] = plane * s->in_height * s->in_width + best_index;
             }
     }
+    return NN_OK;
 }
 
-NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)
+NNDEF nn_status nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx)
 {
     int oh, ow, plane;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, dy, dx, "nn_maxpool2d_backward", &oh, &ow);
+    if (st != NN_OK) return st;
+    if (!argmax) return nn__fail(NN_ERROR_ARGUMENT, "nn_maxpool2d_backward: null argmax");
     memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
     /* each plane's maxima lie in that plane, so planes are independent */
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * oh * ow)
@@ -3263,13 +3303,15 @@ NNDEF void nn_maxpool2d_backward(const nn_pool2d_shape *s, const float *dy, cons
         size_t i;
         for (i = (size_t)plane * oh * ow; i < (size_t)(plane + 1) * oh * ow; i++) dx[argmax[i]] += dy[i];
     }
+    return NN_OK;
 }
 
-NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y)
+NNDEF nn_status nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y)
 {
     int oh, ow, plane;
     float inv;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, x, y, "nn_avgpool2d_forward", &oh, &ow);
+    if (st != NN_OK) return st;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
@@ -3289,13 +3331,15 @@ NNDEF void nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, float 
                 y[((size_t)plane * oh + oy) * ow + ox] = sum * inv;
             }
     }
+    return NN_OK;
 }
 
-NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, float *dx)
+NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, float *dx)
 {
     int oh, ow, plane;
     float inv;
-    if (nn__pool_check(s, &oh, &ow) != NN_OK) return;
+    nn_status st = nn__pool_call_check(s, dy, dx, "nn_avgpool2d_backward", &oh, &ow);
+    if (st != NN_OK) return st;
     inv = 1.0f / (float)(s->kernel_height * s->kernel_width);
     memset(dx, 0, (size_t)s->batch * s->channels * s->in_height * s->in_width * sizeof(float));
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
@@ -3315,22 +3359,42 @@ NNDEF void nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy, floa
                 }
             }
     }
+    return NN_OK;
 }
 
-NNDEF void nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y)
+/* The checks both global-average-pooling kernels start with. */
+static nn_status nn__global_pool_check(int batch, int channels, int spatial, const float *in, const float *out,
+                                       const char *who)
+{
+    if (batch <= 0 || channels <= 0 || spatial <= 0)
+        return nn__fail(NN_ERROR_SHAPE, "%s: batch %d, channels %d and spatial size %d must be positive", who, batch,
+                        channels, spatial);
+    if (!nn__product_within(INT_MAX, batch, channels, spatial, 1))
+        return nn__fail(NN_ERROR_SHAPE, "%s: tensor too large", who);
+    if (!in || !out) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y)
 {
     const nn__kernels *kern = nn__kernels_get();
     int i;
+    nn_status st = nn__global_pool_check(batch, channels, spatial, x, y, "nn_global_avgpool_forward");
+    if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) y[i] = kern->sum((size_t)spatial, x + (size_t)i * spatial) / (float)spatial;
+    return NN_OK;
 }
 
-NNDEF void nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx)
+NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx)
 {
     int i, j;
+    nn_status st = nn__global_pool_check(batch, channels, spatial, dy, dx, "nn_global_avgpool_backward");
+    if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) {
         float g = dy[i] / (float)spatial;
         for (j = 0; j < spatial; j++) dx[(size_t)i * spatial + j] = g;
     }
+    return NN_OK;
 }
 
 /* ======================================================================================
@@ -3905,25 +3969,25 @@ static void nn__maxpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    nn_maxpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n), e->index_arena + n->index_offset);
+    (void)nn_maxpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n), e->index_arena + n->index_offset);
 }
 static void nn__maxpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    if (dx) nn_maxpool2d_backward(&s, NN__GRAD(e, n), e->index_arena + n->index_offset, dx);
+    if (dx) (void)nn_maxpool2d_backward(&s, NN__GRAD(e, n), e->index_arena + n->index_offset, dx);
 }
 static void nn__avgpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    nn_avgpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+    (void)nn_avgpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n));
 }
 static void nn__avgpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    if (dx) nn_avgpool2d_backward(&s, NN__GRAD(e, n), dx);
+    if (dx) (void)nn_avgpool2d_backward(&s, NN__GRAD(e, n), dx);
 }
 static nn_status nn__global_avgpool_shape(nn_node *n)
 {
@@ -3933,12 +3997,12 @@ static nn_status nn__global_avgpool_shape(nn_node *n)
 static void nn__global_avgpool_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     (void)m;
-    nn_global_avgpool_forward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+    (void)nn_global_avgpool_forward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__OUT(e, n->in[0]), NN__OUT(e, n));
 }
 static void nn__global_avgpool_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     (void)m;
-    if (dx) nn_global_avgpool_backward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__GRAD(e, n), dx);
+    if (dx) (void)nn_global_avgpool_backward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__GRAD(e, n), dx);
 }
 
 /* ---- batchnorm: per channel; weight = gamma, bias = beta, state = running mean and variance ---- */
@@ -4035,7 +4099,7 @@ static void nn__add_forward(nn_model *m, nn__context *e, nn_node *n)
 /* ---- activation: any nn_activation with its parameter ---- */
 static nn_status nn__activation_shape(nn_node *n)
 {
-    if ((int)n->activation < 0 || (int)n->activation > (int)NN_ACTIVATION_SCALED_TANH)
+    if ((int)n->activation < 0 || (int)n->activation >= (int)NN_ACTIVATION_COUNT)
         return nn__fail(NN_ERROR_ARGUMENT, "unknown activation");
     return NN_OK;
 }
@@ -4289,7 +4353,7 @@ static int nn__has_params(const nn_node *n) { return n->weight_count > 0; }
 /* ======================================================================================
    Initialisation
    ====================================================================================== */
-static int nn__is_init(nn_init init) { return (int)init >= (int)NN_INIT_PYTORCH && (int)init <= (int)NN_INIT_HE_NORMAL; }
+static int nn__is_init(nn_init init) { return (int)init >= 0 && (int)init < (int)NN_INIT_COUNT; }
 
 static nn_status nn__init_params(nn_model *m, nn_node *layer, nn_init init, float a, float b, int biases, const char *who)
 {
@@ -4373,7 +4437,7 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     if (!m->input) return nn__fail(NN_ERROR_STATE, "nn_compile: the model has no input node");
     if (max_batch <= 0 || max_batch > (1 << 24))
         return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: max_batch %d is not in [1, 2^24]", max_batch);
-    if ((int)loss < (int)NN_LOSS_NONE || (int)loss > (int)NN_LOSS_SOFTMAX_MSE)
+    if ((int)loss < 0 || (int)loss >= (int)NN_LOSS_COUNT)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: unknown loss %d", (int)loss);
     out_size = nn_node_size(output);
     if ((loss == NN_LOSS_SOFTMAX_CROSS_ENTROPY || loss == NN_LOSS_NLL || loss == NN_LOSS_SOFTMAX_MSE) && out_size < 2)
@@ -4617,6 +4681,7 @@ static double nn__loss(nn_model *m, nn__context *e, const int *labels, const flo
         break;
     }
     case NN_LOSS_NONE: break;
+    case NN_LOSS_COUNT: break; /* refused by nn_compile */
     }
     return total;
 }
@@ -4879,7 +4944,7 @@ NNDEF nn_status nn_optimizer_bind(nn_optimizer *o, nn_model *m)
 {
     size_t per, need;
     if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_optimizer_bind: null optimizer or uncompiled model");
-    if ((int)o->kind < (int)NN_OPTIMIZER_SGD || (int)o->kind > (int)NN_OPTIMIZER_RMSPROP)
+    if ((int)o->kind < 0 || (int)o->kind >= (int)NN_OPTIMIZER_COUNT)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_bind: unknown optimizer kind %d", (int)o->kind);
     per = m->param_count;
     need = o->kind == NN_OPTIMIZER_SGD ? per : 2 * per; /* velocity | m, v | square average, momentum */
@@ -4941,6 +5006,7 @@ NNDEF nn_status nn_optimizer_step(nn_optimizer *o, nn_model *m)
     case NN_OPTIMIZER_RMSPROP:
         NN__FOR_CHUNKS(n, at, len, kern->rmsprop(len, m->params + at, m->grads + at, o->state + at, o->state + n + at, &u));
         break;
+    case NN_OPTIMIZER_COUNT: break; /* refused by nn_optimizer_bind */
     }
     o->step++;
     return NN_OK;
@@ -5199,17 +5265,35 @@ static int nn__argmax(const float *v, int n)
     return best;
 }
 
-static nn_status nn__check_dataset(const nn_model *m, const nn_dataset *ds, const char *who)
+/* The one check of a dataset against a compiled model, for every function that takes one: the
+   sample size is the model's input size, and the data has what the model's loss reads (labels
+   below the output count, from at most that many classes, or targets of the output size).
+   needs_loss: the caller takes gradients (training, input gradients), which a model compiled
+   without a loss cannot. */
+static nn_status nn__check_dataset(const nn_model *m, const nn_dataset *ds, int needs_loss, const char *who)
 {
+    int outputs, i;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
     if (!ds || !ds->x || ds->count <= 0) return nn__fail(NN_ERROR_ARGUMENT, "%s: empty dataset", who);
     if (nn_dataset_sample_size(ds) != nn_input_size(m))
         return nn__fail(NN_ERROR_SHAPE, "%s: samples of %d values, the model takes %d", who, nn_dataset_sample_size(ds),
                         nn_input_size(m));
-    if (m->loss == NN_LOSS_MSE && (!ds->targets || ds->target_size != nn_output_size(m)))
-        return nn__fail(NN_ERROR_SHAPE, "%s: NN_LOSS_MSE needs targets of %d values per sample", who, nn_output_size(m));
-    if (m->loss != NN_LOSS_MSE && m->loss != NN_LOSS_NONE && !ds->labels)
-        return nn__fail(NN_ERROR_ARGUMENT, "%s: the dataset has no labels", who);
+    if (ds->targets && ds->target_size <= 0) return nn__fail(NN_ERROR_ARGUMENT, "%s: targets without a target size", who);
+    if (needs_loss && m->loss == NN_LOSS_NONE)
+        return nn__fail(NN_ERROR_STATE, "%s: the model was compiled without a loss", who);
+    outputs = nn_output_size(m);
+    if (m->loss == NN_LOSS_MSE && (!ds->targets || ds->target_size != outputs))
+        return nn__fail(NN_ERROR_SHAPE, "%s: NN_LOSS_MSE needs targets of %d values per sample (the dataset has %d)", who,
+                        outputs, ds->targets ? ds->target_size : 0);
+    if (m->loss == NN_LOSS_MSE || m->loss == NN_LOSS_NONE) return NN_OK;
+    if (!ds->labels) return nn__fail(NN_ERROR_ARGUMENT, "%s: the dataset has no labels", who);
+    if (ds->classes > outputs)
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: the dataset has %d classes, the model %d outputs", who, ds->classes,
+                        outputs);
+    for (i = 0; i < ds->count; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= outputs)
+            return nn__fail(NN_ERROR_ARGUMENT, "%s: label %d of sample %d is outside [0, %d)", who, ds->labels[i], i,
+                            outputs);
     return NN_OK;
 }
 
@@ -5218,7 +5302,7 @@ NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
     double loss_sum = 0.0;
     int first, correct = 0;
     const int size = nn_dataset_sample_size(ds);
-    nn_status st = nn__check_dataset(m, ds, "nn_evaluate");
+    nn_status st = nn__check_dataset(m, ds, 0, "nn_evaluate");
     if (st != NN_OK) return st;
     for (first = 0; first < ds->count; first += m->max_batch) {
         int count = NN__MIN(m->max_batch, ds->count - first), r;
@@ -5250,7 +5334,7 @@ NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matr
 {
     int first;
     const int size = nn_dataset_sample_size(ds), k = nn_output_size(m);
-    nn_status st = nn__check_dataset(m, ds, "nn_confusion_matrix");
+    nn_status st = nn__check_dataset(m, ds, 0, "nn_confusion_matrix");
     if (st != NN_OK) return st;
     if (!matrix || !ds->labels || ds->classes <= 0 || ds->classes > k)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_confusion_matrix: needs labels in [0, %d) and a matrix", k);
@@ -5306,193 +5390,230 @@ static void nn__progress(int epoch, int epochs, int step, int steps, double loss
     fflush(stderr);
 }
 
+/* The buffers of passes over a training set: the sample order (kept from pass to pass) and one
+   minibatch's inputs, labels and targets (when the dataset has targets). */
+typedef struct nn__batches {
+    int *order;
+    int *labels;
+    float *x, *targets;
+} nn__batches;
+
+static void nn__batches_free(nn__batches *b)
+{
+    NN_FREE(b->order);
+    NN_FREE(b->labels);
+    nn__free(b->x);
+    nn__free(b->targets);
+    memset(b, 0, sizeof *b);
+}
+
+/* Buffers for batches of up to batch_size samples of train (checked), the order 0, 1, 2, ... */
+static nn_status nn__batches_alloc(nn__batches *b, const nn_dataset *train, int batch_size, const char *who)
+{
+    int i;
+    b->order = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
+    b->labels = (int *)NN_MALLOC((size_t)batch_size * sizeof(int));
+    b->x = nn__alloc_floats((size_t)batch_size * (size_t)nn_dataset_sample_size(train));
+    b->targets = train->targets ? nn__alloc_floats((size_t)batch_size * (size_t)train->target_size) : NULL;
+    if (!b->order || !b->labels || !b->x || (train->targets && !b->targets)) {
+        nn__batches_free(b);
+        return nn__fail(NN_ERROR_MEMORY, "%s: out of memory", who);
+    }
+    for (i = 0; i < train->count; i++) b->order[i] = i;
+    return NN_OK;
+}
+
+/* Sums over the steps of a pass so far. */
+typedef struct nn__pass_totals {
+    int steps, seen, correct; /* steps, samples, samples whose training-mode prediction was right */
+    double loss_sum;          /* sum of each batch's mean loss times its size */
+} nn__pass_totals;
+
+/* nn_fit between the steps of its passes: the checks (validation, on_check, early stopping) and
+   the progress bar of the current epoch. */
+typedef struct nn__fit_state {
+    nn_model *model;
+    const nn_fit_options *options;
+    nn_fit_result result;
+    nn_metrics val;             /* the latest validation */
+    double best;                /* the best validation loss so far */
+    int since_best, stop, show; /* checks since the best; stop requested; progress bar on */
+    /* the current epoch */
+    int epoch, checks, next_check, check_correct, check_seen;
+    double check_loss, t_check, val_time;
+} nn__fit_state;
+
+/* After step `step` (1-based) of `steps` in the epoch, on a batch of `samples` with `hits` right
+   predictions; totals covers the epoch so far. Sets f->stop to end training. */
+static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float loss, int samples, int hits,
+                                    const nn__pass_totals *totals)
+{
+    const nn_fit_options *o = f->options;
+    nn_epoch_report check;
+    double tv;
+    f->result.steps++;
+    f->check_loss += (double)loss * samples;
+    f->check_seen += samples;
+    f->check_correct += hits;
+    if (f->show && ((step - 1) % NN__MAX(1, steps / 100) == 0 || step == steps))
+        nn__progress(f->epoch, o->epochs, step, steps, totals->loss_sum / totals->seen);
+    if ((!o->validation && !o->on_check) || step != (int)((long long)f->next_check * steps / f->checks)) return NN_OK;
+    tv = nn_seconds();
+    f->next_check++;
+    memset(&check, 0, sizeof check);
+    if (o->validation) {
+        nn_status st = nn_evaluate(f->model, o->validation, &f->val);
+        if (st != NN_OK) return st;
+        check.val_loss = f->val.loss;
+        check.val_accuracy = f->val.accuracy;
+    }
+    f->val_time += nn_seconds() - tv;
+    check.epoch = f->epoch;
+    check.steps = f->result.steps;
+    check.train_loss = f->check_loss / f->check_seen;
+    check.train_accuracy = 100.0 * f->check_correct / f->check_seen;
+    check.seconds = tv - f->t_check;
+    f->check_loss = 0.0;
+    f->check_correct = f->check_seen = 0;
+    if (o->on_check && o->on_check(&check, o->user)) f->stop = 1;
+    f->t_check = nn_seconds();
+    if (o->validation) {
+        if (f->val.loss < f->best) {
+            f->best = f->val.loss;
+            f->since_best = 0;
+        } else if (o->patience > 0 && ++f->since_best >= o->patience) {
+            f->stop = 1;
+            f->result.stopped_early = 1;
+        }
+    }
+    return NN_OK;
+}
+
+/* One pass over train in the order b->order, batch_size samples per nn_train_step (the last
+   batch may be smaller): the loop under nn_fit (fit not NULL: its checks after each step) and
+   nn_train_epoch (on_step, may be NULL). Stops after max_steps steps (0: the whole pass), at a
+   failed step, or when fit or on_step asks. totals covers the steps taken, also after a failure. */
+static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn__batches *b,
+                                int batch_size, int max_steps, nn__fit_state *fit, nn_step_callback on_step,
+                                void *user, nn__pass_totals *totals)
+{
+    const int steps = (train->count + batch_size - 1) / batch_size, k = nn_output_size(m);
+    const size_t target_size = (size_t)train->target_size;
+    int step;
+    nn_status st = NN_OK;
+    memset(totals, 0, sizeof *totals);
+    for (step = 0; step < steps && (max_steps == 0 || step < max_steps); step++) {
+        const int first = step * batch_size, n = NN__MIN(batch_size, train->count - first);
+        float loss = 0.0f;
+        int r, hits = 0;
+        nn_dataset_gather(train, b->order + first, n, b->x, b->labels);
+        if (b->targets)
+            for (r = 0; r < n; r++)
+                memcpy(b->targets + (size_t)r * target_size, train->targets + (size_t)b->order[first + r] * target_size,
+                       target_size * sizeof(float));
+        st = nn_train_step(m, opt, b->x, train->labels ? b->labels : NULL, b->targets, n, &loss);
+        if (st != NN_OK) break;
+        if (train->labels)
+            for (r = 0; r < n; r++) hits += nn__argmax(nn_output(m) + (size_t)r * k, k) == b->labels[r];
+        totals->steps++;
+        totals->loss_sum += (double)loss * n;
+        totals->seen += n;
+        totals->correct += hits;
+        if (fit) {
+            st = nn__fit_after_step(fit, step + 1, steps, loss, n, hits, totals);
+            if (st != NN_OK || fit->stop) break;
+        }
+        if (on_step && on_step(step + 1, loss, user)) break;
+    }
+    return st;
+}
+
 NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
                        nn_fit_result *result)
 {
-    nn_fit_result res;
+    nn__fit_state f;
+    nn__batches b;
     nn_rng rng;
-    int *idx = NULL, *labels = NULL, epoch, i, steps_per_epoch, show, stop = 0;
-    float *xb = NULL, *tb = NULL;
-    const int size = nn_dataset_sample_size(train);
-    double best = INFINITY, t_start = nn_seconds();
-    int since_best = 0;
-    nn_status st = nn__check_dataset(m, train, "nn_fit");
-    nn_metrics val;
-    memset(&res, 0, sizeof res);
-    memset(&val, 0, sizeof val);
+    const double t_start = nn_seconds();
+    nn_status st = nn__check_dataset(m, train, 1, "nn_fit");
+    memset(&f, 0, sizeof f);
+    memset(&b, 0, sizeof b);
     if (st != NN_OK) return st;
     if (!opt || !options) return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: null optimizer or options");
     if (options->epochs < 0 || options->batch_size <= 0 || options->batch_size > m->max_batch)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: batch size %d must be in [1, %d] and epochs non-negative",
                         options->batch_size, m->max_batch);
     if (options->validation) {
-        st = nn__check_dataset(m, options->validation, "nn_fit (validation)");
+        st = nn__check_dataset(m, options->validation, 0, "nn_fit (validation)");
         if (st != NN_OK) return st;
     }
-    idx = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
-    labels = (int *)NN_MALLOC((size_t)options->batch_size * sizeof(int));
-    xb = nn__alloc_floats((size_t)options->batch_size * size);
-    tb = train->targets ? nn__alloc_floats((size_t)options->batch_size * train->target_size) : NULL;
-    if (!idx || !labels || !xb || (train->targets && !tb)) {
-        st = nn__fail(NN_ERROR_MEMORY, "nn_fit: out of memory");
-        goto done;
-    }
+    f.model = m;
+    f.options = options;
+    f.best = INFINITY;
+    st = nn__batches_alloc(&b, train, options->batch_size, "nn_fit");
+    if (st != NN_OK) goto done;
     st = nn_optimizer_bind(opt, m);
     if (st != NN_OK) goto done;
     rng = nn_rng_new(options->seed);
-    for (i = 0; i < train->count; i++) idx[i] = i;
-    steps_per_epoch = (train->count + options->batch_size - 1) / options->batch_size;
-    show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
-    res.best_val_loss = INFINITY;
-    for (epoch = 1; epoch <= options->epochs && !stop; epoch++) {
-        nn_epoch_report report, check;
-        double loss_sum = 0.0, check_loss = 0.0, t0 = nn_seconds(), t_check = t0, val_time = 0.0;
-        int correct = 0, seen = 0, check_correct = 0, check_seen = 0, step, next_check = 1;
-        const int checks = NN__MAX(1, options->checks_per_epoch);
-        if (options->shuffle) nn_rng_shuffle(&rng, idx, train->count);
-        for (step = 0; step < steps_per_epoch; step++) {
-            const int first = step * options->batch_size, n = NN__MIN(options->batch_size, train->count - first);
-            const int k = nn_output_size(m);
-            float loss = 0.0f;
-            int r, hits = 0;
-            nn_dataset_gather(train, idx + first, n, xb, labels);
-            if (tb)
-                for (r = 0; r < n; r++)
-                    memcpy(tb + (size_t)r * train->target_size, train->targets + (size_t)idx[first + r] * train->target_size,
-                           (size_t)train->target_size * sizeof(float));
-            st = nn_train_step(m, opt, xb, train->labels ? labels : NULL, tb, n, &loss);
-            if (st != NN_OK) goto done;
-            res.steps++;
-            if (train->labels)
-                for (r = 0; r < n; r++) hits += nn__argmax(nn_output(m) + (size_t)r * k, k) == labels[r];
-            loss_sum += (double)loss * n;
-            check_loss += (double)loss * n;
-            seen += n;
-            check_seen += n;
-            correct += hits;
-            check_correct += hits;
-            if (show && (step % NN__MAX(1, steps_per_epoch / 100) == 0 || step + 1 == steps_per_epoch))
-                nn__progress(epoch, options->epochs, step + 1, steps_per_epoch, loss_sum / seen);
-            if ((options->validation || options->on_check) &&
-                step + 1 == (int)((long long)next_check * steps_per_epoch / checks)) {
-                double tv = nn_seconds();
-                next_check++;
-                memset(&check, 0, sizeof check);
-                if (options->validation) {
-                    st = nn_evaluate(m, options->validation, &val);
-                    if (st != NN_OK) goto done;
-                    check.val_loss = val.loss;
-                    check.val_accuracy = val.accuracy;
-                }
-                val_time += nn_seconds() - tv;
-                check.epoch = epoch;
-                check.steps = res.steps;
-                check.train_loss = check_loss / check_seen;
-                check.train_accuracy = 100.0 * check_correct / check_seen;
-                check.seconds = tv - t_check;
-                check_loss = 0.0;
-                check_correct = check_seen = 0;
-                if (options->on_check && options->on_check(&check, options->user)) stop = 1;
-                t_check = nn_seconds();
-                if (options->validation) {
-                    if (val.loss < best) {
-                        best = val.loss;
-                        since_best = 0;
-                    } else if (options->patience > 0 && ++since_best >= options->patience) {
-                        stop = 1;
-                        res.stopped_early = 1;
-                    }
-                }
-                if (stop) break;
-            }
-        }
-        if (show) fprintf(stderr, "\r%70s\r", "");
+    f.show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
+    f.result.best_val_loss = INFINITY;
+    for (f.epoch = 1; f.epoch <= options->epochs && !f.stop; f.epoch++) {
+        nn_epoch_report report;
+        nn__pass_totals totals;
+        const double t0 = nn_seconds();
+        f.checks = NN__MAX(1, options->checks_per_epoch);
+        f.next_check = 1;
+        f.check_loss = 0.0;
+        f.check_correct = f.check_seen = 0;
+        f.t_check = t0;
+        f.val_time = 0.0;
+        if (options->shuffle) nn_rng_shuffle(&rng, b.order, train->count);
+        st = nn__train_pass(m, opt, train, &b, options->batch_size, 0, &f, NULL, NULL, &totals);
+        if (st != NN_OK) goto done;
+        if (f.show) fprintf(stderr, "\r%70s\r", "");
         memset(&report, 0, sizeof report);
-        report.epoch = epoch;
-        report.steps = res.steps;
-        report.train_loss = seen ? loss_sum / seen : 0.0;
-        report.train_accuracy = seen ? 100.0 * correct / seen : 0.0;
-        report.val_loss = options->validation ? val.loss : 0.0;
-        report.val_accuracy = options->validation ? val.accuracy : 0.0;
-        report.seconds = nn_seconds() - t0 - val_time;
-        res.epochs = epoch;
-        if (options->on_epoch && options->on_epoch(&report, options->user)) stop = 1;
+        report.epoch = f.epoch;
+        report.steps = f.result.steps;
+        report.train_loss = totals.seen ? totals.loss_sum / totals.seen : 0.0;
+        report.train_accuracy = totals.seen ? 100.0 * totals.correct / totals.seen : 0.0;
+        report.val_loss = options->validation ? f.val.loss : 0.0;
+        report.val_accuracy = options->validation ? f.val.accuracy : 0.0;
+        report.seconds = nn_seconds() - t0 - f.val_time;
+        f.result.epochs = f.epoch;
+        if (options->on_epoch && options->on_epoch(&report, options->user)) f.stop = 1;
     }
-    res.best_val_loss = best;
+    f.result.best_val_loss = f.best;
 done:
-    res.seconds = nn_seconds() - t_start;
-    if (result) *result = res;
-    NN_FREE(idx);
-    NN_FREE(labels);
-    nn__free(xb);
-    nn__free(tb);
+    f.result.seconds = nn_seconds() - t_start;
+    if (result) *result = f.result;
+    nn__batches_free(&b);
     return st;
 }
 
 NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
                                int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
 {
-    int *idx = NULL, *labels = NULL, first, i, correct = 0, seen = 0, steps = 0;
-    float *xb = NULL, *tb = NULL;
-    double loss_sum = 0.0;
-    size_t size;
-    nn_status st = NN_OK;
+    nn__batches b;
+    nn__pass_totals totals;
+    nn_status st;
     if (metrics) memset(metrics, 0, sizeof *metrics);
-    if (!m || !opt || !train || !train->x || train->count <= 0)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: null model, optimizer or empty dataset");
-    if (!nn_params(m)) return nn__fail(NN_ERROR_STATE, "nn_train_epoch: compile the model first");
-    if (nn_dataset_sample_size(train) != nn_input_size(m))
-        return nn__fail(NN_ERROR_SHAPE, "nn_train_epoch: samples of %d values, the model takes %d",
-                        nn_dataset_sample_size(train), nn_input_size(m));
-    if (batch_size <= 0 || max_steps < 0)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: batch size %d and max_steps %d", batch_size, max_steps);
-    if (train->targets && train->target_size <= 0)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: targets without a target size");
-    size = (size_t)nn_dataset_sample_size(train);
-    idx = (int *)NN_MALLOC((size_t)train->count * sizeof(int));
-    labels = (int *)NN_MALLOC((size_t)batch_size * sizeof(int));
-    xb = nn__alloc_floats((size_t)batch_size * size);
-    if (train->targets) tb = nn__alloc_floats((size_t)batch_size * (size_t)train->target_size);
-    if (!idx || !labels || !xb || (train->targets && !tb)) {
-        st = nn__fail(NN_ERROR_MEMORY, "nn_train_epoch: out of memory");
-        goto done;
+    st = nn__check_dataset(m, train, 1, "nn_train_epoch");
+    if (st != NN_OK) return st;
+    if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: null optimizer");
+    if (batch_size <= 0 || batch_size > m->max_batch || max_steps < 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_train_epoch: batch size %d must be in [1, %d] and max_steps (%d) non-negative",
+                        batch_size, m->max_batch, max_steps);
+    st = nn__batches_alloc(&b, train, batch_size, "nn_train_epoch");
+    if (st != NN_OK) return st;
+    if (rng) nn_rng_shuffle(rng, b.order, train->count);
+    st = nn__train_pass(m, opt, train, &b, batch_size, max_steps, NULL, on_step, user, &totals);
+    if (metrics && totals.seen) {
+        metrics->loss = totals.loss_sum / totals.seen;
+        metrics->correct = totals.correct;
+        metrics->count = totals.seen;
+        metrics->accuracy = train->labels ? 100.0 * totals.correct / totals.seen : 0.0;
     }
-    for (i = 0; i < train->count; i++) idx[i] = i;
-    if (rng) nn_rng_shuffle(rng, idx, train->count);
-    for (first = 0; first < train->count && (max_steps == 0 || steps < max_steps); first += batch_size) {
-        const int n = train->count - first < batch_size ? train->count - first : batch_size, k = nn_output_size(m);
-        float loss = 0.0f;
-        int r;
-        nn_dataset_gather(train, idx + first, n, xb, labels);
-        if (tb)
-            for (r = 0; r < n; r++)
-                memcpy(tb + (size_t)r * train->target_size, train->targets + (size_t)idx[first + r] * train->target_size,
-                       (size_t)train->target_size * sizeof(float));
-        /* nn_train_step checks n against the compiled max_batch */
-        st = nn_train_step(m, opt, xb, train->labels ? labels : NULL, tb, n, &loss);
-        if (st != NN_OK) goto done;
-        steps++;
-        loss_sum += (double)loss * n;
-        seen += n;
-        if (train->labels) {
-            const float *y = nn_output(m);
-            for (r = 0; r < n; r++) {
-                correct += nn__argmax(y + (size_t)r * k, k) == labels[r];
-            }
-        }
-        if (on_step && on_step(steps, loss, user)) break;
-    }
-done:
-    if (metrics && seen) {
-        metrics->loss = loss_sum / seen;
-        metrics->correct = correct;
-        metrics->count = seen;
-        metrics->accuracy = train->labels ? 100.0 * correct / seen : 0.0;
-    }
-    NN_FREE(idx);
-    NN_FREE(labels);
-    nn__free(xb);
-    nn__free(tb);
+    nn__batches_free(&b);
     return st;
 }
 
@@ -5835,12 +5956,10 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
     const int size = nn_dataset_sample_size(ds), tsize = ds ? ds->target_size : 0;
     double total = 0.0;
     int first;
-    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_input_gradient_norm: compile the model first");
+    nn_status st = nn__check_dataset(m, ds, 1, "nn_input_gradient_norm");
+    if (st != NN_OK) return st;
     if (!m->input_gradient) return nn__fail(NN_ERROR_STATE, "nn_input_gradient_norm: call nn_set_input_gradient(model, 1) first");
-    if (!ds || !ds->x || ds->count <= 0 || !norm)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: empty dataset or null result");
-    if (size != nn_input_size(m))
-        return nn__fail(NN_ERROR_SHAPE, "nn_input_gradient_norm: samples of %d values, the model takes %d", size, nn_input_size(m));
+    if (!norm) return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: null result");
     if (batch_size < 1 || batch_size > m->max_batch)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_input_gradient_norm: batch size %d is not in [1, %d]", batch_size, m->max_batch);
     for (first = 0; first < ds->count; first += batch_size) {
@@ -5848,7 +5967,7 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
         const float *g;
         double batch_sum = 0.0;
         size_t i;
-        nn_status st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
+        st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
         if (st == NN_OK)
             st = nn_backward(m, ds->labels ? ds->labels + first : NULL, ds->targets ? ds->targets + (size_t)first * tsize : NULL,
                              NULL);

@@ -392,16 +392,16 @@ static void bm_pool(nnb_state *s, void *user)
     argmax = (int32_t *)malloc(ny * sizeof(int32_t));
     if (check_alloc(s, x && y && dx && argmax)) {
         if (c->max) {
-            nn_maxpool2d_forward(&sh, x, y, argmax);
-            if (c->backward)
+            const int ok = check(s, nn_maxpool2d_forward(&sh, x, y, argmax)); /* the backward needs its argmax */
+            if (ok && c->backward)
                 while (nnb_keep_running(s)) nn_maxpool2d_backward(&sh, y, argmax, dx);
-            else
+            else if (ok)
                 while (nnb_keep_running(s)) nn_maxpool2d_forward(&sh, x, y, argmax);
-        } else {
-            if (c->backward)
+        } else if (c->backward) {
+            if (check(s, nn_avgpool2d_backward(&sh, y, dx)))
                 while (nnb_keep_running(s)) nn_avgpool2d_backward(&sh, y, dx);
-            else
-                while (nnb_keep_running(s)) nn_avgpool2d_forward(&sh, x, y);
+        } else if (check(s, nn_avgpool2d_forward(&sh, x, y))) {
+            while (nnb_keep_running(s)) nn_avgpool2d_forward(&sh, x, y);
         }
         nnb_do_not_optimize(y);
         nnb_do_not_optimize(dx);

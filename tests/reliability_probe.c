@@ -79,6 +79,7 @@ static const char *status_text(nn_status st)
     case NN_ERROR_UNSUPPORTED: return "NN_ERROR_UNSUPPORTED";
     case NN_ERROR_NONFINITE: return "NN_ERROR_NONFINITE";
     case NN_ERROR_STATE: return "NN_ERROR_STATE";
+    case NN_STATUS_COUNT: break; /* not a status */
     }
     return "?";
 }

@@ -57,11 +57,15 @@
       nn_set_sample_split(m, 0), 1 and 2 threads bit-identical.
    10. Learning: MNIST (see test_learn_mnist) > 85% when data/mnist exists (relative to the
        current directory); a synthetic separable 4-class set > 95% in any case; nn_fit's
-       patience (one and four checks per epoch), on_epoch reports and its stop request.
+       patience (one and four checks per epoch), on_epoch reports and its stop request; one
+       epoch of nn_fit and nn_train_epoch bit-identical (they share the loop).
    11. Errors: every builder's bad arguments, then nn_compile failing with the first builder
        error's status and message; nn_forward/nn_backward/nn_train_step misuse, labels out of
        range, NaN/Inf inputs (NN_ERROR_NONFINITE, nothing changed; applied with keep_going),
-       and the batch-norm statistics after a failed step.
+       and the batch-norm statistics after a failed step; datasets that do not fit the model,
+       refused alike by nn_fit (training and validation sets), nn_train_epoch, nn_evaluate,
+       nn_confusion_matrix and nn_input_gradient_norm, with nothing changed. The value of every public enum
+       constant, pinned, and each _COUNT sentinel refused.
 
    Each test starts from the same test-data seed and runs on one thread (except the thread
    test). Time: about 0.3-0.6 s per backend natively on an idle machine, ~11 s under qemu.
@@ -191,6 +195,7 @@ static double ref_loss(nn_loss loss, const float *y, int n, int k, const int *la
             }
             break;
         case NN_LOSS_NONE: break;
+        case NN_LOSS_COUNT: break; /* not a loss */
         }
     }
     return loss == NN_LOSS_MSE || loss == NN_LOSS_SOFTMAX_MSE ? total / ((double)n * k) : total / n;
@@ -958,6 +963,7 @@ static void opt_ref_step(const nn_optimizer *o, opt_ref *r, const float *g)
             }
             break;
         }
+        case NN_OPTIMIZER_COUNT: break; /* not an optimizer */
         }
         r->p[i] = p;
     }
@@ -2002,6 +2008,57 @@ static void test_fit_on_epoch_stop(void **state)
     free_dataset(&val);
 }
 
+/* nn_fit and nn_train_epoch share their loop: one epoch of nn_fit (shuffled with its seed) and
+   nn_train_epoch with a generator of the same seed take the same steps to the same bits, and
+   report the same loss and accuracy. nn_train_epoch's max_steps and on_step end a pass early. */
+static int stop_after_3(int64_t step, float loss, void *user)
+{
+    int *calls = (int *)user;
+    (void)loss;
+    (*calls)++;
+    return step == 3;
+}
+static int record_epoch(const nn_epoch_report *report, void *user)
+{
+    *(nn_epoch_report *)user = *report;
+    return 0;
+}
+static void test_train_epoch_matches_fit(void **state)
+{
+    nn_dataset train;
+    nn_model *a = mlp(16, 8, 4, 155, 16), *b = mlp(16, 8, 4, 155, 16);
+    nn_optimizer oa = nn_adam(0.01f, 0.0f), ob = nn_adam(0.01f, 0.0f);
+    nn_fit_options opt = nn_fit_defaults(1, 16);
+    nn_epoch_report report;
+    nn_metrics metrics;
+    nn_rng rng = nn_rng_new(77);
+    int calls = 0;
+    (void)state;
+    make_separable(&train, 100, 8); /* 7 steps, the last of 4 samples */
+    opt.progress = 0;
+    opt.seed = 77;
+    opt.on_epoch = record_epoch;
+    opt.user = &report;
+    ASSERT_OK(nn_fit(a, &oa, &train, &opt, NULL));
+    ASSERT_OK(nn_train_epoch(b, &ob, &train, 16, &rng, 0, NULL, NULL, &metrics));
+    if (memcmp(nn_params(a), nn_params(b), nn_param_count(a) * sizeof(float)) != 0)
+        fail_msg("one epoch of nn_fit and nn_train_epoch with the same shuffle differ");
+    if (oa.step != 7 || ob.step != 7) fail_msg("steps: nn_fit %ld, nn_train_epoch %ld, want 7", (long)oa.step, (long)ob.step);
+    if (metrics.loss != report.train_loss || metrics.accuracy != report.train_accuracy || metrics.count != 100)
+        fail_msg("nn_train_epoch loss %g accuracy %g over %d, nn_fit loss %g accuracy %g", metrics.loss, metrics.accuracy,
+                 metrics.count, report.train_loss, report.train_accuracy);
+    ASSERT_OK(nn_train_epoch(b, &ob, &train, 16, NULL, 2, NULL, NULL, &metrics));
+    if (ob.step != 9 || metrics.count != 32) fail_msg("max_steps 2: %ld steps, %d samples", (long)ob.step - 7, metrics.count);
+    ASSERT_OK(nn_train_epoch(b, &ob, &train, 16, NULL, 0, stop_after_3, &calls, &metrics));
+    if (ob.step != 12 || calls != 3 || metrics.count != 48)
+        fail_msg("on_step stopping at 3: %ld steps, %d calls, %d samples", (long)ob.step - 9, calls, metrics.count);
+    nn_optimizer_free(&oa);
+    nn_optimizer_free(&ob);
+    nn_model_free(a);
+    nn_model_free(b);
+    free_dataset(&train);
+}
+
 /* ---------------------------------------------------------------------------------------
    11. Errors
    --------------------------------------------------------------------------------------- */
@@ -2181,6 +2238,249 @@ static void test_run_errors(void **state)
     nn_model_free(m);
 }
 
+/* Every value of the public enums, pinned: they are stored in programs and model files, so
+   renumbering one must fail here. Each _COUNT sentinel is one past the last value and is
+   refused wherever a value is taken. */
+static void test_enum_values(void **state)
+{
+    static const struct { const char *name; int value, expected; } pinned[] = {
+        { "NN_OK", NN_OK, 0 }, { "NN_ERROR_ARGUMENT", NN_ERROR_ARGUMENT, 1 }, { "NN_ERROR_SHAPE", NN_ERROR_SHAPE, 2 },
+        { "NN_ERROR_MEMORY", NN_ERROR_MEMORY, 3 }, { "NN_ERROR_IO", NN_ERROR_IO, 4 },
+        { "NN_ERROR_FORMAT", NN_ERROR_FORMAT, 5 }, { "NN_ERROR_UNSUPPORTED", NN_ERROR_UNSUPPORTED, 6 },
+        { "NN_ERROR_NONFINITE", NN_ERROR_NONFINITE, 7 }, { "NN_ERROR_STATE", NN_ERROR_STATE, 8 },
+        { "NN_STATUS_COUNT", NN_STATUS_COUNT, 9 },
+        { "NN_ACTIVATION_IDENTITY", NN_ACTIVATION_IDENTITY, 0 }, { "NN_ACTIVATION_RELU", NN_ACTIVATION_RELU, 1 },
+        { "NN_ACTIVATION_LEAKY_RELU", NN_ACTIVATION_LEAKY_RELU, 2 }, { "NN_ACTIVATION_SIGMOID", NN_ACTIVATION_SIGMOID, 3 },
+        { "NN_ACTIVATION_TANH", NN_ACTIVATION_TANH, 4 }, { "NN_ACTIVATION_SCALED_TANH", NN_ACTIVATION_SCALED_TANH, 5 },
+        { "NN_ACTIVATION_COUNT", NN_ACTIVATION_COUNT, 6 },
+        { "NN_LOSS_NONE", NN_LOSS_NONE, 0 }, { "NN_LOSS_SOFTMAX_CROSS_ENTROPY", NN_LOSS_SOFTMAX_CROSS_ENTROPY, 1 },
+        { "NN_LOSS_NLL", NN_LOSS_NLL, 2 }, { "NN_LOSS_MSE", NN_LOSS_MSE, 3 }, { "NN_LOSS_SOFTMAX_MSE", NN_LOSS_SOFTMAX_MSE, 4 },
+        { "NN_LOSS_COUNT", NN_LOSS_COUNT, 5 },
+        { "NN_OPTIMIZER_SGD", NN_OPTIMIZER_SGD, 0 }, { "NN_OPTIMIZER_ADAM", NN_OPTIMIZER_ADAM, 1 },
+        { "NN_OPTIMIZER_ADAMW", NN_OPTIMIZER_ADAMW, 2 }, { "NN_OPTIMIZER_RMSPROP", NN_OPTIMIZER_RMSPROP, 3 },
+        { "NN_OPTIMIZER_COUNT", NN_OPTIMIZER_COUNT, 4 },
+        { "NN_INIT_PYTORCH", NN_INIT_PYTORCH, 0 }, { "NN_INIT_ZEROS", NN_INIT_ZEROS, 1 },
+        { "NN_INIT_CONSTANT", NN_INIT_CONSTANT, 2 }, { "NN_INIT_NORMAL", NN_INIT_NORMAL, 3 },
+        { "NN_INIT_UNIFORM", NN_INIT_UNIFORM, 4 }, { "NN_INIT_FAN_IN_NORMAL", NN_INIT_FAN_IN_NORMAL, 5 },
+        { "NN_INIT_XAVIER_UNIFORM", NN_INIT_XAVIER_UNIFORM, 6 }, { "NN_INIT_XAVIER_NORMAL", NN_INIT_XAVIER_NORMAL, 7 },
+        { "NN_INIT_HE_UNIFORM", NN_INIT_HE_UNIFORM, 8 }, { "NN_INIT_HE_NORMAL", NN_INIT_HE_NORMAL, 9 },
+        { "NN_INIT_COUNT", NN_INIT_COUNT, 10 },
+    };
+    size_t i;
+    int v;
+    nn_model *m;
+    nn_node *x, *y;
+    nn_optimizer o;
+    (void)state;
+    for (i = 0; i < COUNT(pinned); i++)
+        if (pinned[i].value != pinned[i].expected)
+            fail_msg("%s is %d, was %d: public enum values go into files and must not change", pinned[i].name,
+                     pinned[i].value, pinned[i].expected);
+    /* every status below the sentinel has its own name; the sentinel is none */
+    for (v = 0; v < NN_STATUS_COUNT; v++)
+        if (!strcmp(nn_status_name((nn_status)v), "unknown status")) fail_msg("status %d has no name", v);
+    assert_string_equal(nn_status_name(NN_STATUS_COUNT), "unknown status");
+    /* the sentinels are refused where a value is taken, the last real values accepted */
+    m = nn_model_new(190);
+    x = nn_input(m, 3, 1, 1);
+    if (!nn_activation_node(m, x, NN_ACTIVATION_SCALED_TANH, 0.0f)) fail_msg("NN_ACTIVATION_SCALED_TANH refused");
+    if (nn_activation_node(m, x, NN_ACTIVATION_COUNT, 0.0f)) fail_msg("NN_ACTIVATION_COUNT accepted as an activation");
+    nn_model_free(m);
+    m = nn_model_new(191);
+    y = nn_linear(m, nn_input(m, 3, 1, 1), 2, NN_BIAS);
+    EXPECT_ERROR(nn_compile(m, y, NN_LOSS_COUNT, 2), NN_ERROR_ARGUMENT, NULL);
+    nn_model_free(m);
+    m = nn_model_new(192);
+    y = nn_linear(m, nn_input(m, 3, 1, 1), 2, NN_BIAS);
+    compiled(m, y, NN_LOSS_SOFTMAX_MSE, 2);
+    ASSERT_OK(nn_init_weights(m, NULL, NN_INIT_HE_NORMAL, 0.0f, 0.0f));
+    EXPECT_ERROR(nn_init_weights(m, NULL, NN_INIT_COUNT, 0.0f, 0.0f), NN_ERROR_ARGUMENT, NULL);
+    o = nn_rmsprop(0.01f, 0.0f);
+    ASSERT_OK(nn_optimizer_bind(&o, m));
+    nn_optimizer_free(&o);
+    o.kind = NN_OPTIMIZER_COUNT;
+    EXPECT_ERROR(nn_optimizer_bind(&o, m), NN_ERROR_ARGUMENT, "kind");
+    nn_model_free(m);
+}
+
+/* One dataset check for every function that takes a dataset: each refuses a dataset that does
+   not fit the model with the same status, a message naming the function and the fault, and
+   changes nothing (parameters, optimizer, shuffling generator, the caller's outputs). The
+   target size 2 for a 4-output NN_LOSS_MSE model read past the targets in nn_train_epoch and
+   nn_input_gradient_norm before they shared the check (AddressSanitizer saw it). */
+enum { DS_FIT, DS_FIT_VALIDATION, DS_TRAIN_EPOCH, DS_EVALUATE, DS_CONFUSION, DS_INPUT_GRADIENT, DS_FUNCTIONS };
+static const char *const ds_function_names[DS_FUNCTIONS] = {
+    "nn_fit", "nn_fit (validation)", "nn_train_epoch", "nn_evaluate", "nn_confusion_matrix", "nn_input_gradient_norm",
+};
+
+/* Calls function `which` with ds (as the validation set for DS_FIT_VALIDATION, good as the
+   training set), checks the refusal, then that nothing changed. */
+static void expect_dataset_refused(nn_model *m, const nn_dataset *good, const nn_dataset *ds, int which, nn_status status,
+                                   const char *fault, const char *what)
+{
+    const size_t np = nn_param_count(m);
+    float *p0 = fmalloc(np);
+    nn_optimizer o = nn_sgd(0.1f, 0.9f, 0.0f);
+    nn_fit_options fit = nn_fit_defaults(1, 4);
+    nn_rng rng = nn_rng_new(5), rng0 = rng;
+    nn_metrics metrics = {-1.0, -1.0, -1, -1};
+    int matrix[16], i;
+    double norm = -1.0;
+    nn_status st = NN_OK;
+    char label[200];
+    memcpy(p0, nn_params(m), np * sizeof(float));
+    for (i = 0; i < 16; i++) matrix[i] = -1;
+    fit.progress = 0;
+    nn_set_error(NN_OK, "%s", "");
+    switch (which) {
+    case DS_FIT: st = nn_fit(m, &o, ds, &fit, NULL); break;
+    case DS_FIT_VALIDATION:
+        fit.validation = ds;
+        st = nn_fit(m, &o, good, &fit, NULL);
+        break;
+    case DS_TRAIN_EPOCH: st = nn_train_epoch(m, &o, ds, 4, &rng, 0, NULL, NULL, NULL); break;
+    case DS_EVALUATE: st = nn_evaluate(m, ds, &metrics); break;
+    case DS_CONFUSION: st = nn_confusion_matrix(m, ds, matrix); break;
+    default: st = nn_input_gradient_norm(m, ds, 4, &norm); break;
+    }
+    snprintf(label, sizeof label, "%s, %s", ds_function_names[which], what);
+    expect_error_(st, status, ds_function_names[which], label, __LINE__);
+    if (!strstr(nn_last_error(), fault)) fail_msg("%s: message \"%s\" does not mention \"%s\"", label, nn_last_error(), fault);
+    if (memcmp(p0, nn_params(m), np * sizeof(float)) != 0) fail_msg("%s: the parameters changed", label);
+    if (o.step != 0 || o.state != NULL) fail_msg("%s: the optimizer changed", label);
+    if (rng.state != rng0.state) fail_msg("%s: the generator was used", label);
+    if (metrics.count != -1 || norm != -1.0) fail_msg("%s: the result was written", label);
+    for (i = 0; i < 16; i++)
+        if (matrix[i] != -1) fail_msg("%s: the confusion matrix was written", label);
+    nn_optimizer_free(&o);
+    free(p0);
+}
+
+static void test_dataset_refused(void **state)
+{
+    /* 8 samples of 6 values: labels in [0, 4) for the cross-entropy model, 4 targets each for
+       the MSE one, 2 targets each for the bad target size */
+    float x[8 * 6], targets[8 * 4], short_targets[8 * 2];
+    int labels[8] = {0, 1, 2, 3, 3, 2, 1, 0}, bad_labels[8];
+    nn_dataset good, mse_good, ds;
+    nn_model *ce, *mse, *none;
+    nn_node *y;
+    int which;
+    (void)state;
+    nn_test_fill(x, COUNT(x), -1.0f, 1.0f);
+    nn_test_fill(targets, COUNT(targets), -1.0f, 1.0f);
+    nn_test_fill(short_targets, COUNT(short_targets), -1.0f, 1.0f);
+    memset(&good, 0, sizeof good);
+    good.count = 8;
+    good.channels = 6;
+    good.height = good.width = 1;
+    good.classes = 4;
+    good.x = x;
+    good.labels = labels;
+    mse_good = good;
+    mse_good.targets = targets;
+    mse_good.target_size = 4;
+    ce = nn_model_new(200);
+    y = nn_linear(ce, nn_input(ce, 6, 1, 1), 4, NN_BIAS);
+    compiled(ce, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+    nn_set_input_gradient(ce, 1);
+    mse = nn_model_new(201);
+    y = nn_linear(mse, nn_input(mse, 6, 1, 1), 4, NN_BIAS);
+    compiled(mse, y, NN_LOSS_MSE, 4);
+    nn_set_input_gradient(mse, 1);
+    none = nn_model_new(202);
+    y = nn_linear(none, nn_input(none, 6, 1, 1), 4, NN_BIAS);
+    compiled(none, y, NN_LOSS_NONE, 4);
+    nn_set_input_gradient(none, 1);
+    for (which = 0; which < DS_FUNCTIONS; which++) {
+        ds = good;
+        ds.width = 2; /* 12 values a sample */
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_SHAPE, "samples of 12 values", "sample size 12 for 6 inputs");
+        ds = good;
+        ds.count = 0;
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_ARGUMENT, "empty", "no samples");
+        ds = good;
+        ds.x = NULL;
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_ARGUMENT, "empty", "no sample values");
+        ds = good;
+        ds.labels = NULL;
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_ARGUMENT, "no labels", "cross-entropy without labels");
+        ds = good;
+        ds.classes = 5;
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_ARGUMENT, "5 classes", "5 classes for 4 outputs");
+        memcpy(bad_labels, labels, sizeof labels);
+        bad_labels[5] = 4;
+        ds = good;
+        ds.labels = bad_labels;
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_ARGUMENT, "label 4 of sample 5", "label 4 for 4 outputs");
+        bad_labels[5] = -1;
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_ARGUMENT, "label -1 of sample 5", "label -1");
+        ds = good;
+        ds.targets = targets;
+        ds.target_size = 0;
+        expect_dataset_refused(ce, &good, &ds, which, NN_ERROR_ARGUMENT, "target size", "targets of size 0");
+        ds = mse_good;
+        ds.targets = NULL;
+        expect_dataset_refused(mse, &mse_good, &ds, which, NN_ERROR_SHAPE, "targets of 4", "MSE without targets");
+        ds = mse_good;
+        ds.targets = short_targets;
+        ds.target_size = 2;
+        expect_dataset_refused(mse, &mse_good, &ds, which, NN_ERROR_SHAPE, "targets of 4", "MSE targets of 2 for 4 outputs");
+    }
+    /* a model without a loss cannot train or take input gradients, but evaluates */
+    expect_dataset_refused(none, &good, &good, DS_FIT, NN_ERROR_STATE, "without a loss", "no loss");
+    expect_dataset_refused(none, &good, &good, DS_TRAIN_EPOCH, NN_ERROR_STATE, "without a loss", "no loss");
+    expect_dataset_refused(none, &good, &good, DS_INPUT_GRADIENT, NN_ERROR_STATE, "without a loss", "no loss");
+    {
+        nn_metrics metrics;
+        int matrix[16];
+        ASSERT_OK(nn_evaluate(none, &good, &metrics));
+        ASSERT_OK(nn_confusion_matrix(none, &good, matrix));
+    }
+    /* the good datasets pass every function */
+    for (which = 0; which < 2; which++) {
+        nn_model *m = which ? mse : ce;
+        const nn_dataset *d = which ? &mse_good : &good;
+        nn_optimizer o = nn_sgd(0.1f, 0.0f, 0.0f);
+        nn_fit_options fit = nn_fit_defaults(1, 4);
+        nn_metrics metrics;
+        int matrix[16];
+        double norm;
+        fit.progress = 0;
+        fit.validation = d;
+        ASSERT_OK(nn_fit(m, &o, d, &fit, NULL));
+        ASSERT_OK(nn_train_epoch(m, &o, d, 4, NULL, 0, NULL, NULL, NULL));
+        ASSERT_OK(nn_evaluate(m, d, &metrics));
+        ASSERT_OK(nn_confusion_matrix(m, d, matrix));
+        ASSERT_OK(nn_input_gradient_norm(m, d, 4, &norm));
+        nn_optimizer_free(&o);
+    }
+    nn_model_free(ce);
+    nn_model_free(mse);
+    nn_model_free(none);
+}
+
+/* nn_train_epoch's own arguments: the optimizer, the batch size against the compiled maximum,
+   max_steps; refused before anything changes. */
+static void test_train_epoch_errors(void **state)
+{
+    nn_dataset train;
+    nn_model *m = mlp(16, 8, 4, 156, 8);
+    nn_optimizer o = nn_sgd(0.1f, 0.0f, 0.0f);
+    nn_rng rng = nn_rng_new(3), rng0 = rng;
+    (void)state;
+    make_separable(&train, 20, 9);
+    EXPECT_ERROR(nn_train_epoch(m, NULL, &train, 4, &rng, 0, NULL, NULL, NULL), NN_ERROR_ARGUMENT, "optimizer");
+    EXPECT_ERROR(nn_train_epoch(m, &o, &train, 0, &rng, 0, NULL, NULL, NULL), NN_ERROR_ARGUMENT, "batch size 0");
+    EXPECT_ERROR(nn_train_epoch(m, &o, &train, 9, &rng, 0, NULL, NULL, NULL), NN_ERROR_ARGUMENT, "batch size 9");
+    EXPECT_ERROR(nn_train_epoch(m, &o, &train, 4, &rng, -1, NULL, NULL, NULL), NN_ERROR_ARGUMENT, "max_steps");
+    EXPECT_ERROR(nn_train_epoch(NULL, &o, &train, 4, &rng, 0, NULL, NULL, NULL), NN_ERROR_STATE, "compile");
+    if (rng.state != rng0.state || o.step != 0) fail_msg("a refused nn_train_epoch used the generator or the optimizer");
+    nn_optimizer_free(&o);
+    nn_model_free(m);
+    free_dataset(&train);
+}
+
 /* A NaN input: NN_ERROR_NONFINITE and no update; with keep_going the update is applied. */
 static void test_nonfinite(void **state)
 {
@@ -2348,9 +2648,13 @@ static const struct CMUnitTest tests[] = {
     T(test_learn_mnist),
     T(test_fit_early_stopping),
     T(test_fit_on_epoch_stop),
+    T(test_train_epoch_matches_fit),
     T(test_builder_errors),
     T(test_builder_foreign_second_input),
     T(test_run_errors),
+    T(test_enum_values),
+    T(test_dataset_refused),
+    T(test_train_epoch_errors),
     T(test_nonfinite),
     T(test_failed_step_batchnorm_state),
 };

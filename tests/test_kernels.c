@@ -32,9 +32,12 @@
        argmax holds either the flat index into x or the index within the (n, c) plane
        (both are accepted, but one convention must hold for every output);
      - pooling backward overwrites dx (dx is pre-filled with NaN);
+     - the pooling kernels refuse a bad shape or a NULL tensor with a status and a message and
+       write nothing (test_pool2d_kernels_reject, test_global_avgpool_reject);
      - sgemm with k == 0 computes C = beta*C, and m == 0 or n == 0 is a no-op returning NN_OK. */
 #include "test_common.h"
 #include <float.h>
+#include <limits.h>
 
 /* ---------------------------------------------------------------------------------------
    Harness: backend bookkeeping, failure notes, aligned buffers, random integers
@@ -80,6 +83,11 @@ static void note(const char *fmt, ...)
     fflush(stdout);
 }
 #define CHECK(cond, ...) do { if (!(cond)) note(__VA_ARGS__); } while (0)
+/* Notes a failure unless call returns NN_OK. Expands to a block that runs call once. */
+#define CHECK_OK(label, call) do { \
+        nn_status check_ok_status_ = (call); \
+        CHECK(check_ok_status_ == NN_OK, "%s: %s (%s)", label, nn_status_name(check_ok_status_), nn_last_error()); \
+    } while (0)
 #define FINISH() do { \
         if (g_failures) printf("    %d check(s) failed on backend %s\n", g_failures, g_backend); \
         assert_int_equal(g_failures, 0); } while (0)
@@ -863,10 +871,10 @@ static void run_pool(const nn_pool2d_shape *p, int data)
     /* max forward with and without argmax */
     fill_value(y, ny, NAN);
     for (q = 0; q < ny; q++) am[q] = -5;
-    nn_maxpool2d_forward(p, x, y, am);
+    CHECK_OK(label, nn_maxpool2d_forward(p, x, y, am));
     check_close(label, y, ry, ny, 0, 0, NULL);
     fill_value(y2, ny, NAN);
-    nn_maxpool2d_forward(p, x, y2, NULL);
+    CHECK_OK(label, nn_maxpool2d_forward(p, x, y2, NULL));
     snprintf(l2, sizeof l2, "%s argmax=NULL", label);
     check_close(l2, y2, ry, ny, 0, 0, NULL);
     /* argmax: the flat index into x, or the index within the (n, c) plane; one for all */
@@ -882,8 +890,8 @@ static void run_pool(const nn_pool2d_shape *p, int data)
     }
     /* max backward routes dy to the argmax (overwriting dx) */
     fill_value(dx, nx, NAN);
-    nn_maxpool2d_backward(p, dy, am, dx);
     snprintf(l2, sizeof l2, "%s backward", label);
+    CHECK_OK(l2, nn_maxpool2d_backward(p, dy, am, dx));
     check_close(l2, dx, rdx, nx, 1e-6, 1e-6, NULL);
     if (!is_scalar()) {
         fill_value(y2, ny, NAN);
@@ -901,11 +909,11 @@ static void run_pool(const nn_pool2d_shape *p, int data)
         double tol = 1e-6 + 1e-6 * p->kernel_height * p->kernel_width * max_abs(x, nx);
         double tolb = 1e-6 + 1e-6 * p->kernel_height * p->kernel_width * max_abs(dy, ny);
         fill_value(y, ny, NAN);
-        nn_avgpool2d_forward(p, x, y);
+        CHECK_OK(label, nn_avgpool2d_forward(p, x, y));
         check_close(label, y, rya, ny, tol, 0, NULL);
         fill_value(dx, nx, NAN);
-        nn_avgpool2d_backward(p, dy, dx);
         snprintf(l2, sizeof l2, "%s backward", label);
+        CHECK_OK(l2, nn_avgpool2d_backward(p, dy, dx));
         check_close(l2, dx, rdxa, nx, tolb, 0, NULL);
         if (!is_scalar()) {
             fill_value(y2, ny, NAN);
@@ -982,7 +990,7 @@ static void test_maxpool2d_nan(void **state)
         am = (int32_t *)malloc(ny * sizeof(int32_t));
         if (!am) fail_msg("out of memory");
         for (q = 0; q < nx; q++) x[q] = rnd(0, 9) == 0 ? NAN : (float)rnd(-3, 3); /* ties and NaNs */
-        nn_maxpool2d_forward(p, x, y, am);
+        CHECK_OK(label, nn_maxpool2d_forward(p, x, y, am));
         for (plane = 0; plane < p->batch * p->channels && !bad; plane++)
             for (i = 0; i < oh && !bad; i++)
                 for (j = 0; j < ow && !bad; j++) {
@@ -1043,6 +1051,132 @@ static void test_pool2d_reject(void **state)
     FINISH();
 }
 
+/* Output buffers for the refusal tests: filled with SENTINEL (argmax with -7) before each call. */
+#define POOL_BUFFER 64
+static void pool_buffers_reset(float *out, int32_t *argmax)
+{
+    int i;
+    fill_value(out, POOL_BUFFER, SENTINEL);
+    for (i = 0; i < POOL_BUFFER; i++) argmax[i] = -7;
+    nn_set_error(NN_OK, "%s", ""); /* so that a refusal must leave its own message */
+}
+/* A pooling kernel's refusal: the status wanted, a message, and its output buffers unchanged. */
+static void check_refused(const char *label, nn_status got, nn_status want, const float *out, const int32_t *argmax)
+{
+    int i, changed = 0;
+    for (i = 0; i < POOL_BUFFER; i++) changed += out[i] != SENTINEL || argmax[i] != -7;
+    CHECK(got == want, "%s: %s, want %s", label, nn_status_name(got), nn_status_name(want));
+    CHECK(nn_last_error()[0] != 0, "%s: refused without a message", label);
+    CHECK(changed == 0, "%s: refused but changed %d output values", label, changed);
+}
+
+/* Each pooling kernel refuses bad shapes and a NULL shape, and each NULL tensor under a valid
+   shape, with NN_ERROR_SHAPE or NN_ERROR_ARGUMENT, a message and its outputs untouched. */
+static void test_pool2d_kernels_reject(void **state)
+{
+    static const nn_pool2d_shape bad[] = {
+        { 1, 1, 3, 3, 4, 1, 1, 1, 0, 0 },  /* kernel 4 > height 3 */
+        { 1, 1, 3, 3, 1, 6, 1, 1, 0, 1 },  /* kernel 6 > padded width 5 */
+        { 1, 1, 3, 3, 0, 1, 1, 1, 0, 0 },  /* kernel 0 */
+        { 1, 1, 3, 3, 2, 2, 0, 1, 0, 0 },  /* stride 0 */
+        { 1, 1, 0, 3, 1, 1, 1, 1, 0, 0 },  /* height 0 */
+        { 1, 0, 3, 3, 1, 1, 1, 1, 0, 0 },  /* channels 0 */
+        { -1, 1, 3, 3, 1, 1, 1, 1, 0, 0 }, /* negative batch */
+        { 1, 1, 3, -3, 1, 1, 1, 1, 0, 0 }, /* negative width */
+        { 1, 1, 3, 3, 2, 2, 1, 1, -1, 0 }, /* negative padding */
+        { 1, 1, 3, 3, 2, 2, 1, 1, 2, 0 },  /* padding more than half the kernel */
+    };
+    static const char *const kernels[] = { "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
+                                           "avgpool2d_backward" };
+    static const nn_pool2d_shape good = { 1, 1, 4, 4, 2, 2, 2, 2, 0, 0 }; /* 16 values in, 4 out */
+    const int shapes = (int)(sizeof bad / sizeof bad[0]);
+    float in[POOL_BUFFER], out[POOL_BUFFER];
+    int32_t argmax[POOL_BUFFER];
+    char label[240];
+    int i, k;
+    (void)state;
+    nn_test_fill(in, POOL_BUFFER, -1, 1);
+    for (i = 0; i <= shapes; i++) {
+        const nn_pool2d_shape *p = i < shapes ? &bad[i] : NULL; /* the last round: a NULL shape */
+        for (k = 0; k < 4; k++) {
+            nn_status got;
+            if (p) pool_label(label, sizeof label, kernels[k], p);
+            else snprintf(label, sizeof label, "%s(NULL shape)", kernels[k]);
+            pool_buffers_reset(out, argmax);
+            got = k == 0 ? nn_maxpool2d_forward(p, in, out, argmax)
+                : k == 1 ? nn_maxpool2d_backward(p, in, argmax, out)
+                : k == 2 ? nn_avgpool2d_forward(p, in, out)
+                         : nn_avgpool2d_backward(p, in, out);
+            check_refused(label, got, p ? NN_ERROR_SHAPE : NN_ERROR_ARGUMENT, out, argmax);
+        }
+    }
+    for (k = 0; k < 8; k++) {
+        static const char *const cases[] = {
+            "maxpool2d_forward(x NULL)", "maxpool2d_forward(y NULL)", "maxpool2d_backward(dy NULL)",
+            "maxpool2d_backward(argmax NULL)", "maxpool2d_backward(dx NULL)", "avgpool2d_forward(x NULL)",
+            "avgpool2d_backward(dy NULL)", "avgpool2d_backward(dx NULL)",
+        };
+        nn_status got;
+        pool_buffers_reset(out, argmax);
+        switch (k) {
+        case 0: got = nn_maxpool2d_forward(&good, NULL, out, argmax); break;
+        case 1: got = nn_maxpool2d_forward(&good, in, NULL, argmax); break;
+        case 2: got = nn_maxpool2d_backward(&good, NULL, argmax, out); break;
+        case 3: got = nn_maxpool2d_backward(&good, in, NULL, out); break;
+        case 4: got = nn_maxpool2d_backward(&good, in, argmax, NULL); break;
+        case 5: got = nn_avgpool2d_forward(&good, NULL, out); break;
+        case 6: got = nn_avgpool2d_backward(&good, NULL, out); break;
+        default: got = nn_avgpool2d_backward(&good, in, NULL); break;
+        }
+        check_refused(cases[k], got, NN_ERROR_ARGUMENT, out, argmax);
+    }
+    /* the same buffers with every pointer given: NN_OK and each 2x2 window's maximum */
+    pool_buffers_reset(out, argmax);
+    CHECK_OK("maxpool2d_forward 4x4, window 2", nn_maxpool2d_forward(&good, in, out, argmax));
+    for (i = 0; i < 4; i++) {
+        const int top = (i / 2) * 8 + (i % 2) * 2; /* the window's top-left input */
+        const float want = fmaxf(fmaxf(in[top], in[top + 1]), fmaxf(in[top + 4], in[top + 5]));
+        CHECK(out[i] == want, "maxpool2d_forward 4x4, window 2: output %d is %g, want %g", i, (double)out[i], (double)want);
+    }
+    CHECK(out[4] == SENTINEL, "maxpool2d_forward 4x4, window 2: wrote past its 4 outputs");
+    FINISH();
+}
+
+/* The global average pool refuses sizes that are not positive, a tensor of 2^31 values or more,
+   and NULL tensors, in both directions, with its output untouched. */
+static void test_global_avgpool_reject(void **state)
+{
+    static const int sizes[][3] = { /* batch, channels, spatial */
+        { 0, 1, 4 }, { 1, 0, 4 }, { 1, 1, 0 }, { -1, 1, 4 }, { 1, -2, 4 }, { 1, 1, -4 }, { 65536, 65536, 1 },
+        { 1, 2, INT_MAX },
+    };
+    const int shapes = (int)(sizeof sizes / sizeof sizes[0]);
+    float in[POOL_BUFFER], out[POOL_BUFFER];
+    int32_t untouched[POOL_BUFFER];
+    char label[200];
+    int i, backward;
+    (void)state;
+    nn_test_fill(in, POOL_BUFFER, -1, 1);
+    for (backward = 0; backward < 2; backward++) {
+        const char *name = backward ? "global_avgpool_backward" : "global_avgpool_forward";
+        /* after the bad sizes, two rounds of a valid 2 x 3 x 4 tensor: input NULL, then output NULL */
+        for (i = 0; i < shapes + 2; i++) {
+            const int batch = i < shapes ? sizes[i][0] : 2, channels = i < shapes ? sizes[i][1] : 3;
+            const int spatial = i < shapes ? sizes[i][2] : 4;
+            const float *x = i == shapes ? NULL : in;
+            float *y = i == shapes + 1 ? NULL : out;
+            nn_status got;
+            snprintf(label, sizeof label, "%s(batch %d, channels %d, spatial %d%s)", name, batch, channels, spatial,
+                     i < shapes ? "" : x ? ", output NULL" : ", input NULL");
+            pool_buffers_reset(out, untouched);
+            got = backward ? nn_global_avgpool_backward(batch, channels, spatial, x, y)
+                           : nn_global_avgpool_forward(batch, channels, spatial, x, y);
+            check_refused(label, got, i < shapes ? NN_ERROR_SHAPE : NN_ERROR_ARGUMENT, out, untouched);
+        }
+    }
+    FINISH();
+}
+
 static void test_global_avgpool(void **state)
 {
     static const int spatials[] = { 1, 2, 3, 7, 8, 16, 17, 49, 64, 100, 1000 };
@@ -1067,12 +1201,12 @@ static void test_global_avgpool(void **state)
             }
             tol = 1e-6 + 1e-5 * max_abs(x, nx);
             fill_value(y, ny, NAN); set_guard(y, ny);
-            nn_global_avgpool_forward(batch, channels, sp, x, y);
+            CHECK_OK(label, nn_global_avgpool_forward(batch, channels, sp, x, y));
             check_close(label, y, ry, ny, tol, 0, NULL);
             check_guard(label, y, ny);
             snprintf(l2, sizeof l2, "%s backward", label);
             fill_value(dx, nx, NAN); set_guard(dx, nx);
-            nn_global_avgpool_backward(batch, channels, sp, dy, dx);
+            CHECK_OK(l2, nn_global_avgpool_backward(batch, channels, sp, dy, dx));
             check_close(l2, dx, rdx, nx, 0, 1.2e-7, NULL);
             check_guard(l2, dx, nx);
             if (!is_scalar()) {
@@ -1110,6 +1244,7 @@ static double act_ref(const act_variant *a, double x)
     case NN_ACTIVATION_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case NN_ACTIVATION_TANH: return tanh(x);
     case NN_ACTIVATION_SCALED_TANH: return 1.7159 * tanh(2.0 * x / 3.0);
+    case NN_ACTIVATION_COUNT: break; /* not an activation */
     }
     return NAN;
 }
@@ -1123,6 +1258,7 @@ static double act_dref(const act_variant *a, double x)
     case NN_ACTIVATION_SIGMOID: t = 1.0 / (1.0 + exp(-x)); return t * (1 - t);
     case NN_ACTIVATION_TANH: t = tanh(x); return 1 - t * t;
     case NN_ACTIVATION_SCALED_TANH: t = tanh(2.0 * x / 3.0); return 1.7159 * 2.0 / 3.0 * (1 - t * t);
+    case NN_ACTIVATION_COUNT: break; /* not an activation */
     }
     return NAN;
 }
@@ -1823,6 +1959,8 @@ static const struct CMUnitTest tests[] = {
     TEST(test_pool2d),
     TEST(test_maxpool2d_nan),
     TEST(test_pool2d_reject),
+    TEST(test_pool2d_kernels_reject),
+    TEST(test_global_avgpool_reject),
     TEST(test_global_avgpool),
     TEST(test_activations),
     TEST(test_vec_exp_tanh_sigmoid_accuracy),
