@@ -775,10 +775,37 @@ NNDEF int nn_threads(void)
 }
 
 /* ======================================================================================
-   Kernel tables: one per instruction set. Only the GEMM micro-kernel and the element-wise
-   work are per-ISA; blocking, packing, convolution and pooling are shared code on top.
+   Kernel tables: one per instruction set. Per-ISA are the GEMM micro-kernel with its cache
+   blocking and the element-wise kernels (exp, tanh, activations, softmax rows, the vector
+   operations, the optimiser updates and the 2x2 max-pool row); packing, convolution, the other
+   pooling windows and everything above them are shared code that calls through the table.
    ====================================================================================== */
 struct nn__update;
+
+/* The element-wise kernels of every table, X(ISA, return type, name, parameters), in the order
+   of nn__kernels' fields; the table of an ISA takes nn__<name>_<ISA> for each. */
+#define NN__ELEMENTWISE_KERNELS(X, ISA)                                                                            \
+    X(ISA, void, exp, (size_t n, const float *x, float *y))                                                        \
+    X(ISA, void, tanh, (size_t n, const float *x, float *y))                                                       \
+    X(ISA, void, activation_forward, (nn_activation kind, float p, size_t n, const float *x, float *y))            \
+    X(ISA, void, activation_backward,                                                                              \
+      (nn_activation kind, float p, size_t n, const float *x, const float *y, const float *dy, float *dx))         \
+    X(ISA, void, softmax_rows, (int rows, int cols, const float *x, float *y, int log_softmax))                    \
+    X(ISA, void, axpy, (size_t n, float alpha, const float *x, float *y))                                          \
+    X(ISA, void, scale, (size_t n, float alpha, float *x))                                                         \
+    X(ISA, void, add, (size_t n, const float *x, const float *y, float *z))                                        \
+    X(ISA, float, dot, (size_t n, const float *x, const float *y))                                                 \
+    X(ISA, float, sum, (size_t n, const float *x))                                                                 \
+    X(ISA, float, sum_squares, (size_t n, const float *x))                                                         \
+    X(ISA, void, sgd, (size_t n, float *p, const float *g, float *buf, const struct nn__update *u))                \
+    X(ISA, void, adam, (size_t n, float *p, const float *g, float *m, float *v, const struct nn__update *u))       \
+    X(ISA, void, rmsprop, (size_t n, float *p, const float *g, float *sq, float *buf, const struct nn__update *u)) \
+    /* 2x2 max pooling, stride 2, of one row pair (see nn__maxpool2x2_row_scalar) */                               \
+    X(ISA, void, maxpool2x2_row,                                                                                   \
+      (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))
+/* One field of nn__kernels: a pointer to that kernel. */
+#define NN__KERNEL_FIELD(ISA, type, name, parameters) type(*name) parameters;
+
 typedef struct nn__kernels {
     const char *name;
     int mr, nr; /* GEMM micro-tile: mr rows by nr columns of C */
@@ -788,33 +815,38 @@ typedef struct nn__kernels {
     /* a narrower tile with the same mr, for products with few columns (nr_narrow == nr if none) */
     int nr_narrow;
     void (*gemm_tile_narrow)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta);
-    void (*exp)(size_t n, const float *x, float *y);
-    void (*tanh)(size_t n, const float *x, float *y);
-    void (*activation_forward)(nn_activation kind, float p, size_t n, const float *x, float *y);
-    void (*activation_backward)(nn_activation kind, float p, size_t n, const float *x, const float *y,
-                                const float *dy, float *dx);
-    void (*softmax_rows)(int rows, int cols, const float *x, float *y, int log_softmax);
-    void (*axpy)(size_t n, float alpha, const float *x, float *y);
-    void (*scale)(size_t n, float alpha, float *x);
-    void (*add)(size_t n, const float *x, const float *y, float *z);
-    float (*dot)(size_t n, const float *x, const float *y);
-    float (*sum)(size_t n, const float *x);
-    float (*sum_squares)(size_t n, const float *x);
-    void (*sgd)(size_t n, float *p, const float *g, float *buf, const struct nn__update *u);
-    void (*adam)(size_t n, float *p, const float *g, float *m, float *v, const struct nn__update *u);
-    void (*rmsprop)(size_t n, float *p, const float *g, float *sq, float *buf, const struct nn__update *u);
-    /* 2x2 max pooling, stride 2, of one row pair (see nn__maxpool2x2_row_scalar) */
-    void (*maxpool2x2_row)(int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below);
+    int mc, kc, nc; /* GEMM cache blocking (BLIS's MC, KC, NC; see below) */
+    NN__ELEMENTWISE_KERNELS(NN__KERNEL_FIELD, any)
 } nn__kernels;
 
-/* Cache blocking shared by every backend (multiples of every mr and nr). The packed B panel
-   (KC x NC, 512 KiB) stays in L2 while each packed A sliver (mr x KC) stays in L1 and sweeps
-   it; see docs/kernels.md. */
-#define NN__GEMM_MC 144
-#define NN__GEMM_KC 256
-#define NN__GEMM_NC 512
-#define NN__GEMM_MAX_TILE (8 * 64)
-#define NN__GEMM_THREAD_FLOATS (NN__GEMM_MC * NN__GEMM_KC + NN__GEMM_KC * NN__GEMM_NC)
+/* GEMM cache blocking: the packed B panel (KC x NC, 512 KiB) stays in L2 while each packed A
+   sliver (mr x KC) stays in L1 and sweeps it; MC and NC are multiples of the table's mr and nr
+   (see docs/kernels.md). Each table carries its own MC, KC and NC (today 144, 256 and 512 in
+   every table); these bounds hold for every table, so a workspace sized with
+   NN__GEMM_THREAD_FLOATS stays large enough when the backend is switched after sizing. */
+#define NN__GEMM_MAX_MC 144
+#define NN__GEMM_MAX_KC 256
+#define NN__GEMM_MAX_NC 512
+#define NN__GEMM_MAX_NR 64         /* columns of any tile */
+#define NN__GEMM_MAX_TILE (8 * 64) /* mr * nr of any tile */
+#define NN__GEMM_THREAD_FLOATS (NN__GEMM_MAX_MC * NN__GEMM_MAX_KC + NN__GEMM_MAX_KC * NN__GEMM_MAX_NC)
+
+/* Expands to static const nn__kernels nn__kernels_<ISA>: the GEMM tiles and blocking given,
+   then nn__<kernel>_<ISA> for every kernel of NN__ELEMENTWISE_KERNELS (an ISA without a kernel
+   of its own defines that name as the scalar one). The typedef does not compile (an array of
+   size -1) if a tile or the blocking breaks the bounds above, which size the shared buffers. */
+#define NN__KERNEL_TABLE(ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC)                                   \
+    typedef char nn__##ISA##_gemm_fits[(MR) * (NR) <= NN__GEMM_MAX_TILE && (NR) <= NN__GEMM_MAX_NR &&             \
+                                               (MR) * (NR_NARROW) <= NN__GEMM_MAX_TILE && (MC) % (MR) == 0 &&     \
+                                               (NC) % (NR) == 0 && (NC) % (NR_NARROW) == 0 &&                     \
+                                               (MC) <= NN__GEMM_MAX_MC && (KC) <= NN__GEMM_MAX_KC &&              \
+                                               (NC) <= NN__GEMM_MAX_NC                                            \
+                                           ? 1                                                                    \
+                                           : -1];                                                                 \
+    static const nn__kernels nn__kernels_##ISA = {                                                                \
+        #ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC NN__ELEMENTWISE_KERNELS(NN__TABLE_ENTRY, ISA)};
+/* One initialiser of a table: , nn__<name>_<ISA> */
+#define NN__TABLE_ENTRY(ISA, type, name, parameters) , nn__##name##_##ISA
 
 /* ---------------------------------- scalar ---------------------------------------- */
 static void nn__gemm_tile_4x8_scalar(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
@@ -2201,29 +2233,14 @@ static void nn__maxpool2x2_row_neon(int count, const float *r0, const float *r1,
 /* ======================================================================================
    Dispatch: detect the CPU once, pick the fastest table, allow an override.
    ====================================================================================== */
-static const nn__kernels nn__kernels_scalar = {
-    "scalar", 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_scalar, nn__exp_scalar, nn__tanh_scalar, nn__activation_forward_scalar,
-    nn__activation_backward_scalar, nn__softmax_rows_scalar, nn__axpy_scalar, nn__scale_scalar, nn__add_scalar,
-    nn__dot_scalar, nn__sum_scalar, nn__sum_squares_scalar, nn__sgd_scalar, nn__adam_scalar,
-    nn__rmsprop_scalar, nn__maxpool2x2_row_scalar};
+/* The tables: ISA, the GEMM tile (mr, nr, kernel), the narrow tile (nr, kernel), MC, KC, NC. */
+NN__KERNEL_TABLE(scalar, 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_scalar, 144, 256, 512)
 #if NN__X86
-static const nn__kernels nn__kernels_avx2 = {
-    "avx2", 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx2, nn__tanh_avx2, nn__activation_forward_avx2,
-    nn__activation_backward_avx2, nn__softmax_rows_avx2, nn__axpy_avx2, nn__scale_avx2, nn__add_avx2,
-    nn__dot_avx2, nn__sum_avx2, nn__sum_squares_avx2, nn__sgd_avx2, nn__adam_avx2,
-    nn__rmsprop_avx2, nn__maxpool2x2_row_avx2};
-static const nn__kernels nn__kernels_avx512 = {
-    "avx512", 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx512, nn__tanh_avx512, nn__activation_forward_avx512,
-    nn__activation_backward_avx512, nn__softmax_rows_avx512, nn__axpy_avx512, nn__scale_avx512, nn__add_avx512,
-    nn__dot_avx512, nn__sum_avx512, nn__sum_squares_avx512, nn__sgd_avx512, nn__adam_avx512,
-    nn__rmsprop_avx512, nn__maxpool2x2_row_avx512};
+NN__KERNEL_TABLE(avx2, 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
+NN__KERNEL_TABLE(avx512, 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
 #endif
 #if NN__ARM64
-static const nn__kernels nn__kernels_neon = {
-    "neon", 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, nn__exp_neon, nn__tanh_neon, nn__activation_forward_neon,
-    nn__activation_backward_neon, nn__softmax_rows_neon, nn__axpy_neon, nn__scale_neon, nn__add_neon,
-    nn__dot_neon, nn__sum_neon, nn__sum_squares_neon, nn__sgd_neon, nn__adam_neon,
-    nn__rmsprop_neon, nn__maxpool2x2_row_neon};
+NN__KERNEL_TABLE(neon, 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, 144, 256, 512)
 #endif
 
 #if NN__X86
@@ -2488,7 +2505,6 @@ static void nn__im2col_row(const nn__operand *op, int row, int position, int cou
 /* B as an im2col view: im2col rows [p0, p0+kc) at columns [j, j+cols) into one sliver (nr
    values per row). The columns' runs along output rows are worked out once for the sliver,
    and (c, ky, kx) steps along the rows, instead of both being divided out for every row. */
-#define NN__GEMM_MAX_NR 64
 static void nn__im2col_sliver(const nn__operand *op, int p0, int kc, int j, int cols, float *dst, int nr)
 {
     const nn_conv2d_shape *s = op->conv;
@@ -2669,25 +2685,26 @@ typedef void (*nn__tile_fn)(int k, const float *a, size_t rsa, size_t csa, const
    product); views, transposed B and edge slivers are packed, zero-padded. Edge tiles run the
    same tile kernel on a copy, so every element sees the same arithmetic wherever the tile
    falls: the result does not depend on the thread split. */
-static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int direct_a, int direct_b, int i_begin, int i_end,
-                            int j_begin, int j_end, int k, float alpha, const nn__operand *a, const nn__operand *b,
-                            float beta, const nn__operand *c, float *workspace)
+static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_tile, int direct_a, int direct_b,
+                            int i_begin, int i_end, int j_begin, int j_end, int k, float alpha, const nn__operand *a,
+                            const nn__operand *b, float beta, const nn__operand *c, float *workspace)
 {
-    float *packed_a = workspace, *packed_b = workspace + NN__GEMM_MC * NN__GEMM_KC;
+    const int mr = kern->mr, MC = kern->mc, KC = kern->kc, NC = kern->nc; /* the table's blocking */
+    float *packed_a = workspace, *packed_b = workspace + (size_t)MC * KC;
     const int ld_out = c->view == NN__CHANNELS ? c->spatial : c->ld;
     const size_t a_rs = a->transposed ? 1 : (size_t)a->ld, a_cs = a->transposed ? (size_t)a->ld : 1;
     float tile[NN__GEMM_MAX_TILE];
     int jc, pc, ic, ir, jr;
     memset(tile, 0, sizeof tile);
-    for (jc = j_begin; jc < j_end; jc += NN__GEMM_NC) {
-        const int nc = NN__MIN(NN__GEMM_NC, j_end - jc), nc_full = direct_b ? nc / nr * nr : 0;
-        for (pc = 0; pc < k; pc += NN__GEMM_KC) {
-            const int kc = NN__MIN(NN__GEMM_KC, k - pc);
+    for (jc = j_begin; jc < j_end; jc += NC) {
+        const int nc = NN__MIN(NC, j_end - jc), nc_full = direct_b ? nc / nr * nr : 0;
+        for (pc = 0; pc < k; pc += KC) {
+            const int kc = NN__MIN(KC, k - pc);
             const float beta_block = pc == 0 ? beta : 1.0f;
             /* packed_b holds slivers from column nc_full on (all of them unless B is read in place) */
             if (nc_full < nc) nn__pack_b(b, pc, kc, jc + nc_full, nc - nc_full, nr, packed_b);
-            for (ic = i_begin; ic < i_end; ic += NN__GEMM_MC) {
-                const int mc = NN__MIN(NN__GEMM_MC, i_end - ic), mc_full = direct_a ? mc / mr * mr : 0;
+            for (ic = i_begin; ic < i_end; ic += MC) {
+                const int mc = NN__MIN(MC, i_end - ic), mc_full = direct_a ? mc / mr * mr : 0;
                 if (mc_full < mc) nn__pack_a(a, ic + mc_full, mc - mc_full, pc, kc, mr, packed_a);
                 for (ir = 0; ir < mc; ir += mr) {
                     const int rows = NN__MIN(mr, mc - ir);
@@ -2772,16 +2789,16 @@ static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *
                 float *ws = workspace + (size_t)t * NN__GEMM_THREAD_FLOATS;
                 if (split_n) {
                     int j0 = t * per * nr, j1 = NN__MIN(n, (t + 1) * per * nr);
-                    if (j0 < j1) nn__gemm_serial(mr, nr, tile, direct_a, direct_b, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
+                    if (j0 < j1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
                 } else {
                     int i0 = t * per * mr, i1 = NN__MIN(m, (t + 1) * per * mr);
-                    if (i0 < i1) nn__gemm_serial(mr, nr, tile, direct_a, direct_b, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
+                    if (i0 < i1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
                 }
             }
             return;
         }
     }
-    nn__gemm_serial(mr, nr, tile, direct_a, direct_b, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
+    nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
 }
 
 /* The library's GEMM on plain matrices: arguments already checked. */
