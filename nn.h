@@ -837,10 +837,40 @@ NNDEF int nn_threads(void)
 }
 
 /* ======================================================================================
-   Kernel tables: one per instruction set. Only the GEMM micro-kernel and the element-wise
-   work are per-ISA; blocking, packing, convolution and pooling are shared code on top.
+   Kernel tables: one per instruction set. Per-ISA are the GEMM micro-kernel with its cache
+   blocking and the element-wise kernels (exp, tanh, activations, softmax rows, the vector
+   operations, the optimiser updates and the 2x2 max-pool row); packing, convolution, the other
+   pooling windows and everything above them are shared code that calls through the table.
+   The scalar kernels are the plain reference. The vector kernels are written once, in a small
+   vocabulary of vector operations that each ISA defines, and expanded per ISA (see "The vector
+   vocabulary" below, docs/kernels.md and docs/adding_an_isa.md).
    ====================================================================================== */
 struct nn__update;
+
+/* The element-wise kernels of every table, X(ISA, return type, name, parameters), in the order
+   of nn__kernels' fields; the table of an ISA takes nn__<name>_<ISA> for each. */
+#define NN__ELEMENTWISE_KERNELS(X, ISA)                                                                            \
+    X(ISA, void, exp, (size_t n, const float *x, float *y))                                                        \
+    X(ISA, void, tanh, (size_t n, const float *x, float *y))                                                       \
+    X(ISA, void, activation_forward, (nn_activation kind, float p, size_t n, const float *x, float *y))            \
+    X(ISA, void, activation_backward,                                                                              \
+      (nn_activation kind, float p, size_t n, const float *x, const float *y, const float *dy, float *dx))         \
+    X(ISA, void, softmax_rows, (int rows, int cols, const float *x, float *y, int log_softmax))                    \
+    X(ISA, void, axpy, (size_t n, float alpha, const float *x, float *y))                                          \
+    X(ISA, void, scale, (size_t n, float alpha, float *x))                                                         \
+    X(ISA, void, add, (size_t n, const float *x, const float *y, float *z))                                        \
+    X(ISA, float, dot, (size_t n, const float *x, const float *y))                                                 \
+    X(ISA, float, sum, (size_t n, const float *x))                                                                 \
+    X(ISA, float, sum_squares, (size_t n, const float *x))                                                         \
+    X(ISA, void, sgd, (size_t n, float *p, const float *g, float *buf, const struct nn__update *u))                \
+    X(ISA, void, adam, (size_t n, float *p, const float *g, float *m, float *v, const struct nn__update *u))       \
+    X(ISA, void, rmsprop, (size_t n, float *p, const float *g, float *sq, float *buf, const struct nn__update *u)) \
+    /* 2x2 max pooling, stride 2, of one row pair (see nn__maxpool2x2_row_scalar) */                               \
+    X(ISA, void, maxpool2x2_row,                                                                                   \
+      (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))
+/* One field of nn__kernels: a pointer to that kernel. */
+#define NN__KERNEL_FIELD(ISA, type, name, parameters) type(*name) parameters;
+
 typedef struct nn__kernels {
     const char *name;
     int mr, nr; /* GEMM micro-tile: mr rows by nr columns of C */
@@ -850,35 +880,41 @@ typedef struct nn__kernels {
     /* a narrower tile with the same mr, for products with few columns (nr_narrow == nr if none) */
     int nr_narrow;
     void (*gemm_tile_narrow)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta);
-    void (*exp)(size_t n, const float *x, float *y);
-    void (*tanh)(size_t n, const float *x, float *y);
-    void (*activation_forward)(nn_activation kind, float p, size_t n, const float *x, float *y);
-    void (*activation_backward)(nn_activation kind, float p, size_t n, const float *x, const float *y,
-                                const float *dy, float *dx);
-    void (*softmax_rows)(int rows, int cols, const float *x, float *y, int log_softmax);
-    void (*axpy)(size_t n, float alpha, const float *x, float *y);
-    void (*scale)(size_t n, float alpha, float *x);
-    void (*add)(size_t n, const float *x, const float *y, float *z);
-    float (*dot)(size_t n, const float *x, const float *y);
-    float (*sum)(size_t n, const float *x);
-    float (*sum_squares)(size_t n, const float *x);
-    void (*sgd)(size_t n, float *p, const float *g, float *buf, const struct nn__update *u);
-    void (*adam)(size_t n, float *p, const float *g, float *m, float *v, const struct nn__update *u);
-    void (*rmsprop)(size_t n, float *p, const float *g, float *sq, float *buf, const struct nn__update *u);
-    /* 2x2 max pooling, stride 2, of one row pair (see nn__maxpool2x2_row_scalar) */
-    void (*maxpool2x2_row)(int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below);
+    int mc, kc, nc; /* GEMM cache blocking (BLIS's MC, KC, NC; see below) */
+    NN__ELEMENTWISE_KERNELS(NN__KERNEL_FIELD, any)
 } nn__kernels;
 
-/* Cache blocking shared by every backend (multiples of every mr and nr). The packed B panel
-   (KC x NC, 512 KiB) stays in L2 while each packed A sliver (mr x KC) stays in L1 and sweeps
-   it; see docs/kernels.md. */
-#define NN__GEMM_MC 144
-#define NN__GEMM_KC 256
-#define NN__GEMM_NC 512
-#define NN__GEMM_MAX_TILE (8 * 64)
-#define NN__GEMM_THREAD_FLOATS (NN__GEMM_MC * NN__GEMM_KC + NN__GEMM_KC * NN__GEMM_NC)
+/* GEMM cache blocking: the packed B panel (KC x NC, 512 KiB) stays in L2 while each packed A
+   sliver (mr x KC) stays in L1 and sweeps it; MC and NC are multiples of the table's mr and nr
+   (see docs/kernels.md). Each table carries its own MC, KC and NC (today 144, 256 and 512 in
+   every table); these bounds hold for every table, so a workspace sized with
+   NN__GEMM_THREAD_FLOATS stays large enough when the backend is switched after sizing. */
+#define NN__GEMM_MAX_MC 144
+#define NN__GEMM_MAX_KC 256
+#define NN__GEMM_MAX_NC 512
+#define NN__GEMM_MAX_NR 64         /* columns of any tile */
+#define NN__GEMM_MAX_TILE (8 * 64) /* mr * nr of any tile */
+#define NN__GEMM_THREAD_FLOATS (NN__GEMM_MAX_MC * NN__GEMM_MAX_KC + NN__GEMM_MAX_KC * NN__GEMM_MAX_NC)
 
-/* ---------------------------------- scalar ---------------------------------------- */
+/* Expands to static const nn__kernels nn__kernels_<ISA>: the GEMM tiles and blocking given,
+   then nn__<kernel>_<ISA> for every kernel of NN__ELEMENTWISE_KERNELS (an ISA without a kernel
+   of its own defines that name as the scalar one). The typedef does not compile (an array of
+   size -1) if a tile or the blocking breaks the bounds above, which size the shared buffers. */
+#define NN__KERNEL_TABLE(ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC)                                   \
+    typedef char nn__##ISA##_gemm_fits[(MR) * (NR) <= NN__GEMM_MAX_TILE && (NR) <= NN__GEMM_MAX_NR &&             \
+                                               (MR) * (NR_NARROW) <= NN__GEMM_MAX_TILE && (MC) % (MR) == 0 &&     \
+                                               (NC) % (NR) == 0 && (NC) % (NR_NARROW) == 0 &&                     \
+                                               (MC) <= NN__GEMM_MAX_MC && (KC) <= NN__GEMM_MAX_KC &&              \
+                                               (NC) <= NN__GEMM_MAX_NC                                            \
+                                           ? 1                                                                    \
+                                           : -1];                                                                 \
+    static const nn__kernels nn__kernels_##ISA = {                                                                \
+        #ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC NN__ELEMENTWISE_KERNELS(NN__TABLE_ENTRY, ISA)};
+/* One initialiser of a table: , nn__<name>_<ISA> */
+#define NN__TABLE_ENTRY(ISA, type, name, parameters) , nn__##name##_##ISA
+
+/* ---------------------------------- scalar: GEMM tile, vector operations ---------- */
+/* The scalar kernels are the reference every other table is tested against. */
 static void nn__gemm_tile_4x8_scalar(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
 {
     float acc[4][8];
@@ -933,285 +969,7 @@ static float nn__sum_scalar(size_t n, const float *x)
 }
 static float nn__sum_squares_scalar(size_t n, const float *x) { return nn__dot_scalar(n, x, x); }
 
-/* ---------------------------------- AVX2 + FMA ------------------------------------ */
-#if NN__X86
-#define NN__AVX2_ROW(i)                                                  \
-    av = _mm256_broadcast_ss(a##i);                                      \
-    c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                          \
-    c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);
-#define NN__AVX2_STORE(i)                                                \
-    {                                                                    \
-        float *cp = c + (size_t)i * ldc;                                 \
-        __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1); \
-        if (beta != 0.0f) {                                              \
-            r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cp), r0);           \
-            r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cp + 8), r1);       \
-        }                                                                \
-        _mm256_storeu_ps(cp, r0);                                        \
-        _mm256_storeu_ps(cp + 8, r1);                                    \
-    }
-/* 6x16 tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers. */
-NN__TARGET_AVX2 static void nn__gemm_tile_6x16_avx2(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
-{
-    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    int p;
-    for (p = 0; p < k; p++, a0 += csa, a1 += csa, a2 += csa, a3 += csa, a4 += csa, a5 += csa, b += rsb) {
-        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
-        NN__AVX2_ROW(0) NN__AVX2_ROW(1) NN__AVX2_ROW(2) NN__AVX2_ROW(3) NN__AVX2_ROW(4) NN__AVX2_ROW(5)
-    }
-    NN__AVX2_STORE(0) NN__AVX2_STORE(1) NN__AVX2_STORE(2) NN__AVX2_STORE(3) NN__AVX2_STORE(4) NN__AVX2_STORE(5)
-}
-
-NN__TARGET_AVX2 static void nn__axpy_avx2(size_t n, float alpha, const float *x, float *y)
-{
-    __m256 va = _mm256_set1_ps(alpha);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
-}
-NN__TARGET_AVX2 static void nn__scale_avx2(size_t n, float alpha, float *x)
-{
-    __m256 va = _mm256_set1_ps(alpha);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(va, _mm256_loadu_ps(x + i)));
-    for (; i < n; i++) x[i] *= alpha;
-}
-NN__TARGET_AVX2 static void nn__add_avx2(size_t n, const float *x, const float *y, float *z)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(z + i, _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) z[i] = x[i] + y[i];
-}
-NN__TARGET_AVX2 static float nn__hsum_avx2(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-NN__TARGET_AVX2 static float nn__dot_avx2(size_t n, const float *x, const float *y)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    float tail = 0.0f;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
-    for (; i < n; i++) tail += x[i] * y[i];
-    return nn__hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) + tail;
-}
-NN__TARGET_AVX2 static float nn__sum_avx2(size_t n, const float *x)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    float tail = 0.0f;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_add_ps(_mm256_loadu_ps(x + i), s0);
-        s1 = _mm256_add_ps(_mm256_loadu_ps(x + i + 8), s1);
-        s2 = _mm256_add_ps(_mm256_loadu_ps(x + i + 16), s2);
-        s3 = _mm256_add_ps(_mm256_loadu_ps(x + i + 24), s3);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_add_ps(_mm256_loadu_ps(x + i), s0);
-    for (; i < n; i++) tail += x[i];
-    return nn__hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) + tail;
-}
-NN__TARGET_AVX2 static float nn__sum_squares_avx2(size_t n, const float *x) { return nn__dot_avx2(n, x, x); }
-
-/* ---------------------------------- AVX-512 --------------------------------------- */
-#define NN__AVX512_ROW(i)                                                \
-    av = _mm512_set1_ps(*a##i);                                          \
-    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                          \
-    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                          \
-    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                          \
-    c##i##3 = _mm512_fmadd_ps(av, b3, c##i##3);
-#define NN__AVX512_STORE1(i, j)                                          \
-    {                                                                    \
-        float *cp = c + (size_t)i * ldc + 16 * j;                        \
-        __m512 r = _mm512_mul_ps(va, c##i##j);                           \
-        if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cp), r); \
-        _mm512_storeu_ps(cp, r);                                         \
-    }
-#define NN__AVX512_STORE(i) NN__AVX512_STORE1(i, 0) NN__AVX512_STORE1(i, 1) NN__AVX512_STORE1(i, 2) NN__AVX512_STORE1(i, 3)
-/* 6x64 tile: 24 accumulators + 4 B vectors + 1 broadcast of the 32 zmm registers; 6 broadcasts
-   and 4 loads feed 24 FMAs, so the FMA pipes, not the loads, set the pace. */
-NN__TARGET_AVX512 static void nn__gemm_tile_6x64_avx512(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
-{
-    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
-    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
-    __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    int p;
-    for (p = 0; p < k; p++, a0 += csa, a1 += csa, a2 += csa, a3 += csa, a4 += csa, a5 += csa, b += rsb) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
-        __m512 b3 = _mm512_loadu_ps(b + 48), av;
-        NN__AVX512_ROW(0) NN__AVX512_ROW(1) NN__AVX512_ROW(2) NN__AVX512_ROW(3) NN__AVX512_ROW(4) NN__AVX512_ROW(5)
-    }
-    NN__AVX512_STORE(0) NN__AVX512_STORE(1) NN__AVX512_STORE(2) NN__AVX512_STORE(3) NN__AVX512_STORE(4) NN__AVX512_STORE(5)
-}
-
-/* Horizontal sum through memory: g++ 12 warns (falsely) inside _mm512_reduce_add_ps. */
-NN__TARGET_AVX512 static float nn__hsum_avx512(__m512 v)
-{
-    float t[16];
-    int i;
-    _mm512_storeu_ps(t, v);
-    for (i = 0; i < 8; i++) t[i] += t[i + 8];
-    for (i = 0; i < 4; i++) t[i] += t[i + 4];
-    return (t[0] + t[2]) + (t[1] + t[3]);
-}
-
-static __mmask16 nn__tail_mask(size_t left) { return (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u); }
-
-NN__TARGET_AVX512 static void nn__axpy_avx512(size_t n, float alpha, const float *x, float *y)
-{
-    __m512 va = _mm512_set1_ps(alpha);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    if (i < n) {
-        __mmask16 m = nn__tail_mask(n - i);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
-    }
-}
-NN__TARGET_AVX512 static void nn__scale_avx512(size_t n, float alpha, float *x)
-{
-    __m512 va = _mm512_set1_ps(alpha);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(va, _mm512_loadu_ps(x + i)));
-    if (i < n) {
-        __mmask16 m = nn__tail_mask(n - i);
-        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(va, _mm512_maskz_loadu_ps(m, x + i)));
-    }
-}
-NN__TARGET_AVX512 static void nn__add_avx512(size_t n, const float *x, const float *y, float *z)
-{
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(z + i, _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    if (i < n) {
-        __mmask16 m = nn__tail_mask(n - i);
-        _mm512_mask_storeu_ps(z + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
-    }
-}
-NN__TARGET_AVX512 static float nn__dot_avx512(size_t n, const float *x, const float *y)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
-        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
-        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
-    }
-    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
-    if (i < n) {
-        __mmask16 m = nn__tail_mask(n - i);
-        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), s1);
-    }
-    return nn__hsum_avx512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-NN__TARGET_AVX512 static float nn__sum_avx512(size_t n, const float *x)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        s0 = _mm512_add_ps(_mm512_loadu_ps(x + i), s0);
-        s1 = _mm512_add_ps(_mm512_loadu_ps(x + i + 16), s1);
-        s2 = _mm512_add_ps(_mm512_loadu_ps(x + i + 32), s2);
-        s3 = _mm512_add_ps(_mm512_loadu_ps(x + i + 48), s3);
-    }
-    for (; i + 16 <= n; i += 16) s0 = _mm512_add_ps(_mm512_loadu_ps(x + i), s0);
-    if (i < n) s1 = _mm512_add_ps(_mm512_maskz_loadu_ps(nn__tail_mask(n - i), x + i), s1);
-    return nn__hsum_avx512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-NN__TARGET_AVX512 static float nn__sum_squares_avx512(size_t n, const float *x) { return nn__dot_avx512(n, x, x); }
-#endif /* NN__X86 */
-
-/* ---------------------------------- NEON ------------------------------------------ */
-#if NN__ARM64
-#define NN__NEON_ROW(i)                                                  \
-    av = vdupq_n_f32(a[i * rsa]);                                        \
-    c##i##0 = vfmaq_f32(c##i##0, b0, av);                                \
-    c##i##1 = vfmaq_f32(c##i##1, b1, av);
-#define NN__NEON_STORE(i)                                                \
-    {                                                                    \
-        float *cp = c + (size_t)i * ldc;                                 \
-        float32x4_t r0 = vmulq_n_f32(c##i##0, alpha), r1 = vmulq_n_f32(c##i##1, alpha); \
-        if (beta != 0.0f) {                                              \
-            r0 = vfmaq_n_f32(r0, vld1q_f32(cp), beta);                   \
-            r1 = vfmaq_n_f32(r1, vld1q_f32(cp + 4), beta);               \
-        }                                                                \
-        vst1q_f32(cp, r0);                                               \
-        vst1q_f32(cp + 4, r1);                                           \
-    }
-/* 8x8 tile: 16 accumulators, B in two quad registers, A broadcast row by row. */
-static void nn__gemm_tile_8x8_neon(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
-{
-    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-    float32x4_t c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-    int p;
-    for (p = 0; p < k; p++, a += csa, b += rsb) {
-        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), av;
-        NN__NEON_ROW(0) NN__NEON_ROW(1) NN__NEON_ROW(2) NN__NEON_ROW(3)
-        NN__NEON_ROW(4) NN__NEON_ROW(5) NN__NEON_ROW(6) NN__NEON_ROW(7)
-    }
-    NN__NEON_STORE(0) NN__NEON_STORE(1) NN__NEON_STORE(2) NN__NEON_STORE(3)
-    NN__NEON_STORE(4) NN__NEON_STORE(5) NN__NEON_STORE(6) NN__NEON_STORE(7)
-}
-static void nn__axpy_neon(size_t n, float alpha, const float *x, float *y)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), alpha));
-    for (; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
-}
-static void nn__scale_neon(size_t n, float alpha, float *x)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), alpha));
-    for (; i < n; i++) x[i] *= alpha;
-}
-static void nn__add_neon(size_t n, const float *x, const float *y, float *z)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(z + i, vaddq_f32(vld1q_f32(x + i), vld1q_f32(y + i)));
-    for (; i < n; i++) z[i] = x[i] + y[i];
-}
-static float nn__dot_neon(size_t n, const float *x, const float *y)
-{
-    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0;
-    size_t i = 0;
-    float tail = 0.0f;
-    for (; i + 8 <= n; i += 8) {
-        s0 = vfmaq_f32(s0, vld1q_f32(x + i), vld1q_f32(y + i));
-        s1 = vfmaq_f32(s1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
-    }
-    for (; i < n; i++) tail += x[i] * y[i];
-    return vaddvq_f32(vaddq_f32(s0, s1)) + tail;
-}
-static float nn__sum_neon(size_t n, const float *x)
-{
-    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0;
-    size_t i = 0;
-    float tail = 0.0f;
-    for (; i + 8 <= n; i += 8) {
-        s0 = vaddq_f32(s0, vld1q_f32(x + i));
-        s1 = vaddq_f32(s1, vld1q_f32(x + i + 4));
-    }
-    for (; i < n; i++) tail += x[i];
-    return vaddvq_f32(vaddq_f32(s0, s1)) + tail;
-}
-static float nn__sum_squares_neon(size_t n, const float *x) { return nn__dot_neon(n, x, x); }
-#endif /* NN__ARM64 */
-
-/* ---------------- math kernels: exp, tanh, activations, softmax per backend ---------------- */
-/* ---- Math kernels: exp, tanh, activations, softmax (scalar, AVX2, AVX-512, NEON) ------------
-
+/* ---------------------------------- scalar: exp, tanh, activations, softmax --------
    Every backend runs the same algorithm (Cephes expf/tanhf), so they agree to an ulp or two:
    exp      clamp x to [-104, 89] (beyond that the float result is 0 or +inf anyway), n = round(x/ln2),
             r = x - n*ln2 in two parts (Cody-Waite), exp(r) = 1 + r + r^2*P(r) with P of degree 5,
@@ -1224,8 +982,8 @@ static float nn__sum_squares_neon(size_t n, const float *x) { return nn__dot_neo
             accurate for negative x down to subnormal results.
    Measured max relative error (double reference, normal results): exp 8e-8, tanh 1.5e-7, sigmoid
    1.7e-7, scaled tanh 2.2e-7 on every backend (bound 1e-6).
-   NaN in gives NaN out. Note _mm256/_mm512_min/max_ps return the SECOND operand if either is NaN,
-   so the constant always goes first to let a NaN through. */
+   NaN in gives NaN out (x86 min/max return the second operand if either is NaN, so the vector
+   code puts the constant first to let a NaN through). */
 
 #define NN__EXP_HI 89.0f           /* above ln(FLT_MAX) = 88.72: exp = +inf falls out of 2^128 */
 #define NN__EXP_LO (-104.0f)       /* below ln(2^-150): the rounded result is 0 */
@@ -1248,8 +1006,6 @@ static float nn__sum_squares_neon(size_t n, const float *x) { return nn__dot_neo
 #define NN__STANH_B 0.666666667f
 #define NN__STANH_K 0.388523030f   /* B / A: f'(x) = (B/A) (A - y)(A + y) */
 #define NN__NEG_FLT_MAX (-3.40282347e+38f) /* log-softmax floor: a finite stand-in for -inf */
-
-/* ---- scalar ---- */
 
 static float nn__pow2i_scalar(int k) /* 2^k for -126 <= k <= 127, built from the exponent bits */
 {
@@ -1406,591 +1162,7 @@ static void nn__softmax_rows_scalar(int rows, int cols, const float *x, float *y
     }
 }
 
-#if NN__X86
-/* ---- AVX2 + FMA ---- */
-
-NN__TARGET_AVX2 static inline __m256 nn__exp8_avx2(__m256 x)
-{
-    __m256 fn, r, z, p;
-    __m256i k, k1, k2, bias = _mm256_set1_epi32(127);
-    x = _mm256_min_ps(_mm256_set1_ps(NN__EXP_HI), _mm256_max_ps(_mm256_set1_ps(NN__EXP_LO), x));
-    fn = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(NN__LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(NN__EXP_C1), x);
-    r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(NN__EXP_C2), r);
-    z = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(_mm256_set1_ps(NN__EXP_P0), r, _mm256_set1_ps(NN__EXP_P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(NN__EXP_P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(NN__EXP_P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(NN__EXP_P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(NN__EXP_P5));
-    p = _mm256_add_ps(_mm256_fmadd_ps(p, z, r), _mm256_set1_ps(1.0f));
-    k = _mm256_cvtps_epi32(fn); /* NaN gives junk here, but p is already NaN */
-    k1 = _mm256_srai_epi32(k, 1);
-    k2 = _mm256_sub_epi32(k, k1);
-    p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23)));
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23)));
-}
-
-NN__TARGET_AVX2 static inline __m256 nn__tanh8_avx2(__m256 x)
-{
-    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
-    __m256 a = _mm256_andnot_ps(sign, x), s = _mm256_mul_ps(a, a), p, e, small, large;
-    p = _mm256_fmadd_ps(_mm256_set1_ps(NN__TANH_T0), s, _mm256_set1_ps(NN__TANH_T1));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(NN__TANH_T2));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(NN__TANH_T3));
-    p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(NN__TANH_T4));
-    small = _mm256_fmadd_ps(_mm256_mul_ps(p, s), a, a);
-    e = nn__exp8_avx2(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
-    large = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
-    /* NaN compares false, takes the large branch, which is NaN too */
-    small = _mm256_blendv_ps(large, small, _mm256_cmp_ps(a, _mm256_set1_ps(NN__TANH_SMALL), _CMP_LT_OQ));
-    return _mm256_or_ps(small, _mm256_and_ps(x, sign));
-}
-
-NN__TARGET_AVX2 static inline __m256 nn__sigmoid8_avx2(__m256 x)
-{
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e = nn__exp8_avx2(_mm256_or_ps(x, _mm256_set1_ps(-0.0f))); /* exp(-|x|) */
-    __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
-    return _mm256_div_ps(num, _mm256_add_ps(one, e));
-}
-
-/* Lanes [0, r) set, for maskload/maskstore of an r-float tail (masked-off lanes are not touched). */
-NN__TARGET_AVX2 static inline __m256i nn__tailmask8_avx2(size_t r)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-NN__TARGET_AVX2 static inline float nn__hsum8_avx2(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
-NN__TARGET_AVX2 static inline float nn__hmax8_avx2(__m256 v)
-{
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
-}
-
-/* out[i] = EXPR for i < n, where EXPR reads the __m256 v = in[i..i+7]; the tail uses masked
-   loads and stores, so it computes exactly what the body would. */
-#define NN__MAP1_AVX2(n, in, out, EXPR) do { \
-        size_t i_ = 0; __m256 v; \
-        for (; i_ + 8 <= (n); i_ += 8) { v = _mm256_loadu_ps((in) + i_); _mm256_storeu_ps((out) + i_, (EXPR)); } \
-        if (i_ < (n)) { \
-            __m256i m_ = nn__tailmask8_avx2((n) - i_); \
-            v = _mm256_maskload_ps((in) + i_, m_); \
-            _mm256_maskstore_ps((out) + i_, m_, (EXPR)); \
-        } \
-    } while (0)
-/* The same over two inputs, v from a and w from b. */
-#define NN__MAP2_AVX2(n, a, b, out, EXPR) do { \
-        size_t i_ = 0; __m256 v, w; \
-        for (; i_ + 8 <= (n); i_ += 8) { \
-            v = _mm256_loadu_ps((a) + i_); w = _mm256_loadu_ps((b) + i_); \
-            _mm256_storeu_ps((out) + i_, (EXPR)); \
-        } \
-        if (i_ < (n)) { \
-            __m256i m_ = nn__tailmask8_avx2((n) - i_); \
-            v = _mm256_maskload_ps((a) + i_, m_); w = _mm256_maskload_ps((b) + i_, m_); \
-            _mm256_maskstore_ps((out) + i_, m_, (EXPR)); \
-        } \
-    } while (0)
-
-NN__TARGET_AVX2 static void nn__exp_avx2(size_t n, const float *x, float *y)
-{
-    NN__MAP1_AVX2(n, x, y, nn__exp8_avx2(v));
-}
-
-NN__TARGET_AVX2 static void nn__tanh_avx2(size_t n, const float *x, float *y)
-{
-    NN__MAP1_AVX2(n, x, y, nn__tanh8_avx2(v));
-}
-
-NN__TARGET_AVX2 static void nn__activation_forward_avx2(nn_activation kind, float p, size_t n, const float *x, float *y)
-{
-    const __m256 zero = _mm256_setzero_ps(), vp = _mm256_set1_ps(p);
-    const __m256 sa = _mm256_set1_ps(NN__STANH_A), sb = _mm256_set1_ps(NN__STANH_B);
-    switch (kind) {
-    case NN_ACTIVATION_RELU: /* max(0, v) returns v when v is NaN */
-        NN__MAP1_AVX2(n, x, y, _mm256_max_ps(zero, v));
-        break;
-    case NN_ACTIVATION_LEAKY_RELU:
-        NN__MAP1_AVX2(n, x, y, _mm256_blendv_ps(_mm256_mul_ps(vp, v), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
-        break;
-    case NN_ACTIVATION_SIGMOID:
-        NN__MAP1_AVX2(n, x, y, nn__sigmoid8_avx2(v));
-        break;
-    case NN_ACTIVATION_TANH:
-        NN__MAP1_AVX2(n, x, y, nn__tanh8_avx2(v));
-        break;
-    case NN_ACTIVATION_SCALED_TANH:
-        NN__MAP1_AVX2(n, x, y, _mm256_mul_ps(sa, nn__tanh8_avx2(_mm256_mul_ps(sb, v))));
-        break;
-    default:
-        if (n && y != x) memmove(y, x, n * sizeof *y);
-        break;
-    }
-}
-
-NN__TARGET_AVX2 static void nn__activation_backward_avx2(nn_activation kind, float p, size_t n, const float *x,
-                                                         const float *y, const float *dy, float *dx)
-{
-    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), vp = _mm256_set1_ps(p);
-    const __m256 sa = _mm256_set1_ps(NN__STANH_A), sk = _mm256_set1_ps(NN__STANH_K);
-    switch (kind) {
-    case NN_ACTIVATION_RELU:
-        NN__MAP2_AVX2(n, x, dy, dx, _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), w));
-        break;
-    case NN_ACTIVATION_LEAKY_RELU:
-        NN__MAP2_AVX2(n, x, dy, dx, _mm256_blendv_ps(_mm256_mul_ps(vp, w), w, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
-        break;
-    case NN_ACTIVATION_SIGMOID:
-        NN__MAP2_AVX2(n, y, dy, dx, _mm256_mul_ps(w, _mm256_mul_ps(v, _mm256_sub_ps(one, v))));
-        break;
-    case NN_ACTIVATION_TANH:
-        NN__MAP2_AVX2(n, y, dy, dx, _mm256_mul_ps(w, _mm256_mul_ps(_mm256_sub_ps(one, v), _mm256_add_ps(one, v))));
-        break;
-    case NN_ACTIVATION_SCALED_TANH:
-        NN__MAP2_AVX2(n, y, dy, dx, _mm256_mul_ps(w, _mm256_mul_ps(sk, _mm256_mul_ps(_mm256_sub_ps(sa, v), _mm256_add_ps(sa, v)))));
-        break;
-    default:
-        if (n && dx != dy) memmove(dx, dy, n * sizeof *dx);
-        break;
-    }
-}
-
-NN__TARGET_AVX2 static void nn__softmax_rows_avx2(int rows, int cols, const float *x, float *y, int log_softmax)
-{
-    const __m256 ninf = _mm256_set1_ps(-INFINITY), floor_ = _mm256_set1_ps(NN__NEG_FLT_MAX);
-    size_t n = cols > 0 ? (size_t)cols : 0, i;
-    int r;
-    if (rows <= 0 || n == 0) return;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * n;
-        float *yr = y + (size_t)r * n;
-        __m256 vm = ninf, vs = _mm256_setzero_ps(), vmx;
-        __m256i mask = nn__tailmask8_avx2(n & 7);
-        float m, s;
-        for (i = 0; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(xr + i));
-        if (i < n) vm = _mm256_max_ps(vm, _mm256_blendv_ps(ninf, _mm256_maskload_ps(xr + i, mask), _mm256_castsi256_ps(mask)));
-        m = nn__hmax8_avx2(vm);
-        vmx = _mm256_set1_ps(m);
-        for (i = 0; i + 8 <= n; i += 8) {
-            __m256 e = nn__exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(xr + i), vmx));
-            if (!log_softmax) _mm256_storeu_ps(yr + i, e);
-            vs = _mm256_add_ps(vs, e);
-        }
-        if (i < n) {
-            __m256 e = nn__exp8_avx2(_mm256_sub_ps(_mm256_maskload_ps(xr + i, mask), vmx));
-            e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
-            if (!log_softmax) _mm256_maskstore_ps(yr + i, mask, e);
-            vs = _mm256_add_ps(vs, e);
-        }
-        s = nn__hsum8_avx2(vs);
-        if (log_softmax) {
-            const __m256 ls = _mm256_set1_ps(logf(s));
-            NN__MAP1_AVX2(n, xr, yr, _mm256_max_ps(floor_, _mm256_sub_ps(_mm256_sub_ps(v, vmx), ls)));
-        } else {
-            const __m256 inv = _mm256_set1_ps(1.0f / s);
-            NN__MAP1_AVX2(n, yr, yr, _mm256_mul_ps(v, inv));
-        }
-    }
-}
-
-/* ---- AVX-512 ---- */
-
-#if defined(__GNUC__) && !defined(__clang__)
-/* g++ 12 at -O2 reports the deliberate self-initialisation inside _mm512_undefined_ps() (GCC's own
-   AVX-512 headers, used by most intrinsics) as -Wmaybe-uninitialized once inlined here. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
-NN__TARGET_AVX512 static inline __m512 nn__exp16_avx512(__m512 x)
-{
-    __m512 fn, r, z, p;
-    x = _mm512_min_ps(_mm512_set1_ps(NN__EXP_HI), _mm512_max_ps(_mm512_set1_ps(NN__EXP_LO), x));
-    fn = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(NN__LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(NN__EXP_C1), x);
-    r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(NN__EXP_C2), r);
-    z = _mm512_mul_ps(r, r);
-    p = _mm512_fmadd_ps(_mm512_set1_ps(NN__EXP_P0), r, _mm512_set1_ps(NN__EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(NN__EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(NN__EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(NN__EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(NN__EXP_P5));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, z, r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, fn); /* p * 2^fn with one rounding, overflow to inf, subnormals */
-}
-
-NN__TARGET_AVX512 static inline __m512 nn__tanh16_avx512(__m512 x)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512i sign = _mm512_castps_si512(_mm512_set1_ps(-0.0f));
-    __m512 a = _mm512_abs_ps(x), s = _mm512_mul_ps(a, a), p, e, small, large;
-    p = _mm512_fmadd_ps(_mm512_set1_ps(NN__TANH_T0), s, _mm512_set1_ps(NN__TANH_T1));
-    p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(NN__TANH_T2));
-    p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(NN__TANH_T3));
-    p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(NN__TANH_T4));
-    small = _mm512_fmadd_ps(_mm512_mul_ps(p, s), a, a);
-    e = nn__exp16_avx512(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
-    large = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
-    small = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(NN__TANH_SMALL), _CMP_LT_OQ), large, small);
-    /* copy the sign of x back: bits of x where sign is set, else of small (0xca = a ? b : c) */
-    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(sign, _mm512_castps_si512(x), _mm512_castps_si512(small), 0xca));
-}
-
-NN__TARGET_AVX512 static inline __m512 nn__sigmoid16_avx512(__m512 x)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = nn__exp16_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
-    __m512 num = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), e, one);
-    return _mm512_div_ps(num, _mm512_add_ps(one, e));
-}
-
-#define NN__TAIL_MASK_AVX512(r) ((__mmask16)((1u << (r)) - 1u))
-/* As NN__MAP1_AVX2 / NN__MAP2_AVX2, 16 lanes, masked tail. */
-#define NN__MAP1_AVX512(n, in, out, EXPR) do { \
-        size_t i_ = 0; __m512 v; \
-        for (; i_ + 16 <= (n); i_ += 16) { v = _mm512_loadu_ps((in) + i_); _mm512_storeu_ps((out) + i_, (EXPR)); } \
-        if (i_ < (n)) { \
-            __mmask16 m_ = NN__TAIL_MASK_AVX512((n) - i_); \
-            v = _mm512_maskz_loadu_ps(m_, (in) + i_); \
-            _mm512_mask_storeu_ps((out) + i_, m_, (EXPR)); \
-        } \
-    } while (0)
-#define NN__MAP2_AVX512(n, a, b, out, EXPR) do { \
-        size_t i_ = 0; __m512 v, w; \
-        for (; i_ + 16 <= (n); i_ += 16) { \
-            v = _mm512_loadu_ps((a) + i_); w = _mm512_loadu_ps((b) + i_); \
-            _mm512_storeu_ps((out) + i_, (EXPR)); \
-        } \
-        if (i_ < (n)) { \
-            __mmask16 m_ = NN__TAIL_MASK_AVX512((n) - i_); \
-            v = _mm512_maskz_loadu_ps(m_, (a) + i_); w = _mm512_maskz_loadu_ps(m_, (b) + i_); \
-            _mm512_mask_storeu_ps((out) + i_, m_, (EXPR)); \
-        } \
-    } while (0)
-
-NN__TARGET_AVX512 static void nn__exp_avx512(size_t n, const float *x, float *y)
-{
-    NN__MAP1_AVX512(n, x, y, nn__exp16_avx512(v));
-}
-
-NN__TARGET_AVX512 static void nn__tanh_avx512(size_t n, const float *x, float *y)
-{
-    NN__MAP1_AVX512(n, x, y, nn__tanh16_avx512(v));
-}
-
-NN__TARGET_AVX512 static void nn__activation_forward_avx512(nn_activation kind, float p, size_t n, const float *x, float *y)
-{
-    const __m512 zero = _mm512_setzero_ps(), vp = _mm512_set1_ps(p);
-    const __m512 sa = _mm512_set1_ps(NN__STANH_A), sb = _mm512_set1_ps(NN__STANH_B);
-    switch (kind) {
-    case NN_ACTIVATION_RELU:
-        NN__MAP1_AVX512(n, x, y, _mm512_max_ps(zero, v));
-        break;
-    case NN_ACTIVATION_LEAKY_RELU:
-        NN__MAP1_AVX512(n, x, y, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), _mm512_mul_ps(vp, v), v));
-        break;
-    case NN_ACTIVATION_SIGMOID:
-        NN__MAP1_AVX512(n, x, y, nn__sigmoid16_avx512(v));
-        break;
-    case NN_ACTIVATION_TANH:
-        NN__MAP1_AVX512(n, x, y, nn__tanh16_avx512(v));
-        break;
-    case NN_ACTIVATION_SCALED_TANH:
-        NN__MAP1_AVX512(n, x, y, _mm512_mul_ps(sa, nn__tanh16_avx512(_mm512_mul_ps(sb, v))));
-        break;
-    default:
-        if (n && y != x) memmove(y, x, n * sizeof *y);
-        break;
-    }
-}
-
-NN__TARGET_AVX512 static void nn__activation_backward_avx512(nn_activation kind, float p, size_t n, const float *x,
-                                                             const float *y, const float *dy, float *dx)
-{
-    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), vp = _mm512_set1_ps(p);
-    const __m512 sa = _mm512_set1_ps(NN__STANH_A), sk = _mm512_set1_ps(NN__STANH_K);
-    switch (kind) {
-    case NN_ACTIVATION_RELU:
-        NN__MAP2_AVX512(n, x, dy, dx, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), w));
-        break;
-    case NN_ACTIVATION_LEAKY_RELU:
-        NN__MAP2_AVX512(n, x, dy, dx, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), _mm512_mul_ps(vp, w), w));
-        break;
-    case NN_ACTIVATION_SIGMOID:
-        NN__MAP2_AVX512(n, y, dy, dx, _mm512_mul_ps(w, _mm512_mul_ps(v, _mm512_sub_ps(one, v))));
-        break;
-    case NN_ACTIVATION_TANH:
-        NN__MAP2_AVX512(n, y, dy, dx, _mm512_mul_ps(w, _mm512_mul_ps(_mm512_sub_ps(one, v), _mm512_add_ps(one, v))));
-        break;
-    case NN_ACTIVATION_SCALED_TANH:
-        NN__MAP2_AVX512(n, y, dy, dx, _mm512_mul_ps(w, _mm512_mul_ps(sk, _mm512_mul_ps(_mm512_sub_ps(sa, v), _mm512_add_ps(sa, v)))));
-        break;
-    default:
-        if (n && dx != dy) memmove(dx, dy, n * sizeof *dx);
-        break;
-    }
-}
-
-NN__TARGET_AVX512 static void nn__softmax_rows_avx512(int rows, int cols, const float *x, float *y, int log_softmax)
-{
-    const __m512 ninf = _mm512_set1_ps(-INFINITY), floor_ = _mm512_set1_ps(NN__NEG_FLT_MAX);
-    size_t n = cols > 0 ? (size_t)cols : 0, i;
-    int r;
-    if (rows <= 0 || n == 0) return;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * n;
-        float *yr = y + (size_t)r * n;
-        __m512 vm = ninf, vs = _mm512_setzero_ps(), vmx;
-        __mmask16 mask = NN__TAIL_MASK_AVX512(n & 15);
-        float s;
-        for (i = 0; i + 16 <= n; i += 16) vm = _mm512_max_ps(vm, _mm512_loadu_ps(xr + i));
-        if (i < n) vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(ninf, mask, xr + i));
-        vmx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
-        for (i = 0; i + 16 <= n; i += 16) {
-            __m512 e = nn__exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(xr + i), vmx));
-            if (!log_softmax) _mm512_storeu_ps(yr + i, e);
-            vs = _mm512_add_ps(vs, e);
-        }
-        if (i < n) {
-            __m512 e = nn__exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, xr + i), vmx));
-            if (!log_softmax) _mm512_mask_storeu_ps(yr + i, mask, e);
-            vs = _mm512_mask_add_ps(vs, mask, vs, e);
-        }
-        s = _mm512_reduce_add_ps(vs);
-        if (log_softmax) {
-            const __m512 ls = _mm512_set1_ps(logf(s));
-            NN__MAP1_AVX512(n, xr, yr, _mm512_max_ps(floor_, _mm512_sub_ps(_mm512_sub_ps(v, vmx), ls)));
-        } else {
-            const __m512 inv = _mm512_set1_ps(1.0f / s);
-            NN__MAP1_AVX512(n, yr, yr, _mm512_mul_ps(v, inv));
-        }
-    }
-}
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
-#undef NN__MAP1_AVX2
-#undef NN__MAP2_AVX2
-#undef NN__MAP1_AVX512
-#undef NN__MAP2_AVX512
-#undef NN__TAIL_MASK_AVX512
-#endif /* NN__X86 */
-
-#if NN__ARM64
-/* ---- NEON (AArch64) ---- */
-
-static inline float32x4_t nn__exp4_neon(float32x4_t x)
-{
-    float32x4_t fn, r, z, p;
-    int32x4_t k, k1, k2, bias = vdupq_n_s32(127);
-    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(NN__EXP_LO)), vdupq_n_f32(NN__EXP_HI)); /* FMAX/FMIN keep NaN */
-    fn = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(NN__LOG2E)));
-    r = vfmsq_f32(x, fn, vdupq_n_f32(NN__EXP_C1));
-    r = vfmsq_f32(r, fn, vdupq_n_f32(NN__EXP_C2));
-    z = vmulq_f32(r, r);
-    p = vfmaq_f32(vdupq_n_f32(NN__EXP_P1), vdupq_n_f32(NN__EXP_P0), r);
-    p = vfmaq_f32(vdupq_n_f32(NN__EXP_P2), p, r);
-    p = vfmaq_f32(vdupq_n_f32(NN__EXP_P3), p, r);
-    p = vfmaq_f32(vdupq_n_f32(NN__EXP_P4), p, r);
-    p = vfmaq_f32(vdupq_n_f32(NN__EXP_P5), p, r);
-    p = vaddq_f32(vfmaq_f32(r, p, z), vdupq_n_f32(1.0f));
-    k = vcvtq_s32_f32(fn); /* fn is integral; NaN converts to 0 and p is NaN anyway */
-    k1 = vshrq_n_s32(k, 1);
-    k2 = vsubq_s32(k, k1);
-    p = vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k1, bias), 23)));
-    return vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k2, bias), 23)));
-}
-
-static inline float32x4_t nn__tanh4_neon(float32x4_t x)
-{
-    const float32x4_t one = vdupq_n_f32(1.0f);
-    float32x4_t a = vabsq_f32(x), s = vmulq_f32(a, a), p, e, small, large;
-    p = vfmaq_f32(vdupq_n_f32(NN__TANH_T1), vdupq_n_f32(NN__TANH_T0), s);
-    p = vfmaq_f32(vdupq_n_f32(NN__TANH_T2), p, s);
-    p = vfmaq_f32(vdupq_n_f32(NN__TANH_T3), p, s);
-    p = vfmaq_f32(vdupq_n_f32(NN__TANH_T4), p, s);
-    small = vfmaq_f32(a, vmulq_f32(p, s), a);
-    e = nn__exp4_neon(vmulq_f32(a, vdupq_n_f32(-2.0f)));
-    large = vdivq_f32(vsubq_f32(one, e), vaddq_f32(one, e));
-    small = vbslq_f32(vcltq_f32(a, vdupq_n_f32(NN__TANH_SMALL)), small, large);
-    return vbslq_f32(vdupq_n_u32(0x80000000u), x, small);
-}
-
-static inline float32x4_t nn__sigmoid4_neon(float32x4_t x)
-{
-    const float32x4_t one = vdupq_n_f32(1.0f);
-    float32x4_t e = nn__exp4_neon(vnegq_f32(vabsq_f32(x)));
-    float32x4_t num = vbslq_f32(vcgeq_f32(x, vdupq_n_f32(0.0f)), one, e);
-    return vdivq_f32(num, vaddq_f32(one, e));
-}
-
-/* out[i] = EXPR over 4-float vectors; the tail goes through a zero-padded stack buffer so it
-   computes exactly what the body would. */
-#define NN__MAP1_NEON(n, in, out, EXPR) do { \
-        size_t i_ = 0; float32x4_t v; \
-        for (; i_ + 4 <= (n); i_ += 4) { v = vld1q_f32((in) + i_); vst1q_f32((out) + i_, (EXPR)); } \
-        if (i_ < (n)) { \
-            float b_[4] = {0.0f, 0.0f, 0.0f, 0.0f}; \
-            memcpy(b_, (in) + i_, ((n) - i_) * sizeof(float)); \
-            v = vld1q_f32(b_); vst1q_f32(b_, (EXPR)); \
-            memcpy((out) + i_, b_, ((n) - i_) * sizeof(float)); \
-        } \
-    } while (0)
-#define NN__MAP2_NEON(n, a, b, out, EXPR) do { \
-        size_t i_ = 0; float32x4_t v, w; \
-        for (; i_ + 4 <= (n); i_ += 4) { \
-            v = vld1q_f32((a) + i_); w = vld1q_f32((b) + i_); vst1q_f32((out) + i_, (EXPR)); \
-        } \
-        if (i_ < (n)) { \
-            float b1_[4] = {0.0f, 0.0f, 0.0f, 0.0f}, b2_[4] = {0.0f, 0.0f, 0.0f, 0.0f}; \
-            memcpy(b1_, (a) + i_, ((n) - i_) * sizeof(float)); \
-            memcpy(b2_, (b) + i_, ((n) - i_) * sizeof(float)); \
-            v = vld1q_f32(b1_); w = vld1q_f32(b2_); vst1q_f32(b1_, (EXPR)); \
-            memcpy((out) + i_, b1_, ((n) - i_) * sizeof(float)); \
-        } \
-    } while (0)
-
-static void nn__exp_neon(size_t n, const float *x, float *y)
-{
-    NN__MAP1_NEON(n, x, y, nn__exp4_neon(v));
-}
-
-static void nn__tanh_neon(size_t n, const float *x, float *y)
-{
-    NN__MAP1_NEON(n, x, y, nn__tanh4_neon(v));
-}
-
-static void nn__activation_forward_neon(nn_activation kind, float p, size_t n, const float *x, float *y)
-{
-    const float32x4_t zero = vdupq_n_f32(0.0f), vp = vdupq_n_f32(p);
-    const float32x4_t sa = vdupq_n_f32(NN__STANH_A), sb = vdupq_n_f32(NN__STANH_B);
-    switch (kind) {
-    case NN_ACTIVATION_RELU: /* select, not FMAX, to match the other backends on -0 */
-        NN__MAP1_NEON(n, x, y, vbslq_f32(vcltq_f32(v, zero), zero, v));
-        break;
-    case NN_ACTIVATION_LEAKY_RELU:
-        NN__MAP1_NEON(n, x, y, vbslq_f32(vcgtq_f32(v, zero), v, vmulq_f32(vp, v)));
-        break;
-    case NN_ACTIVATION_SIGMOID:
-        NN__MAP1_NEON(n, x, y, nn__sigmoid4_neon(v));
-        break;
-    case NN_ACTIVATION_TANH:
-        NN__MAP1_NEON(n, x, y, nn__tanh4_neon(v));
-        break;
-    case NN_ACTIVATION_SCALED_TANH:
-        NN__MAP1_NEON(n, x, y, vmulq_f32(sa, nn__tanh4_neon(vmulq_f32(sb, v))));
-        break;
-    default:
-        if (n && y != x) memmove(y, x, n * sizeof *y);
-        break;
-    }
-}
-
-static void nn__activation_backward_neon(nn_activation kind, float p, size_t n, const float *x,
-                                         const float *y, const float *dy, float *dx)
-{
-    const float32x4_t zero = vdupq_n_f32(0.0f), one = vdupq_n_f32(1.0f), vp = vdupq_n_f32(p);
-    const float32x4_t sa = vdupq_n_f32(NN__STANH_A), sk = vdupq_n_f32(NN__STANH_K);
-    switch (kind) {
-    case NN_ACTIVATION_RELU:
-        NN__MAP2_NEON(n, x, dy, dx, vbslq_f32(vcgtq_f32(v, zero), w, zero));
-        break;
-    case NN_ACTIVATION_LEAKY_RELU:
-        NN__MAP2_NEON(n, x, dy, dx, vbslq_f32(vcgtq_f32(v, zero), w, vmulq_f32(vp, w)));
-        break;
-    case NN_ACTIVATION_SIGMOID:
-        NN__MAP2_NEON(n, y, dy, dx, vmulq_f32(w, vmulq_f32(v, vsubq_f32(one, v))));
-        break;
-    case NN_ACTIVATION_TANH:
-        NN__MAP2_NEON(n, y, dy, dx, vmulq_f32(w, vmulq_f32(vsubq_f32(one, v), vaddq_f32(one, v))));
-        break;
-    case NN_ACTIVATION_SCALED_TANH:
-        NN__MAP2_NEON(n, y, dy, dx, vmulq_f32(w, vmulq_f32(sk, vmulq_f32(vsubq_f32(sa, v), vaddq_f32(sa, v)))));
-        break;
-    default:
-        if (n && dx != dy) memmove(dx, dy, n * sizeof *dx);
-        break;
-    }
-}
-
-static void nn__softmax_rows_neon(int rows, int cols, const float *x, float *y, int log_softmax)
-{
-    const float32x4_t floor_ = vdupq_n_f32(NN__NEG_FLT_MAX);
-    size_t n = cols > 0 ? (size_t)cols : 0, i;
-    int r;
-    if (rows <= 0 || n == 0) return;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * n;
-        float *yr = y + (size_t)r * n;
-        float32x4_t vm = vdupq_n_f32(-INFINITY), vs = vdupq_n_f32(0.0f), vmx;
-        float s;
-        for (i = 0; i + 4 <= n; i += 4) vm = vmaxq_f32(vm, vld1q_f32(xr + i));
-        vmx = vdupq_n_f32(vmaxvq_f32(vm));
-        for (; i < n; i++) vmx = vmaxq_f32(vmx, vdupq_n_f32(xr[i]));
-        for (i = 0; i + 4 <= n; i += 4) {
-            float32x4_t e = nn__exp4_neon(vsubq_f32(vld1q_f32(xr + i), vmx));
-            if (!log_softmax) vst1q_f32(yr + i, e);
-            vs = vaddq_f32(vs, e);
-        }
-        if (i < n) {
-            float b[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            float32x4_t e;
-            memcpy(b, xr + i, (n - i) * sizeof(float));
-            e = nn__exp4_neon(vsubq_f32(vld1q_f32(b), vmx));
-            vst1q_f32(b, e);
-            if (!log_softmax) memcpy(yr + i, b, (n - i) * sizeof(float));
-            memset(b + (n - i), 0, (4 - (n - i)) * sizeof(float)); /* only live lanes go into the sum */
-            vs = vaddq_f32(vs, vld1q_f32(b));
-        }
-        s = vaddvq_f32(vs);
-        if (log_softmax) {
-            const float32x4_t ls = vdupq_n_f32(logf(s));
-            NN__MAP1_NEON(n, xr, yr, vmaxq_f32(vsubq_f32(vsubq_f32(v, vmx), ls), floor_));
-        } else {
-            const float32x4_t inv = vdupq_n_f32(1.0f / s);
-            NN__MAP1_NEON(n, yr, yr, vmulq_f32(v, inv));
-        }
-    }
-}
-
-#undef NN__MAP1_NEON
-#undef NN__MAP2_NEON
-#endif /* NN__ARM64 */
-
-#undef NN__EXP_HI
-#undef NN__EXP_LO
-#undef NN__LOG2E
-#undef NN__EXP_C1
-#undef NN__EXP_C2
-#undef NN__EXP_P0
-#undef NN__EXP_P1
-#undef NN__EXP_P2
-#undef NN__EXP_P3
-#undef NN__EXP_P4
-#undef NN__EXP_P5
-#undef NN__TANH_SMALL
-#undef NN__TANH_T0
-#undef NN__TANH_T1
-#undef NN__TANH_T2
-#undef NN__TANH_T3
-#undef NN__TANH_T4
-#undef NN__STANH_A
-#undef NN__STANH_B
-#undef NN__STANH_K
-#undef NN__NEG_FLT_MAX
-/* ---------------- end of math kernels ---------------- */
-
-/* ---------------------------------- optimiser updates ----------------------------- */
+/* ---------------------------------- scalar: optimiser updates --------------------- */
 /* Hyper-parameters of one update, folded so the per-element work is the same on every ISA. */
 typedef struct nn__update {
     float lr, weight_decay, momentum, dampening_keep; /* dampening_keep = 1 - dampening */
@@ -2041,81 +1213,7 @@ static void nn__rmsprop_scalar(size_t n, float *p, const float *g, float *sq, fl
     }
 }
 
-#if NN__X86
-/* One template, two widths: the vector bodies of the three updates; tails go to the scalar code. */
-#define NN__OPTIMIZER_KERNELS(ISA, TARGET, VEC, WIDTH, LOAD, STORE, SET1, ADD, SUB, MUL, DIV, SQRT)               \
-    TARGET static void nn__sgd_##ISA(size_t n, float *p, const float *g, float *buf, const nn__update *u)          \
-    {                                                                                                              \
-        const VEC lr = SET1(u->lr), wd = SET1(u->weight_decay), mu = SET1(u->momentum), keep = SET1(u->dampening_keep); \
-        size_t i = 0;                                                                                              \
-        for (; i + WIDTH <= n; i += WIDTH) {                                                                       \
-            VEC pv = LOAD(p + i), d = ADD(LOAD(g + i), MUL(wd, pv));                                               \
-            if (u->momentum != 0.0f) {                                                                             \
-                VEC b = u->first_step ? d : ADD(MUL(mu, LOAD(buf + i)), MUL(keep, d));                             \
-                STORE(buf + i, b);                                                                                 \
-                d = u->nesterov ? ADD(d, MUL(mu, b)) : b;                                                          \
-            }                                                                                                      \
-            STORE(p + i, SUB(pv, MUL(lr, d)));                                                                     \
-        }                                                                                                          \
-        nn__sgd_scalar(n - i, p + i, g + i, buf + i, u);                                                           \
-    }                                                                                                              \
-    TARGET static void nn__adam_##ISA(size_t n, float *p, const float *g, float *m, float *v, const nn__update *u)  \
-    {                                                                                                              \
-        const VEC wd = SET1(u->weight_decay), decay = SET1(u->decay), b1 = SET1(u->beta1), b2 = SET1(u->beta2);    \
-        const VEC c1 = SET1(1.0f - u->beta1), c2 = SET1(1.0f - u->beta2), step = SET1(u->step_size);               \
-        const VEC bc2 = SET1(u->bc2_sqrt), eps = SET1(u->epsilon);                                                 \
-        size_t i = 0;                                                                                              \
-        for (; i + WIDTH <= n; i += WIDTH) {                                                                       \
-            VEC pv = LOAD(p + i), d = ADD(LOAD(g + i), MUL(wd, pv));                                               \
-            VEC mv = ADD(MUL(b1, LOAD(m + i)), MUL(c1, d));                                                        \
-            VEC vv = ADD(MUL(b2, LOAD(v + i)), MUL(MUL(c2, d), d));                                                \
-            STORE(m + i, mv);                                                                                      \
-            STORE(v + i, vv);                                                                                      \
-            pv = MUL(pv, decay);                                                                                   \
-            STORE(p + i, SUB(pv, DIV(MUL(step, mv), ADD(DIV(SQRT(vv), bc2), eps))));                               \
-        }                                                                                                          \
-        nn__adam_scalar(n - i, p + i, g + i, m + i, v + i, u);                                                     \
-    }                                                                                                              \
-    TARGET static void nn__rmsprop_##ISA(size_t n, float *p, const float *g, float *sq, float *buf,                \
-                                         const nn__update *u)                                                      \
-    {                                                                                                              \
-        const VEC lr = SET1(u->lr), wd = SET1(u->weight_decay), a = SET1(u->alpha), c = SET1(1.0f - u->alpha);     \
-        const VEC eps = SET1(u->epsilon), mu = SET1(u->momentum);                                                  \
-        size_t i = 0;                                                                                              \
-        for (; i + WIDTH <= n; i += WIDTH) {                                                                       \
-            VEC pv = LOAD(p + i), d = ADD(LOAD(g + i), MUL(wd, pv));                                               \
-            VEC s = ADD(MUL(a, LOAD(sq + i)), MUL(MUL(c, d), d)), avg;                                             \
-            STORE(sq + i, s);                                                                                      \
-            avg = ADD(SQRT(s), eps);                                                                               \
-            if (u->momentum > 0.0f) {                                                                              \
-                VEC b = ADD(MUL(mu, LOAD(buf + i)), DIV(d, avg));                                                  \
-                STORE(buf + i, b);                                                                                 \
-                STORE(p + i, SUB(pv, MUL(lr, b)));                                                                 \
-            } else {                                                                                               \
-                STORE(p + i, SUB(pv, DIV(MUL(lr, d), avg)));                                                       \
-            }                                                                                                      \
-        }                                                                                                          \
-        nn__rmsprop_scalar(n - i, p + i, g + i, sq + i, buf + i, u);                                               \
-    }
-NN__OPTIMIZER_KERNELS(avx2, NN__TARGET_AVX2, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
-                      _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push /* g++ 12 misreads _mm512_undefined_ps() inside _mm512_sqrt_ps */
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-NN__OPTIMIZER_KERNELS(avx512, NN__TARGET_AVX512, __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
-                      _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#endif
-#if NN__ARM64
-#define nn__sgd_neon nn__sgd_scalar
-#define nn__adam_neon nn__adam_scalar
-#define nn__rmsprop_neon nn__rmsprop_scalar
-#endif
-
-/* ---------------------------------- pooling ----------------------------------------- */
+/* ---------------------------------- scalar: 2x2 max pooling ----------------------- */
 /* *best, *at = v, index when v wins: v > *best, or v is a NaN and *best is not (the first
    maximum wins; a NaN wins and stays, as in PyTorch). */
 static void nn__pool_take(float *best, int32_t *at, float v, int32_t index)
@@ -2145,147 +1243,904 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
     }
 }
 
-#if NN__X86
-/* a vector of where v wins over best: v > best, or v is a NaN and best is not */
-#define NN__POOL_WINS_AVX2(v, best)                                                                   \
-    _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),                                                  \
-                 _mm256_and_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q), _mm256_cmp_ps(best, best, _CMP_ORD_Q)))
-#define NN__POOL_WINS_AVX512(v, best)                                                                 \
-    (_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |                                                        \
-     (_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) & _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q)))
-/* the even and the odd elements of the 16 floats lo:hi */
-NN__TARGET_AVX2 static __m256 nn__even_avx2(__m256 lo, __m256 hi)
-{
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))),
-                                                  _MM_SHUFFLE(3, 1, 2, 0)));
-}
-NN__TARGET_AVX2 static __m256 nn__odd_avx2(__m256 lo, __m256 hi)
-{
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))),
-                                                  _MM_SHUFFLE(3, 1, 2, 0)));
-}
-NN__TARGET_AVX2 static __m256i nn__select_epi32_avx2(__m256i a, __m256i b, __m256 mask)
-{
-    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), mask));
-}
-NN__TARGET_AVX2 static void nn__maxpool2x2_row_avx2(int count, const float *r0, const float *r1, float *y, int32_t *at,
-                                                    int32_t top, int32_t below)
-{
-    const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1);
-    const __m256i down = _mm256_set1_epi32(below);
-    int j = 0;
-    for (; j + 8 <= count; j += 8) {
-        const __m256 t0 = _mm256_loadu_ps(r0 + 2 * j), t1 = _mm256_loadu_ps(r0 + 2 * j + 8);
-        const __m256 u0 = _mm256_loadu_ps(r1 + 2 * j), u1 = _mm256_loadu_ps(r1 + 2 * j + 8);
-        const __m256 b = nn__odd_avx2(t0, t1), c = nn__even_avx2(u0, u1), d = nn__odd_avx2(u0, u1);
-        const __m256i first = _mm256_add_epi32(_mm256_set1_epi32(top + 2 * j), step);
-        __m256 best = nn__even_avx2(t0, t1), m;
-        __m256i where = first;
-        m = NN__POOL_WINS_AVX2(b, best);
-        best = _mm256_blendv_ps(best, b, m);
-        where = nn__select_epi32_avx2(where, _mm256_add_epi32(first, one), m);
-        m = NN__POOL_WINS_AVX2(c, best);
-        best = _mm256_blendv_ps(best, c, m);
-        where = nn__select_epi32_avx2(where, _mm256_add_epi32(first, down), m);
-        m = NN__POOL_WINS_AVX2(d, best);
-        best = _mm256_blendv_ps(best, d, m);
-        where = nn__select_epi32_avx2(where, _mm256_add_epi32(_mm256_add_epi32(first, down), one), m);
-        _mm256_storeu_ps(y + j, best);
-        if (at) _mm256_storeu_si256((__m256i *)(void *)(at + j), where);
+/* ---------------------------------- the vector vocabulary ------------------------- */
+/* The vector kernels are written once, in the operations below on vectors of `width` floats.
+   Each ISA section defines them as nn__<isa>_<operation> (nn__avx2_add, nn__neon_add, ...),
+   sets NN__ISA to its name and NN__TARGET to its target attribute, and expands the bodies;
+   there NN__V_ADD and the rest name its operations. Where two ISAs' instructions can give
+   different bits (which operand a NaN comes from, -0, rounding once or twice, summation order),
+   each keeps its own, so every backend computes what its hand-written kernels computed.
+
+   vec, mask, tail, index    types: floats; a comparison's result; the live lanes of a partial
+                             vector; int32 lanes (max-pool indices)
+   width                     floats in a vec
+   accumulators              dot and sum keep this many vectors of partial sums (x86 4, NEON 2);
+   single_steps              1: after the unrolled loop, single vectors go into the first one;
+   masked_sum_tail           1: the last partial vector is a masked step into the second one,
+                             0: its elements are summed one by one and added after hsum
+   masked_max_tail           softmax's row maximum: 1: the last partial vector is a masked step,
+                             0: its elements are taken one by one after hmax
+   load(p), store(p, v)      width floats at p, any alignment
+   tail_lanes(count)         the first count lanes, 0 <= count <= width
+   load_tail(t, p)           a partial vector: dead lanes read as 0 (load_tail_or: as fill) and
+   load_tail_or(t, p, fill)  are never written (store_tail)
+   store_tail(t, p, v)
+   set1(f), zero()           broadcast
+   add sub mul div sqrt      lane by lane, IEEE
+   fma(a, b, c)              a*b + c, rounded once; fnma(a, b, c) = c - a*b, rounded once
+   max(a, b)                 the larger; if either is NaN, x86 gives b (so a constant goes
+                             first), NEON the NaN
+   clamp(x, lo, hi)          x clamped to [lo, hi]; a NaN passes through
+   relu(a)                   a < 0 ? 0 : a (NaN and -0 pass through)
+   abs(a), negative_abs(a)   |a| and -|a|
+   copy_sign(m, x)           m (sign bit clear) with the sign of x
+   round(a)                  the nearest integer, ties to even
+   scale_pow2(p, n)          p * 2^n for integral n: AVX2 and NEON multiply by 2^(n>>1) and
+                             2^(n-(n>>1)), two normal floats; AVX-512 rounds once (scalef)
+   greater less              comparisons, false if either is NaN
+   greater_equal
+   is_nan(a), is_number(a)   a mask of the NaN lanes, of the others
+   mask_or, mask_and         of two masks
+   select(m, a, b)           m ? a : b lane by lane; keep(m, a) = m ? a : +0
+   hsum(a), hmax(a)          horizontal sum and maximum, each in the ISA's fixed order
+   add_live(t, acc, v)       acc + v in the live lanes of t, acc elsewhere (AVX2, NEON: acc + 0)
+   load_even_odd(p, &e, &o)  the even and the odd elements of the 2*width floats at p
+   load_even_odd_tail(count, p, &e, &o)  the same of 2*count floats, count < width; dead lanes 0
+   index_even()              int32 lanes 0, 2, 4, ...
+   index_set1 index_add      broadcast, add, select as for floats; store (p: int32_t *), and
+   index_select index_store  store through a tail
+   index_store_tail */
+/* The attributes of a vocabulary function: inlined at -O0 too, as the intrinsics are. */
+#if defined(__GNUC__) || defined(__clang__)
+#define NN__ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define NN__ALWAYS_INLINE static inline
+#endif
+
+/* NN__VOCABULARY(op) is nn__<NN__ISA>_<op>, NN__KERNEL(name) is nn__<name>_<NN__ISA>; the extra
+   level lets NN__ISA expand before the pasting. */
+#define NN__VOCABULARY(op) NN__PASTE4(nn__, NN__ISA, _, op)
+#define NN__KERNEL(name) NN__PASTE4(nn__, name, _, NN__ISA)
+#define NN__PASTE4(a, b, c, d) NN__PASTE4_(a, b, c, d)
+#define NN__PASTE4_(a, b, c, d) a##b##c##d
+
+#define NN__V_VEC NN__VOCABULARY(vec)
+#define NN__V_MASK NN__VOCABULARY(mask)
+#define NN__V_TAIL NN__VOCABULARY(tail)
+#define NN__V_INDEX NN__VOCABULARY(index)
+#define NN__V_WIDTH NN__VOCABULARY(width)
+#define NN__V_ACCUMULATORS NN__VOCABULARY(accumulators)
+#define NN__V_SINGLE_STEPS NN__VOCABULARY(single_steps)
+#define NN__V_MASKED_SUM_TAIL NN__VOCABULARY(masked_sum_tail)
+#define NN__V_MASKED_MAX_TAIL NN__VOCABULARY(masked_max_tail)
+#define NN__V_LOAD NN__VOCABULARY(load)
+#define NN__V_STORE NN__VOCABULARY(store)
+#define NN__V_TAIL_LANES NN__VOCABULARY(tail_lanes)
+#define NN__V_LOAD_TAIL NN__VOCABULARY(load_tail)
+#define NN__V_LOAD_TAIL_OR NN__VOCABULARY(load_tail_or)
+#define NN__V_STORE_TAIL NN__VOCABULARY(store_tail)
+#define NN__V_SET1 NN__VOCABULARY(set1)
+#define NN__V_ZERO NN__VOCABULARY(zero)
+#define NN__V_ADD NN__VOCABULARY(add)
+#define NN__V_SUB NN__VOCABULARY(sub)
+#define NN__V_MUL NN__VOCABULARY(mul)
+#define NN__V_DIV NN__VOCABULARY(div)
+#define NN__V_SQRT NN__VOCABULARY(sqrt)
+#define NN__V_FMA NN__VOCABULARY(fma)
+#define NN__V_FNMA NN__VOCABULARY(fnma)
+#define NN__V_MAX NN__VOCABULARY(max)
+#define NN__V_CLAMP NN__VOCABULARY(clamp)
+#define NN__V_RELU NN__VOCABULARY(relu)
+#define NN__V_ABS NN__VOCABULARY(abs)
+#define NN__V_NEGATIVE_ABS NN__VOCABULARY(negative_abs)
+#define NN__V_COPY_SIGN NN__VOCABULARY(copy_sign)
+#define NN__V_ROUND NN__VOCABULARY(round)
+#define NN__V_SCALE_POW2 NN__VOCABULARY(scale_pow2)
+#define NN__V_GREATER NN__VOCABULARY(greater)
+#define NN__V_LESS NN__VOCABULARY(less)
+#define NN__V_GREATER_EQUAL NN__VOCABULARY(greater_equal)
+#define NN__V_IS_NAN NN__VOCABULARY(is_nan)
+#define NN__V_IS_NUMBER NN__VOCABULARY(is_number)
+#define NN__V_MASK_OR NN__VOCABULARY(mask_or)
+#define NN__V_MASK_AND NN__VOCABULARY(mask_and)
+#define NN__V_SELECT NN__VOCABULARY(select)
+#define NN__V_KEEP NN__VOCABULARY(keep)
+#define NN__V_HSUM NN__VOCABULARY(hsum)
+#define NN__V_HMAX NN__VOCABULARY(hmax)
+#define NN__V_ADD_LIVE NN__VOCABULARY(add_live)
+#define NN__V_LOAD_EVEN_ODD NN__VOCABULARY(load_even_odd)
+#define NN__V_LOAD_EVEN_ODD_TAIL NN__VOCABULARY(load_even_odd_tail)
+#define NN__V_INDEX_EVEN NN__VOCABULARY(index_even)
+#define NN__V_INDEX_SET1 NN__VOCABULARY(index_set1)
+#define NN__V_INDEX_ADD NN__VOCABULARY(index_add)
+#define NN__V_INDEX_SELECT NN__VOCABULARY(index_select)
+#define NN__V_INDEX_STORE NN__VOCABULARY(index_store)
+#define NN__V_INDEX_STORE_TAIL NN__VOCABULARY(index_store_tail)
+
+/* ---------------------------------- one body for every vector width --------------- */
+/* Each ISA section expands NN__VECTOR_KERNELS() (and NN__OPTIMIZER_KERNELS()) with NN__ISA and
+   NN__TARGET set; these bodies follow the scalar kernels above operation by operation. */
+
+/* out[i] = EXPR for i < n, where EXPR reads the vectors v = a[i...] and w = b[i...]; the last
+   partial vector goes through the ISA's tail, so it computes exactly what a whole one would. */
+#define NN__MAP2(n, a, b, out, EXPR)                                                                                \
+    do {                                                                                                            \
+        size_t nn__i = 0;                                                                                           \
+        NN__V_VEC v, w;                                                                                             \
+        for (; nn__i + NN__V_WIDTH <= (n); nn__i += NN__V_WIDTH) {                                                  \
+            v = NN__V_LOAD((a) + nn__i);                                                                            \
+            w = NN__V_LOAD((b) + nn__i);                                                                            \
+            NN__V_STORE((out) + nn__i, (EXPR));                                                                     \
+        }                                                                                                           \
+        if (nn__i < (n)) {                                                                                          \
+            const NN__V_TAIL nn__tail = NN__V_TAIL_LANES((n) - nn__i);                                              \
+            v = NN__V_LOAD_TAIL(nn__tail, (a) + nn__i);                                                             \
+            w = NN__V_LOAD_TAIL(nn__tail, (b) + nn__i);                                                             \
+            NN__V_STORE_TAIL(nn__tail, (out) + nn__i, (EXPR));                                                      \
+        }                                                                                                           \
+        (void)w;                                                                                                    \
+    } while (0)
+/* The same over one input: out[i] = EXPR of v = in[i...] (the second load is dead code). */
+#define NN__MAP1(n, in, out, EXPR) NN__MAP2(n, in, in, out, EXPR)
+
+/* Expands to nn__exp_vector_<isa>, nn__tanh_vector_<isa> and nn__sigmoid_vector_<isa>: exp,
+   tanh and sigmoid of one vector, nn__exp1_scalar, nn__tanh1_scalar and nn__sigmoid1_scalar
+   lane by lane with the polynomials' steps fused. */
+#define NN__VECTOR_MATH()                                                                                           \
+    NN__TARGET static inline NN__V_VEC NN__KERNEL(exp_vector)(NN__V_VEC x)                                          \
+    {                                                                                                               \
+        NN__V_VEC fn, r, z, p;                                                                                      \
+        x = NN__V_CLAMP(x, NN__EXP_LO, NN__EXP_HI);                                                                 \
+        fn = NN__V_ROUND(NN__V_MUL(x, NN__V_SET1(NN__LOG2E)));                                                      \
+        r = NN__V_FNMA(fn, NN__V_SET1(NN__EXP_C1), x);                                                              \
+        r = NN__V_FNMA(fn, NN__V_SET1(NN__EXP_C2), r);                                                              \
+        z = NN__V_MUL(r, r);                                                                                        \
+        p = NN__V_FMA(NN__V_SET1(NN__EXP_P0), r, NN__V_SET1(NN__EXP_P1));                                           \
+        p = NN__V_FMA(p, r, NN__V_SET1(NN__EXP_P2));                                                                \
+        p = NN__V_FMA(p, r, NN__V_SET1(NN__EXP_P3));                                                                \
+        p = NN__V_FMA(p, r, NN__V_SET1(NN__EXP_P4));                                                                \
+        p = NN__V_FMA(p, r, NN__V_SET1(NN__EXP_P5));                                                                \
+        p = NN__V_ADD(NN__V_FMA(p, z, r), NN__V_SET1(1.0f));                                                        \
+        return NN__V_SCALE_POW2(p, fn); /* a NaN made p a NaN already, whatever it makes of fn */                   \
+    }                                                                                                               \
+    NN__TARGET static inline NN__V_VEC NN__KERNEL(tanh_vector)(NN__V_VEC x)                                         \
+    {                                                                                                               \
+        const NN__V_VEC one = NN__V_SET1(1.0f);                                                                     \
+        NN__V_VEC a = NN__V_ABS(x), s = NN__V_MUL(a, a), p, e, small, large;                                        \
+        p = NN__V_FMA(NN__V_SET1(NN__TANH_T0), s, NN__V_SET1(NN__TANH_T1));                                         \
+        p = NN__V_FMA(p, s, NN__V_SET1(NN__TANH_T2));                                                               \
+        p = NN__V_FMA(p, s, NN__V_SET1(NN__TANH_T3));                                                               \
+        p = NN__V_FMA(p, s, NN__V_SET1(NN__TANH_T4));                                                               \
+        small = NN__V_FMA(NN__V_MUL(p, s), a, a);                                                                   \
+        e = NN__KERNEL(exp_vector)(NN__V_MUL(a, NN__V_SET1(-2.0f)));                                                \
+        large = NN__V_DIV(NN__V_SUB(one, e), NN__V_ADD(one, e));                                                    \
+        /* NaN compares false and takes the large branch, which is NaN too */                                       \
+        small = NN__V_SELECT(NN__V_LESS(a, NN__V_SET1(NN__TANH_SMALL)), small, large);                              \
+        return NN__V_COPY_SIGN(small, x);                                                                           \
+    }                                                                                                               \
+    NN__TARGET static inline NN__V_VEC NN__KERNEL(sigmoid_vector)(NN__V_VEC x)                                      \
+    {                                                                                                               \
+        const NN__V_VEC one = NN__V_SET1(1.0f);                                                                     \
+        const NN__V_VEC e = NN__KERNEL(exp_vector)(NN__V_NEGATIVE_ABS(x));                                          \
+        const NN__V_VEC numerator = NN__V_SELECT(NN__V_GREATER_EQUAL(x, NN__V_ZERO()), one, e);                     \
+        return NN__V_DIV(numerator, NN__V_ADD(one, e));                                                             \
     }
-    nn__maxpool2x2_row_scalar(count - j, r0 + 2 * j, r1 + 2 * j, y + j, at ? at + j : NULL, top + 2 * j, below);
+
+/* Expands to the kernels exp, tanh, activation_forward and activation_backward of the ISA. */
+#define NN__ACTIVATION_KERNELS()                                                                                    \
+    NN__TARGET static void NN__KERNEL(exp)(size_t n, const float *x, float *y)                                      \
+    {                                                                                                               \
+        NN__MAP1(n, x, y, NN__KERNEL(exp_vector)(v));                                                               \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(tanh)(size_t n, const float *x, float *y)                                     \
+    {                                                                                                               \
+        NN__MAP1(n, x, y, NN__KERNEL(tanh_vector)(v));                                                              \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(activation_forward)(nn_activation kind, float p, size_t n, const float *x, float *y) \
+    {                                                                                                               \
+        const NN__V_VEC zero = NN__V_ZERO(), vp = NN__V_SET1(p);                                                    \
+        const NN__V_VEC sa = NN__V_SET1(NN__STANH_A), sb = NN__V_SET1(NN__STANH_B);                                 \
+        switch (kind) {                                                                                             \
+        case NN_ACTIVATION_RELU:                                                                                    \
+            NN__MAP1(n, x, y, NN__V_RELU(v));                                                                       \
+            break;                                                                                                  \
+        case NN_ACTIVATION_LEAKY_RELU:                                                                              \
+            NN__MAP1(n, x, y, NN__V_SELECT(NN__V_GREATER(v, zero), v, NN__V_MUL(vp, v)));                           \
+            break;                                                                                                  \
+        case NN_ACTIVATION_SIGMOID:                                                                                 \
+            NN__MAP1(n, x, y, NN__KERNEL(sigmoid_vector)(v));                                                       \
+            break;                                                                                                  \
+        case NN_ACTIVATION_TANH:                                                                                    \
+            NN__MAP1(n, x, y, NN__KERNEL(tanh_vector)(v));                                                          \
+            break;                                                                                                  \
+        case NN_ACTIVATION_SCALED_TANH:                                                                             \
+            NN__MAP1(n, x, y, NN__V_MUL(sa, NN__KERNEL(tanh_vector)(NN__V_MUL(sb, v))));                            \
+            break;                                                                                                  \
+        default: /* identity */                                                                                     \
+            if (n && y != x) memmove(y, x, n * sizeof *y);                                                          \
+            break;                                                                                                  \
+        }                                                                                                           \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(activation_backward)(nn_activation kind, float p, size_t n, const float *x,   \
+                                                           const float *y, const float *dy, float *dx)              \
+    {                                                                                                               \
+        const NN__V_VEC zero = NN__V_ZERO(), one = NN__V_SET1(1.0f), vp = NN__V_SET1(p);                            \
+        const NN__V_VEC sa = NN__V_SET1(NN__STANH_A), sk = NN__V_SET1(NN__STANH_K);                                 \
+        switch (kind) {                                                                                             \
+        case NN_ACTIVATION_RELU:                                                                                    \
+            NN__MAP2(n, x, dy, dx, NN__V_KEEP(NN__V_GREATER(v, zero), w));                                          \
+            break;                                                                                                  \
+        case NN_ACTIVATION_LEAKY_RELU:                                                                              \
+            NN__MAP2(n, x, dy, dx, NN__V_SELECT(NN__V_GREATER(v, zero), w, NN__V_MUL(vp, w)));                      \
+            break;                                                                                                  \
+        case NN_ACTIVATION_SIGMOID:                                                                                 \
+            NN__MAP2(n, y, dy, dx, NN__V_MUL(w, NN__V_MUL(v, NN__V_SUB(one, v))));                                  \
+            break;                                                                                                  \
+        case NN_ACTIVATION_TANH:                                                                                    \
+            NN__MAP2(n, y, dy, dx, NN__V_MUL(w, NN__V_MUL(NN__V_SUB(one, v), NN__V_ADD(one, v))));                  \
+            break;                                                                                                  \
+        case NN_ACTIVATION_SCALED_TANH:                                                                             \
+            NN__MAP2(n, y, dy, dx, NN__V_MUL(w, NN__V_MUL(sk, NN__V_MUL(NN__V_SUB(sa, v), NN__V_ADD(sa, v)))));     \
+            break;                                                                                                  \
+        default:                                                                                                    \
+            if (n && dx != dy) memmove(dx, dy, n * sizeof *dx);                                                     \
+            break;                                                                                                  \
+        }                                                                                                           \
+    }
+
+/* Expands to the softmax_rows kernel of the ISA: as nn__softmax_rows_scalar, but the row sum in
+   float, in vector lanes. */
+#define NN__SOFTMAX_KERNEL()                                                                                        \
+    NN__TARGET static void NN__KERNEL(softmax_rows)(int rows, int cols, const float *x, float *y, int log_softmax)  \
+    {                                                                                                               \
+        const NN__V_VEC floor_ = NN__V_SET1(NN__NEG_FLT_MAX);                                                       \
+        const size_t n = cols > 0 ? (size_t)cols : 0;                                                               \
+        const NN__V_TAIL tail = NN__V_TAIL_LANES(n % NN__V_WIDTH);                                                  \
+        int r;                                                                                                      \
+        if (rows <= 0 || n == 0) return;                                                                            \
+        for (r = 0; r < rows; r++) {                                                                                \
+            const float *xr = x + (size_t)r * n;                                                                    \
+            float *yr = y + (size_t)r * n;                                                                          \
+            NN__V_VEC vm = NN__V_SET1(-INFINITY), vs = NN__V_ZERO(), vmx;                                           \
+            size_t i;                                                                                               \
+            float s;                                                                                                \
+            for (i = 0; i + NN__V_WIDTH <= n; i += NN__V_WIDTH) vm = NN__V_MAX(vm, NN__V_LOAD(xr + i));             \
+            if (NN__V_MASKED_MAX_TAIL) {                                                                            \
+                if (i < n) vm = NN__V_MAX(vm, NN__V_LOAD_TAIL_OR(tail, xr + i, -INFINITY));                         \
+                vmx = NN__V_SET1(NN__V_HMAX(vm));                                                                   \
+            } else {                                                                                                \
+                vmx = NN__V_SET1(NN__V_HMAX(vm));                                                                   \
+                for (; i < n; i++) vmx = NN__V_MAX(vmx, NN__V_SET1(xr[i]));                                         \
+            }                                                                                                       \
+            for (i = 0; i + NN__V_WIDTH <= n; i += NN__V_WIDTH) {                                                   \
+                const NN__V_VEC e = NN__KERNEL(exp_vector)(NN__V_SUB(NN__V_LOAD(xr + i), vmx));                     \
+                if (!log_softmax) NN__V_STORE(yr + i, e);                                                           \
+                vs = NN__V_ADD(vs, e);                                                                              \
+            }                                                                                                       \
+            if (i < n) {                                                                                            \
+                const NN__V_VEC e = NN__KERNEL(exp_vector)(NN__V_SUB(NN__V_LOAD_TAIL(tail, xr + i), vmx));          \
+                if (!log_softmax) NN__V_STORE_TAIL(tail, yr + i, e);                                                \
+                vs = NN__V_ADD_LIVE(tail, vs, e); /* only live lanes go into the sum */                             \
+            }                                                                                                       \
+            s = NN__V_HSUM(vs);                                                                                     \
+            if (log_softmax) {                                                                                      \
+                const NN__V_VEC ls = NN__V_SET1(logf(s));                                                           \
+                NN__MAP1(n, xr, yr, NN__V_MAX(floor_, NN__V_SUB(NN__V_SUB(v, vmx), ls)));                           \
+            } else {                                                                                                \
+                const NN__V_VEC inv = NN__V_SET1(1.0f / s);                                                         \
+                NN__MAP1(n, yr, yr, NN__V_MUL(v, inv));                                                             \
+            }                                                                                                       \
+        }                                                                                                           \
+    }
+
+/* Expands to the kernels axpy, scale, add, dot, sum and sum_squares of the ISA. */
+#define NN__VECTOR_OPERATIONS()                                                                                     \
+    NN__TARGET static void NN__KERNEL(axpy)(size_t n, float alpha, const float *x, float *y)                        \
+    {                                                                                                               \
+        const NN__V_VEC va = NN__V_SET1(alpha);                                                                     \
+        NN__MAP2(n, x, y, y, NN__V_FMA(va, v, w));                                                                  \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(scale)(size_t n, float alpha, float *x)                                       \
+    {                                                                                                               \
+        const NN__V_VEC va = NN__V_SET1(alpha);                                                                     \
+        NN__MAP1(n, x, x, NN__V_MUL(va, v));                                                                        \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(add)(size_t n, const float *x, const float *y, float *z)                      \
+    {                                                                                                               \
+        NN__MAP2(n, x, y, z, NN__V_ADD(v, w));                                                                      \
+    }                                                                                                               \
+    /* acc + the vector at x, or acc + x * y (rounded once) when products */                                        \
+    NN__TARGET NN__ALWAYS_INLINE NN__V_VEC NN__KERNEL(accumulate)(NN__V_VEC acc, const float *x, const float *y, int products) \
+    {                                                                                                               \
+        return products ? NN__V_FMA(NN__V_LOAD(x), NN__V_LOAD(y), acc) : NN__V_ADD(NN__V_LOAD(x), acc);             \
+    }                                                                                                               \
+    /* The dot product of x and y (products) or the sum of x, in the ISA's order of summation:                      \
+       accumulators, single_steps and masked_sum_tail of the vocabulary. */                                         \
+    NN__TARGET NN__ALWAYS_INLINE float NN__KERNEL(reduce)(size_t n, const float *x, const float *y, int products)   \
+    {                                                                                                               \
+        const size_t width = NN__V_WIDTH, step = NN__V_ACCUMULATORS * width;                                        \
+        NN__V_VEC s0 = NN__V_ZERO(), s1 = s0, s2 = s0, s3 = s0;                                                     \
+        size_t i = 0;                                                                                               \
+        float tail = 0.0f;                                                                                          \
+        for (; i + step <= n; i += step) {                                                                          \
+            s0 = NN__KERNEL(accumulate)(s0, x + i, y + i, products);                                                \
+            s1 = NN__KERNEL(accumulate)(s1, x + i + width, y + i + width, products);                                \
+            if (NN__V_ACCUMULATORS == 4) {                                                                          \
+                s2 = NN__KERNEL(accumulate)(s2, x + i + 2 * width, y + i + 2 * width, products);                    \
+                s3 = NN__KERNEL(accumulate)(s3, x + i + 3 * width, y + i + 3 * width, products);                    \
+            }                                                                                                       \
+        }                                                                                                           \
+        if (NN__V_SINGLE_STEPS)                                                                                     \
+            for (; i + width <= n; i += width) s0 = NN__KERNEL(accumulate)(s0, x + i, y + i, products);             \
+        if (NN__V_MASKED_SUM_TAIL && i < n) {                                                                       \
+            const NN__V_TAIL t = NN__V_TAIL_LANES(n - i);                                                           \
+            const NN__V_VEC a = NN__V_LOAD_TAIL(t, x + i);                                                          \
+            s1 = products ? NN__V_FMA(a, NN__V_LOAD_TAIL(t, y + i), s1) : NN__V_ADD(a, s1);                         \
+        }                                                                                                           \
+        if (!NN__V_MASKED_SUM_TAIL)                                                                                 \
+            for (; i < n; i++) tail += products ? x[i] * y[i] : x[i];                                               \
+        s0 = NN__V_ACCUMULATORS == 4 ? NN__V_ADD(NN__V_ADD(s0, s1), NN__V_ADD(s2, s3)) : NN__V_ADD(s0, s1);         \
+        return NN__V_MASKED_SUM_TAIL ? NN__V_HSUM(s0) : NN__V_HSUM(s0) + tail;                                      \
+    }                                                                                                               \
+    NN__TARGET static float NN__KERNEL(dot)(size_t n, const float *x, const float *y)                               \
+    {                                                                                                               \
+        return NN__KERNEL(reduce)(n, x, y, 1);                                                                      \
+    }                                                                                                               \
+    NN__TARGET static float NN__KERNEL(sum)(size_t n, const float *x)                                               \
+    {                                                                                                               \
+        return NN__KERNEL(reduce)(n, x, x, 0);                                                                      \
+    }                                                                                                               \
+    NN__TARGET static float NN__KERNEL(sum_squares)(size_t n, const float *x)                                       \
+    {                                                                                                               \
+        return NN__KERNEL(dot)(n, x, x);                                                                            \
+    }
+
+/* Expands to the maxpool2x2_row kernel of the ISA: nn__maxpool2x2_row_scalar on vectors of
+   windows, whose even and odd columns come apart with load_even_odd. */
+#define NN__MAXPOOL_KERNEL()                                                                                        \
+    /* best, where = v, index in the lanes where v wins: v > best, or v is a NaN and best is not */                 \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(pool_take)(NN__V_VEC *best, NN__V_INDEX *where, NN__V_VEC v, NN__V_INDEX index) \
+    {                                                                                                               \
+        const NN__V_MASK wins = NN__V_MASK_OR(NN__V_GREATER(v, *best), NN__V_MASK_AND(NN__V_IS_NAN(v), NN__V_IS_NUMBER(*best))); \
+        *best = NN__V_SELECT(wins, v, *best);                                                                       \
+        *where = NN__V_INDEX_SELECT(wins, index, *where);                                                           \
+    }                                                                                                               \
+    /* The maxima of a vector of windows a b / c d and, in *where, their indices (a's are first) */                 \
+    NN__TARGET NN__ALWAYS_INLINE NN__V_VEC NN__KERNEL(pool_windows)(NN__V_VEC a, NN__V_VEC b, NN__V_VEC c, NN__V_VEC d, \
+                                                                   NN__V_INDEX first, NN__V_INDEX down, NN__V_INDEX *where) \
+    {                                                                                                               \
+        const NN__V_INDEX one = NN__V_INDEX_SET1(1);                                                                \
+        NN__V_VEC best = a;                                                                                         \
+        *where = first;                                                                                             \
+        NN__KERNEL(pool_take)(&best, where, b, NN__V_INDEX_ADD(first, one));                                        \
+        NN__KERNEL(pool_take)(&best, where, c, NN__V_INDEX_ADD(first, down));                                       \
+        NN__KERNEL(pool_take)(&best, where, d, NN__V_INDEX_ADD(NN__V_INDEX_ADD(first, down), one));                 \
+        return best;                                                                                                \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(maxpool2x2_row)(int count, const float *r0, const float *r1, float *y, int32_t *at, \
+                                                      int32_t top, int32_t below)                                   \
+    {                                                                                                               \
+        const NN__V_INDEX even = NN__V_INDEX_EVEN(), down = NN__V_INDEX_SET1(below);                                \
+        NN__V_VEC a, b, c, d, best;                                                                                 \
+        NN__V_INDEX where;                                                                                          \
+        int j = 0;                                                                                                  \
+        for (; j + NN__V_WIDTH <= count; j += NN__V_WIDTH) {                                                        \
+            NN__V_LOAD_EVEN_ODD(r0 + 2 * j, &a, &b);                                                                \
+            NN__V_LOAD_EVEN_ODD(r1 + 2 * j, &c, &d);                                                                \
+            best = NN__KERNEL(pool_windows)(a, b, c, d, NN__V_INDEX_ADD(NN__V_INDEX_SET1(top + 2 * j), even), down, &where); \
+            NN__V_STORE(y + j, best);                                                                               \
+            if (at) NN__V_INDEX_STORE(at + j, where);                                                               \
+        }                                                                                                           \
+        if (j < count) { /* the last partial vector reads and writes only its own elements */                       \
+            const size_t left = (size_t)(count - j);                                                                \
+            const NN__V_TAIL tail = NN__V_TAIL_LANES(left);                                                         \
+            NN__V_LOAD_EVEN_ODD_TAIL(left, r0 + 2 * j, &a, &b);                                                     \
+            NN__V_LOAD_EVEN_ODD_TAIL(left, r1 + 2 * j, &c, &d);                                                     \
+            best = NN__KERNEL(pool_windows)(a, b, c, d, NN__V_INDEX_ADD(NN__V_INDEX_SET1(top + 2 * j), even), down, &where); \
+            NN__V_STORE_TAIL(tail, y + j, best);                                                                    \
+            if (at) NN__V_INDEX_STORE_TAIL(tail, at + j, where);                                                    \
+        }                                                                                                           \
+    }
+
+/* Expands to every vector kernel of the ISA but the optimiser updates. */
+#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL()
+
+/* Expands to the kernels sgd, adam and rmsprop of the ISA: nn__sgd_scalar, nn__adam_scalar and
+   nn__rmsprop_scalar on whole vectors, the same operations unfused and in the same order. The last partial vector is left
+   to the scalar code: where the compiler contracts a*b + c (GNU modes), a vector step in its
+   place could round where the scalar code does not. */
+#define NN__OPTIMIZER_KERNELS()                                                                                     \
+    NN__TARGET static void NN__KERNEL(sgd)(size_t n, float *p, const float *g, float *buf, const nn__update *u)     \
+    {                                                                                                               \
+        const NN__V_VEC lr = NN__V_SET1(u->lr), wd = NN__V_SET1(u->weight_decay), mu = NN__V_SET1(u->momentum);     \
+        const NN__V_VEC keep = NN__V_SET1(u->dampening_keep);                                                       \
+        size_t i = 0;                                                                                               \
+        for (; i + NN__V_WIDTH <= n; i += NN__V_WIDTH) {                                                            \
+            NN__V_VEC pv = NN__V_LOAD(p + i), d = NN__V_ADD(NN__V_LOAD(g + i), NN__V_MUL(wd, pv));                  \
+            if (u->momentum != 0.0f) {                                                                              \
+                const NN__V_VEC b = u->first_step ? d : NN__V_ADD(NN__V_MUL(mu, NN__V_LOAD(buf + i)), NN__V_MUL(keep, d)); \
+                NN__V_STORE(buf + i, b);                                                                            \
+                d = u->nesterov ? NN__V_ADD(d, NN__V_MUL(mu, b)) : b;                                               \
+            }                                                                                                       \
+            NN__V_STORE(p + i, NN__V_SUB(pv, NN__V_MUL(lr, d)));                                                    \
+        }                                                                                                           \
+        nn__sgd_scalar(n - i, p + i, g + i, buf + i, u);                                                            \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(adam)(size_t n, float *p, const float *g, float *m, float *v, const nn__update *u) \
+    {                                                                                                               \
+        const NN__V_VEC wd = NN__V_SET1(u->weight_decay), decay = NN__V_SET1(u->decay), b1 = NN__V_SET1(u->beta1);  \
+        const NN__V_VEC b2 = NN__V_SET1(u->beta2), c1 = NN__V_SET1(1.0f - u->beta1), c2 = NN__V_SET1(1.0f - u->beta2); \
+        const NN__V_VEC step = NN__V_SET1(u->step_size), bc2 = NN__V_SET1(u->bc2_sqrt), eps = NN__V_SET1(u->epsilon); \
+        size_t i = 0;                                                                                               \
+        for (; i + NN__V_WIDTH <= n; i += NN__V_WIDTH) {                                                            \
+            NN__V_VEC pv = NN__V_LOAD(p + i), d = NN__V_ADD(NN__V_LOAD(g + i), NN__V_MUL(wd, pv));                  \
+            const NN__V_VEC mv = NN__V_ADD(NN__V_MUL(b1, NN__V_LOAD(m + i)), NN__V_MUL(c1, d));                     \
+            const NN__V_VEC vv = NN__V_ADD(NN__V_MUL(b2, NN__V_LOAD(v + i)), NN__V_MUL(NN__V_MUL(c2, d), d));       \
+            NN__V_STORE(m + i, mv);                                                                                 \
+            NN__V_STORE(v + i, vv);                                                                                 \
+            pv = NN__V_MUL(pv, decay);                                                                              \
+            NN__V_STORE(p + i, NN__V_SUB(pv, NN__V_DIV(NN__V_MUL(step, mv), NN__V_ADD(NN__V_DIV(NN__V_SQRT(vv), bc2), eps)))); \
+        }                                                                                                           \
+        nn__adam_scalar(n - i, p + i, g + i, m + i, v + i, u);                                                      \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(rmsprop)(size_t n, float *p, const float *g, float *sq, float *buf, const nn__update *u) \
+    {                                                                                                               \
+        const NN__V_VEC lr = NN__V_SET1(u->lr), wd = NN__V_SET1(u->weight_decay), a = NN__V_SET1(u->alpha);         \
+        const NN__V_VEC c = NN__V_SET1(1.0f - u->alpha), eps = NN__V_SET1(u->epsilon), mu = NN__V_SET1(u->momentum); \
+        size_t i = 0;                                                                                               \
+        for (; i + NN__V_WIDTH <= n; i += NN__V_WIDTH) {                                                            \
+            const NN__V_VEC pv = NN__V_LOAD(p + i), d = NN__V_ADD(NN__V_LOAD(g + i), NN__V_MUL(wd, pv));            \
+            const NN__V_VEC s = NN__V_ADD(NN__V_MUL(a, NN__V_LOAD(sq + i)), NN__V_MUL(NN__V_MUL(c, d), d));         \
+            const NN__V_VEC avg = NN__V_ADD(NN__V_SQRT(s), eps);                                                    \
+            NN__V_STORE(sq + i, s);                                                                                 \
+            if (u->momentum > 0.0f) {                                                                               \
+                const NN__V_VEC b = NN__V_ADD(NN__V_MUL(mu, NN__V_LOAD(buf + i)), NN__V_DIV(d, avg));               \
+                NN__V_STORE(buf + i, b);                                                                            \
+                NN__V_STORE(p + i, NN__V_SUB(pv, NN__V_MUL(lr, b)));                                                \
+            } else {                                                                                                \
+                NN__V_STORE(p + i, NN__V_SUB(pv, NN__V_DIV(NN__V_MUL(lr, d), avg)));                                \
+            }                                                                                                       \
+        }                                                                                                           \
+        nn__rmsprop_scalar(n - i, p + i, g + i, sq + i, buf + i, u);                                                \
+    }
+
+/* ---------------------------------- AVX2 + FMA ------------------------------------ */
+#if NN__X86
+#define NN__AVX2_ROW(i)                                                  \
+    av = _mm256_broadcast_ss(a##i);                                      \
+    c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                          \
+    c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);
+#define NN__AVX2_STORE(i)                                                \
+    {                                                                    \
+        float *cp = c + (size_t)i * ldc;                                 \
+        __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1); \
+        if (beta != 0.0f) {                                              \
+            r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cp), r0);           \
+            r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cp + 8), r1);       \
+        }                                                                \
+        _mm256_storeu_ps(cp, r0);                                        \
+        _mm256_storeu_ps(cp + 8, r1);                                    \
+    }
+/* 6x16 tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm registers. */
+NN__TARGET_AVX2 static void nn__gemm_tile_6x16_avx2(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
+{
+    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    int p;
+    for (p = 0; p < k; p++, a0 += csa, a1 += csa, a2 += csa, a3 += csa, a4 += csa, a5 += csa, b += rsb) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
+        NN__AVX2_ROW(0) NN__AVX2_ROW(1) NN__AVX2_ROW(2) NN__AVX2_ROW(3) NN__AVX2_ROW(4) NN__AVX2_ROW(5)
+    }
+    NN__AVX2_STORE(0) NN__AVX2_STORE(1) NN__AVX2_STORE(2) NN__AVX2_STORE(3) NN__AVX2_STORE(4) NN__AVX2_STORE(5)
 }
 
-NN__TARGET_AVX512 static void nn__maxpool2x2_row_avx512(int count, const float *r0, const float *r1, float *y, int32_t *at,
-                                                        int32_t top, int32_t below)
-{
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i one = _mm512_set1_epi32(1), odd = _mm512_add_epi32(even, one), down = _mm512_set1_epi32(below);
-    int j;
-    for (j = 0; j < count; j += 16) {
-        /* the last group loads and stores only its own values (masked) */
-        const int n = NN__MIN(16, count - j);
-        const __mmask16 lo = (__mmask16)(n >= 8 ? 0xFFFFu : (1u << (2 * n)) - 1u);
-        const __mmask16 hi = (__mmask16)(n <= 8 ? 0u : n == 16 ? 0xFFFFu : (1u << (2 * n - 16)) - 1u);
-        const __mmask16 out = (__mmask16)(n == 16 ? 0xFFFFu : (1u << n) - 1u);
-        const __m512 t0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * j), t1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * j + 16);
-        const __m512 u0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * j), u1 = _mm512_maskz_loadu_ps(hi, r1 + 2 * j + 16);
-        const __m512 b = _mm512_permutex2var_ps(t0, odd, t1), c = _mm512_permutex2var_ps(u0, even, u1);
-        const __m512 d = _mm512_permutex2var_ps(u0, odd, u1);
-        const __m512i first = _mm512_add_epi32(_mm512_set1_epi32(top + 2 * j), even);
-        __m512 best = _mm512_permutex2var_ps(t0, even, t1);
-        __m512i where = first;
-        __mmask16 m;
-        m = NN__POOL_WINS_AVX512(b, best);
-        best = _mm512_mask_mov_ps(best, m, b);
-        where = _mm512_mask_mov_epi32(where, m, _mm512_add_epi32(first, one));
-        m = NN__POOL_WINS_AVX512(c, best);
-        best = _mm512_mask_mov_ps(best, m, c);
-        where = _mm512_mask_mov_epi32(where, m, _mm512_add_epi32(first, down));
-        m = NN__POOL_WINS_AVX512(d, best);
-        best = _mm512_mask_mov_ps(best, m, d);
-        where = _mm512_mask_mov_epi32(where, m, _mm512_add_epi32(_mm512_add_epi32(first, down), one));
-        _mm512_mask_storeu_ps(y + j, out, best);
-        if (at) _mm512_mask_storeu_epi32(at + j, out, where);
+/* The vocabulary AVX2 and AVX-512 spell alike, as nn__<isa>_<op>: the types vec (VEC) and
+   index (VECi), and the operations on them with the intrinsics P_<op>_ps (P is _mm256 or
+   _mm512). max returns its second operand when either is NaN, so clamp and relu put the
+   constant first and a NaN passes through. */
+#define NN__X86_VOCABULARY(isa, TARGET, VEC, P)                                                                     \
+    typedef VEC nn__##isa##_vec;                                                                                    \
+    typedef VEC##i nn__##isa##_index;                                                                               \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_load(const float *p) { return P##_loadu_ps(p); }                       \
+    TARGET NN__ALWAYS_INLINE void nn__##isa##_store(float *p, VEC v) { P##_storeu_ps(p, v); }                       \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_set1(float f) { return P##_set1_ps(f); }                               \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_zero(void) { return P##_setzero_ps(); }                                \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_add(VEC a, VEC b) { return P##_add_ps(a, b); }                         \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_sub(VEC a, VEC b) { return P##_sub_ps(a, b); }                         \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_mul(VEC a, VEC b) { return P##_mul_ps(a, b); }                         \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_div(VEC a, VEC b) { return P##_div_ps(a, b); }                         \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_sqrt(VEC a) { return P##_sqrt_ps(a); }                                 \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_fma(VEC a, VEC b, VEC c) { return P##_fmadd_ps(a, b, c); }             \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_fnma(VEC a, VEC b, VEC c) { return P##_fnmadd_ps(a, b, c); }           \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_max(VEC a, VEC b) { return P##_max_ps(a, b); }                         \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_relu(VEC a) { return P##_max_ps(P##_setzero_ps(), a); }                \
+    TARGET NN__ALWAYS_INLINE VEC nn__##isa##_clamp(VEC x, float lo, float hi)                                       \
+    {                                                                                                               \
+        return P##_min_ps(P##_set1_ps(hi), P##_max_ps(P##_set1_ps(lo), x));                                         \
     }
+
+/* AVX2: 8 floats; masks and tails are vectors with all bits set in the lanes where they hold. */
+typedef __m256 nn__avx2_mask;
+typedef __m256i nn__avx2_tail;
+enum { nn__avx2_width = 8, nn__avx2_accumulators = 4, nn__avx2_single_steps = 1, nn__avx2_masked_sum_tail = 0, nn__avx2_masked_max_tail = 1 };
+NN__X86_VOCABULARY(avx2, NN__TARGET_AVX2, __m256, _mm256)
+#define NN__AVX2 NN__TARGET_AVX2 NN__ALWAYS_INLINE /* the attributes of the functions up to its #undef */
+NN__AVX2 __m256 nn__avx2_abs(__m256 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+NN__AVX2 __m256 nn__avx2_negative_abs(__m256 a) { return _mm256_or_ps(a, _mm256_set1_ps(-0.0f)); }
+NN__AVX2 __m256 nn__avx2_copy_sign(__m256 m, __m256 x) { return _mm256_or_ps(m, _mm256_and_ps(x, _mm256_set1_ps(-0.0f))); }
+NN__AVX2 __m256 nn__avx2_round(__m256 a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+NN__AVX2 __m256 nn__avx2_scale_pow2(__m256 p, __m256 n)
+{
+    /* n is integral (a NaN gives junk, but then p is NaN); 2^k from the exponent bits k + 127 */
+    const __m256i bias = _mm256_set1_epi32(127), k = _mm256_cvtps_epi32(n), k1 = _mm256_srai_epi32(k, 1);
+    const __m256i k2 = _mm256_sub_epi32(k, k1);
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23)));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23)));
 }
+NN__AVX2 __m256 nn__avx2_greater(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+NN__AVX2 __m256 nn__avx2_less(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+NN__AVX2 __m256 nn__avx2_greater_equal(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+NN__AVX2 __m256 nn__avx2_is_nan(__m256 a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+NN__AVX2 __m256 nn__avx2_is_number(__m256 a) { return _mm256_cmp_ps(a, a, _CMP_ORD_Q); }
+NN__AVX2 __m256 nn__avx2_mask_or(__m256 a, __m256 b) { return _mm256_or_ps(a, b); }
+NN__AVX2 __m256 nn__avx2_mask_and(__m256 a, __m256 b) { return _mm256_and_ps(a, b); }
+NN__AVX2 __m256 nn__avx2_select(__m256 m, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, m); }
+NN__AVX2 __m256 nn__avx2_keep(__m256 m, __m256 a) { return _mm256_and_ps(m, a); }
+NN__AVX2 float nn__avx2_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+NN__AVX2 float nn__avx2_hmax(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+NN__AVX2 __m256i nn__avx2_tail_lanes(size_t count)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+NN__AVX2 __m256 nn__avx2_load_tail(__m256i t, const float *p) { return _mm256_maskload_ps(p, t); }
+NN__AVX2 __m256 nn__avx2_load_tail_or(__m256i t, const float *p, float fill)
+{
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, t), _mm256_castsi256_ps(t));
+}
+NN__AVX2 void nn__avx2_store_tail(__m256i t, float *p, __m256 v) { _mm256_maskstore_ps(p, t, v); }
+NN__AVX2 __m256 nn__avx2_add_live(__m256i t, __m256 acc, __m256 v) { return _mm256_add_ps(acc, _mm256_and_ps(v, _mm256_castsi256_ps(t))); }
+/* the even and the odd elements of the 16 floats lo:hi: in-lane shuffles, then the 64-bit halves in order */
+NN__AVX2 void nn__avx2_deinterleave(__m256 lo, __m256 hi, __m256 *even, __m256 *odd)
+{
+    const __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+NN__AVX2 void nn__avx2_load_even_odd(const float *p, __m256 *even, __m256 *odd)
+{
+    nn__avx2_deinterleave(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), even, odd);
+}
+NN__AVX2 void nn__avx2_load_even_odd_tail(size_t count, const float *p, __m256 *even, __m256 *odd)
+{
+    const __m256i lo = nn__avx2_tail_lanes(2 * count < 8 ? 2 * count : 8), hi = nn__avx2_tail_lanes(2 * count > 8 ? 2 * count - 8 : 0);
+    nn__avx2_deinterleave(_mm256_maskload_ps(p, lo), _mm256_maskload_ps(p + 8, hi), even, odd);
+}
+NN__AVX2 __m256i nn__avx2_index_even(void) { return _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14); }
+NN__AVX2 __m256i nn__avx2_index_set1(int32_t i) { return _mm256_set1_epi32(i); }
+NN__AVX2 __m256i nn__avx2_index_add(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
+NN__AVX2 __m256i nn__avx2_index_select(__m256 m, __m256i a, __m256i b)
+{
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(b), _mm256_castsi256_ps(a), m));
+}
+NN__AVX2 void nn__avx2_index_store(int32_t *p, __m256i v) { _mm256_storeu_si256((__m256i *)(void *)p, v); }
+NN__AVX2 void nn__avx2_index_store_tail(__m256i t, int32_t *p, __m256i v) { _mm256_maskstore_epi32((int *)(void *)p, t, v); }
+#undef NN__AVX2
+
+#define NN__ISA avx2
+#define NN__TARGET NN__TARGET_AVX2
+NN__VECTOR_KERNELS()
+NN__OPTIMIZER_KERNELS()
+#undef NN__TARGET
+#undef NN__ISA
+
+/* ---------------------------------- AVX-512 --------------------------------------- */
+#define NN__AVX512_ROW(i)                                                \
+    av = _mm512_set1_ps(*a##i);                                          \
+    c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                          \
+    c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                          \
+    c##i##2 = _mm512_fmadd_ps(av, b2, c##i##2);                          \
+    c##i##3 = _mm512_fmadd_ps(av, b3, c##i##3);
+#define NN__AVX512_STORE1(i, j)                                          \
+    {                                                                    \
+        float *cp = c + (size_t)i * ldc + 16 * j;                        \
+        __m512 r = _mm512_mul_ps(va, c##i##j);                           \
+        if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cp), r); \
+        _mm512_storeu_ps(cp, r);                                         \
+    }
+#define NN__AVX512_STORE(i) NN__AVX512_STORE1(i, 0) NN__AVX512_STORE1(i, 1) NN__AVX512_STORE1(i, 2) NN__AVX512_STORE1(i, 3)
+/* 6x64 tile: 24 accumulators + 4 B vectors + 1 broadcast of the 32 zmm registers; 6 broadcasts
+   and 4 loads feed 24 FMAs, so the FMA pipes, not the loads, set the pace. */
+NN__TARGET_AVX512 static void nn__gemm_tile_6x64_avx512(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
+{
+    const float *a0 = a, *a1 = a + rsa, *a2 = a + 2 * rsa, *a3 = a + 3 * rsa, *a4 = a + 4 * rsa, *a5 = a + 5 * rsa;
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int p;
+    for (p = 0; p < k; p++, a0 += csa, a1 += csa, a2 += csa, a3 += csa, a4 += csa, a5 += csa, b += rsb) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
+        __m512 b3 = _mm512_loadu_ps(b + 48), av;
+        NN__AVX512_ROW(0) NN__AVX512_ROW(1) NN__AVX512_ROW(2) NN__AVX512_ROW(3) NN__AVX512_ROW(4) NN__AVX512_ROW(5)
+    }
+    NN__AVX512_STORE(0) NN__AVX512_STORE(1) NN__AVX512_STORE(2) NN__AVX512_STORE(3) NN__AVX512_STORE(4) NN__AVX512_STORE(5)
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* g++ 12 at -O2 reports the deliberate self-initialisation inside _mm512_undefined_ps() and
+   _mm256_undefined_pd() (GCC's own AVX-512 headers, used by most intrinsics and by
+   _mm512_reduce_add_ps) as -W(maybe-)uninitialized once inlined here. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+/* AVX-512: 16 floats; masks and tails are bit masks, one bit a lane. */
+typedef __mmask16 nn__avx512_mask;
+typedef __mmask16 nn__avx512_tail;
+enum { nn__avx512_width = 16, nn__avx512_accumulators = 4, nn__avx512_single_steps = 1, nn__avx512_masked_sum_tail = 1, nn__avx512_masked_max_tail = 1 };
+NN__X86_VOCABULARY(avx512, NN__TARGET_AVX512, __m512, _mm512)
+#define NN__AVX512 NN__TARGET_AVX512 NN__ALWAYS_INLINE /* the attributes of the functions up to its #undef */
+NN__AVX512 __m512 nn__avx512_abs(__m512 a) { return _mm512_abs_ps(a); }
+NN__AVX512 __m512 nn__avx512_negative_abs(__m512 a) { return _mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(a)); }
+NN__AVX512 __m512 nn__avx512_copy_sign(__m512 m, __m512 x)
+{
+    /* the bits of x where the sign mask is set, else those of m (0xca = a ? b : c) */
+    const __m512i sign = _mm512_castps_si512(_mm512_set1_ps(-0.0f));
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(sign, _mm512_castps_si512(x), _mm512_castps_si512(m), 0xca));
+}
+NN__AVX512 __m512 nn__avx512_round(__m512 a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+/* p * 2^n rounded once, overflowing to inf and rounding into the subnormals */
+NN__AVX512 __m512 nn__avx512_scale_pow2(__m512 p, __m512 n) { return _mm512_scalef_ps(p, n); }
+NN__AVX512 __mmask16 nn__avx512_greater(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+NN__AVX512 __mmask16 nn__avx512_less(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+NN__AVX512 __mmask16 nn__avx512_greater_equal(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+NN__AVX512 __mmask16 nn__avx512_is_nan(__m512 a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+NN__AVX512 __mmask16 nn__avx512_is_number(__m512 a) { return _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q); }
+NN__AVX512 __mmask16 nn__avx512_mask_or(__mmask16 a, __mmask16 b) { return (__mmask16)(a | b); }
+NN__AVX512 __mmask16 nn__avx512_mask_and(__mmask16 a, __mmask16 b) { return (__mmask16)(a & b); }
+NN__AVX512 __m512 nn__avx512_select(__mmask16 m, __m512 a, __m512 b) { return _mm512_mask_blend_ps(m, b, a); }
+NN__AVX512 __m512 nn__avx512_keep(__mmask16 m, __m512 a) { return _mm512_maskz_mov_ps(m, a); }
+/* _mm512_reduce_add_ps adds halves, a[i] + a[i+8], then [i] + [i+4], [0] + [2] and [1] + [3], then
+   those two (gcc's and clang's headers agree); so did the loop through memory it replaced */
+NN__AVX512 float nn__avx512_hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+NN__AVX512 float nn__avx512_hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
+NN__AVX512 __mmask16 nn__avx512_tail_lanes(size_t count) { return (__mmask16)((1u << count) - 1u); }
+NN__AVX512 __m512 nn__avx512_load_tail(__mmask16 t, const float *p) { return _mm512_maskz_loadu_ps(t, p); }
+NN__AVX512 __m512 nn__avx512_load_tail_or(__mmask16 t, const float *p, float fill)
+{
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), t, p);
+}
+NN__AVX512 void nn__avx512_store_tail(__mmask16 t, float *p, __m512 v) { _mm512_mask_storeu_ps(p, t, v); }
+NN__AVX512 __m512 nn__avx512_add_live(__mmask16 t, __m512 acc, __m512 v) { return _mm512_mask_add_ps(acc, t, acc, v); }
+NN__AVX512 __m512i nn__avx512_index_even(void)
+{
+    return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+/* the even and the odd elements of the 32 floats lo:hi */
+NN__AVX512 void nn__avx512_deinterleave(__m512 lo, __m512 hi, __m512 *even, __m512 *odd)
+{
+    const __m512i first = nn__avx512_index_even();
+    *even = _mm512_permutex2var_ps(lo, first, hi);
+    *odd = _mm512_permutex2var_ps(lo, _mm512_add_epi32(first, _mm512_set1_epi32(1)), hi);
+}
+NN__AVX512 void nn__avx512_load_even_odd(const float *p, __m512 *even, __m512 *odd)
+{
+    nn__avx512_deinterleave(_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16), even, odd);
+}
+NN__AVX512 void nn__avx512_load_even_odd_tail(size_t count, const float *p, __m512 *even, __m512 *odd)
+{
+    const __mmask16 lo = nn__avx512_tail_lanes(2 * count < 16 ? 2 * count : 16);
+    const __mmask16 hi = nn__avx512_tail_lanes(2 * count > 16 ? 2 * count - 16 : 0);
+    nn__avx512_deinterleave(_mm512_maskz_loadu_ps(lo, p), _mm512_maskz_loadu_ps(hi, p + 16), even, odd);
+}
+NN__AVX512 __m512i nn__avx512_index_set1(int32_t i) { return _mm512_set1_epi32(i); }
+NN__AVX512 __m512i nn__avx512_index_add(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
+NN__AVX512 __m512i nn__avx512_index_select(__mmask16 m, __m512i a, __m512i b) { return _mm512_mask_mov_epi32(b, m, a); }
+NN__AVX512 void nn__avx512_index_store(int32_t *p, __m512i v) { _mm512_storeu_si512(p, v); }
+NN__AVX512 void nn__avx512_index_store_tail(__mmask16 t, int32_t *p, __m512i v) { _mm512_mask_storeu_epi32(p, t, v); }
+#undef NN__AVX512
+
+#define NN__ISA avx512
+#define NN__TARGET NN__TARGET_AVX512
+NN__VECTOR_KERNELS()
+NN__OPTIMIZER_KERNELS()
+#undef NN__TARGET
+#undef NN__ISA
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif /* NN__X86 */
 
+/* ---------------------------------- NEON ------------------------------------------ */
 #if NN__ARM64
-static void nn__maxpool2x2_row_neon(int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top,
-                                    int32_t below)
-{
-    static const int32_t steps[4] = {0, 2, 4, 6};
-    const int32x4_t step = vld1q_s32(steps), one = vdupq_n_s32(1), down = vdupq_n_s32(below);
-    int j = 0;
-    for (; j + 4 <= count; j += 4) {
-        const float32x4x2_t t = vld2q_f32(r0 + 2 * j), u = vld2q_f32(r1 + 2 * j);
-        const int32x4_t first = vaddq_s32(vdupq_n_s32(top + 2 * j), step);
-        const float32x4_t cand[3] = {t.val[1], u.val[0], u.val[1]};
-        const int32x4_t index[3] = {vaddq_s32(first, one), vaddq_s32(first, down), vaddq_s32(vaddq_s32(first, down), one)};
-        float32x4_t best = t.val[0];
-        int32x4_t where = first;
-        int k;
-        for (k = 0; k < 3; k++) {
-            /* v wins where v > best, or v is a NaN (v != v) and best is not */
-            const uint32x4_t m = vorrq_u32(vcgtq_f32(cand[k], best),
-                                           vbicq_u32(vceqq_f32(best, best), vceqq_f32(cand[k], cand[k])));
-            best = vbslq_f32(m, cand[k], best);
-            where = vbslq_s32(m, index[k], where);
-        }
-        vst1q_f32(y + j, best);
-        if (at) vst1q_s32(at + j, where);
+#define NN__NEON_ROW(i)                                                  \
+    av = vdupq_n_f32(a[i * rsa]);                                        \
+    c##i##0 = vfmaq_f32(c##i##0, b0, av);                                \
+    c##i##1 = vfmaq_f32(c##i##1, b1, av);
+#define NN__NEON_STORE(i)                                                \
+    {                                                                    \
+        float *cp = c + (size_t)i * ldc;                                 \
+        float32x4_t r0 = vmulq_n_f32(c##i##0, alpha), r1 = vmulq_n_f32(c##i##1, alpha); \
+        if (beta != 0.0f) {                                              \
+            r0 = vfmaq_n_f32(r0, vld1q_f32(cp), beta);                   \
+            r1 = vfmaq_n_f32(r1, vld1q_f32(cp + 4), beta);               \
+        }                                                                \
+        vst1q_f32(cp, r0);                                               \
+        vst1q_f32(cp + 4, r1);                                           \
     }
-    nn__maxpool2x2_row_scalar(count - j, r0 + 2 * j, r1 + 2 * j, y + j, at ? at + j : NULL, top + 2 * j, below);
+/* 8x8 tile: 16 accumulators, B in two quad registers, A broadcast row by row. */
+static void nn__gemm_tile_8x8_neon(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta)
+{
+    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    float32x4_t c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    int p;
+    for (p = 0; p < k; p++, a += csa, b += rsb) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), av;
+        NN__NEON_ROW(0) NN__NEON_ROW(1) NN__NEON_ROW(2) NN__NEON_ROW(3)
+        NN__NEON_ROW(4) NN__NEON_ROW(5) NN__NEON_ROW(6) NN__NEON_ROW(7)
+    }
+    NN__NEON_STORE(0) NN__NEON_STORE(1) NN__NEON_STORE(2) NN__NEON_STORE(3)
+    NN__NEON_STORE(4) NN__NEON_STORE(5) NN__NEON_STORE(6) NN__NEON_STORE(7)
 }
+
+/* NEON: 4 floats; masks are vectors with all bits set in the lanes where they hold; a tail is
+   its count of live lanes, loaded and stored through a zero-padded buffer on the stack. */
+typedef float32x4_t nn__neon_vec;
+typedef uint32x4_t nn__neon_mask;
+typedef size_t nn__neon_tail;
+typedef int32x4_t nn__neon_index;
+enum { nn__neon_width = 4, nn__neon_accumulators = 2, nn__neon_single_steps = 0, nn__neon_masked_sum_tail = 0, nn__neon_masked_max_tail = 0 };
+NN__ALWAYS_INLINE float32x4_t nn__neon_load(const float *p) { return vld1q_f32(p); }
+NN__ALWAYS_INLINE void nn__neon_store(float *p, float32x4_t v) { vst1q_f32(p, v); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_set1(float f) { return vdupq_n_f32(f); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_zero(void) { return vdupq_n_f32(0.0f); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_add(float32x4_t a, float32x4_t b) { return vaddq_f32(a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_sub(float32x4_t a, float32x4_t b) { return vsubq_f32(a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_mul(float32x4_t a, float32x4_t b) { return vmulq_f32(a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_div(float32x4_t a, float32x4_t b) { return vdivq_f32(a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_sqrt(float32x4_t a) { return vsqrtq_f32(a); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_fma(float32x4_t a, float32x4_t b, float32x4_t c) { return vfmaq_f32(c, a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_fnma(float32x4_t a, float32x4_t b, float32x4_t c) { return vfmsq_f32(c, a, b); }
+/* FMAX and FMIN return a NaN if either operand is one */
+NN__ALWAYS_INLINE float32x4_t nn__neon_max(float32x4_t a, float32x4_t b) { return vmaxq_f32(a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_clamp(float32x4_t x, float lo, float hi)
+{
+    return vminq_f32(vmaxq_f32(x, vdupq_n_f32(lo)), vdupq_n_f32(hi));
+}
+/* a select, not FMAX: FMAX(-0, 0) is +0, where the scalar reference and x86 keep -0 */
+NN__ALWAYS_INLINE float32x4_t nn__neon_relu(float32x4_t a)
+{
+    return vbslq_f32(vcltq_f32(a, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), a);
+}
+NN__ALWAYS_INLINE float32x4_t nn__neon_abs(float32x4_t a) { return vabsq_f32(a); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_negative_abs(float32x4_t a) { return vnegq_f32(vabsq_f32(a)); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_copy_sign(float32x4_t m, float32x4_t x) { return vbslq_f32(vdupq_n_u32(0x80000000u), x, m); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_round(float32x4_t a) { return vrndnq_f32(a); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_scale_pow2(float32x4_t p, float32x4_t n)
+{
+    /* n is integral (a NaN converts to 0, but then p is NaN); 2^k from the exponent bits k + 127 */
+    const int32x4_t bias = vdupq_n_s32(127), k = vcvtq_s32_f32(n), k1 = vshrq_n_s32(k, 1), k2 = vsubq_s32(k, k1);
+    p = vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k1, bias), 23)));
+    return vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(k2, bias), 23)));
+}
+NN__ALWAYS_INLINE uint32x4_t nn__neon_greater(float32x4_t a, float32x4_t b) { return vcgtq_f32(a, b); }
+NN__ALWAYS_INLINE uint32x4_t nn__neon_less(float32x4_t a, float32x4_t b) { return vcltq_f32(a, b); }
+NN__ALWAYS_INLINE uint32x4_t nn__neon_greater_equal(float32x4_t a, float32x4_t b) { return vcgeq_f32(a, b); }
+NN__ALWAYS_INLINE uint32x4_t nn__neon_is_nan(float32x4_t a) { return vmvnq_u32(vceqq_f32(a, a)); }
+NN__ALWAYS_INLINE uint32x4_t nn__neon_is_number(float32x4_t a) { return vceqq_f32(a, a); }
+NN__ALWAYS_INLINE uint32x4_t nn__neon_mask_or(uint32x4_t a, uint32x4_t b) { return vorrq_u32(a, b); }
+NN__ALWAYS_INLINE uint32x4_t nn__neon_mask_and(uint32x4_t a, uint32x4_t b) { return vandq_u32(a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_select(uint32x4_t m, float32x4_t a, float32x4_t b) { return vbslq_f32(m, a, b); }
+NN__ALWAYS_INLINE float32x4_t nn__neon_keep(uint32x4_t m, float32x4_t a) { return vbslq_f32(m, a, vdupq_n_f32(0.0f)); }
+NN__ALWAYS_INLINE float nn__neon_hsum(float32x4_t v) { return vaddvq_f32(v); }
+NN__ALWAYS_INLINE float nn__neon_hmax(float32x4_t v) { return vmaxvq_f32(v); }
+NN__ALWAYS_INLINE size_t nn__neon_tail_lanes(size_t count) { return count; }
+NN__ALWAYS_INLINE float32x4_t nn__neon_load_tail_or(size_t count, const float *p, float fill)
+{
+    float buffer[4];
+    buffer[0] = buffer[1] = buffer[2] = buffer[3] = fill;
+    memcpy(buffer, p, count * sizeof(float));
+    return vld1q_f32(buffer);
+}
+NN__ALWAYS_INLINE float32x4_t nn__neon_load_tail(size_t count, const float *p) { return nn__neon_load_tail_or(count, p, 0.0f); }
+NN__ALWAYS_INLINE void nn__neon_store_tail(size_t count, float *p, float32x4_t v)
+{
+    float buffer[4];
+    vst1q_f32(buffer, v);
+    memcpy(p, buffer, count * sizeof(float));
+}
+NN__ALWAYS_INLINE float32x4_t nn__neon_add_live(size_t count, float32x4_t acc, float32x4_t v)
+{
+    static const uint32_t lane[4] = {0, 1, 2, 3};
+    return vaddq_f32(acc, nn__neon_keep(vcltq_u32(vld1q_u32(lane), vdupq_n_u32((uint32_t)count)), v));
+}
+NN__ALWAYS_INLINE void nn__neon_load_even_odd(const float *p, float32x4_t *even, float32x4_t *odd)
+{
+    const float32x4x2_t t = vld2q_f32(p);
+    *even = t.val[0];
+    *odd = t.val[1];
+}
+NN__ALWAYS_INLINE void nn__neon_load_even_odd_tail(size_t count, const float *p, float32x4_t *even, float32x4_t *odd)
+{
+    float buffer[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    memcpy(buffer, p, 2 * count * sizeof(float));
+    nn__neon_load_even_odd(buffer, even, odd);
+}
+NN__ALWAYS_INLINE int32x4_t nn__neon_index_even(void)
+{
+    static const int32_t even[4] = {0, 2, 4, 6};
+    return vld1q_s32(even);
+}
+NN__ALWAYS_INLINE int32x4_t nn__neon_index_set1(int32_t i) { return vdupq_n_s32(i); }
+NN__ALWAYS_INLINE int32x4_t nn__neon_index_add(int32x4_t a, int32x4_t b) { return vaddq_s32(a, b); }
+NN__ALWAYS_INLINE int32x4_t nn__neon_index_select(uint32x4_t m, int32x4_t a, int32x4_t b) { return vbslq_s32(m, a, b); }
+NN__ALWAYS_INLINE void nn__neon_index_store(int32_t *p, int32x4_t v) { vst1q_s32(p, v); }
+NN__ALWAYS_INLINE void nn__neon_index_store_tail(size_t count, int32_t *p, int32x4_t v)
+{
+    int32_t buffer[4];
+    vst1q_s32(buffer, v);
+    memcpy(p, buffer, count * sizeof(int32_t));
+}
+
+#define NN__ISA neon
+#define NN__TARGET
+NN__VECTOR_KERNELS()
+#undef NN__TARGET
+#undef NN__ISA
+/* NEON's optimiser updates are the scalar ones */
+#define nn__sgd_neon nn__sgd_scalar
+#define nn__adam_neon nn__adam_scalar
+#define nn__rmsprop_neon nn__rmsprop_scalar
+
 #endif /* NN__ARM64 */
+
+#undef NN__EXP_HI
+#undef NN__EXP_LO
+#undef NN__LOG2E
+#undef NN__EXP_C1
+#undef NN__EXP_C2
+#undef NN__EXP_P0
+#undef NN__EXP_P1
+#undef NN__EXP_P2
+#undef NN__EXP_P3
+#undef NN__EXP_P4
+#undef NN__EXP_P5
+#undef NN__TANH_SMALL
+#undef NN__TANH_T0
+#undef NN__TANH_T1
+#undef NN__TANH_T2
+#undef NN__TANH_T3
+#undef NN__TANH_T4
+#undef NN__STANH_A
+#undef NN__STANH_B
+#undef NN__STANH_K
+#undef NN__NEG_FLT_MAX
 
 /* ======================================================================================
    Dispatch: detect the CPU once, pick the fastest table, allow an override.
    ====================================================================================== */
-static const nn__kernels nn__kernels_scalar = {
-    "scalar", 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_scalar, nn__exp_scalar, nn__tanh_scalar, nn__activation_forward_scalar,
-    nn__activation_backward_scalar, nn__softmax_rows_scalar, nn__axpy_scalar, nn__scale_scalar, nn__add_scalar,
-    nn__dot_scalar, nn__sum_scalar, nn__sum_squares_scalar, nn__sgd_scalar, nn__adam_scalar,
-    nn__rmsprop_scalar, nn__maxpool2x2_row_scalar};
+/* The tables: ISA, the GEMM tile (mr, nr, kernel), the narrow tile (nr, kernel), MC, KC, NC. */
+NN__KERNEL_TABLE(scalar, 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_scalar, 144, 256, 512)
 #if NN__X86
-static const nn__kernels nn__kernels_avx2 = {
-    "avx2", 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx2, nn__tanh_avx2, nn__activation_forward_avx2,
-    nn__activation_backward_avx2, nn__softmax_rows_avx2, nn__axpy_avx2, nn__scale_avx2, nn__add_avx2,
-    nn__dot_avx2, nn__sum_avx2, nn__sum_squares_avx2, nn__sgd_avx2, nn__adam_avx2,
-    nn__rmsprop_avx2, nn__maxpool2x2_row_avx2};
-static const nn__kernels nn__kernels_avx512 = {
-    "avx512", 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, nn__exp_avx512, nn__tanh_avx512, nn__activation_forward_avx512,
-    nn__activation_backward_avx512, nn__softmax_rows_avx512, nn__axpy_avx512, nn__scale_avx512, nn__add_avx512,
-    nn__dot_avx512, nn__sum_avx512, nn__sum_squares_avx512, nn__sgd_avx512, nn__adam_avx512,
-    nn__rmsprop_avx512, nn__maxpool2x2_row_avx512};
+NN__KERNEL_TABLE(avx2, 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
+NN__KERNEL_TABLE(avx512, 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
 #endif
 #if NN__ARM64
-static const nn__kernels nn__kernels_neon = {
-    "neon", 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, nn__exp_neon, nn__tanh_neon, nn__activation_forward_neon,
-    nn__activation_backward_neon, nn__softmax_rows_neon, nn__axpy_neon, nn__scale_neon, nn__add_neon,
-    nn__dot_neon, nn__sum_neon, nn__sum_squares_neon, nn__sgd_neon, nn__adam_neon,
-    nn__rmsprop_neon, nn__maxpool2x2_row_neon};
+NN__KERNEL_TABLE(neon, 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, 144, 256, 512)
 #endif
 
 #if NN__X86
@@ -2575,7 +2430,6 @@ static void nn__im2col_row(const nn__operand *op, int row, int position, int cou
 /* B as an im2col view: im2col rows [p0, p0+kc) at columns [j, j+cols) into one sliver (nr
    values per row). The columns' runs along output rows are worked out once for the sliver,
    and (c, ky, kx) steps along the rows, instead of both being divided out for every row. */
-#define NN__GEMM_MAX_NR 64
 static void nn__im2col_sliver(const nn__operand *op, int p0, int kc, int j, int cols, float *dst, int nr)
 {
     const nn_conv2d_shape *s = op->conv;
@@ -2756,25 +2610,26 @@ typedef void (*nn__tile_fn)(int k, const float *a, size_t rsa, size_t csa, const
    product); views, transposed B and edge slivers are packed, zero-padded. Edge tiles run the
    same tile kernel on a copy, so every element sees the same arithmetic wherever the tile
    falls: the result does not depend on the thread split. */
-static void nn__gemm_serial(int mr, int nr, nn__tile_fn gemm_tile, int direct_a, int direct_b, int i_begin, int i_end,
-                            int j_begin, int j_end, int k, float alpha, const nn__operand *a, const nn__operand *b,
-                            float beta, const nn__operand *c, float *workspace)
+static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_tile, int direct_a, int direct_b,
+                            int i_begin, int i_end, int j_begin, int j_end, int k, float alpha, const nn__operand *a,
+                            const nn__operand *b, float beta, const nn__operand *c, float *workspace)
 {
-    float *packed_a = workspace, *packed_b = workspace + NN__GEMM_MC * NN__GEMM_KC;
+    const int mr = kern->mr, MC = kern->mc, KC = kern->kc, NC = kern->nc; /* the table's blocking */
+    float *packed_a = workspace, *packed_b = workspace + (size_t)MC * KC;
     const int ld_out = c->view == NN__CHANNELS ? c->spatial : c->ld;
     const size_t a_rs = a->transposed ? 1 : (size_t)a->ld, a_cs = a->transposed ? (size_t)a->ld : 1;
     float tile[NN__GEMM_MAX_TILE];
     int jc, pc, ic, ir, jr;
     memset(tile, 0, sizeof tile);
-    for (jc = j_begin; jc < j_end; jc += NN__GEMM_NC) {
-        const int nc = NN__MIN(NN__GEMM_NC, j_end - jc), nc_full = direct_b ? nc / nr * nr : 0;
-        for (pc = 0; pc < k; pc += NN__GEMM_KC) {
-            const int kc = NN__MIN(NN__GEMM_KC, k - pc);
+    for (jc = j_begin; jc < j_end; jc += NC) {
+        const int nc = NN__MIN(NC, j_end - jc), nc_full = direct_b ? nc / nr * nr : 0;
+        for (pc = 0; pc < k; pc += KC) {
+            const int kc = NN__MIN(KC, k - pc);
             const float beta_block = pc == 0 ? beta : 1.0f;
             /* packed_b holds slivers from column nc_full on (all of them unless B is read in place) */
             if (nc_full < nc) nn__pack_b(b, pc, kc, jc + nc_full, nc - nc_full, nr, packed_b);
-            for (ic = i_begin; ic < i_end; ic += NN__GEMM_MC) {
-                const int mc = NN__MIN(NN__GEMM_MC, i_end - ic), mc_full = direct_a ? mc / mr * mr : 0;
+            for (ic = i_begin; ic < i_end; ic += MC) {
+                const int mc = NN__MIN(MC, i_end - ic), mc_full = direct_a ? mc / mr * mr : 0;
                 if (mc_full < mc) nn__pack_a(a, ic + mc_full, mc - mc_full, pc, kc, mr, packed_a);
                 for (ir = 0; ir < mc; ir += mr) {
                     const int rows = NN__MIN(mr, mc - ir);
@@ -2859,16 +2714,16 @@ static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *
                 float *ws = workspace + (size_t)t * NN__GEMM_THREAD_FLOATS;
                 if (split_n) {
                     int j0 = t * per * nr, j1 = NN__MIN(n, (t + 1) * per * nr);
-                    if (j0 < j1) nn__gemm_serial(mr, nr, tile, direct_a, direct_b, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
+                    if (j0 < j1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
                 } else {
                     int i0 = t * per * mr, i1 = NN__MIN(m, (t + 1) * per * mr);
-                    if (i0 < i1) nn__gemm_serial(mr, nr, tile, direct_a, direct_b, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
+                    if (i0 < i1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
                 }
             }
             return;
         }
     }
-    nn__gemm_serial(mr, nr, tile, direct_a, direct_b, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
+    nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
 }
 
 /* The library's GEMM on plain matrices: arguments already checked. */
