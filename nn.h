@@ -2317,12 +2317,19 @@ typedef struct nn__operand {
     int rows, spatial;             /* NN__CHANNELS, NN__CHANNELS_T */
 } nn__operand;
 
-static nn__operand nn__matrix(const float *data, int ld, int transposed)
+/* An operand of the given view over data, its other fields zero. */
+static nn__operand nn__operand_of(nn__view view, const float *data)
 {
     nn__operand op;
     memset(&op, 0, sizeof op);
-    op.view = NN__MATRIX;
+    op.view = view;
     op.data = data;
+    return op;
+}
+
+static nn__operand nn__matrix(const float *data, int ld, int transposed)
+{
+    nn__operand op = nn__operand_of(NN__MATRIX, data);
     op.ld = ld;
     op.transposed = transposed;
     return op;
@@ -2331,10 +2338,7 @@ static nn__operand nn__matrix(const float *data, int ld, int transposed)
 /* An NN__CHANNELS or NN__CHANNELS_T view of data [batch][rows][spatial]. */
 static nn__operand nn__channels(nn__view view, const float *data, int rows, int spatial)
 {
-    nn__operand op;
-    memset(&op, 0, sizeof op);
-    op.view = view;
-    op.data = data;
+    nn__operand op = nn__operand_of(view, data);
     op.rows = rows;
     op.spatial = spatial;
     return op;
@@ -2343,10 +2347,7 @@ static nn__operand nn__channels(nn__view view, const float *data, int rows, int 
 /* The im2col matrix of the images x under convolution s with an oh x ow output. */
 static nn__operand nn__im2col(const float *x, const nn_conv2d_shape *s, int oh, int ow)
 {
-    nn__operand op;
-    memset(&op, 0, sizeof op);
-    op.view = NN__IM2COL;
-    op.data = x;
+    nn__operand op = nn__operand_of(NN__IM2COL, x);
     op.conv = s;
     op.oh = oh;
     op.ow = ow;
@@ -2781,6 +2782,14 @@ static int nn__product_within(long long limit, long long a, long long b, long lo
     return 1;
 }
 
+/* Stores a checked output size where the caller asked for it. */
+static nn_status nn__output_size(long long oh, long long ow, int *out_h, int *out_w)
+{
+    if (out_h) *out_h = (int)oh;
+    if (out_w) *out_w = (int)ow;
+    return NN_OK;
+}
+
 static nn_status nn__conv_check(const nn_conv2d_shape *s, int *out_h, int *out_w)
 {
     long long oh, ow;
@@ -2803,9 +2812,7 @@ static nn_status nn__conv_check(const nn_conv2d_shape *s, int *out_h, int *out_w
         !nn__product_within(INT_MAX / 4, s->out_channels, oh, ow, 1) ||
         !nn__product_within(INT_MAX / 4, s->out_channels, s->in_channels, (long long)s->kernel_height * s->kernel_width, 1))
         return nn__fail(NN_ERROR_SHAPE, "conv2d: shape too large");
-    if (out_h) *out_h = (int)oh;
-    if (out_w) *out_w = (int)ow;
-    return NN_OK;
+    return nn__output_size(oh, ow, out_h, out_w);
 }
 
 NNDEF nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_height, int *out_width)
@@ -2987,63 +2994,49 @@ static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow,
     if (dbias) nn_bias_backward(s->batch, oc, oh * ow, dy, dbias);
 }
 
-/* What a public convolution pass checks and sets up before it runs: the shape (output size),
-   its tensors (tensors_given: none of them is NULL) and the workspace (the caller's, or one
-   allocated here and freed by the caller through owned). */
-typedef struct nn__conv_call {
-    int oh, ow, slices;
-    float *owned, *col, *gemm_ws;
-} nn__conv_call;
-static nn_status nn__conv_begin(nn__conv_call *call, const nn_conv2d_shape *s, int tensors_given, float *workspace,
-                                size_t workspace_floats, const char *who)
+/* The three public convolution passes: each checks the shape, its tensors and the workspace
+   (the caller's, or one allocated for the call) before any work. */
+typedef enum nn__conv_pass { NN__CONV_FORWARD, NN__CONV_BACKWARD_DATA, NN__CONV_BACKWARD_WEIGHT } nn__conv_pass;
+static nn_status nn__conv_public(nn__conv_pass pass, const nn_conv2d_shape *s, const float *in, const float *other,
+                                 const float *bias, float *out, float *dbias, float *workspace, size_t workspace_floats)
 {
-    nn_status st = nn__conv_check(s, &call->oh, &call->ow);
-    call->owned = NULL;
+    static const char *const names[] = {"nn_conv2d_forward", "nn_conv2d_backward_data", "nn_conv2d_backward_weight"};
+    const char *who = names[pass];
+    int oh, ow, slices;
+    float *owned = NULL, *col = NULL, *gemm_ws = NULL;
+    nn_status st = nn__conv_check(s, &oh, &ow);
     if (st != NN_OK) return st;
-    if (!tensors_given) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
-    call->slices = nn__conv_workspace(s, call->oh, call->ow, workspace, workspace_floats, &call->owned, &call->col,
-                                      &call->gemm_ws);
-    if (!call->slices) {
-        nn__free(call->owned);
-        call->owned = NULL;
+    if (!in || !other || !out) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    slices = nn__conv_workspace(s, oh, ow, workspace, workspace_floats, &owned, &col, &gemm_ws);
+    if (!slices) {
+        nn__free(owned);
         return workspace ? nn__fail(NN_ERROR_ARGUMENT, "%s: workspace of %zu floats is smaller than "
                                     "nn_conv2d_workspace_size() for one thread", who, workspace_floats)
                          : nn__fail(NN_ERROR_MEMORY, "%s: no memory for the workspace", who);
     }
+    switch (pass) {
+    case NN__CONV_FORWARD: nn__conv2d_forward(s, oh, ow, in, other, bias, out, col, gemm_ws, slices); break;
+    case NN__CONV_BACKWARD_DATA: nn__conv2d_backward_data(s, oh, ow, in, other, out, col, gemm_ws, slices); break;
+    case NN__CONV_BACKWARD_WEIGHT: nn__conv2d_backward_weight(s, oh, ow, in, other, out, dbias, col, gemm_ws, slices); break;
+    }
+    nn__free(owned);
     return NN_OK;
 }
 
 NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *s, const float *x, const float *w, const float *bias,
                                   float *y, float *workspace, size_t workspace_floats)
 {
-    nn__conv_call call;
-    nn_status st = nn__conv_begin(&call, s, x && w && y, workspace, workspace_floats, "nn_conv2d_forward");
-    if (st != NN_OK) return st;
-    nn__conv2d_forward(s, call.oh, call.ow, x, w, bias, y, call.col, call.gemm_ws, call.slices);
-    nn__free(call.owned);
-    return NN_OK;
+    return nn__conv_public(NN__CONV_FORWARD, s, x, w, bias, y, NULL, workspace, workspace_floats);
 }
-
 NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *s, const float *dy, const float *w, float *dx,
                                         float *workspace, size_t workspace_floats)
 {
-    nn__conv_call call;
-    nn_status st = nn__conv_begin(&call, s, dy && w && dx, workspace, workspace_floats, "nn_conv2d_backward_data");
-    if (st != NN_OK) return st;
-    nn__conv2d_backward_data(s, call.oh, call.ow, dy, w, dx, call.col, call.gemm_ws, call.slices);
-    nn__free(call.owned);
-    return NN_OK;
+    return nn__conv_public(NN__CONV_BACKWARD_DATA, s, dy, w, NULL, dx, NULL, workspace, workspace_floats);
 }
-
 NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *s, const float *x, const float *dy, float *dw,
                                           float *dbias, float *workspace, size_t workspace_floats)
 {
-    nn__conv_call call;
-    nn_status st = nn__conv_begin(&call, s, x && dy && dw, workspace, workspace_floats, "nn_conv2d_backward_weight");
-    if (st != NN_OK) return st;
-    nn__conv2d_backward_weight(s, call.oh, call.ow, x, dy, dw, dbias, call.col, call.gemm_ws, call.slices);
-    nn__free(call.owned);
-    return NN_OK;
+    return nn__conv_public(NN__CONV_BACKWARD_WEIGHT, s, x, dy, NULL, dw, dbias, workspace, workspace_floats);
 }
 
 /* ======================================================================================
@@ -3065,9 +3058,7 @@ static nn_status nn__pool_check(const nn_pool2d_shape *s, int *out_h, int *out_w
     ow = ow / s->stride_width + 1;
     if (!nn__product_within(INT_MAX, s->batch, s->channels, s->in_height, s->in_width))
         return nn__fail(NN_ERROR_SHAPE, "pool2d: tensor too large");
-    if (out_h) *out_h = (int)oh;
-    if (out_w) *out_w = (int)ow;
-    return NN_OK;
+    return nn__output_size(oh, ow, out_h, out_w);
 }
 
 NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width)
@@ -3104,6 +3095,17 @@ static nn_status nn__pool_call_check(const nn_pool2d_shape *s, const void *in, c
     return NN_OK;
 }
 
+/* The input rows [*y0, *y1) and columns [*x0, *x1) under output (oy, ox)'s window, clipped to
+   the image: padded cells hold nothing to visit. */
+static void nn__pool_window(const nn_pool2d_shape *s, int oy, int ox, int *y0, int *y1, int *x0, int *x1)
+{
+    const int top = oy * s->stride_height - s->pad_height, left = ox * s->stride_width - s->pad_width;
+    *y0 = NN__MAX(top, 0);
+    *y1 = NN__MIN(top + s->kernel_height, s->in_height);
+    *x0 = NN__MAX(left, 0);
+    *x1 = NN__MIN(left + s->kernel_width, s->in_width);
+}
+
 NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, float *y, int32_t *argmax)
 {
     int oh, ow, plane;
@@ -3117,27 +3119,22 @@ NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *s, const float *x, f
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * s->in_height * s->in_width;
-        int oy, ox, ky, kx;
+        int oy, ox, iy, ix, y0, y1, x0, x1;
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++) {
                 float best = -INFINITY;
                 int best_index = -1;
-                for (ky = 0; ky < s->kernel_height; ky++) {
-                    int iy = oy * s->stride_height - s->pad_height + ky;
-                    if (iy < 0 || iy >= s->in_height) continue;
-                    for (kx = 0; kx < s->kernel_width; kx++) {
-                        int ix = ox * s->stride_width - s->pad_width + kx, idx;
-                        float v;
-                        if (ix < 0 || ix >= s->in_width) continue;
-                        idx = iy * s->in_width + ix;
-                        v = xp[idx];
+                nn__pool_window(s, oy, ox, &y0, &y1, &x0, &x1);
+                for (iy = y0; iy < y1; iy++)
+                    for (ix = x0; ix < x1; ix++) {
+                        const int idx = iy * s->in_width + ix;
+                        const float v = xp[idx];
                         /* first maximum wins; a NaN wins and stays (PyTorch propagates NaN) */
                         if (best_index < 0 || v > best || (v != v && best == best)) {
                             best = v;
                             best_index = idx;
                         }
                     }
-                }
                 y[((size_t)plane * oh + oy) * ow + ox] = best;
                 if (argmax) argmax[((size_t)plane * oh + oy) * ow + ox] = plane * s->in_height * s->in_width + best_index;
             }
@@ -3171,18 +3168,13 @@ NNDEF nn_status nn_avgpool2d_forward(const nn_pool2d_shape *s, const float *x, f
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         const float *xp = x + (size_t)plane * s->in_height * s->in_width;
-        int oy, ox, ky, kx;
+        int oy, ox, iy, ix, y0, y1, x0, x1;
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++) {
                 float sum = 0.0f;
-                for (ky = 0; ky < s->kernel_height; ky++) {
-                    int iy = oy * s->stride_height - s->pad_height + ky;
-                    if (iy < 0 || iy >= s->in_height) continue;
-                    for (kx = 0; kx < s->kernel_width; kx++) {
-                        int ix = ox * s->stride_width - s->pad_width + kx;
-                        if (ix >= 0 && ix < s->in_width) sum += xp[iy * s->in_width + ix];
-                    }
-                }
+                nn__pool_window(s, oy, ox, &y0, &y1, &x0, &x1);
+                for (iy = y0; iy < y1; iy++)
+                    for (ix = x0; ix < x1; ix++) sum += xp[iy * s->in_width + ix];
                 y[((size_t)plane * oh + oy) * ow + ox] = sum * inv;
             }
     }
@@ -3200,18 +3192,13 @@ NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy,
     NN__PARALLEL_FOR((size_t)s->batch * s->channels * s->in_height * s->in_width)
     for (plane = 0; plane < s->batch * s->channels; plane++) {
         float *xp = dx + (size_t)plane * s->in_height * s->in_width;
-        int oy, ox, ky, kx;
+        int oy, ox, iy, ix, y0, y1, x0, x1;
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++) {
-                float g = dy[((size_t)plane * oh + oy) * ow + ox] * inv;
-                for (ky = 0; ky < s->kernel_height; ky++) {
-                    int iy = oy * s->stride_height - s->pad_height + ky;
-                    if (iy < 0 || iy >= s->in_height) continue;
-                    for (kx = 0; kx < s->kernel_width; kx++) {
-                        int ix = ox * s->stride_width - s->pad_width + kx;
-                        if (ix >= 0 && ix < s->in_width) xp[iy * s->in_width + ix] += g;
-                    }
-                }
+                const float g = dy[((size_t)plane * oh + oy) * ow + ox] * inv;
+                nn__pool_window(s, oy, ox, &y0, &y1, &x0, &x1);
+                for (iy = y0; iy < y1; iy++)
+                    for (ix = x0; ix < x1; ix++) xp[iy * s->in_width + ix] += g;
             }
     }
     return NN_OK;
@@ -3284,27 +3271,31 @@ NNDEF void nn_log_softmax_forward(int rows, int cols, const float *x, float *y)
 {
     if (rows > 0 && cols > 0) nn__kernels_get()->softmax_rows(rows, cols, x, y, 1);
 }
-NNDEF void nn_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx)
+/* dx from the forward's output y and dy, row by row: softmax dx = y (dy - <y, dy>), log-softmax
+   dx = dy - e^y sum(dy). */
+static void nn__softmax_backward_rows(int rows, int cols, const float *y, const float *dy, float *dx, int log_softmax)
 {
     const nn__kernels *kern = nn__kernels_get();
     int r, c;
     for (r = 0; r < rows; r++) {
         const float *yr = y + (size_t)r * cols, *gr = dy + (size_t)r * cols;
         float *dr = dx + (size_t)r * cols;
-        float s = kern->dot((size_t)cols, yr, gr);
-        for (c = 0; c < cols; c++) dr[c] = yr[c] * (gr[c] - s);
+        if (log_softmax) {
+            const float s = kern->sum((size_t)cols, gr);
+            for (c = 0; c < cols; c++) dr[c] = gr[c] - expf(yr[c]) * s;
+        } else {
+            const float s = kern->dot((size_t)cols, yr, gr);
+            for (c = 0; c < cols; c++) dr[c] = yr[c] * (gr[c] - s);
+        }
     }
+}
+NNDEF void nn_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx)
+{
+    nn__softmax_backward_rows(rows, cols, y, dy, dx, 0);
 }
 NNDEF void nn_log_softmax_backward(int rows, int cols, const float *y, const float *dy, float *dx)
 {
-    const nn__kernels *kern = nn__kernels_get();
-    int r, c;
-    for (r = 0; r < rows; r++) {
-        const float *yr = y + (size_t)r * cols, *gr = dy + (size_t)r * cols;
-        float *dr = dx + (size_t)r * cols;
-        float s = kern->sum((size_t)cols, gr);
-        for (c = 0; c < cols; c++) dr[c] = gr[c] - expf(yr[c]) * s;
-    }
+    nn__softmax_backward_rows(rows, cols, y, dy, dx, 1);
 }
 
 NNDEF float nn_softmax_cross_entropy(int rows, int cols, const float *logits, const int *labels, float *dlogits,
@@ -3382,17 +3373,16 @@ NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy
 }
 
 
-/* Batch normalisation of x [batch][channels][spatial], each channel on its own: training uses
+/* Batch normalisation of x [batch][C][S] (channels, spatial positions), each channel on its own: training uses
    the batch's statistics (two passes in double) and moves the running ones (PyTorch: momentum
    0.1, unbiased variance); otherwise the running ones are used. saved receives each channel's
    mean and 1/sqrt(var + eps) for the backward. */
 #define NN__BN_MOMENTUM 0.1
 #define NN__BN_EPS 1e-5
-static void nn__batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+static void nn__batchnorm_forward(int batch, int C, int S, const float *x, const float *gamma,
                                   const float *beta, float *running_mean, float *running_var, int training, float *saved,
                                   float *y)
 {
-    const int C = channels, S = spatial;
     const double count = (double)batch * S;
     int c;
     NN__PARALLEL_FOR((size_t)batch * C * S)
@@ -3435,11 +3425,10 @@ static void nn__batchnorm_forward(int batch, int channels, int spatial, const fl
 /* dgamma and dbeta (overwritten) and, if dx is not NULL, dx, from the forward's saved mean and
    1/std: train: dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)); eval: the statistics
    are constants. */
-static void nn__batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+static void nn__batchnorm_backward(int batch, int C, int S, const float *x, const float *dy,
                                    const float *gamma, const float *saved, int training, float *dgamma, float *dbeta,
                                    float *dx)
 {
-    const int C = channels, S = spatial;
     const double count = (double)batch * S;
     int c;
     NN__PARALLEL_FOR((size_t)batch * C * S)
@@ -3981,10 +3970,10 @@ static void nn__softmax_forward_op(nn_model *m, nn__context *e, nn_node *n)
 }
 static void nn__softmax_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
-    void (*backward)(int, int, const float *, const float *, float *) =
-        n->op == NN_OP_LOG_SOFTMAX ? nn_log_softmax_backward : nn_softmax_backward;
     (void)m;
-    if (dx) backward(e->batch, nn_node_size(n), NN__OUT(e, n), NN__GRAD(e, n), dx);
+    if (dx)
+        nn__softmax_backward_rows(e->batch, nn_node_size(n), NN__OUT(e, n), NN__GRAD(e, n), dx,
+                                  n->op == NN_OP_LOG_SOFTMAX);
 }
 
 /* The op table, indexed by nn_op (whose values are pinned: see its declaration). Columns:
@@ -4939,11 +4928,28 @@ static nn_status nn__read_file(const char *path, unsigned char **data, size_t *s
     return NN_OK;
 }
 
+/* Checks an IDX file's header (its size covers it; the magic says unsigned bytes in `dims`
+   dimensions) and reads the dimensions into sizes. what names the file in messages. */
+static nn_status nn__idx_header(const unsigned char *data, size_t size, int dims, uint32_t *sizes, const char *path,
+                                const char *what)
+{
+    const size_t header = 4 + 4 * (size_t)dims;
+    const uint32_t magic = 0x800u + (uint32_t)dims;
+    int d;
+    if (size < header)
+        return nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, shorter than the %zu-byte IDX %s header", path, size, header, what);
+    if (nn__be32(data) != magic)
+        return nn__fail(NN_ERROR_FORMAT, "%s: magic 0x%08x is not 0x%08x (unsigned bytes, %d dimension%s)", path,
+                        (unsigned)nn__be32(data), (unsigned)magic, dims, dims == 1 ? "" : "s");
+    for (d = 0; d < dims; d++) sizes[d] = nn__be32(data + 4 + 4 * (size_t)d);
+    return NN_OK;
+}
+
 NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out)
 {
     unsigned char *img = NULL, *lab = NULL;
     size_t img_size, lab_size, pixels, i;
-    uint32_t count, rows, cols, label_count;
+    uint32_t image_dims[3], count, rows, cols, label_count;
     nn_dataset ds;
     nn_status st;
     int max_label = 0;
@@ -4956,18 +4962,11 @@ NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, 
         NN_FREE(img);
         return st;
     }
-    if (img_size < 16) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, shorter than the 16-byte IDX image header", images_path, img_size);
-        goto done;
-    }
-    if (nn__be32(img) != 0x00000803u) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: magic 0x%08x is not 0x00000803 (unsigned bytes, 3 dimensions)", images_path,
-                      (unsigned)nn__be32(img));
-        goto done;
-    }
-    count = nn__be32(img + 4);
-    rows = nn__be32(img + 8);
-    cols = nn__be32(img + 12);
+    st = nn__idx_header(img, img_size, 3, image_dims, images_path, "image");
+    if (st != NN_OK) goto done;
+    count = image_dims[0];
+    rows = image_dims[1];
+    cols = image_dims[2];
     if (count == 0 || rows == 0 || cols == 0 || count > (1u << 30) || rows > 4096 || cols > 4096) {
         st = nn__fail(NN_ERROR_FORMAT, "%s: implausible dimensions %u x %u x %u", images_path, (unsigned)count,
                       (unsigned)rows, (unsigned)cols);
@@ -4979,16 +4978,8 @@ NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, 
                       images_path, (unsigned)count, (unsigned)rows, (unsigned)cols, (size_t)count * pixels, img_size - 16);
         goto done;
     }
-    if (lab_size < 8) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, shorter than the 8-byte IDX label header", labels_path, lab_size);
-        goto done;
-    }
-    if (nn__be32(lab) != 0x00000801u) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: magic 0x%08x is not 0x00000801 (unsigned bytes, 1 dimension)", labels_path,
-                      (unsigned)nn__be32(lab));
-        goto done;
-    }
-    label_count = nn__be32(lab + 4);
+    st = nn__idx_header(lab, lab_size, 1, &label_count, labels_path, "label");
+    if (st != NN_OK) goto done;
     if (label_count != count) {
         st = nn__fail(NN_ERROR_FORMAT, "%s: %u labels for the %u images of %s", labels_path, (unsigned)label_count,
                       (unsigned)count, images_path);
