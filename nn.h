@@ -2842,7 +2842,7 @@ static size_t nn__conv_col_floats(const nn_conv2d_shape *s, int oh, int ow)
 
 NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape)
 {
-    int oh, ow;
+    int oh = 0, ow = 0; /* set by the check (initialised for gcc -O3, which cannot see that) */
     if (nn__conv_check(shape, &oh, &ow) != NN_OK) return 0;
     return nn__conv_col_floats(shape, oh, ow) + nn_sgemm_workspace_size();
 }
@@ -3002,7 +3002,7 @@ static nn_status nn__conv_public(nn__conv_pass pass, const nn_conv2d_shape *s, c
 {
     static const char *const names[] = {"nn_conv2d_forward", "nn_conv2d_backward_data", "nn_conv2d_backward_weight"};
     const char *who = names[pass];
-    int oh, ow, slices;
+    int oh = 0, ow = 0, slices;
     float *owned = NULL, *col = NULL, *gemm_ws = NULL;
     nn_status st = nn__conv_check(s, &oh, &ow);
     if (st != NN_OK) return st;
@@ -4949,7 +4949,7 @@ NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, 
 {
     unsigned char *img = NULL, *lab = NULL;
     size_t img_size, lab_size, pixels, i;
-    uint32_t image_dims[3], count, rows, cols, label_count;
+    uint32_t image_dims[3] = {0, 0, 0}, count, rows, cols, label_count = 0;
     nn_dataset ds;
     nn_status st;
     int max_label = 0;

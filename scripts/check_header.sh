@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# nn.h must build warning-free as C99 (gcc, clang), as C++ (g++, clang++), with NN_STATIC, with
-# NN_NO_SIMD, and for aarch64, with no -m flags. Prints one line per build; exits 1 on any failure.
+# nn.h must build warning-free as C99 (gcc, clang; at -O2, -O3 and -Os), as C++ (g++, clang++), with
+# NN_STATIC, with NN_NO_SIMD, and for aarch64, with no -m flags. Prints one line per build; exits 1 on any failure.
 set -u
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf '#define NN_IMPLEMENTATION\n#include "nn.h"\nint main(void) { return nn_backend_name() == 0; }\n' > "$tmp/one.c"
 status=0; ok=0; bad=0
-check() {
-  if out=$("$@" -I. -O2 -Wall -Wextra -Wpedantic -Werror -c "$tmp/one.c" -o "$tmp/one.o" 2>&1); then
+check() { # compiler and flags; -O2 unless the flags name an optimisation level
+  local opt=-O2
+  case " $* " in *" -O"*) opt= ;; esac
+  if out=$("$@" -I. $opt -Wall -Wextra -Wpedantic -Werror -c "$tmp/one.c" -o "$tmp/one.o" 2>&1); then
     echo "header ok:   $*"; ok=$((ok + 1))
   else
     echo "header FAIL: $*"; echo "$out" | head -20; status=1; bad=$((bad + 1))
@@ -19,6 +21,10 @@ check clang++ -x c++
 check gcc -std=c99 -DNN_STATIC
 check gcc -std=c99 -DNN_NO_SIMD
 check gcc -std=c99 -fopenmp
+check gcc -std=c99 -O3
+check gcc -std=c99 -Os
+check clang -std=c99 -O3
+check clang -std=c99 -Os
 command -v aarch64-linux-gnu-gcc >/dev/null && check aarch64-linux-gnu-gcc -std=c99
 # the README's program must stay a program that builds
 awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md > "$tmp/readme.c"
