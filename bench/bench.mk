@@ -12,11 +12,28 @@ BENCH_LDLIBS   := -lbenchmark -lpthread -lopenblas -lm
 # (linked by $(CC) with -lstdc++, so that the OpenMP runtime is the C compiler's)
 BENCH_BINS     := $(BENCH_DIR)/bench_kernels $(BENCH_DIR)/train_compare
 
+# The onednn rows are compiled only where oneDNN's header is (libdnnl-dev, installed by
+# scripts/setup.sh bench); elsewhere they are skipped with a message. The choice is kept in a
+# stamp file named after it, so that bench_kernels.o is rebuilt when it changes.
+BENCH_ONEDNN   := $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),on,off)
+ifeq ($(BENCH_ONEDNN),on)
+BENCH_CFLAGS   += -DNN_BENCH_ONEDNN
+BENCH_LDLIBS   += -ldnnl
+endif
+BENCH_ONEDNN_STAMP := $(BENCH_DIR)/onednn-$(BENCH_ONEDNN).stamp
+
+$(BENCH_ONEDNN_STAMP):
+	@mkdir -p $(@D)
+	@rm -f $(BENCH_DIR)/onednn-*.stamp
+	@touch $@
+	@if [ $(BENCH_ONEDNN) = off ]; then \
+	  echo "bench: no /usr/include/oneapi/dnnl/dnnl.h (libdnnl-dev): the onednn rows will be skipped"; fi
+
 $(BENCH_DIR)/shim.o: bench/shim.cc bench/shim.h
 	@mkdir -p $(@D)
 	$(CXX) $(BENCH_CXXFLAGS) -c $< -o $@
 
-$(BENCH_DIR)/bench_kernels.o: bench/bench_kernels.c bench/shim.h bench/models.h nn.h
+$(BENCH_DIR)/bench_kernels.o: bench/bench_kernels.c bench/shim.h bench/models.h nn.h $(BENCH_ONEDNN_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -c $< -o $@
 
