@@ -3,7 +3,8 @@
 #                       e.g. BENCH_ARGS="--benchmark_filter=^sgemm/ --threads=2")
 #   make bench-build    only build build/bench/bench_kernels and build/bench/train_compare
 #   make bench-smoke    every row for one short iteration (CI)
-#   make bench-compare  nn.h vs PyTorch end to end + GEMM/conv vs OpenBLAS; writes docs/performance.md
+#   make bench-compare  nn.h vs PyTorch end to end (NCHW and channels_last) + GEMM/conv vs OpenBLAS
+#                       (as shipped and forced to AVX-512) and oneDNN; writes docs/performance.md
 #                       (settings via BENCH_* variables: see scripts/bench_compare.sh)
 BENCH_DIR      := $(BUILD)/bench
 BENCH_CFLAGS   := $(CSTD) $(OPT) $(WARN) $(OPENMP) -I. -Ibench
