@@ -9,7 +9,7 @@
    The onednn rows (dnnl_sgemm for every GEMM shape; oneDNN's convolution primitives for every
    convolution shape and pass) are compiled when bench.mk finds oneDNN's header, which defines
    NN_BENCH_ONEDNN and links -ldnnl; otherwise they are skipped with the reason. Their label
-   names the implementation oneDNN picked (e.g. "brgconv:avx512_core") and the layouts of its
+   names the implementation oneDNN picked (e.g. "jit:avx512_core") and the layouts of its
    tensors in oneDNN's notation (aBcd16b: NCHW with 16-channel blocks, PyTorch's nChw16c).
 
    Usage: bench_kernels [--threads N] [Google Benchmark flags]
@@ -423,7 +423,7 @@ static int conv_onednn(nnb_state *s, const conv_case *c, int oh, int ow, float *
             dnnl_stream_wait(g_onednn_stream);
         }
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-        /* e.g. "brgconv:avx512_core, x aBcd16b, w ABcd16b16a, y aBcd16b" */
+        /* e.g. "jit:avx512_core, x aBcd16b, w ABcd16b16a, y aBcd16b" */
         snprintf(label, sizeof label, "%s, x %s, w %s, y %s", impl, layouts[X], layouts[W], layouts[Y]);
         nnb_set_label(s, label);
     }
