@@ -1,14 +1,20 @@
 /* bench/bench_kernels.c - Google Benchmark microbenchmarks of nn.h's kernels (through
-   bench/shim.h), with OpenBLAS's cblas_sgemm as the reference in the same binary.
+   bench/shim.h), with OpenBLAS's cblas_sgemm and oneDNN as the references in the same binary.
 
    Rows are named <kernel>/<impl>/<shape>, impl one of scalar, avx2, avx512, neon (nn.h's kernel
-   tables, chosen with nn_set_backend) or openblas. A backend the CPU lacks is skipped with the
-   reason. Also train_step/<model> (whole training steps on the default backend) and
+   tables, chosen with nn_set_backend), openblas or onednn. A backend the CPU lacks is skipped
+   with the reason. Also train_step/<model> (whole training steps on the default backend) and
    peak/<isa>/fma (independent FMA chains in registers: the core's peak FLOP rate).
 
+   The onednn rows (dnnl_sgemm for every GEMM shape; oneDNN's convolution primitives for every
+   convolution shape and pass) are compiled when bench.mk finds oneDNN's header, which defines
+   NN_BENCH_ONEDNN and links -ldnnl; otherwise they are skipped with the reason. Their label
+   names the implementation oneDNN picked (e.g. "jit:avx512_core") and the layouts of its
+   tensors in oneDNN's notation (aBcd16b: NCHW with 16-channel blocks, PyTorch's nChw16c).
+
    Usage: bench_kernels [--threads N] [Google Benchmark flags]
-       --threads N   nn.h and OpenBLAS threads (default 1: single-core numbers, timed by the
-                     thread's CPU time; with N > 1 rows are timed by the wall clock and Google
+       --threads N   nn.h, OpenBLAS and oneDNN threads (default 1: single-core numbers, timed by
+                     the thread's CPU time; with N > 1 rows are timed by the wall clock and Google
                      Benchmark appends /real_time to their names)
    e.g.  bench_kernels --benchmark_filter='^sgemm/' --benchmark_format=json
          bench_kernels --benchmark_min_time=0.01           (smoke: every row, briefly)
@@ -37,6 +43,22 @@
 void openblas_set_num_threads(int num_threads);
 char *openblas_get_config(void);
 
+/* oneDNN: BENCH_ONEDNN when its rows can run, else BENCH_ONEDNN_MISSING says why they are
+   skipped. They use oneDNN 2.x's C API (3.0 replaced the operation descriptors) and hold oneDNN
+   to --threads with omp_set_num_threads, which needs its OpenMP runtime (Debian's build) and
+   this program built with OpenMP (the same libgomp). */
+#ifdef NN_BENCH_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+#if DNNL_VERSION_MAJOR == 2 && DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP && defined(_OPENMP)
+#define BENCH_ONEDNN 1
+#else
+#define BENCH_ONEDNN_MISSING "the onednn rows need oneDNN 2.x built with OpenMP, and OpenMP here"
+#endif
+#else
+#define BENCH_ONEDNN_MISSING "built without oneDNN (libdnnl-dev: scripts/setup.sh bench installs it)"
+#endif
+
 static const char *const nn_impls[] = {"scalar", "avx2", "avx512", "neon"};
 #define NN_IMPL_COUNT 4
 static int g_threads = 1;
@@ -60,12 +82,22 @@ static float *random_floats(size_t n, nn_rng *rng, float scale)
 }
 
 static int is_openblas(const char *impl) { return !strcmp(impl, "openblas"); }
+static int is_onednn(const char *impl) { return !strcmp(impl, "onednn"); }
 
-/* Makes impl the active nn.h backend; skips the row (and returns 0) when the CPU lacks it. */
+/* Makes impl the active nn.h backend; skips the row (and returns 0) when the CPU lacks it, or
+   when impl is onednn and this build has no oneDNN. */
 static int select_impl(nnb_state *s, const char *impl)
 {
     char why[96];
     if (is_openblas(impl)) return 1;
+    if (is_onednn(impl)) {
+#ifdef BENCH_ONEDNN
+        return 1;
+#else
+        nnb_skip(s, BENCH_ONEDNN_MISSING);
+        return 0;
+#endif
+    }
     if (!nn_backend_supported(impl)) {
         snprintf(why, sizeof why, "CPU lacks %s", impl);
         nnb_skip(s, why);
@@ -103,6 +135,73 @@ static void *keep(const void *value, size_t size)
     return p;
 }
 
+/* ---- oneDNN ------------------------------------------------------------------------------ */
+#ifdef BENCH_ONEDNN
+/* One CPU engine and stream for every row, made on first use and freed at exit. */
+static dnnl_engine_t g_onednn_engine;
+static dnnl_stream_t g_onednn_stream;
+
+/* Fails the row with oneDNN's status (and returns 0) unless status is dnnl_success. */
+static int onednn_check(nnb_state *s, dnnl_status_t status, const char *what)
+{
+    char why[160];
+    if (status == dnnl_success) return 1;
+    snprintf(why, sizeof why, "%s: %s", what, dnnl_status2str(status));
+    nnb_fail(s, why);
+    return 0;
+}
+
+static int onednn_start(nnb_state *s)
+{
+    if (!g_onednn_engine && !onednn_check(s, dnnl_engine_create(&g_onednn_engine, dnnl_cpu, 0), "dnnl_engine_create"))
+        return 0;
+    if (!g_onednn_stream &&
+        !onednn_check(s, dnnl_stream_create(&g_onednn_stream, g_onednn_engine, dnnl_stream_default_flags),
+                      "dnnl_stream_create"))
+        return 0;
+    return 1;
+}
+
+static void onednn_stop(void)
+{
+    if (g_onednn_stream) dnnl_stream_destroy(g_onednn_stream);
+    if (g_onednn_engine) dnnl_engine_destroy(g_onednn_engine);
+}
+
+/* A blocked layout in oneDNN's notation: the dimensions a, b, c, d from the largest stride to
+   the smallest (upper case when blocked), then the inner blocks: "abcd" is NCHW, "acdb" NHWC,
+   "aBcd16b" NCHW in 16-channel blocks (nChw16c), "ABcd16b16a" OIHW in 16x16 blocks. */
+static void onednn_layout(const dnnl_memory_desc_t *md, char *out, size_t size)
+{
+    const dnnl_blocking_desc_t *blocking = &md->format_desc.blocking;
+    int order[DNNL_MAX_NDIMS], blocked[DNNL_MAX_NDIMS], i, j;
+    size_t length = 0;
+    if (md->format_kind != dnnl_blocked || md->ndims > DNNL_MAX_NDIMS) {
+        snprintf(out, size, "%s", dnnl_fmt_kind2str(md->format_kind));
+        return;
+    }
+    for (i = 0; i < md->ndims; i++) {
+        order[i] = i;
+        blocked[i] = 0;
+    }
+    for (i = 0; i < blocking->inner_nblks; i++) blocked[blocking->inner_idxs[i]] = 1;
+    for (i = 1; i < md->ndims; i++) /* insertion sort, largest stride first; ties keep a, b, c order */
+        for (j = i; j > 0 && blocking->strides[order[j - 1]] < blocking->strides[order[j]]; j--) {
+            const int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    for (i = 0; i < md->ndims && length + 1 < size; i++) out[length++] = (char)((blocked[order[i]] ? 'A' : 'a') + order[i]);
+    out[length] = '\0';
+    for (i = 0; i < blocking->inner_nblks && length < size; i++) {
+        const int n = snprintf(out + length, size - length, "%d%c", (int)blocking->inner_blks[i],
+                               'a' + (int)blocking->inner_idxs[i]);
+        if (n < 0) break;
+        length += (size_t)n;
+    }
+}
+#endif
+
 /* ---- sgemm ------------------------------------------------------------------------------ */
 typedef struct gemm_case {
     const char *impl;
@@ -114,18 +213,28 @@ static void bm_sgemm(nnb_state *s, void *user)
     const gemm_case *c = (const gemm_case *)user;
     nn_rng rng = nn_rng_new(1);
     const int lda = c->ta ? c->m : c->k, ldb = c->tb ? c->k : c->n, ldc = c->n;
+    const int reference = is_openblas(c->impl) || is_onednn(c->impl); /* not nn.h: no workspace */
     size_t ws_floats = nn_sgemm_workspace_size();
     float *a, *b, *out, *ws;
     if (!select_impl(s, c->impl)) return;
     a = random_floats((size_t)c->m * c->k, &rng, 1.0f);
     b = random_floats((size_t)c->k * c->n, &rng, 1.0f);
     out = alloc_floats((size_t)c->m * c->n);
-    ws = is_openblas(c->impl) ? NULL : alloc_floats(ws_floats);
-    if (check_alloc(s, a && b && out && (ws || is_openblas(c->impl)))) {
+    ws = reference ? NULL : alloc_floats(ws_floats);
+    if (check_alloc(s, a && b && out && (ws || reference))) {
         if (is_openblas(c->impl)) {
             const enum CBLAS_TRANSPOSE ta = c->ta ? CblasTrans : CblasNoTrans, tb = c->tb ? CblasTrans : CblasNoTrans;
             while (nnb_keep_running(s))
                 cblas_sgemm(CblasRowMajor, ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc);
+#ifdef BENCH_ONEDNN
+        } else if (is_onednn(c->impl)) { /* row-major, like cblas_sgemm with CblasRowMajor */
+            const char ta = c->ta ? 'T' : 'N', tb = c->tb ? 'T' : 'N';
+            char label[64];
+            if (onednn_check(s, dnnl_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc), "dnnl_sgemm"))
+                while (nnb_keep_running(s)) dnnl_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc);
+            snprintf(label, sizeof label, "dnnl_sgemm, isa %s", dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+            nnb_set_label(s, label);
+#endif
         } else {
             const nn_transpose ta = c->ta ? NN_TRANSPOSE : NN_NO_TRANSPOSE, tb = c->tb ? NN_TRANSPOSE : NN_NO_TRANSPOSE;
             if (check(s, nn_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats)))
@@ -152,7 +261,7 @@ static void register_sgemm(void)
         {512, 512, 512, 0, 1}, {512, 512, 512, 1, 0},  {1024, 1024, 1024, 0, 0}, {6, 36864, 25, 0, 0},
         {16, 4096, 150, 0, 0},
     };
-    static const char *const impls[] = {"scalar", "avx2", "avx512", "neon", "openblas"};
+    static const char *const impls[] = {"scalar", "avx2", "avx512", "neon", "openblas", "onednn"};
     size_t i, j;
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (j = 0; j < sizeof impls / sizeof impls[0]; j++) {
@@ -211,6 +320,122 @@ static void conv_forward_openblas(const nn_conv2d_shape *s, int oh, int ow, cons
     }
 }
 
+#ifdef BENCH_ONEDNN
+/* oneDNN's convolution as a framework uses it: the primitive picks its preferred layouts
+   (dnnl_format_tag_any), the inputs are reordered into them from NCHW/OIHW once, and the primitive
+   is made once; the timed loop only executes it. The backward primitives are made with the
+   forward one as their hint, as in training. x, w and y play the roles of bm_conv's loops:
+   (x, w) -> y forward, (dy = y, w) -> dx = x, (x, dy = y) -> dw = w. Returns 0 on failure. */
+static int conv_onednn(nnb_state *s, const conv_case *c, int oh, int ow, float *x, float *w, float *y)
+{
+    enum { X, W, Y, TENSORS };
+    const nn_conv2d_shape *sh = &c->shape;
+    const dnnl_dims_t dims[TENSORS] = {{sh->batch, sh->in_channels, sh->in_height, sh->in_width},
+                                       {sh->out_channels, sh->in_channels, sh->kernel_height, sh->kernel_width},
+                                       {sh->batch, sh->out_channels, oh, ow}};
+    const dnnl_format_tag_t user_tags[TENSORS] = {dnnl_nchw, dnnl_oihw, dnnl_nchw};
+    const dnnl_dims_t strides = {sh->stride_height, sh->stride_width}, padding = {sh->pad_height, sh->pad_width};
+    /* Per pass, each tensor's execution argument, its memory descriptor query, and whether it is read. */
+    static const int args[3][TENSORS] = {{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                                         {DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_DST},
+                                         {DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_DIFF_DST}};
+    static const dnnl_query_t queries[3][TENSORS] = {
+        {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md},
+        {dnnl_query_diff_src_md, dnnl_query_weights_md, dnnl_query_diff_dst_md},
+        {dnnl_query_src_md, dnnl_query_diff_weights_md, dnnl_query_diff_dst_md}};
+    static const int inputs[3][TENSORS] = {{1, 1, 0}, {0, 1, 1}, {1, 0, 1}};
+    float *user_data[TENSORS];
+    dnnl_memory_desc_t any[TENSORS], user[TENSORS];
+    dnnl_convolution_desc_t forward_desc, desc;
+    dnnl_primitive_desc_t forward_pd = NULL, pd = NULL;
+    dnnl_primitive_t primitive = NULL;
+    dnnl_memory_t memory[TENSORS] = {NULL, NULL, NULL};
+    dnnl_exec_arg_t exec_args[TENSORS];
+    const char *impl = "?";
+    char label[192], layouts[TENSORS][32];
+    int ok, t;
+    user_data[X] = x;
+    user_data[W] = w;
+    user_data[Y] = y;
+    ok = onednn_start(s);
+    for (t = 0; ok && t < TENSORS; t++)
+        ok = onednn_check(s, dnnl_memory_desc_init_by_tag(&any[t], 4, dims[t], dnnl_f32, dnnl_format_tag_any),
+                          "dnnl_memory_desc_init_by_tag") &&
+             onednn_check(s, dnnl_memory_desc_init_by_tag(&user[t], 4, dims[t], dnnl_f32, user_tags[t]),
+                          "dnnl_memory_desc_init_by_tag");
+    ok = ok &&
+         onednn_check(s, dnnl_convolution_forward_desc_init(&forward_desc, dnnl_forward_training, dnnl_convolution_direct,
+                                                            &any[X], &any[W], NULL, &any[Y], strides, padding, padding),
+                      "dnnl_convolution_forward_desc_init") &&
+         onednn_check(s, dnnl_primitive_desc_create(&forward_pd, &forward_desc, NULL, g_onednn_engine, NULL),
+                      "dnnl_primitive_desc_create (forward)");
+    if (ok && c->pass == CONV_FWD) {
+        pd = forward_pd;
+        forward_pd = NULL;
+    } else if (ok) {
+        ok = c->pass == CONV_BWD_DATA
+                 ? onednn_check(s, dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &any[X],
+                                                                           &any[W], &any[Y], strides, padding, padding),
+                                "dnnl_convolution_backward_data_desc_init")
+                 : onednn_check(s, dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, &any[X],
+                                                                              &any[W], NULL, &any[Y], strides, padding,
+                                                                              padding),
+                                "dnnl_convolution_backward_weights_desc_init");
+        ok = ok && onednn_check(s, dnnl_primitive_desc_create(&pd, &desc, NULL, g_onednn_engine, forward_pd),
+                                "dnnl_primitive_desc_create (backward)");
+    }
+    ok = ok && onednn_check(s, dnnl_primitive_create(&primitive, pd), "dnnl_primitive_create");
+    /* Each tensor in the primitive's layout; the inputs filled from the NCHW/OIHW data. */
+    for (t = 0; ok && t < TENSORS; t++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, queries[c->pass][t], 0);
+        ok = onednn_check(s, md ? dnnl_memory_create(&memory[t], md, g_onednn_engine, DNNL_MEMORY_ALLOCATE)
+                                : dnnl_runtime_error,
+                          "dnnl_memory_create");
+        if (ok) onednn_layout(md, layouts[t], sizeof layouts[t]);
+        if (ok && inputs[c->pass][t]) {
+            dnnl_memory_t from = NULL;
+            dnnl_primitive_desc_t reorder_pd = NULL;
+            dnnl_primitive_t reorder = NULL;
+            dnnl_exec_arg_t reorder_args[2];
+            ok = onednn_check(s, dnnl_memory_create(&from, &user[t], g_onednn_engine, user_data[t]), "dnnl_memory_create") &&
+                 onednn_check(s, dnnl_reorder_primitive_desc_create(&reorder_pd, &user[t], g_onednn_engine, md,
+                                                                    g_onednn_engine, NULL),
+                              "dnnl_reorder_primitive_desc_create") &&
+                 onednn_check(s, dnnl_primitive_create(&reorder, reorder_pd), "dnnl_primitive_create (reorder)");
+            reorder_args[0].arg = DNNL_ARG_FROM;
+            reorder_args[0].memory = from;
+            reorder_args[1].arg = DNNL_ARG_TO;
+            reorder_args[1].memory = memory[t];
+            ok = ok && onednn_check(s, dnnl_primitive_execute(reorder, g_onednn_stream, 2, reorder_args), "reorder") &&
+                 onednn_check(s, dnnl_stream_wait(g_onednn_stream), "dnnl_stream_wait");
+            if (reorder) dnnl_primitive_destroy(reorder);
+            if (reorder_pd) dnnl_primitive_desc_destroy(reorder_pd);
+            if (from) dnnl_memory_destroy(from);
+        }
+        exec_args[t].arg = args[c->pass][t];
+        exec_args[t].memory = memory[t];
+    }
+    ok = ok && onednn_check(s, dnnl_primitive_execute(primitive, g_onednn_stream, TENSORS, exec_args), "execute") &&
+         onednn_check(s, dnnl_stream_wait(g_onednn_stream), "dnnl_stream_wait");
+    if (ok) {
+        while (nnb_keep_running(s)) {
+            dnnl_primitive_execute(primitive, g_onednn_stream, TENSORS, exec_args);
+            dnnl_stream_wait(g_onednn_stream);
+        }
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        /* e.g. "jit:avx512_core, x aBcd16b, w ABcd16b16a, y aBcd16b" */
+        snprintf(label, sizeof label, "%s, x %s, w %s, y %s", impl, layouts[X], layouts[W], layouts[Y]);
+        nnb_set_label(s, label);
+    }
+    for (t = 0; t < TENSORS; t++)
+        if (memory[t]) dnnl_memory_destroy(memory[t]);
+    if (primitive) dnnl_primitive_destroy(primitive);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (forward_pd) dnnl_primitive_desc_destroy(forward_pd);
+    return ok;
+}
+#endif
+
 static void bm_conv(nnb_state *s, void *user)
 {
     const conv_case *c = (const conv_case *)user;
@@ -224,7 +449,8 @@ static void bm_conv(nnb_state *s, void *user)
     nx = (size_t)sh->batch * sh->in_channels * sh->in_height * sh->in_width;
     nw = (size_t)sh->out_channels * sh->in_channels * sh->kernel_height * sh->kernel_width;
     ny = (size_t)sh->batch * sh->out_channels * oh * ow;
-    nws = is_openblas(c->impl) ? (size_t)sh->in_channels * sh->kernel_height * sh->kernel_width * oh * ow
+    nws = is_openblas(c->impl)  ? (size_t)sh->in_channels * sh->kernel_height * sh->kernel_width * oh * ow
+          : is_onednn(c->impl) ? 0 /* oneDNN keeps its own scratchpad */
                                : nn_conv2d_workspace_size(sh);
     x = random_floats(nx, &rng, 1.0f);
     w = random_floats(nw, &rng, 0.1f);
@@ -234,6 +460,10 @@ static void bm_conv(nnb_state *s, void *user)
         int ok = 1;
         if (is_openblas(c->impl)) {
             while (nnb_keep_running(s)) conv_forward_openblas(sh, oh, ow, x, w, y, ws);
+#ifdef BENCH_ONEDNN
+        } else if (is_onednn(c->impl)) {
+            ok = conv_onednn(s, c, oh, ow, x, w, y);
+#endif
         } else if (c->pass == CONV_FWD) {
             if ((ok = check(s, nn_conv2d_forward(sh, x, w, NULL, y, ws, nws))))
                 while (nnb_keep_running(s)) nn_conv2d_forward(sh, x, w, NULL, y, ws, nws);
@@ -269,15 +499,18 @@ static void register_conv(void)
         {"resnet", 128, 14, 128, 3, 1}, {"resnet", 256, 7, 256, 3, 1}, {"resnet", 512, 4, 512, 3, 1},
     };
     static const char *const pass_names[] = {"conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight"};
-    size_t i;
-    int p, j;
+    /* nn.h's backends, OpenBLAS (forward only: im2col + cblas_sgemm), oneDNN (every pass) */
+    static const char *const impls[] = {"scalar", "avx2", "avx512", "neon", "openblas", "onednn"};
+    size_t i, j;
+    int p;
     for (p = CONV_FWD; p <= CONV_BWD_WEIGHT; p++)
         for (i = 0; i < sizeof layers / sizeof layers[0]; i++)
-            for (j = 0; j < NN_IMPL_COUNT + (p == CONV_FWD); j++) {
+            for (j = 0; j < sizeof impls / sizeof impls[0]; j++) {
                 conv_case c;
                 char name[160];
+                if (is_openblas(impls[j]) && p != CONV_FWD) continue;
                 memset(&c, 0, sizeof c);
-                c.impl = j < NN_IMPL_COUNT ? nn_impls[j] : "openblas";
+                c.impl = impls[j];
                 c.pass = (conv_pass)p;
                 c.shape.batch = 64;
                 c.shape.in_channels = layers[i].c;
@@ -724,6 +957,9 @@ int main(int argc, char **argv)
     }
     nn_set_threads(g_threads);
     openblas_set_num_threads(g_threads);
+#ifdef BENCH_ONEDNN
+    omp_set_num_threads(g_threads); /* oneDNN's OpenMP build runs omp_get_max_threads() threads */
+#endif
     /* One thread: the thread's CPU time (robust on a shared machine). More: wall-clock time
        (the rows' names then end in /real_time). */
     nnb_use_real_time(g_threads > 1);
@@ -734,6 +970,18 @@ int main(int argc, char **argv)
     snprintf(text, sizeof text, "%d", g_threads);
     nnb_add_context("openblas_threads", text);
     nnb_add_context("openblas_config", openblas_get_config());
+#ifdef BENCH_ONEDNN
+    {
+        const dnnl_version_t *v = dnnl_version();
+        snprintf(text, sizeof text, "%d.%d.%d, %s runtime, isa %s", v->major, v->minor, v->patch,
+                 dnnl_runtime2str(v->cpu_runtime), dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+        nnb_add_context("onednn", text);
+        snprintf(text, sizeof text, "%d", omp_get_max_threads());
+        nnb_add_context("onednn_threads", text);
+    }
+#else
+    nnb_add_context("onednn", BENCH_ONEDNN_MISSING);
+#endif
 
     register_peak();
     register_sgemm();
@@ -743,5 +991,8 @@ int main(int argc, char **argv)
     register_train_steps();
     status = nnb_main(argc, argv);
     free_train_cases();
+#ifdef BENCH_ONEDNN
+    onednn_stop();
+#endif
     return status;
 }

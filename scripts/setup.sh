@@ -8,7 +8,7 @@ for group in "$@"; do
     build) want+=(gcc g++ clang make) ;;
     test)  want+=(gcc g++ clang make libcmocka-dev valgrind) ;;
     neon)  want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user) ;;
-    bench) want+=(g++ libbenchmark-dev libopenblas-dev) ;;
+    bench) want+=(g++ libbenchmark-dev libopenblas-dev libdnnl-dev) ;;
     torch) want+=(python3-torch python3-numpy) ;;
     plots) want+=(gnuplot-nox) ;;
     mpi)   want+=(libopenmpi-dev openmpi-bin) ;;

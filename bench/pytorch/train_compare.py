@@ -13,10 +13,13 @@ Same data, models, hyper-parameters and thread count as the C program:
 MNIST is read from the IDX files with numpy and normalised by the training set's mean and
 standard deviation (population, in float64), as nn.h's nn_dataset_stats/normalize do. Every
 layer keeps PyTorch's default initialisation (nn.h copies those defaults). Only training is
-timed: per epoch, the shuffle, batch gathering, forward, backward and update. Output, one line
-per model:
-  BENCH pytorch <model> threads=<t> blas_threads=<b> ... epoch_seconds=<s> epoch_cpu_seconds=<c> test_acc=<a>
-  BENCH pytorch resnet18 threads=<t> blas_threads=<b> ... images_per_second=<x> step_cpu_seconds=<c>
+timed: per epoch, the shuffle, batch gathering, forward, backward and update. With
+--channels-last the model and every batch are converted with .to(memory_format=
+torch.channels_last) (NHWC, the layout oneDNN prefers; the conversion of a batch is timed, as a
+user's loop would pay it); the default keeps PyTorch's NCHW. Output, one line per model:
+  BENCH pytorch <model> threads=<t> blas_threads=<b> memory_format=<nchw|channels_last> ...
+        epoch_seconds=<s> epoch_cpu_seconds=<c> test_acc=<a>
+  BENCH pytorch resnet18 threads=<t> blas_threads=<b> memory_format=<f> ... images_per_second=<x> step_cpu_seconds=<c>
 (cpu: the process's CPU time, all threads, as in the C program.)
 blas_threads records OPENBLAS_NUM_THREADS / OMP_NUM_THREADS as set by the caller (the BLAS
 library reads them when it loads, so they must be set in the environment, not here).
@@ -115,6 +118,14 @@ def build(name):
     raise ValueError(name)
 
 
+def memory_format(args):
+    return torch.channels_last if args.channels_last else torch.contiguous_format
+
+
+def memory_format_name(args):
+    return "channels_last" if args.channels_last else "nchw"
+
+
 def train_step(model, opt, xb, yb):
     opt.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(xb), yb)
@@ -134,6 +145,8 @@ def run_fit(name, args, data):
     train_x, train_y, test_x, test_y = data
     torch.manual_seed(args.seed)
     model, opt, batch = build(name)
+    fmt = memory_format(args)
+    model = model.to(memory_format=fmt)  # in place: opt still holds the same parameters
     n = train_x.shape[0]
     seconds, cpu = [], []
     for epoch in range(args.epochs):
@@ -143,7 +156,7 @@ def run_fit(name, args, data):
         loss_sum = torch.zeros(())
         for first in range(0, n, batch):
             idx = perm[first:first + batch]
-            xb, yb = train_x.index_select(0, idx), train_y.index_select(0, idx)
+            xb, yb = train_x.index_select(0, idx).to(memory_format=fmt), train_y.index_select(0, idx)
             loss = train_step(model, opt, xb, yb)
             loss_sum += loss.detach() * xb.shape[0]
         seconds.append(time.perf_counter() - t0)
@@ -154,11 +167,11 @@ def run_fit(name, args, data):
     correct = 0
     with torch.no_grad():
         for first in range(0, test_x.shape[0], 1000):
-            pred = model(test_x[first:first + 1000]).argmax(1)
+            pred = model(test_x[first:first + 1000].to(memory_format=fmt)).argmax(1)
             correct += (pred == test_y[first:first + 1000]).sum().item()
     acc = 100.0 * correct / test_x.shape[0]
     print(f"BENCH pytorch {name} threads={torch.get_num_threads()} blas_threads={blas_threads()} "
-          f"epochs={args.epochs} train_samples={n} batch={batch} "
+          f"memory_format={memory_format_name(args)} epochs={args.epochs} train_samples={n} batch={batch} "
           f"epoch_seconds={sum(seconds) / len(seconds):.3f} epoch_cpu_seconds={sum(cpu) / len(cpu):.3f} "
           f"test_acc={acc:.2f}", flush=True)
 
@@ -167,6 +180,8 @@ def run_steps(name, args, data):
     train_x, train_y = data[0], data[1]
     torch.manual_seed(args.seed)
     model, opt, batch = build(name)
+    fmt = memory_format(args)
+    model = model.to(memory_format=fmt)
     model.train()
     batches = train_x.shape[0] // batch
     if batches < 1:
@@ -176,12 +191,13 @@ def run_steps(name, args, data):
         if step == args.warmup:
             t0, c0 = time.perf_counter(), time.process_time()
         b = step % batches
-        loss = train_step(model, opt, train_x[b * batch:(b + 1) * batch], train_y[b * batch:(b + 1) * batch])
+        loss = train_step(model, opt, train_x[b * batch:(b + 1) * batch].to(memory_format=fmt),
+                          train_y[b * batch:(b + 1) * batch])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"[pytorch {name}] {args.resnet_steps} steps in {seconds:.2f}s, last loss {loss.item():.4f}",
           file=sys.stderr)
     print(f"BENCH pytorch {name} threads={torch.get_num_threads()} blas_threads={blas_threads()} "
-          f"steps={args.resnet_steps} warmup={args.warmup} batch={batch} "
+          f"memory_format={memory_format_name(args)} steps={args.resnet_steps} warmup={args.warmup} batch={batch} "
           f"step_seconds={seconds / args.resnet_steps:.4f} step_cpu_seconds={cpu / args.resnet_steps:.4f} "
           f"images_per_second={args.resnet_steps * batch / seconds:.2f}", flush=True)
 
@@ -199,6 +215,8 @@ def main():
     p.add_argument("--warmup", type=int, default=2, help="untimed ResNet-18 steps before them (default 2)")
     p.add_argument("--data", default="data/mnist", help="MNIST IDX directory (default data/mnist)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and inputs in torch.channels_last (NHWC) instead of NCHW")
     args = p.parse_args()
     if args.threads < 1 or args.epochs < 1 or args.resnet_steps < 1 or args.warmup < 0 or args.limit < 0:
         p.error("counts must be positive")
