@@ -25,7 +25,7 @@ help:
 	@echo "make experiments   run every example at the reports' settings (long)"
 	@echo "make plots         draw every figure from results/ with gnuplot"
 	@echo "make bench         Google Benchmark microbenchmarks (flags via BENCH_ARGS=...)"
-	@echo "make bench-compare end-to-end nn.h vs PyTorch; writes docs/performance.md"
+	@echo "make bench-compare nn.h vs PyTorch, OpenBLAS and oneDNN; writes docs/performance.md"
 	@echo "make data          fetch and verify MNIST into $(DATA)"
 
 setup:
