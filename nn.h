@@ -867,7 +867,9 @@ struct nn__update;
     X(ISA, void, rmsprop, (size_t n, float *p, const float *g, float *sq, float *buf, const struct nn__update *u)) \
     /* 2x2 max pooling, stride 2, of one row pair (see nn__maxpool2x2_row_scalar) */                               \
     X(ISA, void, maxpool2x2_row,                                                                                   \
-      (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))
+      (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))            \
+    /* GEMM packing of a transposed operand (see nn__pack_transposed_scalar) */                                    \
+    X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))
 /* One field of nn__kernels: a pointer to that kernel. */
 #define NN__KERNEL_FIELD(ISA, type, name, parameters) type(*name) parameters;
 
@@ -2130,6 +2132,51 @@ NN__VECTOR_KERNELS()
 #undef NN__STANH_K
 #undef NN__NEG_FLT_MAX
 
+/* ---- GEMM packing of a transposed operand: dst[p*nr + c] = src[c*ld + p] for p < k, c < cols.
+   Pure data movement, so every table gives the same bits. ---- */
+static void nn__pack_transposed_scalar(int k, int cols, const float *src, size_t ld, float *dst, int nr)
+{
+    int c, p;
+    for (c = 0; c < cols; c++)
+        for (p = 0; p < k; p++) dst[(size_t)p * nr + c] = src[(size_t)c * ld + p];
+}
+#if NN__X86
+/* 8x8 blocks transposed in registers (unpack, shuffle, then swap 128-bit halves), where the
+   scalar loop writes each value to another row of dst; the edges as the scalar loop does. */
+NN__TARGET_AVX2 static void nn__pack_transposed_avx2(int k, int cols, const float *src, size_t ld, float *dst, int nr)
+{
+    int c = 0, p, i;
+    for (; c + 8 <= cols; c += 8) {
+        const float *s = src + (size_t)c * ld;
+        for (p = 0; p + 8 <= k; p += 8) {
+            __m256 r[8], t[8], u[8];
+            for (i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(s + (size_t)i * ld + p);
+            for (i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);     /* rows i, i+1 interleaved: elements 0 1, 4 5 */
+                t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); /* elements 2 3, 6 7 */
+            }
+            for (i = 0; i < 8; i += 4) {
+                u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));     /* element 0 (4) of rows i..i+3 */
+                u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2)); /* element 1 (5) */
+                u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0)); /* element 2 (6) */
+                u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2)); /* element 3 (7) */
+            }
+            for (i = 0; i < 4; i++) {
+                _mm256_storeu_ps(dst + (size_t)(p + i) * nr + c, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+                _mm256_storeu_ps(dst + (size_t)(p + i + 4) * nr + c, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+            }
+        }
+        for (; p < k; p++)
+            for (i = 0; i < 8; i++) dst[(size_t)p * nr + c + i] = s[(size_t)i * ld + p];
+    }
+    nn__pack_transposed_scalar(k, cols - c, src + (size_t)c * ld, ld, dst + c, nr);
+}
+#define nn__pack_transposed_avx512 nn__pack_transposed_avx2
+#endif
+#if NN__ARM64
+#define nn__pack_transposed_neon nn__pack_transposed_scalar
+#endif
+
 /* ======================================================================================
    Dispatch: detect the CPU once, pick the fastest table, allow an override.
    ====================================================================================== */
@@ -2538,10 +2585,7 @@ static void nn__pack_b(const nn__operand *op, int p0, int kc, int j0, int nc, in
             for (p = 0; p < kc; p++)
                 memcpy(dst + (size_t)p * nr, op->data + (size_t)(p0 + p) * op->ld + j0 + s, (size_t)cols * sizeof(float));
         } else if (op->view == NN__MATRIX) {
-            for (c = 0; c < cols; c++) {
-                const float *src = op->data + (size_t)(j0 + s + c) * op->ld + p0;
-                for (p = 0; p < kc; p++) dst[(size_t)p * nr + c] = src[p];
-            }
+            nn__kernels_get()->pack_transposed(kc, cols, op->data + (size_t)(j0 + s) * op->ld + p0, (size_t)op->ld, dst, nr);
         } else if (op->view == NN__IM2COL) {
             nn__im2col_sliver(op, p0, kc, j0 + s, cols, dst, nr);
         } else if (op->view == NN__CHANNELS) { /* element (p, j) = data[n][p][at] for j = n*spatial + at */
