@@ -6,6 +6,11 @@
    with the reason. Also train_step/<model> (whole training steps on the default backend) and
    peak/<isa>/fma (independent FMA chains in registers: the core's peak FLOP rate).
 
+   Every row that counts FLOPs reports GFLOPS and peak%: its GFLOPS as a percentage of the FMA
+   peak measured once before the rows run (the fma_peak line of the header; times the thread
+   count). Google Benchmark prints peak% with a "/s" because it is computed as a rate; the
+   number is the percentage.
+
    The onednn rows (dnnl_sgemm for every GEMM shape; oneDNN's convolution primitives for every
    convolution shape and pass) are compiled when bench.mk finds oneDNN's header, which defines
    NN_BENCH_ONEDNN and links -ldnnl; otherwise they are skipped with the reason. Their label
@@ -931,6 +936,37 @@ static void bm_peak(nnb_state *s, void *user)
     nnb_set_flops_per_iteration(s, flops_per_step * PEAK_STEPS);
 }
 
+/* The core's FMA peak in FLOP/s: the best ISA's chains, timed for about 50 ms each before the
+   rows run, so that every GEMM and convolution row can say which fraction of it it reached. */
+static double measure_peak(void)
+{
+    double best = 0.0;
+    float sink = 0.0f;
+    int isa;
+    for (isa = 0; isa < 3; isa++) {
+        double flops_per_call = 0.0, start, seconds;
+        long calls = 0;
+        if (isa == 0 && !nn_backend_supported("avx2")) continue;
+        if (isa == 1 && !nn_backend_supported("avx512")) continue;
+        if (isa == 2 && !nn_backend_supported("neon")) continue;
+        start = nn_seconds();
+        do {
+#ifdef BENCH_X86
+            if (isa == 0) sink += peak_avx2(PEAK_STEPS), flops_per_call = PEAK_AVX2_FLOPS * PEAK_STEPS;
+            if (isa == 1) sink += peak_avx512(PEAK_STEPS), flops_per_call = PEAK_AVX512_FLOPS * PEAK_STEPS;
+#endif
+#ifdef BENCH_ARM64
+            if (isa == 2) sink += peak_neon(PEAK_STEPS), flops_per_call = PEAK_NEON_FLOPS * PEAK_STEPS;
+#endif
+            calls++;
+            seconds = nn_seconds() - start;
+        } while (seconds < 0.05 && flops_per_call > 0.0);
+        if (flops_per_call > 0.0 && calls * flops_per_call / seconds > best) best = calls * flops_per_call / seconds;
+    }
+    nnb_do_not_optimize(&sink);
+    return best;
+}
+
 static void register_peak(void)
 {
     static const char *const isas[] = {"avx2", "avx512", "neon"};
@@ -983,6 +1019,13 @@ int main(int argc, char **argv)
     nnb_add_context("onednn", BENCH_ONEDNN_MISSING);
 #endif
 
+    {
+        const double peak = measure_peak() * g_threads;
+        snprintf(text, sizeof text, "%.1f GFLOP/s (%d thread%s; the 100%% of the peak%% counters)", peak / 1e9, g_threads,
+                 g_threads == 1 ? "" : "s");
+        nnb_add_context("fma_peak", text);
+        nnb_set_peak_flops(peak);
+    }
     register_peak();
     register_sgemm();
     register_conv();

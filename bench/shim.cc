@@ -29,6 +29,7 @@ namespace {
 const char kSkipPrefix[] = "skipped: ";
 const char kFailPrefix[] = "failed: ";
 bool g_real_time = false;
+double g_peak_flops = 0.0;
 
 std::vector<nnb_benchmark *> &registry()
 {
@@ -48,6 +49,8 @@ void run_one(benchmark::State &st, nnb_function fn, void *user)
     if (s.has_items) st.SetItemsProcessed(static_cast<int64_t>(s.items * iterations));
     if (s.has_bytes) st.SetBytesProcessed(static_cast<int64_t>(s.bytes * iterations));
     if (s.has_flops) st.counters["GFLOPS"] = benchmark::Counter(s.flops * iterations / 1e9, benchmark::Counter::kIsRate);
+    if (s.has_flops && g_peak_flops > 0.0) // a rate too: (FLOPs / peak FLOP/s) / seconds = fraction of the peak
+        st.counters["peak%"] = benchmark::Counter(s.flops * iterations * 100.0 / g_peak_flops, benchmark::Counter::kIsRate);
 }
 
 // The value of --name=value (or -name=value) in argv, or NULL.
@@ -106,6 +109,7 @@ nnb_benchmark *nnb_register(const char *name, nnb_function fn, void *user)
 }
 
 void nnb_use_real_time(int enabled) { g_real_time = enabled != 0; }
+void nnb_set_peak_flops(double flops_per_second) { g_peak_flops = flops_per_second; }
 
 void nnb_set_unit(nnb_benchmark *b, nnb_unit unit)
 {

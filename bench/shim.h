@@ -45,6 +45,9 @@ nnb_benchmark *nnb_register(const char *name, nnb_function fn, void *user);
 /* Time the rows registered after this call in wall-clock time (1) or the calling thread's CPU
    time (0, the default). */
 void nnb_use_real_time(int enabled);
+/* The FMA peak in FLOP/s (0: unknown). Rows with a FLOP count then also report peak% = their
+   GFLOPS as a percentage of it. */
+void nnb_set_peak_flops(double flops_per_second);
 /* The time unit of the row's report (default ns). */
 void nnb_set_unit(nnb_benchmark *b, nnb_unit unit);
 /* This row's minimum measuring time, used unless --benchmark_min_time is on the command line
