@@ -1020,21 +1020,27 @@ static void test_maxpool2d_nan(void **state)
     FINISH();
 }
 
+/* Pooling shapes every check must refuse (nn_pool2d_output_size and each pooling kernel). */
+static const nn_pool2d_shape bad_pool_shapes[] = {
+    { 1, 1, 3, 3, 4, 1, 1, 1, 0, 0 },  /* kernel 4 > height 3 */
+    { 1, 1, 3, 3, 1, 6, 1, 1, 0, 1 },  /* kernel 6 > padded width 5 */
+    { 1, 1, 3, 3, 0, 1, 1, 1, 0, 0 },  /* kernel 0 */
+    { 1, 1, 3, 3, 2, 2, 0, 1, 0, 0 },  /* stride 0 */
+    { 1, 1, 0, 3, 1, 1, 1, 1, 0, 0 },  /* height 0 */
+    { 1, 0, 3, 3, 1, 1, 1, 1, 0, 0 },  /* channels 0 */
+    { -1, 1, 3, 3, 1, 1, 1, 1, 0, 0 }, /* negative batch */
+    { 1, 1, 3, -3, 1, 1, 1, 1, 0, 0 }, /* negative width */
+    { 1, 1, 3, 3, 2, 2, 1, 1, -1, 0 }, /* negative padding */
+    { 1, 1, 3, 3, 2, 2, 1, 1, 2, 0 },  /* padding more than half the kernel */
+};
+
 static void test_pool2d_reject(void **state)
 {
-    static const nn_pool2d_shape bad[] = {
-        { 1, 1, 3, 3, 4, 1, 1, 1, 0, 0 },  /* kernel 4 > height 3 */
-        { 1, 1, 3, 3, 1, 6, 1, 1, 0, 1 },  /* kernel 6 > padded width 5 */
-        { 1, 1, 3, 3, 0, 1, 1, 1, 0, 0 },  /* kernel 0 */
-        { 1, 1, 3, 3, 2, 2, 0, 1, 0, 0 },  /* stride 0 */
-        { 1, 1, 0, 3, 1, 1, 1, 1, 0, 0 },  /* height 0 */
-        { 1, 0, 3, 3, 1, 1, 1, 1, 0, 0 },  /* channels 0 */
-        { 1, 1, 3, 3, 2, 2, 1, 1, -1, 0 }, /* negative padding */
-    };
+    const nn_pool2d_shape *bad = bad_pool_shapes;
     int i, oh, ow;
     nn_status s;
     (void)state;
-    for (i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+    for (i = 0; i < (int)(sizeof bad_pool_shapes / sizeof bad_pool_shapes[0]); i++) {
         char label[200];
         pool_label(label, sizeof label, "pool2d_output_size", &bad[i]);
         oh = ow = -77;
@@ -1074,22 +1080,11 @@ static void check_refused(const char *label, nn_status got, nn_status want, cons
    shape, with NN_ERROR_SHAPE or NN_ERROR_ARGUMENT, a message and its outputs untouched. */
 static void test_pool2d_kernels_reject(void **state)
 {
-    static const nn_pool2d_shape bad[] = {
-        { 1, 1, 3, 3, 4, 1, 1, 1, 0, 0 },  /* kernel 4 > height 3 */
-        { 1, 1, 3, 3, 1, 6, 1, 1, 0, 1 },  /* kernel 6 > padded width 5 */
-        { 1, 1, 3, 3, 0, 1, 1, 1, 0, 0 },  /* kernel 0 */
-        { 1, 1, 3, 3, 2, 2, 0, 1, 0, 0 },  /* stride 0 */
-        { 1, 1, 0, 3, 1, 1, 1, 1, 0, 0 },  /* height 0 */
-        { 1, 0, 3, 3, 1, 1, 1, 1, 0, 0 },  /* channels 0 */
-        { -1, 1, 3, 3, 1, 1, 1, 1, 0, 0 }, /* negative batch */
-        { 1, 1, 3, -3, 1, 1, 1, 1, 0, 0 }, /* negative width */
-        { 1, 1, 3, 3, 2, 2, 1, 1, -1, 0 }, /* negative padding */
-        { 1, 1, 3, 3, 2, 2, 1, 1, 2, 0 },  /* padding more than half the kernel */
-    };
+    const nn_pool2d_shape *bad = bad_pool_shapes;
     static const char *const kernels[] = { "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
                                            "avgpool2d_backward" };
     static const nn_pool2d_shape good = { 1, 1, 4, 4, 2, 2, 2, 2, 0, 0 }; /* 16 values in, 4 out */
-    const int shapes = (int)(sizeof bad / sizeof bad[0]);
+    const int shapes = (int)(sizeof bad_pool_shapes / sizeof bad_pool_shapes[0]);
     float in[POOL_BUFFER], out[POOL_BUFFER];
     int32_t argmax[POOL_BUFFER];
     char label[240];

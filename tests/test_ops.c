@@ -39,19 +39,17 @@ static void test_node_kinds(void **state)
     nn_node *g = nn_global_avgpool(m, nn_add_nodes(m, a, a)), *f = nn_flatten(m, g);
     nn_node *d = nn_dropout(m, f, 0.5f), *l = nn_linear(m, d, 3, NN_BIAS);
     nn_node *s = nn_softmax(m, l), *ls = nn_log_softmax(m, l);
+    const struct { nn_node *node; nn_op op; } expect[] = {
+        {x, NN_OP_INPUT}, {c, NN_OP_CONV2D}, {b, NN_OP_BATCHNORM}, {r, NN_OP_ACTIVATION},
+        {p, NN_OP_MAXPOOL2D}, {a, NN_OP_AVGPOOL2D}, {g, NN_OP_GLOBAL_AVGPOOL}, {f, NN_OP_FLATTEN},
+        {d, NN_OP_DROPOUT}, {l, NN_OP_LINEAR}, {s, NN_OP_SOFTMAX}, {ls, NN_OP_LOG_SOFTMAX},
+    };
+    size_t i;
     (void)state;
-    assert_int_equal(nn_node_op(x), NN_OP_INPUT);
-    assert_int_equal(nn_node_op(c), NN_OP_CONV2D);
-    assert_int_equal(nn_node_op(b), NN_OP_BATCHNORM);
-    assert_int_equal(nn_node_op(r), NN_OP_ACTIVATION);
-    assert_int_equal(nn_node_op(p), NN_OP_MAXPOOL2D);
-    assert_int_equal(nn_node_op(a), NN_OP_AVGPOOL2D);
-    assert_int_equal(nn_node_op(g), NN_OP_GLOBAL_AVGPOOL);
-    assert_int_equal(nn_node_op(f), NN_OP_FLATTEN);
-    assert_int_equal(nn_node_op(d), NN_OP_DROPOUT);
-    assert_int_equal(nn_node_op(l), NN_OP_LINEAR);
-    assert_int_equal(nn_node_op(s), NN_OP_SOFTMAX);
-    assert_int_equal(nn_node_op(ls), NN_OP_LOG_SOFTMAX);
+    for (i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        assert_non_null(expect[i].node);
+        assert_int_equal(nn_node_op(expect[i].node), expect[i].op);
+    }
     assert_int_equal(nn_node_op(NULL), NN_OP_COUNT);
     nn_model_free(m);
 }
