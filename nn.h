@@ -869,7 +869,14 @@ struct nn__update;
     X(ISA, void, maxpool2x2_row,                                                                                   \
       (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))            \
     /* GEMM packing of a transposed operand (see nn__pack_transposed_scalar) */                                    \
-    X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))
+    X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))            \
+    /* Winograd F(2x2, 3x3) transforms of a row of tiles (see nn__winograd_input_scalar) */                     \
+    X(ISA, void, winograd_input,                                                                                   \
+      (int count, const float *r0, const float *r1, const float *r2, const float *r3, float *v, size_t stride))    \
+    X(ISA, void, winograd_output, (int count, const float *m, size_t stride, float *y0, float *y1))                \
+    X(ISA, void, winograd_gradient, (int count, const float *d0, const float *d1, float *v, size_t stride))      \
+    X(ISA, void, winograd_kernel, (int count, const float *g, size_t gs, float *u, size_t stride))                 \
+    X(ISA, void, winograd_kernel_gradient, (int count, const float *x, size_t stride, float *g, size_t gs))
 /* One field of nn__kernels: a pointer to that kernel. */
 #define NN__KERNEL_FIELD(ISA, type, name, parameters) type(*name) parameters;
 
@@ -1245,6 +1252,127 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
     }
 }
 
+/* Winograd F(2x2, 3x3): a 2x2 block of a stride-1 3x3 convolution's output from a 4x4 input
+   tile d and the kernel g as Y = A^T [(G g G^T) . (B^T d B)] A (Lavin and Gray, 2015), 16
+   multiplies in place of 36, the 16 products of all tiles and channels being 16 GEMMs:
+       B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]    G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+       A^T = [1 1 1 0; 0 1 -1 -1]
+   The three kernels below transform a row of tiles; their vector twins do the same additions
+   in the same order (no multiplies, no FMAs), so every backend gives the same bits. Transform
+   element k = 4*i + j (row i, column j of the 4x4 tile) of tile t goes to v[k*stride + t]. */
+
+/* B^T d B of tiles t < count whose four input rows are r0..r3 (tile t reads columns 2t..2t+3,
+   so each row holds 2*count + 2 floats): rows first, then columns. */
+static void nn__winograd_input_scalar(int count, const float *r0, const float *r1, const float *r2, const float *r3,
+                                      float *v, size_t stride)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float s[4][4];
+        for (j = 0; j < 4; j++) {
+            const float d0 = r0[2 * t + j], d1 = r1[2 * t + j], d2 = r2[2 * t + j], d3 = r3[2 * t + j];
+            s[0][j] = d0 - d2;
+            s[1][j] = d1 + d2;
+            s[2][j] = d2 - d1;
+            s[3][j] = d1 - d3;
+        }
+        for (i = 0; i < 4; i++) {
+            v[(size_t)(4 * i + 0) * stride + t] = s[i][0] - s[i][2];
+            v[(size_t)(4 * i + 1) * stride + t] = s[i][1] + s[i][2];
+            v[(size_t)(4 * i + 2) * stride + t] = s[i][2] - s[i][1];
+            v[(size_t)(4 * i + 3) * stride + t] = s[i][1] - s[i][3];
+        }
+    }
+}
+
+/* A^T m A of tiles t < count (m[k*stride + t]): the 2x2 outputs of tile t go to y0[2t], y0[2t+1]
+   and y1[2t], y1[2t+1]; rows first, then columns. */
+static void nn__winograd_output_scalar(int count, const float *m, size_t stride, float *y0, float *y1)
+{
+    int t, j;
+    for (t = 0; t < count; t++) {
+        float a[2][4];
+        for (j = 0; j < 4; j++) {
+            const float m0 = m[(size_t)j * stride + t], m1 = m[(size_t)(4 + j) * stride + t];
+            const float m2 = m[(size_t)(8 + j) * stride + t], m3 = m[(size_t)(12 + j) * stride + t];
+            a[0][j] = (m0 + m1) + m2;
+            a[1][j] = (m1 - m2) - m3;
+        }
+        y0[2 * t] = (a[0][0] + a[0][1]) + a[0][2];
+        y0[2 * t + 1] = (a[0][1] - a[0][2]) - a[0][3];
+        y1[2 * t] = (a[1][0] + a[1][1]) + a[1][2];
+        y1[2 * t + 1] = (a[1][1] - a[1][2]) - a[1][3];
+    }
+}
+
+/* A g A^T of output-gradient tiles t < count, the 2x2 block d0[2t], d0[2t+1] / d1[2t], d1[2t+1]
+   (the adjoint of the output transform, for the weight gradient): rows first, then columns. */
+static void nn__winograd_gradient_scalar(int count, const float *d0, const float *d1, float *v, size_t stride)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float q[4][2];
+        for (j = 0; j < 2; j++) {
+            const float a = d0[2 * t + j], b = d1[2 * t + j];
+            q[0][j] = a;
+            q[1][j] = a + b;
+            q[2][j] = a - b;
+            q[3][j] = 0.0f - b; /* not -b: the vector kernels subtract from zero too, giving +0 for 0 */
+        }
+        for (i = 0; i < 4; i++) {
+            v[(size_t)(4 * i + 0) * stride + t] = q[i][0];
+            v[(size_t)(4 * i + 1) * stride + t] = q[i][0] + q[i][1];
+            v[(size_t)(4 * i + 2) * stride + t] = q[i][0] - q[i][1];
+            v[(size_t)(4 * i + 3) * stride + t] = 0.0f - q[i][1];
+        }
+    }
+}
+
+/* G g G^T of count kernels side by side: tap j (row j/3, column j%3) of kernel i is
+   g[j*gs + i]; element k of its transform goes to u[k*stride + i]. Rows first, then columns. */
+static void nn__winograd_kernel_scalar(int count, const float *g, size_t gs, float *u, size_t stride)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float gg[4][3];
+        for (j = 0; j < 3; j++) {
+            const float g0 = g[(size_t)j * gs + t], g1 = g[(size_t)(3 + j) * gs + t], g2 = g[(size_t)(6 + j) * gs + t];
+            gg[0][j] = g0;
+            gg[1][j] = 0.5f * ((g0 + g1) + g2);
+            gg[2][j] = 0.5f * ((g0 - g1) + g2);
+            gg[3][j] = g2;
+        }
+        for (i = 0; i < 4; i++) {
+            u[(size_t)(4 * i + 0) * stride + t] = gg[i][0];
+            u[(size_t)(4 * i + 1) * stride + t] = 0.5f * ((gg[i][0] + gg[i][1]) + gg[i][2]);
+            u[(size_t)(4 * i + 2) * stride + t] = 0.5f * ((gg[i][0] - gg[i][1]) + gg[i][2]);
+            u[(size_t)(4 * i + 3) * stride + t] = gg[i][2];
+        }
+    }
+}
+
+/* G^T x G of count 4x4 transforms side by side (the weight gradient from dU): element k of
+   transform i is x[k*stride + i]; tap j of the 3x3 result goes to g[j*gs + i]. Rows first. */
+static void nn__winograd_kernel_gradient_scalar(int count, const float *x, size_t stride, float *g, size_t gs)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float r[3][4];
+        for (j = 0; j < 4; j++) {
+            const float x0 = x[(size_t)j * stride + t], x1 = x[(size_t)(4 + j) * stride + t];
+            const float x2 = x[(size_t)(8 + j) * stride + t], x3 = x[(size_t)(12 + j) * stride + t];
+            r[0][j] = x0 + 0.5f * (x1 + x2); /* 0.5 * v is exact: a fused multiply-add gives the same */
+            r[1][j] = 0.5f * (x1 - x2);
+            r[2][j] = 0.5f * (x1 + x2) + x3;
+        }
+        for (i = 0; i < 3; i++) {
+            g[(size_t)(3 * i + 0) * gs + t] = r[i][0] + 0.5f * (r[i][1] + r[i][2]);
+            g[(size_t)(3 * i + 1) * gs + t] = 0.5f * (r[i][1] - r[i][2]);
+            g[(size_t)(3 * i + 2) * gs + t] = 0.5f * (r[i][1] + r[i][2]) + r[i][3];
+        }
+    }
+}
+
 /* ---------------------------------- the vector vocabulary ------------------------- */
 /* The vector kernels are written once, in the operations below on vectors of `width` floats.
    Each ISA section defines them as nn__<isa>_<operation> (nn__avx2_add, nn__neon_add, ...),
@@ -1288,6 +1416,8 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
    add_live(t, acc, v)       acc + v in the live lanes of t, acc elsewhere (AVX2, NEON: acc + 0)
    load_even_odd(p, &e, &o)  the even and the odd elements of the 2*width floats at p
    load_even_odd_tail(count, p, &e, &o)  the same of 2*count floats, count < width; dead lanes 0
+   store_even_odd(p, e, o)   2*width floats to p, interleaved: e0 o0 e1 o1 ...
+   store_even_odd_tail(count, p, e, o)  the first 2*count of them, count < width
    index_even()              int32 lanes 0, 2, 4, ...
    index_set1 index_add      broadcast, add, select as for floats; store (p: int32_t *), and
    index_select index_store  store through a tail
@@ -1352,6 +1482,8 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
 #define NN__V_ADD_LIVE NN__VOCABULARY(add_live)
 #define NN__V_LOAD_EVEN_ODD NN__VOCABULARY(load_even_odd)
 #define NN__V_LOAD_EVEN_ODD_TAIL NN__VOCABULARY(load_even_odd_tail)
+#define NN__V_STORE_EVEN_ODD NN__VOCABULARY(store_even_odd)
+#define NN__V_STORE_EVEN_ODD_TAIL NN__VOCABULARY(store_even_odd_tail)
 #define NN__V_INDEX_EVEN NN__VOCABULARY(index_even)
 #define NN__V_INDEX_SET1 NN__VOCABULARY(index_set1)
 #define NN__V_INDEX_ADD NN__VOCABULARY(index_add)
@@ -1644,8 +1776,187 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
         }                                                                                                           \
     }
 
+/* Expands to the Winograd F(2x2, 3x3) transforms of the ISA: nn__winograd_input_scalar,
+   nn__winograd_output_scalar and nn__winograd_gradient_scalar on a vector of tiles, the even
+   and odd columns of each row coming apart with load_even_odd; a partial vector of tiles loads
+   and stores only its own. */
+#define NN__WINOGRAD_KERNELS()                                                                                      \
+    /* left lanes (all when left >= width) of p; the kernels call these with left = width in their      */          \
+    /* main loop, where the inlined branch folds away, and once with the rest                           */          \
+    NN__TARGET NN__ALWAYS_INLINE NN__V_VEC NN__KERNEL(winograd_get)(const float *p, size_t left)                    \
+    {                                                                                                               \
+        return left >= NN__V_WIDTH ? NN__V_LOAD(p) : NN__V_LOAD_TAIL(NN__V_TAIL_LANES(left), p);                    \
+    }                                                                                                               \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd_put)(float *p, size_t left, NN__V_VEC x)                  \
+    {                                                                                                               \
+        if (left >= NN__V_WIDTH) NN__V_STORE(p, x);                                                                 \
+        else NN__V_STORE_TAIL(NN__V_TAIL_LANES(left), p, x);                                                        \
+    }                                                                                                               \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd_get_pairs)(const float *p, size_t left, NN__V_VEC *e, NN__V_VEC *o) \
+    {                                                                                                               \
+        if (left >= NN__V_WIDTH) NN__V_LOAD_EVEN_ODD(p, e, o);                                                      \
+        else NN__V_LOAD_EVEN_ODD_TAIL(left, p, e, o);                                                               \
+    }                                                                                                               \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd_put_pairs)(float *p, size_t left, NN__V_VEC e, NN__V_VEC o) \
+    {                                                                                                               \
+        if (left >= NN__V_WIDTH) NN__V_STORE_EVEN_ODD(p, e, o);                                                     \
+        else NN__V_STORE_EVEN_ODD_TAIL(left, p, e, o);                                                              \
+    }                                                                                                               \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd_input_step)(const float *r0, const float *r1, const float *r2, \
+                                                                      const float *r3, float *v, size_t stride, size_t left) \
+    {                                                                                                               \
+        NN__V_VEC d[4][4], s0, s1, s2, s3;                                                                          \
+        int j;                                                                                                      \
+        NN__KERNEL(winograd_get_pairs)(r0, left, &d[0][0], &d[0][1]);                                               \
+        NN__KERNEL(winograd_get_pairs)(r0 + 2, left, &d[0][2], &d[0][3]);                                           \
+        NN__KERNEL(winograd_get_pairs)(r1, left, &d[1][0], &d[1][1]);                                               \
+        NN__KERNEL(winograd_get_pairs)(r1 + 2, left, &d[1][2], &d[1][3]);                                           \
+        NN__KERNEL(winograd_get_pairs)(r2, left, &d[2][0], &d[2][1]);                                               \
+        NN__KERNEL(winograd_get_pairs)(r2 + 2, left, &d[2][2], &d[2][3]);                                           \
+        NN__KERNEL(winograd_get_pairs)(r3, left, &d[3][0], &d[3][1]);                                               \
+        NN__KERNEL(winograd_get_pairs)(r3 + 2, left, &d[3][2], &d[3][3]);                                           \
+        for (j = 0; j < 4; j++) { /* rows of column j: s_i, then its slot in row i of the result */                 \
+            s0 = NN__V_SUB(d[0][j], d[2][j]);                                                                       \
+            s1 = NN__V_ADD(d[1][j], d[2][j]);                                                                       \
+            s2 = NN__V_SUB(d[2][j], d[1][j]);                                                                       \
+            s3 = NN__V_SUB(d[1][j], d[3][j]);                                                                       \
+            d[0][j] = s0;                                                                                           \
+            d[1][j] = s1;                                                                                           \
+            d[2][j] = s2;                                                                                           \
+            d[3][j] = s3;                                                                                           \
+        }                                                                                                           \
+        for (j = 0; j < 4; j++) {                                                                                   \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * j + 0) * stride, left, NN__V_SUB(d[j][0], d[j][2]));          \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * j + 1) * stride, left, NN__V_ADD(d[j][1], d[j][2]));          \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * j + 2) * stride, left, NN__V_SUB(d[j][2], d[j][1]));          \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * j + 3) * stride, left, NN__V_SUB(d[j][1], d[j][3]));          \
+        }                                                                                                           \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(winograd_input)(int count, const float *r0, const float *r1, const float *r2, \
+                                                      const float *r3, float *v, size_t stride)                     \
+    {                                                                                                               \
+        int t = 0;                                                                                                  \
+        for (; t + NN__V_WIDTH <= count; t += NN__V_WIDTH)                                                          \
+            NN__KERNEL(winograd_input_step)(r0 + 2 * t, r1 + 2 * t, r2 + 2 * t, r3 + 2 * t, v + t, stride, NN__V_WIDTH); \
+        if (t < count)                                                                                              \
+            NN__KERNEL(winograd_input_step)(r0 + 2 * t, r1 + 2 * t, r2 + 2 * t, r3 + 2 * t, v + t, stride,          \
+                                            (size_t)(count - t));                                                   \
+    }                                                                                                               \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd_output_step)(const float *m, size_t stride, float *y0,     \
+                                                                       float *y1, size_t left)                      \
+    {                                                                                                               \
+        NN__V_VEC a0[4], a1[4];                                                                                     \
+        int j;                                                                                                      \
+        for (j = 0; j < 4; j++) {                                                                                   \
+            const NN__V_VEC m0 = NN__KERNEL(winograd_get)(m + (size_t)j * stride, left);                            \
+            const NN__V_VEC m1 = NN__KERNEL(winograd_get)(m + (size_t)(4 + j) * stride, left);                      \
+            const NN__V_VEC m2 = NN__KERNEL(winograd_get)(m + (size_t)(8 + j) * stride, left);                      \
+            const NN__V_VEC m3 = NN__KERNEL(winograd_get)(m + (size_t)(12 + j) * stride, left);                     \
+            a0[j] = NN__V_ADD(NN__V_ADD(m0, m1), m2);                                                               \
+            a1[j] = NN__V_SUB(NN__V_SUB(m1, m2), m3);                                                               \
+        }                                                                                                           \
+        NN__KERNEL(winograd_put_pairs)(y0, left, NN__V_ADD(NN__V_ADD(a0[0], a0[1]), a0[2]),                         \
+                                       NN__V_SUB(NN__V_SUB(a0[1], a0[2]), a0[3]));                                  \
+        NN__KERNEL(winograd_put_pairs)(y1, left, NN__V_ADD(NN__V_ADD(a1[0], a1[1]), a1[2]),                         \
+                                       NN__V_SUB(NN__V_SUB(a1[1], a1[2]), a1[3]));                                  \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(winograd_output)(int count, const float *m, size_t stride, float *y0, float *y1) \
+    {                                                                                                               \
+        int t = 0;                                                                                                  \
+        for (; t + NN__V_WIDTH <= count; t += NN__V_WIDTH)                                                          \
+            NN__KERNEL(winograd_output_step)(m + t, stride, y0 + 2 * t, y1 + 2 * t, NN__V_WIDTH);                   \
+        if (t < count) NN__KERNEL(winograd_output_step)(m + t, stride, y0 + 2 * t, y1 + 2 * t, (size_t)(count - t)); \
+    }                                                                                                               \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd_gradient_step)(const float *d0, const float *d1, float *v, \
+                                                                         size_t stride, size_t left)                \
+    {                                                                                                               \
+        const NN__V_VEC zero = NN__V_ZERO();                                                                        \
+        NN__V_VEC a[2], b[2], q[4][2];                                                                              \
+        int i;                                                                                                      \
+        NN__KERNEL(winograd_get_pairs)(d0, left, &a[0], &a[1]);                                                     \
+        NN__KERNEL(winograd_get_pairs)(d1, left, &b[0], &b[1]);                                                     \
+        for (i = 0; i < 2; i++) {                                                                                   \
+            q[0][i] = a[i];                                                                                         \
+            q[1][i] = NN__V_ADD(a[i], b[i]);                                                                        \
+            q[2][i] = NN__V_SUB(a[i], b[i]);                                                                        \
+            q[3][i] = NN__V_SUB(zero, b[i]);                                                                        \
+        }                                                                                                           \
+        for (i = 0; i < 4; i++) {                                                                                   \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * i + 0) * stride, left, q[i][0]);                              \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * i + 1) * stride, left, NN__V_ADD(q[i][0], q[i][1]));          \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * i + 2) * stride, left, NN__V_SUB(q[i][0], q[i][1]));          \
+            NN__KERNEL(winograd_put)(v + (size_t)(4 * i + 3) * stride, left, NN__V_SUB(zero, q[i][1]));             \
+        }                                                                                                           \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(winograd_gradient)(int count, const float *d0, const float *d1, float *v,     \
+                                                         size_t stride)                                             \
+    {                                                                                                               \
+        int t = 0;                                                                                                  \
+        for (; t + NN__V_WIDTH <= count; t += NN__V_WIDTH)                                                          \
+            NN__KERNEL(winograd_gradient_step)(d0 + 2 * t, d1 + 2 * t, v + t, stride, NN__V_WIDTH);                 \
+        if (t < count) NN__KERNEL(winograd_gradient_step)(d0 + 2 * t, d1 + 2 * t, v + t, stride, (size_t)(count - t)); \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(winograd_kernel)(int count, const float *g, size_t gs, float *u, size_t stride) \
+    {                                                                                                               \
+        const NN__V_VEC half = NN__V_SET1(0.5f);                                                                    \
+        int t, i, j;                                                                                                \
+        for (t = 0; t < count; t += NN__V_WIDTH) {                                                                  \
+            const size_t left = (size_t)(count - t);                                                                \
+            const NN__V_TAIL tail = NN__V_TAIL_LANES(left < NN__V_WIDTH ? left : 0);                                \
+            NN__V_VEC gg[4][3];                                                                                     \
+            for (j = 0; j < 3; j++) {                                                                               \
+                const float *p0 = g + (size_t)j * gs + t, *p1 = p0 + 3 * gs, *p2 = p0 + 6 * gs;                     \
+                const NN__V_VEC g0 = left >= NN__V_WIDTH ? NN__V_LOAD(p0) : NN__V_LOAD_TAIL(tail, p0);              \
+                const NN__V_VEC g1 = left >= NN__V_WIDTH ? NN__V_LOAD(p1) : NN__V_LOAD_TAIL(tail, p1);              \
+                const NN__V_VEC g2 = left >= NN__V_WIDTH ? NN__V_LOAD(p2) : NN__V_LOAD_TAIL(tail, p2);              \
+                gg[0][j] = g0;                                                                                      \
+                gg[1][j] = NN__V_MUL(half, NN__V_ADD(NN__V_ADD(g0, g1), g2));                                       \
+                gg[2][j] = NN__V_MUL(half, NN__V_ADD(NN__V_SUB(g0, g1), g2));                                       \
+                gg[3][j] = g2;                                                                                      \
+            }                                                                                                       \
+            for (i = 0; i < 4; i++) {                                                                               \
+                NN__KERNEL(winograd_put)(u + (size_t)(4 * i + 0) * stride + t, left, gg[i][0]);                     \
+                NN__KERNEL(winograd_put)(u + (size_t)(4 * i + 1) * stride + t, left,                                \
+                                         NN__V_MUL(half, NN__V_ADD(NN__V_ADD(gg[i][0], gg[i][1]), gg[i][2])));      \
+                NN__KERNEL(winograd_put)(u + (size_t)(4 * i + 2) * stride + t, left,                                \
+                                         NN__V_MUL(half, NN__V_ADD(NN__V_SUB(gg[i][0], gg[i][1]), gg[i][2])));      \
+                NN__KERNEL(winograd_put)(u + (size_t)(4 * i + 3) * stride + t, left, gg[i][2]);                     \
+            }                                                                                                       \
+        }                                                                                                           \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(winograd_kernel_gradient)(int count, const float *x, size_t stride, float *g,  \
+                                                                size_t gs)                                          \
+    {                                                                                                               \
+        const NN__V_VEC half = NN__V_SET1(0.5f);                                                                    \
+        int t, i, j;                                                                                                \
+        for (t = 0; t < count; t += NN__V_WIDTH) {                                                                  \
+            const size_t left = (size_t)(count - t);                                                                \
+            const NN__V_TAIL tail = NN__V_TAIL_LANES(left < NN__V_WIDTH ? left : 0);                                \
+            NN__V_VEC r[3][4];                                                                                      \
+            for (j = 0; j < 4; j++) {                                                                               \
+                NN__V_VEC xv[4];                                                                                    \
+                for (i = 0; i < 4; i++) {                                                                           \
+                    const float *p = x + (size_t)(4 * i + j) * stride + t;                                          \
+                    xv[i] = left >= NN__V_WIDTH ? NN__V_LOAD(p) : NN__V_LOAD_TAIL(tail, p);                         \
+                }                                                                                                   \
+                r[0][j] = NN__V_ADD(xv[0], NN__V_MUL(half, NN__V_ADD(xv[1], xv[2])));                               \
+                r[1][j] = NN__V_MUL(half, NN__V_SUB(xv[1], xv[2]));                                                 \
+                r[2][j] = NN__V_ADD(NN__V_MUL(half, NN__V_ADD(xv[1], xv[2])), xv[3]);                               \
+            }                                                                                                       \
+            for (i = 0; i < 3; i++) {                                                                               \
+                NN__KERNEL(winograd_put)(g + (size_t)(3 * i + 0) * gs + t, left,                                    \
+                                         NN__V_ADD(r[i][0], NN__V_MUL(half, NN__V_ADD(r[i][1], r[i][2]))));         \
+                NN__KERNEL(winograd_put)(g + (size_t)(3 * i + 1) * gs + t, left,                                    \
+                                         NN__V_MUL(half, NN__V_SUB(r[i][1], r[i][2])));                             \
+                NN__KERNEL(winograd_put)(g + (size_t)(3 * i + 2) * gs + t, left,                                    \
+                                         NN__V_ADD(NN__V_MUL(half, NN__V_ADD(r[i][1], r[i][2])), r[i][3]));         \
+            }                                                                                                       \
+        }                                                                                                           \
+    }
+
 /* Expands to every vector kernel of the ISA but the optimiser updates. */
-#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL()
+#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL() \
+    NN__WINOGRAD_KERNELS()
 
 /* Expands to the kernels sgd, adam and rmsprop of the ISA: nn__sgd_scalar, nn__adam_scalar and
    nn__rmsprop_scalar on whole vectors, the same operations unfused and in the same order. The last partial vector is left
@@ -1829,6 +2140,18 @@ NN__AVX2 void nn__avx2_load_even_odd_tail(size_t count, const float *p, __m256 *
     const __m256i lo = nn__avx2_tail_lanes(2 * count < 8 ? 2 * count : 8), hi = nn__avx2_tail_lanes(2 * count > 8 ? 2 * count - 8 : 0);
     nn__avx2_deinterleave(_mm256_maskload_ps(p, lo), _mm256_maskload_ps(p + 8, hi), even, odd);
 }
+NN__AVX2 void nn__avx2_store_even_odd(float *p, __m256 even, __m256 odd)
+{
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd); /* e0 o0 e1 o1 | e4 o4 e5 o5 */
+    _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+NN__AVX2 void nn__avx2_store_even_odd_tail(size_t count, float *p, __m256 even, __m256 odd)
+{
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+    _mm256_maskstore_ps(p, nn__avx2_tail_lanes(2 * count < 8 ? 2 * count : 8), _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_maskstore_ps(p + 8, nn__avx2_tail_lanes(2 * count > 8 ? 2 * count - 8 : 0), _mm256_permute2f128_ps(lo, hi, 0x31));
+}
 NN__AVX2 __m256i nn__avx2_index_even(void) { return _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14); }
 NN__AVX2 __m256i nn__avx2_index_set1(int32_t i) { return _mm256_set1_epi32(i); }
 NN__AVX2 __m256i nn__avx2_index_add(__m256i a, __m256i b) { return _mm256_add_epi32(a, b); }
@@ -1947,6 +2270,19 @@ NN__AVX512 void nn__avx512_load_even_odd_tail(size_t count, const float *p, __m5
     const __mmask16 lo = nn__avx512_tail_lanes(2 * count < 16 ? 2 * count : 16);
     const __mmask16 hi = nn__avx512_tail_lanes(2 * count > 16 ? 2 * count - 16 : 0);
     nn__avx512_deinterleave(_mm512_maskz_loadu_ps(lo, p), _mm512_maskz_loadu_ps(hi, p + 16), even, odd);
+}
+NN__AVX512 void nn__avx512_store_even_odd(float *p, __m512 even, __m512 odd)
+{
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    _mm512_storeu_ps(p, _mm512_permutex2var_ps(even, first, odd));
+    _mm512_storeu_ps(p + 16, _mm512_permutex2var_ps(even, _mm512_add_epi32(first, _mm512_set1_epi32(8)), odd));
+}
+NN__AVX512 void nn__avx512_store_even_odd_tail(size_t count, float *p, __m512 even, __m512 odd)
+{
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    _mm512_mask_storeu_ps(p, nn__avx512_tail_lanes(2 * count < 16 ? 2 * count : 16), _mm512_permutex2var_ps(even, first, odd));
+    _mm512_mask_storeu_ps(p + 16, nn__avx512_tail_lanes(2 * count > 16 ? 2 * count - 16 : 0),
+                          _mm512_permutex2var_ps(even, _mm512_add_epi32(first, _mm512_set1_epi32(8)), odd));
 }
 NN__AVX512 __m512i nn__avx512_index_set1(int32_t i) { return _mm512_set1_epi32(i); }
 NN__AVX512 __m512i nn__avx512_index_add(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
@@ -2081,6 +2417,19 @@ NN__ALWAYS_INLINE void nn__neon_load_even_odd_tail(size_t count, const float *p,
     float buffer[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     memcpy(buffer, p, 2 * count * sizeof(float));
     nn__neon_load_even_odd(buffer, even, odd);
+}
+NN__ALWAYS_INLINE void nn__neon_store_even_odd(float *p, float32x4_t even, float32x4_t odd)
+{
+    float32x4x2_t t;
+    t.val[0] = even;
+    t.val[1] = odd;
+    vst2q_f32(p, t);
+}
+NN__ALWAYS_INLINE void nn__neon_store_even_odd_tail(size_t count, float *p, float32x4_t even, float32x4_t odd)
+{
+    float buffer[8];
+    nn__neon_store_even_odd(buffer, even, odd);
+    memcpy(p, buffer, 2 * count * sizeof(float));
 }
 NN__ALWAYS_INLINE int32x4_t nn__neon_index_even(void)
 {
@@ -2876,11 +3225,17 @@ static int nn__conv_backward_is_conv(const nn_conv2d_shape *s)
 
 /* Workspace floats besides the GEMM slices: the flipped kernel or dw^T, or the batch's column
    matrix for the explicit backward-data pass. */
+static size_t nn__winograd_floats(const nn_conv2d_shape *s);
+static int nn__winograd_applies(const nn_conv2d_shape *s);
 static size_t nn__conv_col_floats(const nn_conv2d_shape *s, int oh, int ow)
 {
     size_t ckk = (size_t)s->in_channels * s->kernel_height * s->kernel_width;
-    size_t n = nn__conv_backward_is_conv(s) ? ckk * s->out_channels : ckk * s->batch * oh * ow;
+    size_t flipped = (ckk * s->out_channels + 15) & ~(size_t)15;
+    size_t n = nn__conv_backward_is_conv(s) ? flipped : ckk * s->batch * oh * ow;
     n = NN__MAX(n, ckk * s->out_channels); /* dw^T in the backward-weight pass */
+    /* Winograd's U and chunk buffers, after the flipped kernel in the backward-data pass (whose
+       convolution has the channel counts swapped, so the same size) */
+    if (nn__winograd_applies(s)) n = NN__MAX(n, flipped + nn__winograd_floats(s));
     return (n + 15) & ~(size_t)15;
 }
 
@@ -2951,6 +3306,271 @@ static int nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float *g
     return (int)NN__MIN((size_t)nn_threads(), (given_floats - col_floats) / NN__GEMM_THREAD_FLOATS);
 }
 
+/* ---- Winograd F(2x2, 3x3) for stride-1 3x3 convolutions (the kernels' comment has the maths) ----
+   The batch's output is cut into 2x2 tiles, numbered image by image, row by row, and processed
+   a chunk of tiles at a time so that the chunk's transforms stay in L2:
+     V[k][c][t] = (B^T d B)_k     input tiles of chunk t, channel c (16 planes)
+     U[k][o][c] = (G g G^T)_k     the kernel, transformed once per call
+     M[k][o][t] = U[k] V[k]       16 GEMMs, one per element of the tile
+     y          = A^T M A         per output channel
+   and the weight gradient dU[k] += (A dY A^T)[k] V[k]^T over the chunks in order, then
+   dW = G^T dU G. Threads split a chunk's channels, then its 16 GEMMs (each on one thread), so
+   every value is computed the same way for any thread count. The padded tiles at the right and
+   bottom edges (odd output sizes) read zeros and their extra outputs are dropped. */
+#define NN__WINOGRAD_RUN 64 /* tiles per call of a transform kernel */
+/* The 16 planes of U, V and M lie this many floats more than their size apart: planes a power
+   of two apart would fall in the same cache sets, and the transforms touch all 16 at once. */
+#define NN__WINOGRAD_SKEW 32
+#define NN__WMAX 100000
+
+/* Stride-1 3x3 convolutions with enough channels for the 16 GEMMs to run near peak; padding up
+   to 2 (the data gradient of a padding-1 layer is a padding-1 convolution, of padding 0 one of
+   padding 2). */
+static int nn__winograd_applies(const nn_conv2d_shape *s)
+{
+    return s->kernel_height == 3 && s->kernel_width == 3 && s->stride_height == 1 && s->stride_width == 1 &&
+           s->pad_height <= 2 && s->pad_width <= 2 && s->in_channels >= 16 && s->out_channels >= 16;
+}
+
+typedef struct nn__winograd_plan {
+    int tiles_w, per_image, total; /* tiles per output row, per image, in the batch */
+    int chunk;                     /* tiles per chunk: the stride of V's and M's rows */
+} nn__winograd_plan;
+
+/* Tiles per chunk: V and M of a chunk (16 (C + K) floats per tile) in about 1 MiB. Never a
+   multiple of 256 floats, whose rows would share cache sets (see nn__gemm_views). */
+static int nn__winograd_chunk(int in_channels, int out_channels)
+{
+    int chunk = (int)NN__MIN(512, NN__MAX(64, 262144 / (16 * ((long)in_channels + out_channels)))) / 16 * 16;
+    return chunk % 256 ? chunk : chunk - 16;
+}
+
+static nn__winograd_plan nn__winograd_plan_of(const nn_conv2d_shape *s, int oh, int ow)
+{
+    nn__winograd_plan p;
+    p.tiles_w = (ow + 1) / 2;
+    p.per_image = (oh + 1) / 2 * p.tiles_w;
+    p.total = s->batch * p.per_image;
+    p.chunk = NN__MIN(p.total, nn__winograd_chunk(s->in_channels, s->out_channels));
+    return p;
+}
+
+/* Workspace floats: U (or dU), then a chunk's V and M. */
+static size_t nn__winograd_floats(const nn_conv2d_shape *s)
+{
+    const size_t c = (size_t)s->in_channels, k = (size_t)s->out_channels;
+    return 16 * (c * k + (c + k) * (size_t)nn__winograd_chunk(s->in_channels, s->out_channels) + 3 * NN__WINOGRAD_SKEW);
+}
+
+/* U[k][o][c] = (G g G^T)_k for every kernel g = w[o][c] (3x3): per output channel, blocks of
+   input channels are turned tap-major (9 rows of kernels side by side) for the vector kernel. */
+static void nn__winograd_weights(const nn__kernels *kern, int K, int C, const float *w, float *u, size_t plane)
+{
+    int o;
+    NN__PARALLEL_FOR(plane * 16)
+    for (o = 0; o < K; o++) {
+        float taps[9 * NN__WINOGRAD_RUN];
+        int c0, c, j;
+        for (c0 = 0; c0 < C; c0 += NN__WINOGRAD_RUN) {
+            const int count = NN__MIN(NN__WINOGRAD_RUN, C - c0);
+            const float *g = w + ((size_t)o * C + c0) * 9;
+            for (c = 0; c < count; c++)
+                for (j = 0; j < 9; j++) taps[j * NN__WINOGRAD_RUN + c] = g[c * 9 + j];
+            kern->winograd_kernel(count, taps, NN__WINOGRAD_RUN, u + (size_t)o * C + c0, plane);
+        }
+    }
+}
+
+/* dw[o][c] = G^T dU[.][o][c] G (3x3 from 4x4) for every pair. */
+static void nn__winograd_weights_backward(const nn__kernels *kern, int K, int C, const float *du, size_t plane, float *dw)
+{
+    int o;
+    NN__PARALLEL_FOR(plane * 16)
+    for (o = 0; o < K; o++) {
+        float taps[9 * NN__WINOGRAD_RUN];
+        int c0, c, j;
+        for (c0 = 0; c0 < C; c0 += NN__WINOGRAD_RUN) {
+            const int count = NN__MIN(NN__WINOGRAD_RUN, C - c0);
+            float *g = dw + ((size_t)o * C + c0) * 9;
+            kern->winograd_kernel_gradient(count, du + (size_t)o * C + c0, plane, taps, NN__WINOGRAD_RUN);
+            for (c = 0; c < count; c++)
+                for (j = 0; j < 9; j++) g[c * 9 + j] = taps[j * NN__WINOGRAD_RUN + c];
+        }
+    }
+}
+
+/* A run of tiles: image n, tile row ty, tiles tx .. tx+count-1 of that row; *t is the first
+   tile's number, and the run ends at the row's end or at tile `end`. */
+typedef struct nn__tile_run {
+    int n, ty, tx, count;
+} nn__tile_run;
+static nn__tile_run nn__winograd_run(const nn__winograd_plan *p, int t, int end)
+{
+    nn__tile_run r;
+    const int at = t % p->per_image;
+    r.n = t / p->per_image;
+    r.ty = at / p->tiles_w;
+    r.tx = at % p->tiles_w;
+    r.count = NN__MIN(NN__MIN(NN__WINOGRAD_RUN, p->tiles_w - r.tx), end - t);
+    return r;
+}
+
+/* count floats of row `row` (rows, cols as given) of plane from column col0 on, zeros outside:
+   a pointer into the plane when the run lies inside it, else staged in buffer. */
+static const float *nn__plane_run(const float *plane, int rows, int cols, int row, int col0, int count, float *buffer)
+{
+    int lo, hi, u;
+    if (row >= 0 && row < rows && col0 >= 0 && col0 + count <= cols) return plane + (size_t)row * cols + col0;
+    lo = row < 0 || row >= rows ? count : NN__MIN(count, NN__MAX(0, -col0));
+    hi = row < 0 || row >= rows ? count : NN__MAX(lo, NN__MIN(count, cols - col0));
+    for (u = 0; u < lo; u++) buffer[u] = 0.0f;
+    if (hi > lo) nn__copy_run(buffer + lo, plane + (size_t)row * cols + col0 + lo, hi - lo);
+    for (u = hi; u < count; u++) buffer[u] = 0.0f;
+    return buffer;
+}
+
+/* V[.][c][t - first] for the chunk's tiles [first, end), channel c of the images x. */
+static void nn__winograd_input_chunk(const nn__kernels *kern, const nn_conv2d_shape *s, const nn__winograd_plan *p,
+                                     const float *x, int c, int first, int end, float *v, size_t stride)
+{
+    float buffer[4][2 * NN__WINOGRAD_RUN + 2];
+    int t = first;
+    while (t < end) {
+        const nn__tile_run r = nn__winograd_run(p, t, end);
+        const float *plane = x + ((size_t)r.n * s->in_channels + c) * s->in_height * s->in_width, *rows[4];
+        int i;
+        for (i = 0; i < 4; i++)
+            rows[i] = nn__plane_run(plane, s->in_height, s->in_width, 2 * r.ty - s->pad_height + i,
+                                    2 * r.tx - s->pad_width, 2 * r.count + 2, buffer[i]);
+        kern->winograd_input(r.count, rows[0], rows[1], rows[2], rows[3], v + (t - first), stride);
+        t += r.count;
+    }
+}
+
+/* dM[.][o][t - first] for the chunk's tiles, output channel o of the output gradient dy. */
+static void nn__winograd_gradient_chunk(const nn__kernels *kern, const nn_conv2d_shape *s, const nn__winograd_plan *p,
+                                        int oh, int ow, const float *dy, int o, int first, int end, float *v,
+                                        size_t stride)
+{
+    float buffer[2][2 * NN__WINOGRAD_RUN];
+    int t = first;
+    while (t < end) {
+        const nn__tile_run r = nn__winograd_run(p, t, end);
+        const float *plane = dy + ((size_t)r.n * s->out_channels + o) * oh * ow;
+        const float *d0 = nn__plane_run(plane, oh, ow, 2 * r.ty, 2 * r.tx, 2 * r.count, buffer[0]);
+        const float *d1 = nn__plane_run(plane, oh, ow, 2 * r.ty + 1, 2 * r.tx, 2 * r.count, buffer[1]);
+        kern->winograd_gradient(r.count, d0, d1, v + (t - first), stride);
+        t += r.count;
+    }
+}
+
+/* y's output channel o for the chunk's tiles, from M[.][o][t - first]. */
+static void nn__winograd_output_chunk(const nn__kernels *kern, const nn_conv2d_shape *s, const nn__winograd_plan *p,
+                                      int oh, int ow, const float *m, size_t stride, int o, int first, int end, float *y)
+{
+    float buffer[2][2 * NN__WINOGRAD_RUN];
+    int t = first;
+    while (t < end) {
+        const nn__tile_run r = nn__winograd_run(p, t, end);
+        float *plane = y + ((size_t)r.n * s->out_channels + o) * oh * ow, *row = plane + (size_t)2 * r.ty * ow + 2 * r.tx;
+        const int cols = NN__MIN(2 * r.count, ow - 2 * r.tx), both = 2 * r.ty + 1 < oh;
+        if (cols == 2 * r.count && both) {
+            kern->winograd_output(r.count, m + (t - first), stride, row, row + ow);
+        } else {
+            kern->winograd_output(r.count, m + (t - first), stride, buffer[0], buffer[1]);
+            memcpy(row, buffer[0], (size_t)cols * sizeof(float));
+            if (both) memcpy(row + ow, buffer[1], (size_t)cols * sizeof(float));
+        }
+        t += r.count;
+    }
+}
+
+/* The thread's GEMM slice inside a parallel region. */
+static float *nn__thread_slice(float *gemm_ws)
+{
+#ifdef _OPENMP
+    return gemm_ws + (size_t)omp_get_thread_num() * NN__GEMM_THREAD_FLOATS;
+#else
+    return gemm_ws;
+#endif
+}
+
+/* y = conv(x, w) (no bias) through Winograd; ws holds nn__winograd_floats(s). */
+static void nn__winograd_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w, float *y,
+                                 float *ws, float *gemm_ws, int workers)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    const nn__winograd_plan p = nn__winograd_plan_of(s, oh, ow);
+    const int C = s->in_channels, K = s->out_channels, T = p.chunk;
+    const size_t uplane = (size_t)K * C + NN__WINOGRAD_SKEW, vplane = (size_t)C * T + NN__WINOGRAD_SKEW;
+    const size_t mplane = (size_t)K * T + NN__WINOGRAD_SKEW;
+    float *u = ws, *v = u + 16 * uplane, *m = v + 16 * vplane;
+    (void)workers;
+    nn__winograd_weights(kern, K, C, w, u, uplane);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(workers)
+#endif
+    {
+        int first, c, k, o;
+        for (first = 0; first < p.total; first += T) {
+            const int end = NN__MIN(p.total, first + T);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (c = 0; c < C; c++) nn__winograd_input_chunk(kern, s, &p, x, c, first, end, v + (size_t)c * T, vplane);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (k = 0; k < 16; k++)
+                nn__gemm(0, 0, K, end - first, C, 1.0f, u + k * uplane, C, v + k * vplane, T, 0.0f, m + k * mplane, T,
+                         nn__thread_slice(gemm_ws), 1);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (o = 0; o < K; o++)
+                nn__winograd_output_chunk(kern, s, &p, oh, ow, m + (size_t)o * T, mplane, o, first, end, y);
+        }
+    }
+}
+
+/* dw = the weight gradient of conv(x, w) for the output gradient dy, through Winograd. */
+static void nn__winograd_backward_weight(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *dy,
+                                         float *dw, float *ws, float *gemm_ws, int workers)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    const nn__winograd_plan p = nn__winograd_plan_of(s, oh, ow);
+    const int C = s->in_channels, K = s->out_channels, T = p.chunk;
+    const size_t uplane = (size_t)K * C + NN__WINOGRAD_SKEW, vplane = (size_t)C * T + NN__WINOGRAD_SKEW;
+    const size_t mplane = (size_t)K * T + NN__WINOGRAD_SKEW;
+    float *du = ws, *v = du + 16 * uplane, *dm = v + 16 * vplane;
+    (void)workers;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(workers)
+#endif
+    {
+        int first, c, k, o;
+        for (first = 0; first < p.total; first += T) {
+            const int end = NN__MIN(p.total, first + T);
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+            for (c = 0; c < C; c++) nn__winograd_input_chunk(kern, s, &p, x, c, first, end, v + (size_t)c * T, vplane);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (o = 0; o < K; o++)
+                nn__winograd_gradient_chunk(kern, s, &p, oh, ow, dy, o, first, end, dm + (size_t)o * T, mplane);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (k = 0; k < 16; k++)
+                nn__gemm(0, 1, K, C, end - first, 1.0f, dm + k * mplane, T, v + k * vplane, T, first == 0 ? 0.0f : 1.0f,
+                         du + k * uplane, C, nn__thread_slice(gemm_ws), 1);
+        }
+    }
+    nn__winograd_weights_backward(kern, K, C, du, uplane, dw);
+}
+
 /* y[n][oc][hw] = sum over (c,ky,kx) of w[oc][(c,ky,kx)] * im2col(x)[(c,ky,kx)][(n,hw)]: the whole
    batch is one GEMM whose B operand is packed straight from the images. */
 static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w,
@@ -2959,8 +3579,8 @@ static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const f
     const int ckk = s->in_channels * s->kernel_height * s->kernel_width;
     const nn__operand A = nn__matrix(w, ckk, 0), B = nn__im2col(x, s, oh, ow);
     const nn__operand C = nn__channels(NN__CHANNELS, y, s->out_channels, oh * ow);
-    (void)col;
-    nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
+    if (nn__winograd_applies(s)) nn__winograd_forward(s, oh, ow, x, w, y, col, gemm_ws, gemm_threads);
+    else nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
     if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
 }
 
@@ -2987,7 +3607,8 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
         t.out_channels = s->in_channels;
         t.pad_height = kh - 1 - s->pad_height;
         t.pad_width = kw - 1 - s->pad_width;
-        nn__conv2d_forward(&t, s->in_height, s->in_width, dy, flipped, NULL, dx, NULL, gemm_ws, gemm_threads);
+        nn__conv2d_forward(&t, s->in_height, s->in_width, dy, flipped, NULL, dx,
+                           col + ((ckk * (size_t)s->out_channels + 15) & ~(size_t)15), gemm_ws, gemm_threads);
         return;
     }
     {
@@ -3032,6 +3653,11 @@ static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow,
     const nn__operand A = nn__im2col(x, s, oh, ow), B = nn__channels(NN__CHANNELS_T, dy, oc, oh * ow);
     const nn__operand C = nn__matrix(col, oc, 0);
     int i, j;
+    if (nn__winograd_applies(s)) {
+        nn__winograd_backward_weight(s, oh, ow, x, dy, dw, col, gemm_ws, gemm_threads);
+        if (dbias) nn_bias_backward(s->batch, oc, oh * ow, dy, dbias);
+        return;
+    }
     nn__gemm_views(ckk, oc, s->batch * oh * ow, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
     for (i = 0; i < oc; i++)
         for (j = 0; j < ckk; j++) dw[(size_t)i * ckk + j] = col[(size_t)j * oc + i];
