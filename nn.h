@@ -3434,15 +3434,30 @@ static void nn__winograd_input_chunk(const nn__kernels *kern, const nn_conv2d_sh
                                      const float *x, int c, int first, int end, float *v, size_t stride)
 {
     float buffer[4][2 * NN__WINOGRAD_RUN + 2];
-    int t = first;
+    const float *rows[4];
+    int t = first, slot[4] = {0, 1, 2, 3}, last_n = -1, last_ty = -1, last_count = 0;
     while (t < end) {
         const nn__tile_run r = nn__winograd_run(p, t, end);
-        const float *plane = x + ((size_t)r.n * s->in_channels + c) * s->in_height * s->in_width, *rows[4];
-        int i;
-        for (i = 0; i < 4; i++)
+        const float *plane = x + ((size_t)r.n * s->in_channels + c) * s->in_height * s->in_width;
+        int i = 0;
+        if (r.n == last_n && r.ty == last_ty + 1 && r.tx == 0 && r.count == last_count) {
+            /* the next row of tiles, whole: its first two input rows were the last two */
+            const int a = slot[0], b = slot[1];
+            rows[0] = rows[2];
+            rows[1] = rows[3];
+            slot[0] = slot[2];
+            slot[1] = slot[3];
+            slot[2] = a;
+            slot[3] = b;
+            i = 2;
+        }
+        for (; i < 4; i++)
             rows[i] = nn__plane_run(plane, s->in_height, s->in_width, 2 * r.ty - s->pad_height + i,
-                                    2 * r.tx - s->pad_width, 2 * r.count + 2, buffer[i]);
+                                    2 * r.tx - s->pad_width, 2 * r.count + 2, buffer[slot[i]]);
         kern->winograd_input(r.count, rows[0], rows[1], rows[2], rows[3], v + (t - first), stride);
+        last_n = r.tx == 0 && r.count == p->tiles_w ? r.n : -1;
+        last_ty = r.ty;
+        last_count = r.count;
         t += r.count;
     }
 }
