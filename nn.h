@@ -876,7 +876,13 @@ struct nn__update;
     X(ISA, void, winograd_output, (int count, const float *m, size_t stride, float *y0, float *y1))                \
     X(ISA, void, winograd_gradient, (int count, const float *d0, const float *d1, float *v, size_t stride))      \
     X(ISA, void, winograd_kernel, (int count, const float *g, size_t gs, float *u, size_t stride))                 \
-    X(ISA, void, winograd_kernel_gradient, (int count, const float *x, size_t stride, float *g, size_t gs))
+    X(ISA, void, winograd_kernel_gradient, (int count, const float *x, size_t stride, float *g, size_t gs))        \
+    /* Winograd F(4x4, 3x3) (see nn__winograd4_input_scalar) */                                                    \
+    X(ISA, void, winograd4_input, (int count, const float *const *rows, float *v, size_t stride))                  \
+    X(ISA, void, winograd4_output, (int count, const float *m, size_t stride, float *const *y))                    \
+    X(ISA, void, winograd4_gradient, (int count, const float *const *rows, float *v, size_t stride))               \
+    X(ISA, void, winograd4_kernel, (int count, const float *g, size_t gs, float *u, size_t stride))                \
+    X(ISA, void, winograd4_kernel_gradient, (int count, const float *x, size_t stride, float *g, size_t gs))
 /* One field of nn__kernels: a pointer to that kernel. */
 #define NN__KERNEL_FIELD(ISA, type, name, parameters) type(*name) parameters;
 
@@ -1373,6 +1379,156 @@ static void nn__winograd_kernel_gradient_scalar(int count, const float *x, size_
     }
 }
 
+/* Winograd F(4x4, 3x3): a 4x4 block of outputs from a 6x6 input tile, 36 multiplies in place of
+   144, with the points 0, 1, -1, 2, -2 and infinity (Lavin and Gray's matrices):
+       B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+       G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+       A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+   Element k = 6*i + j of a transform goes to plane k. Each 2-D transform is its 1-D one on the
+   rows, then on the columns; the 1-D ones below are written so that every scaling by 2, 4 or 8
+   is exact (a compiler's fused multiply-add gives the same bits), the kernel transforms' sixths
+   and twenty-fourths being the only rounded multiplies. The vector kernels run the same steps. */
+static void nn__wino4_input_1d(const float *d, float *t)
+{
+    const float q = d[4] - d[2], p = d[4] - 4.0f * d[2], r = d[3] - 4.0f * d[1], s = 2.0f * (d[3] - d[1]);
+    t[0] = q + 4.0f * (d[0] - d[2]);
+    t[1] = p + r;
+    t[2] = p - r;
+    t[3] = q + s;
+    t[4] = q - s;
+    t[5] = (d[5] - d[3]) + 4.0f * (d[1] - d[3]);
+}
+static void nn__wino4_output_1d(const float *m, float *y)
+{
+    const float a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+    y[0] = (m[0] + a) + c;
+    y[1] = b + 2.0f * d;
+    y[2] = a + 4.0f * c;
+    y[3] = (b + 8.0f * d) + m[5];
+}
+static void nn__wino4_gradient_1d(const float *d, float *q)
+{
+    const float e = d[0] + d[2], o = d[1] + d[3], e4 = d[0] + 4.0f * d[2], o4 = 2.0f * (d[1] + 4.0f * d[3]);
+    q[0] = d[0];
+    q[1] = e + o;
+    q[2] = e - o;
+    q[3] = e4 + o4;
+    q[4] = e4 - o4;
+    q[5] = d[3];
+}
+#define NN__SIXTH (1.0f / 6.0f)
+#define NN__TWELFTH (1.0f / 12.0f)
+#define NN__TWENTY_FOURTH (1.0f / 24.0f)
+static void nn__wino4_kernel_1d(const float *g, float *u)
+{
+    const float s = g[0] + g[2], w = g[0] + 4.0f * g[2];
+    u[0] = 0.25f * g[0];
+    u[1] = (s + g[1]) * -NN__SIXTH;
+    u[2] = (s - g[1]) * -NN__SIXTH;
+    u[3] = (w + 2.0f * g[1]) * NN__TWENTY_FOURTH;
+    u[4] = (w - 2.0f * g[1]) * NN__TWENTY_FOURTH;
+    u[5] = g[2];
+}
+static void nn__wino4_kernel_gradient_1d(const float *x, float *g)
+{
+    const float a = x[1] + x[2], b = x[1] - x[2], c = x[3] + x[4], d = x[3] - x[4];
+    const float a6 = a * NN__SIXTH, b6 = b * NN__SIXTH, c24 = c * NN__TWENTY_FOURTH, d12 = d * NN__TWELFTH;
+    g[0] = (0.25f * x[0] - a6) + c24;
+    g[1] = d12 - b6;
+    g[2] = (c - a) * NN__SIXTH + x[5];
+}
+
+/* B^T d B of tiles t < count whose six input rows are rows[0..5] (tile t reads columns
+   4t..4t+5: 4*count + 2 floats a row). */
+static void nn__winograd4_input_scalar(int count, const float *const *rows, float *v, size_t stride)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float d[6], c[6][6], r[6];
+        for (j = 0; j < 6; j++) { /* column j: down its six rows */
+            for (i = 0; i < 6; i++) d[i] = rows[i][4 * t + j];
+            nn__wino4_input_1d(d, r);
+            for (i = 0; i < 6; i++) c[i][j] = r[i];
+        }
+        for (i = 0; i < 6; i++) { /* then along each row */
+            nn__wino4_input_1d(c[i], r);
+            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[j];
+        }
+    }
+}
+
+/* A^T m A of tiles t < count: the 4x4 outputs of tile t go to y[i][4t..4t+3], i < 4. */
+static void nn__winograd4_output_scalar(int count, const float *m, size_t stride, float *const *y)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float d[6], c[4][6], r[4];
+        for (j = 0; j < 6; j++) {
+            for (i = 0; i < 6; i++) d[i] = m[(size_t)(6 * i + j) * stride + t];
+            nn__wino4_output_1d(d, r);
+            for (i = 0; i < 4; i++) c[i][j] = r[i];
+        }
+        for (i = 0; i < 4; i++) {
+            nn__wino4_output_1d(c[i], r);
+            for (j = 0; j < 4; j++) y[i][4 * t + j] = r[j];
+        }
+    }
+}
+
+/* A g A^T of output-gradient tiles t < count, the 4x4 block rows[i][4t..4t+3]. */
+static void nn__winograd4_gradient_scalar(int count, const float *const *rows, float *v, size_t stride)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float d[4], c[6][4], r[6];
+        for (j = 0; j < 4; j++) {
+            for (i = 0; i < 4; i++) d[i] = rows[i][4 * t + j];
+            nn__wino4_gradient_1d(d, r);
+            for (i = 0; i < 6; i++) c[i][j] = r[i];
+        }
+        for (i = 0; i < 6; i++) {
+            nn__wino4_gradient_1d(c[i], r);
+            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[j];
+        }
+    }
+}
+
+/* G g G^T of count kernels side by side (tap j of kernel i at g[j*gs + i]). */
+static void nn__winograd4_kernel_scalar(int count, const float *g, size_t gs, float *u, size_t stride)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float d[3], c[6][3], r[6];
+        for (j = 0; j < 3; j++) {
+            for (i = 0; i < 3; i++) d[i] = g[(size_t)(3 * i + j) * gs + t];
+            nn__wino4_kernel_1d(d, r);
+            for (i = 0; i < 6; i++) c[i][j] = r[i];
+        }
+        for (i = 0; i < 6; i++) {
+            nn__wino4_kernel_1d(c[i], r);
+            for (j = 0; j < 6; j++) u[(size_t)(6 * i + j) * stride + t] = r[j];
+        }
+    }
+}
+
+/* G^T x G of count 6x6 transforms side by side: the 3x3 weight gradients. */
+static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size_t stride, float *g, size_t gs)
+{
+    int t, i, j;
+    for (t = 0; t < count; t++) {
+        float d[6], c[3][6], r[3];
+        for (j = 0; j < 6; j++) {
+            for (i = 0; i < 6; i++) d[i] = x[(size_t)(6 * i + j) * stride + t];
+            nn__wino4_kernel_gradient_1d(d, r);
+            for (i = 0; i < 3; i++) c[i][j] = r[i];
+        }
+        for (i = 0; i < 3; i++) {
+            nn__wino4_kernel_gradient_1d(c[i], r);
+            for (j = 0; j < 3; j++) g[(size_t)(3 * i + j) * gs + t] = r[j];
+        }
+    }
+}
+
 /* ---------------------------------- the vector vocabulary ------------------------- */
 /* The vector kernels are written once, in the operations below on vectors of `width` floats.
    Each ISA section defines them as nn__<isa>_<operation> (nn__avx2_add, nn__neon_add, ...),
@@ -1418,6 +1574,8 @@ static void nn__winograd_kernel_gradient_scalar(int count, const float *x, size_
    load_even_odd_tail(count, p, &e, &o)  the same of 2*count floats, count < width; dead lanes 0
    store_even_odd(p, e, o)   2*width floats to p, interleaved: e0 o0 e1 o1 ...
    store_even_odd_tail(count, p, e, o)  the first 2*count of them, count < width
+   deinterleave(lo, hi, &e, &o)  the even and the odd elements of the 2*width floats lo:hi
+   interleave(e, o, &lo, &hi)    the inverse: lo:hi = e0 o0 e1 o1 ...
    index_even()              int32 lanes 0, 2, 4, ...
    index_set1 index_add      broadcast, add, select as for floats; store (p: int32_t *), and
    index_select index_store  store through a tail
@@ -1484,6 +1642,8 @@ static void nn__winograd_kernel_gradient_scalar(int count, const float *x, size_
 #define NN__V_LOAD_EVEN_ODD_TAIL NN__VOCABULARY(load_even_odd_tail)
 #define NN__V_STORE_EVEN_ODD NN__VOCABULARY(store_even_odd)
 #define NN__V_STORE_EVEN_ODD_TAIL NN__VOCABULARY(store_even_odd_tail)
+#define NN__V_DEINTERLEAVE NN__VOCABULARY(deinterleave)
+#define NN__V_INTERLEAVE NN__VOCABULARY(interleave)
 #define NN__V_INDEX_EVEN NN__VOCABULARY(index_even)
 #define NN__V_INDEX_SET1 NN__VOCABULARY(index_set1)
 #define NN__V_INDEX_ADD NN__VOCABULARY(index_add)
@@ -1954,9 +2114,206 @@ static void nn__winograd_kernel_gradient_scalar(int count, const float *x, size_
         }                                                                                                           \
     }
 
+/* Expands to the Winograd F(4x4, 3x3) kernels of the ISA: the scalar ones on a vector of tiles,
+   the four columns of a tile's phase coming apart with two rounds of deinterleave. */
+#define NN__WINOGRAD4_KERNELS()                                                                                      \
+    /* n floats (n <= 4*width) at p, zeros beyond, as four phases: q[j] lane l = p[4l + j] */                        \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(wino4_quarters)(const float *p, size_t n, NN__V_VEC *q)             \
+    {                                                                                                                \
+        NN__V_VEC v[4], e01, o01, e23, o23;                                                                          \
+        int i;                                                                                                       \
+        for (i = 0; i < 4; i++) {                                                                                    \
+            const size_t at = (size_t)i * NN__V_WIDTH;                                                               \
+            v[i] = n >= at + NN__V_WIDTH ? NN__V_LOAD(p + at)                                                        \
+                   : n > at             ? NN__V_LOAD_TAIL(NN__V_TAIL_LANES(n - at), p + at)                          \
+                                        : NN__V_ZERO();                                                              \
+        }                                                                                                            \
+        NN__V_DEINTERLEAVE(v[0], v[1], &e01, &o01);                                                                  \
+        NN__V_DEINTERLEAVE(v[2], v[3], &e23, &o23);                                                                  \
+        NN__V_DEINTERLEAVE(e01, e23, &q[0], &q[2]);                                                                  \
+        NN__V_DEINTERLEAVE(o01, o23, &q[1], &q[3]);                                                                  \
+    }                                                                                                                \
+    /* the inverse: p[4l + j] = q[j] lane l, the first n floats */                                                   \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(wino4_put_quarters)(float *p, size_t n, const NN__V_VEC *q)         \
+    {                                                                                                                \
+        NN__V_VEC a_lo, a_hi, b_lo, b_hi, v[4];                                                                      \
+        int i;                                                                                                       \
+        NN__V_INTERLEAVE(q[0], q[2], &a_lo, &a_hi);                                                                  \
+        NN__V_INTERLEAVE(q[1], q[3], &b_lo, &b_hi);                                                                  \
+        NN__V_INTERLEAVE(a_lo, b_lo, &v[0], &v[1]);                                                                  \
+        NN__V_INTERLEAVE(a_hi, b_hi, &v[2], &v[3]);                                                                  \
+        for (i = 0; i < 4; i++) {                                                                                    \
+            const size_t at = (size_t)i * NN__V_WIDTH;                                                               \
+            if (n >= at + NN__V_WIDTH) NN__V_STORE(p + at, v[i]);                                                    \
+            else if (n > at) NN__V_STORE_TAIL(NN__V_TAIL_LANES(n - at), p + at, v[i]);                               \
+        }                                                                                                            \
+    }                                                                                                                \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(wino4_input_1d)(const NN__V_VEC *d, NN__V_VEC *t)                   \
+    {                                                                                                                \
+        const NN__V_VEC two = NN__V_SET1(2.0f), four = NN__V_SET1(4.0f);                                             \
+        const NN__V_VEC q = NN__V_SUB(d[4], d[2]), p = NN__V_SUB(d[4], NN__V_MUL(four, d[2]));                       \
+        const NN__V_VEC r = NN__V_SUB(d[3], NN__V_MUL(four, d[1])), s = NN__V_MUL(two, NN__V_SUB(d[3], d[1]));       \
+        t[0] = NN__V_ADD(q, NN__V_MUL(four, NN__V_SUB(d[0], d[2])));                                                 \
+        t[1] = NN__V_ADD(p, r);                                                                                      \
+        t[2] = NN__V_SUB(p, r);                                                                                      \
+        t[3] = NN__V_ADD(q, s);                                                                                      \
+        t[4] = NN__V_SUB(q, s);                                                                                      \
+        t[5] = NN__V_ADD(NN__V_SUB(d[5], d[3]), NN__V_MUL(four, NN__V_SUB(d[1], d[3])));                             \
+    }                                                                                                                \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(wino4_output_1d)(const NN__V_VEC *m, NN__V_VEC *y)                  \
+    {                                                                                                                \
+        const NN__V_VEC a = NN__V_ADD(m[1], m[2]), b = NN__V_SUB(m[1], m[2]);                                        \
+        const NN__V_VEC c = NN__V_ADD(m[3], m[4]), d = NN__V_SUB(m[3], m[4]);                                        \
+        y[0] = NN__V_ADD(NN__V_ADD(m[0], a), c);                                                                     \
+        y[1] = NN__V_ADD(b, NN__V_MUL(NN__V_SET1(2.0f), d));                                                         \
+        y[2] = NN__V_ADD(a, NN__V_MUL(NN__V_SET1(4.0f), c));                                                         \
+        y[3] = NN__V_ADD(NN__V_ADD(b, NN__V_MUL(NN__V_SET1(8.0f), d)), m[5]);                                        \
+    }                                                                                                                \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(wino4_gradient_1d)(const NN__V_VEC *d, NN__V_VEC *q)                \
+    {                                                                                                                \
+        const NN__V_VEC four = NN__V_SET1(4.0f);                                                                     \
+        const NN__V_VEC e = NN__V_ADD(d[0], d[2]), o = NN__V_ADD(d[1], d[3]);                                        \
+        const NN__V_VEC e4 = NN__V_ADD(d[0], NN__V_MUL(four, d[2]));                                                 \
+        const NN__V_VEC o4 = NN__V_MUL(NN__V_SET1(2.0f), NN__V_ADD(d[1], NN__V_MUL(four, d[3])));                    \
+        q[0] = d[0];                                                                                                 \
+        q[1] = NN__V_ADD(e, o);                                                                                      \
+        q[2] = NN__V_SUB(e, o);                                                                                      \
+        q[3] = NN__V_ADD(e4, o4);                                                                                    \
+        q[4] = NN__V_SUB(e4, o4);                                                                                    \
+        q[5] = d[3];                                                                                                 \
+    }                                                                                                                \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(wino4_kernel_1d)(const NN__V_VEC *g, NN__V_VEC *u)                  \
+    {                                                                                                                \
+        const NN__V_VEC two = NN__V_SET1(2.0f), sixth = NN__V_SET1(-NN__SIXTH), t24 = NN__V_SET1(NN__TWENTY_FOURTH); \
+        const NN__V_VEC s = NN__V_ADD(g[0], g[2]), w = NN__V_ADD(g[0], NN__V_MUL(NN__V_SET1(4.0f), g[2]));           \
+        u[0] = NN__V_MUL(NN__V_SET1(0.25f), g[0]);                                                                   \
+        u[1] = NN__V_MUL(NN__V_ADD(s, g[1]), sixth);                                                                 \
+        u[2] = NN__V_MUL(NN__V_SUB(s, g[1]), sixth);                                                                 \
+        u[3] = NN__V_MUL(NN__V_ADD(w, NN__V_MUL(two, g[1])), t24);                                                   \
+        u[4] = NN__V_MUL(NN__V_SUB(w, NN__V_MUL(two, g[1])), t24);                                                   \
+        u[5] = g[2];                                                                                                 \
+    }                                                                                                                \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(wino4_kernel_gradient_1d)(const NN__V_VEC *x, NN__V_VEC *g)         \
+    {                                                                                                                \
+        const NN__V_VEC sixth = NN__V_SET1(NN__SIXTH);                                                               \
+        const NN__V_VEC a = NN__V_ADD(x[1], x[2]), b = NN__V_SUB(x[1], x[2]);                                        \
+        const NN__V_VEC c = NN__V_ADD(x[3], x[4]), d = NN__V_SUB(x[3], x[4]);                                        \
+        const NN__V_VEC a6 = NN__V_MUL(a, sixth), b6 = NN__V_MUL(b, sixth);                                          \
+        const NN__V_VEC c24 = NN__V_MUL(c, NN__V_SET1(NN__TWENTY_FOURTH)), d12 = NN__V_MUL(d, NN__V_SET1(NN__TWELFTH)); \
+        g[0] = NN__V_ADD(NN__V_SUB(NN__V_MUL(NN__V_SET1(0.25f), x[0]), a6), c24);                                    \
+        g[1] = NN__V_SUB(d12, b6);                                                                                   \
+        g[2] = NN__V_ADD(NN__V_MUL(NN__V_SUB(c, a), sixth), x[5]);                                                   \
+    }                                                                                                                \
+    /* lanes tiles (<= width) from column 4t on; more: whether the rows go on past them */                           \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd4_input_step)(const float *const *rows, int t, size_t lanes, \
+                                                                       int more, float *v, size_t stride)            \
+    {                                                                                                                \
+        NN__V_VEC d[6][6], c[6][6], col[6], out[6];                                                                  \
+        int i, j;                                                                                                    \
+        for (i = 0; i < 6; i++) {                                                                                    \
+            NN__V_VEC q[4];                                                                                          \
+            NN__KERNEL(wino4_quarters)(rows[i] + 4 * t, 4 * lanes, d[i]);                                            \
+            NN__KERNEL(wino4_quarters)(rows[i] + 4 * t + 4, more ? 4 * lanes : 4 * lanes - 2, q);                    \
+            d[i][4] = q[0];                                                                                          \
+            d[i][5] = q[1];                                                                                          \
+        }                                                                                                            \
+        for (j = 0; j < 6; j++) {                                                                                    \
+            for (i = 0; i < 6; i++) col[i] = d[i][j];                                                                \
+            NN__KERNEL(wino4_input_1d)(col, out);                                                                    \
+            for (i = 0; i < 6; i++) c[i][j] = out[i];                                                                \
+        }                                                                                                            \
+        for (i = 0; i < 6; i++) {                                                                                    \
+            NN__KERNEL(wino4_input_1d)(c[i], out);                                                                   \
+            for (j = 0; j < 6; j++) NN__KERNEL(winograd_put)(v + (size_t)(6 * i + j) * stride + t, lanes, out[j]);   \
+        }                                                                                                            \
+    }                                                                                                                \
+    NN__TARGET static void NN__KERNEL(winograd4_input)(int count, const float *const *rows, float *v, size_t stride) \
+    {                                                                                                                \
+        int t = 0;                                                                                                   \
+        for (; t + NN__V_WIDTH <= count; t += NN__V_WIDTH)                                                           \
+            NN__KERNEL(winograd4_input_step)(rows, t, NN__V_WIDTH, t + NN__V_WIDTH < count, v, stride);              \
+        if (t < count) NN__KERNEL(winograd4_input_step)(rows, t, (size_t)(count - t), 0, v, stride);                 \
+    }                                                                                                                \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd4_output_step)(const float *m, size_t stride, int t,        \
+                                                                        size_t lanes, float *const *y)               \
+    {                                                                                                                \
+        NN__V_VEC c[4][6], col[6], out[4];                                                                           \
+        int i, j;                                                                                                    \
+        for (j = 0; j < 6; j++) {                                                                                    \
+            for (i = 0; i < 6; i++) col[i] = NN__KERNEL(winograd_get)(m + (size_t)(6 * i + j) * stride + t, lanes);  \
+            NN__KERNEL(wino4_output_1d)(col, out);                                                                   \
+            for (i = 0; i < 4; i++) c[i][j] = out[i];                                                                \
+        }                                                                                                            \
+        for (i = 0; i < 4; i++) {                                                                                    \
+            NN__KERNEL(wino4_output_1d)(c[i], out);                                                                  \
+            NN__KERNEL(wino4_put_quarters)(y[i] + 4 * t, 4 * lanes, out);                                            \
+        }                                                                                                            \
+    }                                                                                                                \
+    NN__TARGET static void NN__KERNEL(winograd4_output)(int count, const float *m, size_t stride, float *const *y)   \
+    {                                                                                                                \
+        int t = 0;                                                                                                   \
+        for (; t + NN__V_WIDTH <= count; t += NN__V_WIDTH) NN__KERNEL(winograd4_output_step)(m, stride, t, NN__V_WIDTH, y); \
+        if (t < count) NN__KERNEL(winograd4_output_step)(m, stride, t, (size_t)(count - t), y);                      \
+    }                                                                                                                \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(winograd4_gradient_step)(const float *const *rows, int t, size_t lanes, \
+                                                                          float *v, size_t stride)                   \
+    {                                                                                                                \
+        NN__V_VEC d[4][4], c[6][4], col[4], out[6];                                                                  \
+        int i, j;                                                                                                    \
+        for (i = 0; i < 4; i++) NN__KERNEL(wino4_quarters)(rows[i] + 4 * t, 4 * lanes, d[i]);                        \
+        for (j = 0; j < 4; j++) {                                                                                    \
+            for (i = 0; i < 4; i++) col[i] = d[i][j];                                                                \
+            NN__KERNEL(wino4_gradient_1d)(col, out);                                                                 \
+            for (i = 0; i < 6; i++) c[i][j] = out[i];                                                                \
+        }                                                                                                            \
+        for (i = 0; i < 6; i++) {                                                                                    \
+            NN__KERNEL(wino4_gradient_1d)(c[i], out);                                                                \
+            for (j = 0; j < 6; j++) NN__KERNEL(winograd_put)(v + (size_t)(6 * i + j) * stride + t, lanes, out[j]);   \
+        }                                                                                                            \
+    }                                                                                                                \
+    NN__TARGET static void NN__KERNEL(winograd4_gradient)(int count, const float *const *rows, float *v, size_t stride) \
+    {                                                                                                                \
+        int t = 0;                                                                                                   \
+        for (; t + NN__V_WIDTH <= count; t += NN__V_WIDTH) NN__KERNEL(winograd4_gradient_step)(rows, t, NN__V_WIDTH, v, stride); \
+        if (t < count) NN__KERNEL(winograd4_gradient_step)(rows, t, (size_t)(count - t), v, stride);                 \
+    }                                                                                                                \
+    NN__TARGET static void NN__KERNEL(winograd4_kernel)(int count, const float *g, size_t gs, float *u, size_t stride) \
+    {                                                                                                                \
+        int t, i, j;                                                                                                 \
+        for (t = 0; t < count; t += NN__V_WIDTH) {                                                                   \
+            const size_t lanes = (size_t)(count - t);                                                                \
+            NN__V_VEC c[6][3], col[6], out[6];                                                                       \
+            for (j = 0; j < 3; j++) {                                                                                \
+                for (i = 0; i < 3; i++) col[i] = NN__KERNEL(winograd_get)(g + (size_t)(3 * i + j) * gs + t, lanes);  \
+                NN__KERNEL(wino4_kernel_1d)(col, out);                                                               \
+                for (i = 0; i < 6; i++) c[i][j] = out[i];                                                            \
+            }                                                                                                        \
+            for (i = 0; i < 6; i++) {                                                                                \
+                NN__KERNEL(wino4_kernel_1d)(c[i], out);                                                              \
+                for (j = 0; j < 6; j++) NN__KERNEL(winograd_put)(u + (size_t)(6 * i + j) * stride + t, lanes, out[j]); \
+            }                                                                                                        \
+        }                                                                                                            \
+    }                                                                                                                \
+    NN__TARGET static void NN__KERNEL(winograd4_kernel_gradient)(int count, const float *x, size_t stride, float *g, size_t gs) \
+    {                                                                                                                \
+        int t, i, j;                                                                                                 \
+        for (t = 0; t < count; t += NN__V_WIDTH) {                                                                   \
+            const size_t lanes = (size_t)(count - t);                                                                \
+            NN__V_VEC c[3][6], col[6], out[3];                                                                       \
+            for (j = 0; j < 6; j++) {                                                                                \
+                for (i = 0; i < 6; i++) col[i] = NN__KERNEL(winograd_get)(x + (size_t)(6 * i + j) * stride + t, lanes); \
+                NN__KERNEL(wino4_kernel_gradient_1d)(col, out);                                                      \
+                for (i = 0; i < 3; i++) c[i][j] = out[i];                                                            \
+            }                                                                                                        \
+            for (i = 0; i < 3; i++) {                                                                                \
+                NN__KERNEL(wino4_kernel_gradient_1d)(c[i], out);                                                     \
+                for (j = 0; j < 3; j++) NN__KERNEL(winograd_put)(g + (size_t)(3 * i + j) * gs + t, lanes, out[j]);   \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
+
 /* Expands to every vector kernel of the ISA but the optimiser updates. */
-#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL() \
-    NN__WINOGRAD_KERNELS()
+#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL()
 
 /* Expands to the kernels sgd, adam and rmsprop of the ISA: nn__sgd_scalar, nn__adam_scalar and
    nn__rmsprop_scalar on whole vectors, the same operations unfused and in the same order. The last partial vector is left
@@ -2140,6 +2497,12 @@ NN__AVX2 void nn__avx2_load_even_odd_tail(size_t count, const float *p, __m256 *
     const __m256i lo = nn__avx2_tail_lanes(2 * count < 8 ? 2 * count : 8), hi = nn__avx2_tail_lanes(2 * count > 8 ? 2 * count - 8 : 0);
     nn__avx2_deinterleave(_mm256_maskload_ps(p, lo), _mm256_maskload_ps(p + 8, hi), even, odd);
 }
+NN__AVX2 void nn__avx2_interleave(__m256 even, __m256 odd, __m256 *lo, __m256 *hi)
+{
+    const __m256 a = _mm256_unpacklo_ps(even, odd), b = _mm256_unpackhi_ps(even, odd); /* e0 o0 e1 o1 | e4 o4 e5 o5 */
+    *lo = _mm256_permute2f128_ps(a, b, 0x20);
+    *hi = _mm256_permute2f128_ps(a, b, 0x31);
+}
 NN__AVX2 void nn__avx2_store_even_odd(float *p, __m256 even, __m256 odd)
 {
     const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd); /* e0 o0 e1 o1 | e4 o4 e5 o5 */
@@ -2166,6 +2529,8 @@ NN__AVX2 void nn__avx2_index_store_tail(__m256i t, int32_t *p, __m256i v) { _mm2
 #define NN__ISA avx2
 #define NN__TARGET NN__TARGET_AVX2
 NN__VECTOR_KERNELS()
+NN__WINOGRAD_KERNELS()
+NN__WINOGRAD4_KERNELS()
 NN__OPTIMIZER_KERNELS()
 #undef NN__TARGET
 #undef NN__ISA
@@ -2271,6 +2636,12 @@ NN__AVX512 void nn__avx512_load_even_odd_tail(size_t count, const float *p, __m5
     const __mmask16 hi = nn__avx512_tail_lanes(2 * count > 16 ? 2 * count - 16 : 0);
     nn__avx512_deinterleave(_mm512_maskz_loadu_ps(lo, p), _mm512_maskz_loadu_ps(hi, p + 16), even, odd);
 }
+NN__AVX512 void nn__avx512_interleave(__m512 even, __m512 odd, __m512 *lo, __m512 *hi)
+{
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    *lo = _mm512_permutex2var_ps(even, first, odd);
+    *hi = _mm512_permutex2var_ps(even, _mm512_add_epi32(first, _mm512_set1_epi32(8)), odd);
+}
 NN__AVX512 void nn__avx512_store_even_odd(float *p, __m512 even, __m512 odd)
 {
     const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -2294,6 +2665,8 @@ NN__AVX512 void nn__avx512_index_store_tail(__mmask16 t, int32_t *p, __m512i v) 
 #define NN__ISA avx512
 #define NN__TARGET NN__TARGET_AVX512
 NN__VECTOR_KERNELS()
+NN__WINOGRAD_KERNELS()
+NN__WINOGRAD4_KERNELS()
 NN__OPTIMIZER_KERNELS()
 #undef NN__TARGET
 #undef NN__ISA
@@ -2418,6 +2791,16 @@ NN__ALWAYS_INLINE void nn__neon_load_even_odd_tail(size_t count, const float *p,
     memcpy(buffer, p, 2 * count * sizeof(float));
     nn__neon_load_even_odd(buffer, even, odd);
 }
+NN__ALWAYS_INLINE void nn__neon_deinterleave(float32x4_t lo, float32x4_t hi, float32x4_t *even, float32x4_t *odd)
+{
+    *even = vuzp1q_f32(lo, hi);
+    *odd = vuzp2q_f32(lo, hi);
+}
+NN__ALWAYS_INLINE void nn__neon_interleave(float32x4_t even, float32x4_t odd, float32x4_t *lo, float32x4_t *hi)
+{
+    *lo = vzip1q_f32(even, odd);
+    *hi = vzip2q_f32(even, odd);
+}
 NN__ALWAYS_INLINE void nn__neon_store_even_odd(float *p, float32x4_t even, float32x4_t odd)
 {
     float32x4x2_t t;
@@ -2450,6 +2833,8 @@ NN__ALWAYS_INLINE void nn__neon_index_store_tail(size_t count, int32_t *p, int32
 #define NN__ISA neon
 #define NN__TARGET
 NN__VECTOR_KERNELS()
+NN__WINOGRAD_KERNELS()
+NN__WINOGRAD4_KERNELS()
 #undef NN__TARGET
 #undef NN__ISA
 /* NEON's optimiser updates are the scalar ones */
@@ -3306,25 +3691,25 @@ static int nn__conv_workspace(const nn_conv2d_shape *s, int oh, int ow, float *g
     return (int)NN__MIN((size_t)nn_threads(), (given_floats - col_floats) / NN__GEMM_THREAD_FLOATS);
 }
 
-/* ---- Winograd F(2x2, 3x3) for stride-1 3x3 convolutions (the kernels' comment has the maths) ----
-   The batch's output is cut into 2x2 tiles, numbered image by image, row by row, and processed
-   a chunk of tiles at a time so that the chunk's transforms stay in L2:
-     V[k][c][t] = (B^T d B)_k     input tiles of chunk t, channel c (16 planes)
+/* ---- Winograd convolution for stride-1 3x3 layers (the kernels' comments have the maths) ----
+   F(m x m, 3x3) with m = 2 (4x4 input tiles, 16 planes) or m = 4 (6x6 tiles, 36 planes). The
+   batch's output is cut into m x m tiles, numbered image by image, row by row, and processed a
+   chunk of tiles at a time so that the chunk's transforms stay in L2:
+     V[k][c][t] = (B^T d B)_k     input tiles of chunk t, channel c (one plane per element k)
      U[k][o][c] = (G g G^T)_k     the kernel, transformed once per call
-     M[k][o][t] = U[k] V[k]       16 GEMMs, one per element of the tile
+     M[k][o][t] = U[k] V[k]       one GEMM per element of the tile
      y          = A^T M A         per output channel
    and the weight gradient dU[k] += (A dY A^T)[k] V[k]^T over the chunks in order, then
-   dW = G^T dU G. Threads split a chunk's channels, then its 16 GEMMs (each on one thread), so
-   every value is computed the same way for any thread count. The padded tiles at the right and
-   bottom edges (odd output sizes) read zeros and their extra outputs are dropped. */
+   dW = G^T dU G. Threads split a chunk's channels, then its GEMMs (each on one thread), so every
+   value is computed the same way for any thread count. The tiles hanging over the right and
+   bottom edges read zeros and their extra outputs are dropped. */
 #define NN__WINOGRAD_RUN 64 /* tiles per call of a transform kernel */
-/* The 16 planes of U, V and M lie this many floats more than their size apart: planes a power
-   of two apart would fall in the same cache sets, and the transforms touch all 16 at once. */
+/* The planes of U, V and M lie this many floats more than their size apart: planes a power of
+   two apart would fall in the same cache sets, and the transforms touch all of them at once. */
 #define NN__WINOGRAD_SKEW 32
-#define NN__WMAX 100000
 
-/* Stride-1 3x3 convolutions with enough channels for the 16 GEMMs to run near peak; padding up
-   to 2 (the data gradient of a padding-1 layer is a padding-1 convolution, of padding 0 one of
+/* Stride-1 3x3 convolutions with enough channels for the GEMMs to run near peak; padding up to 2
+   (the data gradient of a padding-1 layer is a padding-1 convolution, of padding 0 one of
    padding 2). */
 static int nn__winograd_applies(const nn_conv2d_shape *s)
 {
@@ -3332,39 +3717,56 @@ static int nn__winograd_applies(const nn_conv2d_shape *s)
            s->pad_height <= 2 && s->pad_width <= 2 && s->in_channels >= 16 && s->out_channels >= 16;
 }
 
+/* The output tile: F(4x4) does 36 multiplies per 16 outputs against F(2x2)'s 64, but its
+   transforms run a row of tiles per vector and cost more per tile, so it pays only where a row
+   holds enough tiles: from 24 outputs wide (6 tiles). Measured on Zen 4 (AVX-512, one thread,
+   best of 5): 64 channels 56x56 F(4x4) 1.25x faster than F(2x2), 28x28 1.1x, 128 channels 14x14
+   1.05x slower. The same choice on every backend, so that they all compute the same thing. */
+static int nn__winograd_tile(int oh, int ow) { return oh >= 4 && ow >= 24 ? 4 : 2; }
+
 typedef struct nn__winograd_plan {
+    int m, alpha, planes;          /* output tile m x m, input tile alpha = m + 2, alpha^2 planes */
     int tiles_w, per_image, total; /* tiles per output row, per image, in the batch */
     int chunk;                     /* tiles per chunk: the stride of V's and M's rows */
 } nn__winograd_plan;
 
-/* Tiles per chunk: V and M of a chunk (16 (C + K) floats per tile) in about 1 MiB. Never a
+/* Tiles per chunk: V and M of a chunk (planes * (C + K) floats per tile) in about 1 MiB. Never a
    multiple of 256 floats, whose rows would share cache sets (see nn__gemm_views). */
-static int nn__winograd_chunk(int in_channels, int out_channels)
+static int nn__winograd_chunk(int planes, int in_channels, int out_channels)
 {
-    int chunk = (int)NN__MIN(512, NN__MAX(64, 262144 / (16 * ((long)in_channels + out_channels)))) / 16 * 16;
+    int chunk = (int)NN__MIN(512, NN__MAX(64, 262144 / (planes * ((long)in_channels + out_channels)))) / 16 * 16;
     return chunk % 256 ? chunk : chunk - 16;
 }
 
 static nn__winograd_plan nn__winograd_plan_of(const nn_conv2d_shape *s, int oh, int ow)
 {
     nn__winograd_plan p;
-    p.tiles_w = (ow + 1) / 2;
-    p.per_image = (oh + 1) / 2 * p.tiles_w;
+    p.m = nn__winograd_tile(oh, ow);
+    p.alpha = p.m + 2;
+    p.planes = p.alpha * p.alpha;
+    p.tiles_w = (ow + p.m - 1) / p.m;
+    p.per_image = (oh + p.m - 1) / p.m * p.tiles_w;
     p.total = s->batch * p.per_image;
-    p.chunk = NN__MIN(p.total, nn__winograd_chunk(s->in_channels, s->out_channels));
+    p.chunk = NN__MIN(p.total, nn__winograd_chunk(p.planes, s->in_channels, s->out_channels));
     return p;
 }
 
-/* Workspace floats: U (or dU), then a chunk's V and M. */
+/* Workspace floats: U (or dU), then a chunk's V and M, for the larger tile. */
 static size_t nn__winograd_floats(const nn_conv2d_shape *s)
 {
     const size_t c = (size_t)s->in_channels, k = (size_t)s->out_channels;
-    return 16 * (c * k + (c + k) * (size_t)nn__winograd_chunk(s->in_channels, s->out_channels) + 3 * NN__WINOGRAD_SKEW);
+    size_t most = 0;
+    int planes;
+    for (planes = 16; planes <= 36; planes += 20) {
+        const size_t chunk = (size_t)nn__winograd_chunk(planes, s->in_channels, s->out_channels);
+        most = NN__MAX(most, planes * (c * k + (c + k) * chunk + 3 * NN__WINOGRAD_SKEW));
+    }
+    return most;
 }
 
 /* U[k][o][c] = (G g G^T)_k for every kernel g = w[o][c] (3x3): per output channel, blocks of
    input channels are turned tap-major (9 rows of kernels side by side) for the vector kernel. */
-static void nn__winograd_weights(const nn__kernels *kern, int K, int C, const float *w, float *u, size_t plane)
+static void nn__winograd_weights(const nn__kernels *kern, int m, int K, int C, const float *w, float *u, size_t plane)
 {
     int o;
     NN__PARALLEL_FOR(plane * 16)
@@ -3376,13 +3778,15 @@ static void nn__winograd_weights(const nn__kernels *kern, int K, int C, const fl
             const float *g = w + ((size_t)o * C + c0) * 9;
             for (c = 0; c < count; c++)
                 for (j = 0; j < 9; j++) taps[j * NN__WINOGRAD_RUN + c] = g[c * 9 + j];
-            kern->winograd_kernel(count, taps, NN__WINOGRAD_RUN, u + (size_t)o * C + c0, plane);
+            if (m == 4) kern->winograd4_kernel(count, taps, NN__WINOGRAD_RUN, u + (size_t)o * C + c0, plane);
+            else kern->winograd_kernel(count, taps, NN__WINOGRAD_RUN, u + (size_t)o * C + c0, plane);
         }
     }
 }
 
-/* dw[o][c] = G^T dU[.][o][c] G (3x3 from 4x4) for every pair. */
-static void nn__winograd_weights_backward(const nn__kernels *kern, int K, int C, const float *du, size_t plane, float *dw)
+/* dw[o][c] = G^T dU[.][o][c] G (3x3) for every pair. */
+static void nn__winograd_weights_backward(const nn__kernels *kern, int m, int K, int C, const float *du, size_t plane,
+                                          float *dw)
 {
     int o;
     NN__PARALLEL_FOR(plane * 16)
@@ -3392,15 +3796,16 @@ static void nn__winograd_weights_backward(const nn__kernels *kern, int K, int C,
         for (c0 = 0; c0 < C; c0 += NN__WINOGRAD_RUN) {
             const int count = NN__MIN(NN__WINOGRAD_RUN, C - c0);
             float *g = dw + ((size_t)o * C + c0) * 9;
-            kern->winograd_kernel_gradient(count, du + (size_t)o * C + c0, plane, taps, NN__WINOGRAD_RUN);
+            if (m == 4) kern->winograd4_kernel_gradient(count, du + (size_t)o * C + c0, plane, taps, NN__WINOGRAD_RUN);
+            else kern->winograd_kernel_gradient(count, du + (size_t)o * C + c0, plane, taps, NN__WINOGRAD_RUN);
             for (c = 0; c < count; c++)
                 for (j = 0; j < 9; j++) g[c * 9 + j] = taps[j * NN__WINOGRAD_RUN + c];
         }
     }
 }
 
-/* A run of tiles: image n, tile row ty, tiles tx .. tx+count-1 of that row; *t is the first
-   tile's number, and the run ends at the row's end or at tile `end`. */
+/* A run of tiles: image n, tile row ty, tiles tx .. tx+count-1 of that row, from tile t on; the
+   run ends at the row's end or at tile `end`. */
 typedef struct nn__tile_run {
     int n, ty, tx, count;
 } nn__tile_run;
@@ -3429,35 +3834,37 @@ static const float *nn__plane_run(const float *plane, int rows, int cols, int ro
     return buffer;
 }
 
-/* V[.][c][t - first] for the chunk's tiles [first, end), channel c of the images x. */
+/* V[.][c][t - first] for the chunk's tiles [first, end), channel c of the images x. A whole row
+   of tiles after another reuses the two input rows they share. */
 static void nn__winograd_input_chunk(const nn__kernels *kern, const nn_conv2d_shape *s, const nn__winograd_plan *p,
                                      const float *x, int c, int first, int end, float *v, size_t stride)
 {
-    float buffer[4][2 * NN__WINOGRAD_RUN + 2];
-    const float *rows[4];
-    int t = first, slot[4] = {0, 1, 2, 3}, last_n = -1, last_ty = -1, last_count = 0;
+    float buffer[6][4 * NN__WINOGRAD_RUN + 2];
+    const float *rows[6];
+    const int a = p->alpha, m = p->m;
+    int t = first, slot[6] = {0, 1, 2, 3, 4, 5}, last_n = -1, last_ty = -1;
     while (t < end) {
         const nn__tile_run r = nn__winograd_run(p, t, end);
         const float *plane = x + ((size_t)r.n * s->in_channels + c) * s->in_height * s->in_width;
         int i = 0;
-        if (r.n == last_n && r.ty == last_ty + 1 && r.tx == 0 && r.count == last_count) {
-            /* the next row of tiles, whole: its first two input rows were the last two */
-            const int a = slot[0], b = slot[1];
-            rows[0] = rows[2];
-            rows[1] = rows[3];
-            slot[0] = slot[2];
-            slot[1] = slot[3];
-            slot[2] = a;
-            slot[3] = b;
+        if (r.n == last_n && r.ty == last_ty + 1 && r.tx == 0 && r.count == p->tiles_w) {
+            /* input rows m and m+1 of the last row of tiles are rows 0 and 1 of this one */
+            int old[6];
+            memcpy(old, slot, sizeof old);
+            rows[0] = rows[m];
+            rows[1] = rows[m + 1];
+            slot[0] = old[m];
+            slot[1] = old[m + 1];
+            for (i = 0; i < m; i++) slot[2 + i] = old[i];
             i = 2;
         }
-        for (; i < 4; i++)
-            rows[i] = nn__plane_run(plane, s->in_height, s->in_width, 2 * r.ty - s->pad_height + i,
-                                    2 * r.tx - s->pad_width, 2 * r.count + 2, buffer[slot[i]]);
-        kern->winograd_input(r.count, rows[0], rows[1], rows[2], rows[3], v + (t - first), stride);
+        for (; i < a; i++)
+            rows[i] = nn__plane_run(plane, s->in_height, s->in_width, m * r.ty - s->pad_height + i,
+                                    m * r.tx - s->pad_width, m * r.count + 2, buffer[slot[i]]);
+        if (m == 4) kern->winograd4_input(r.count, rows, v + (t - first), stride);
+        else kern->winograd_input(r.count, rows[0], rows[1], rows[2], rows[3], v + (t - first), stride);
         last_n = r.tx == 0 && r.count == p->tiles_w ? r.n : -1;
         last_ty = r.ty;
-        last_count = r.count;
         t += r.count;
     }
 }
@@ -3467,35 +3874,40 @@ static void nn__winograd_gradient_chunk(const nn__kernels *kern, const nn_conv2d
                                         int oh, int ow, const float *dy, int o, int first, int end, float *v,
                                         size_t stride)
 {
-    float buffer[2][2 * NN__WINOGRAD_RUN];
+    float buffer[4][4 * NN__WINOGRAD_RUN];
+    const int m = p->m;
     int t = first;
     while (t < end) {
         const nn__tile_run r = nn__winograd_run(p, t, end);
-        const float *plane = dy + ((size_t)r.n * s->out_channels + o) * oh * ow;
-        const float *d0 = nn__plane_run(plane, oh, ow, 2 * r.ty, 2 * r.tx, 2 * r.count, buffer[0]);
-        const float *d1 = nn__plane_run(plane, oh, ow, 2 * r.ty + 1, 2 * r.tx, 2 * r.count, buffer[1]);
-        kern->winograd_gradient(r.count, d0, d1, v + (t - first), stride);
+        const float *plane = dy + ((size_t)r.n * s->out_channels + o) * oh * ow, *rows[4];
+        int i;
+        for (i = 0; i < m; i++)
+            rows[i] = nn__plane_run(plane, oh, ow, m * r.ty + i, m * r.tx, m * r.count, buffer[i]);
+        if (m == 4) kern->winograd4_gradient(r.count, rows, v + (t - first), stride);
+        else kern->winograd_gradient(r.count, rows[0], rows[1], v + (t - first), stride);
         t += r.count;
     }
 }
 
 /* y's output channel o for the chunk's tiles, from M[.][o][t - first]. */
 static void nn__winograd_output_chunk(const nn__kernels *kern, const nn_conv2d_shape *s, const nn__winograd_plan *p,
-                                      int oh, int ow, const float *m, size_t stride, int o, int first, int end, float *y)
+                                      int oh, int ow, const float *mm, size_t stride, int o, int first, int end, float *y)
 {
-    float buffer[2][2 * NN__WINOGRAD_RUN];
+    float buffer[4][4 * NN__WINOGRAD_RUN];
+    const int m = p->m;
     int t = first;
     while (t < end) {
         const nn__tile_run r = nn__winograd_run(p, t, end);
-        float *plane = y + ((size_t)r.n * s->out_channels + o) * oh * ow, *row = plane + (size_t)2 * r.ty * ow + 2 * r.tx;
-        const int cols = NN__MIN(2 * r.count, ow - 2 * r.tx), both = 2 * r.ty + 1 < oh;
-        if (cols == 2 * r.count && both) {
-            kern->winograd_output(r.count, m + (t - first), stride, row, row + ow);
-        } else {
-            kern->winograd_output(r.count, m + (t - first), stride, buffer[0], buffer[1]);
-            memcpy(row, buffer[0], (size_t)cols * sizeof(float));
-            if (both) memcpy(row + ow, buffer[1], (size_t)cols * sizeof(float));
-        }
+        float *plane = y + ((size_t)r.n * s->out_channels + o) * oh * ow, *rows[4];
+        const int cols = NN__MIN(m * r.count, ow - m * r.tx), live = NN__MIN(m, oh - m * r.ty);
+        const int direct = cols == m * r.count && live == m;
+        int i;
+        for (i = 0; i < m; i++) rows[i] = direct ? plane + (size_t)(m * r.ty + i) * ow + m * r.tx : buffer[i];
+        if (m == 4) kern->winograd4_output(r.count, mm + (t - first), stride, rows);
+        else kern->winograd_output(r.count, mm + (t - first), stride, rows[0], rows[1]);
+        if (!direct)
+            for (i = 0; i < live; i++)
+                memcpy(plane + (size_t)(m * r.ty + i) * ow + m * r.tx, buffer[i], (size_t)cols * sizeof(float));
         t += r.count;
     }
 }
@@ -3516,12 +3928,12 @@ static void nn__winograd_forward(const nn_conv2d_shape *s, int oh, int ow, const
 {
     const nn__kernels *kern = nn__kernels_get();
     const nn__winograd_plan p = nn__winograd_plan_of(s, oh, ow);
-    const int C = s->in_channels, K = s->out_channels, T = p.chunk;
+    const int C = s->in_channels, K = s->out_channels, T = p.chunk, planes = p.planes;
     const size_t uplane = (size_t)K * C + NN__WINOGRAD_SKEW, vplane = (size_t)C * T + NN__WINOGRAD_SKEW;
     const size_t mplane = (size_t)K * T + NN__WINOGRAD_SKEW;
-    float *u = ws, *v = u + 16 * uplane, *m = v + 16 * vplane;
+    float *u = ws, *v = u + planes * uplane, *m = v + planes * vplane;
     (void)workers;
-    nn__winograd_weights(kern, K, C, w, u, uplane);
+    nn__winograd_weights(kern, p.m, K, C, w, u, uplane);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(workers)
 #endif
@@ -3536,7 +3948,7 @@ static void nn__winograd_forward(const nn_conv2d_shape *s, int oh, int ow, const
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (k = 0; k < 16; k++)
+            for (k = 0; k < planes; k++)
                 nn__gemm(0, 0, K, end - first, C, 1.0f, u + k * uplane, C, v + k * vplane, T, 0.0f, m + k * mplane, T,
                          nn__thread_slice(gemm_ws), 1);
 #ifdef _OPENMP
@@ -3554,10 +3966,10 @@ static void nn__winograd_backward_weight(const nn_conv2d_shape *s, int oh, int o
 {
     const nn__kernels *kern = nn__kernels_get();
     const nn__winograd_plan p = nn__winograd_plan_of(s, oh, ow);
-    const int C = s->in_channels, K = s->out_channels, T = p.chunk;
+    const int C = s->in_channels, K = s->out_channels, T = p.chunk, planes = p.planes;
     const size_t uplane = (size_t)K * C + NN__WINOGRAD_SKEW, vplane = (size_t)C * T + NN__WINOGRAD_SKEW;
     const size_t mplane = (size_t)K * T + NN__WINOGRAD_SKEW;
-    float *du = ws, *v = du + 16 * uplane, *dm = v + 16 * vplane;
+    float *du = ws, *v = du + planes * uplane, *dm = v + planes * vplane;
     (void)workers;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(workers)
@@ -3578,12 +3990,12 @@ static void nn__winograd_backward_weight(const nn_conv2d_shape *s, int oh, int o
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (k = 0; k < 16; k++)
+            for (k = 0; k < planes; k++)
                 nn__gemm(0, 1, K, C, end - first, 1.0f, dm + k * mplane, T, v + k * vplane, T, first == 0 ? 0.0f : 1.0f,
                          du + k * uplane, C, nn__thread_slice(gemm_ws), 1);
         }
     }
-    nn__winograd_weights_backward(kern, K, C, du, uplane, dw);
+    nn__winograd_weights_backward(kern, p.m, K, C, du, uplane, dw);
 }
 
 /* y[n][oc][hw] = sum over (c,ky,kx) of w[oc][(c,ky,kx)] * im2col(x)[(c,ky,kx)][(n,hw)]: the whole

@@ -699,7 +699,7 @@ static void test_conv2d_layers(void **state)
         { 2, 16, 9, 9, 32, 1, 1, 1, 1, 0, 0 },
         { 3, 3, 17, 23, 8, 3, 3, 2, 2, 1, 1 },
         { 1, 2, 31, 7, 3, 7, 3, 3, 1, 2, 0 },
-        /* Winograd F(2x2, 3x3) (stride-1 3x3, >= 16 channels each way): several chunks of
+        /* Winograd F(4x4, 3x3) and F(2x2, 3x3) (stride-1 3x3, >= 16 channels each way): several chunks of
            tiles crossing images, odd sizes (padded edge tiles), padding 0 and 2, rows of more
            tiles than one transform call takes */
         { 3, 16, q ? 24 : 30, 30, 16, 3, 3, 1, 1, 1, 1 },
@@ -707,6 +707,8 @@ static void test_conv2d_layers(void **state)
         { 2, 17, 9, 10, 16, 3, 3, 1, 1, 0, 0 },
         { 1, 16, 7, 7, 20, 3, 3, 1, 1, 2, 2 },
         { 1, 16, 3, 140, 16, 3, 3, 1, 1, 1, 1 },
+        { 2, 16, 3, 9, 20, 3, 3, 1, 1, 1, 1 },   /* F(2x2): outputs under 4 rows */
+        { 2, 20, 5, 12, 16, 3, 3, 1, 1, 0, 0 },
     };
     int i;
     (void)state;
