@@ -870,6 +870,8 @@ struct nn__update;
       (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))            \
     /* GEMM packing of a transposed operand (see nn__pack_transposed_scalar) */                                    \
     X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))            \
+    /* dst[u] = src[2u], u < count: im2col of a stride-2 convolution */                                            \
+    X(ISA, void, copy_even, (int count, const float *src, float *dst))                                             \
     /* Winograd F(2x2, 3x3) transforms of a row of tiles (see nn__winograd_input_scalar) */                     \
     X(ISA, void, winograd_input,                                                                                   \
       (int count, const float *r0, const float *r1, const float *r2, const float *r3, float *v, size_t stride))    \
@@ -1256,6 +1258,13 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
         y[j] = best;
         if (at) at[j] = where;
     }
+}
+
+/* dst[u] = src[2u] for u < count (reads src[0 .. 2*count - 2] only). */
+static void nn__copy_even_scalar(int count, const float *src, float *dst)
+{
+    int u;
+    for (u = 0; u < count; u++) dst[u] = src[2 * u];
 }
 
 /* Winograd F(2x2, 3x3): a 2x2 block of a stride-1 3x3 convolution's output from a 4x4 input
@@ -2312,8 +2321,28 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
         }                                                                                                            \
     }
 
+/* Expands to copy_even of the ISA: nn__copy_even_scalar a vector at a time; the last element is
+   copied on its own so that nothing past src[2*count - 2] is read. */
+#define NN__COPY_EVEN_KERNEL()                                                                                      \
+    NN__TARGET static void NN__KERNEL(copy_even)(int count, const float *src, float *dst)                           \
+    {                                                                                                               \
+        NN__V_VEC e, o;                                                                                             \
+        int u = 0;                                                                                                  \
+        if (count <= 0) return;                                                                                     \
+        for (; u + NN__V_WIDTH <= count - 1; u += NN__V_WIDTH) {                                                    \
+            NN__V_LOAD_EVEN_ODD(src + 2 * u, &e, &o);                                                               \
+            NN__V_STORE(dst + u, e);                                                                                \
+        }                                                                                                           \
+        if (u < count - 1) {                                                                                        \
+            const size_t left = (size_t)(count - 1 - u);                                                            \
+            NN__V_LOAD_EVEN_ODD_TAIL(left, src + 2 * u, &e, &o);                                                    \
+            NN__V_STORE_TAIL(NN__V_TAIL_LANES(left), dst + u, e);                                                   \
+        }                                                                                                           \
+        dst[count - 1] = src[2 * (count - 1)];                                                                      \
+    }
+
 /* Expands to every vector kernel of the ISA but the optimiser updates. */
-#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL()
+#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL() NN__COPY_EVEN_KERNEL()
 
 /* Expands to the kernels sgd, adam and rmsprop of the ISA: nn__sgd_scalar, nn__adam_scalar and
    nn__rmsprop_scalar on whole vectors, the same operations unfused and in the same order. The last partial vector is left
@@ -3170,6 +3199,7 @@ static void nn__im2col_run(const nn__operand *op, int n, int c, int iy, int ix0,
     }
     for (u = 0; u < lo; u++) d[(size_t)u * step] = 0.0f;
     if (sw == 1 && step == 1) nn__copy_run(d + lo, src + ix0 + lo, hi - lo);
+    else if (sw == 2 && step == 1 && hi > lo) nn__kernels_get()->copy_even(hi - lo, src + ix0 + 2 * lo, d + lo);
     else
         for (u = lo; u < hi; u++) d[(size_t)u * step] = src[ix0 + u * sw];
     for (u = hi; u < count; u++) d[(size_t)u * step] = 0.0f;
