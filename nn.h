@@ -870,6 +870,10 @@ struct nn__update;
       (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))            \
     /* GEMM packing of a transposed operand (see nn__pack_transposed_scalar) */                                    \
     X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))            \
+    /* one output row of an unpadded stride-1 convolution (see nn__conv_row_scalar) */                           \
+    X(ISA, void, conv_row,                                                                                         \
+      (int K, int C, int kh, int kw, int ow, const float *x, size_t plane, int W, const float *w, float *y,         \
+       size_t yplane))                                                                                             \
     /* dst[u] = src[2u], u < count: im2col of a stride-2 convolution */                                            \
     X(ISA, void, copy_even, (int count, const float *src, float *dst))                                             \
     /* Winograd F(2x2, 3x3) transforms of a row of tiles (see nn__winograd_input_scalar) */                     \
@@ -1258,6 +1262,25 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
         y[j] = best;
         if (at) at[j] = where;
     }
+}
+
+/* One output row of a stride-1 convolution without padding, straight from the images:
+   y[k*yplane + ox] = sum over c, ky, kx (in that order) of w[k][c][ky][kx] * x[c*plane + ky*W + ox + kx]
+   for k < K and ox < ow, x pointing at channel 0 of the row's first input row. */
+static void nn__conv_row_scalar(int K, int C, int kh, int kw, int ow, const float *x, size_t plane, int W,
+                                const float *w, float *y, size_t yplane)
+{
+    int k, ox, c, ky, kx;
+    for (k = 0; k < K; k++)
+        for (ox = 0; ox < ow; ox++) {
+            const float *wk = w + (size_t)k * C * kh * kw;
+            float acc = 0.0f;
+            for (c = 0; c < C; c++)
+                for (ky = 0; ky < kh; ky++)
+                    for (kx = 0; kx < kw; kx++)
+                        acc += wk[(c * kh + ky) * kw + kx] * x[(size_t)c * plane + (size_t)ky * W + ox + kx];
+            y[(size_t)k * yplane + ox] = acc;
+        }
 }
 
 /* dst[u] = src[2u] for u < count (reads src[0 .. 2*count - 2] only). */
@@ -2341,8 +2364,56 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
         dst[count - 1] = src[2 * (count - 1)];                                                                      \
     }
 
+/* Expands to conv_row of the ISA: nn__conv_row_scalar with a vector of output columns, eight
+   output channels at a time, each input vector feeding eight multiply-adds with broadcast weights
+   (the channels past K of the last block repeat the block's first and are not stored). */
+#define NN__CONV_ROW_KERNEL()                                                                                       \
+    NN__TARGET static void NN__KERNEL(conv_row)(int K, int C, int kh, int kw, int ow, const float *x, size_t plane, \
+                                                int W, const float *w, float *y, size_t yplane)                     \
+    {                                                                                                               \
+        const int taps = C * kh * kw;                                                                               \
+        int ox, k0, i, c, ky, kx;                                                                                   \
+        for (ox = 0; ox < ow; ox += NN__V_WIDTH) {                                                                  \
+            const size_t lanes = (size_t)(ow - ox);                                                                 \
+            const NN__V_TAIL tail = NN__V_TAIL_LANES(lanes < NN__V_WIDTH ? lanes : 0);                              \
+            for (k0 = 0; k0 < K; k0 += 8) {                                                                         \
+                const int kb = NN__MIN(8, K - k0);                                                                  \
+                const float *w0 = w + (size_t)k0 * taps, *w1 = w0 + (kb > 1 ? taps : 0);                            \
+                const float *w2 = w0 + (kb > 2 ? 2 * taps : 0), *w3 = w0 + (kb > 3 ? 3 * taps : 0);                 \
+                const float *w4 = w0 + (kb > 4 ? 4 * taps : 0), *w5 = w0 + (kb > 5 ? 5 * taps : 0);                 \
+                const float *w6 = w0 + (kb > 6 ? 6 * taps : 0), *w7 = w0 + (kb > 7 ? 7 * taps : 0);                 \
+                NN__V_VEC a0 = NN__V_ZERO(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;         \
+                NN__V_VEC acc[8];                                                                                   \
+                int tap = 0;                                                                                        \
+                for (c = 0; c < C; c++)                                                                             \
+                    for (ky = 0; ky < kh; ky++) {                                                                   \
+                        const float *xp = x + (size_t)c * plane + (size_t)ky * W + ox;                              \
+                        for (kx = 0; kx < kw; kx++, tap++) {                                                        \
+                            const NN__V_VEC xv = lanes >= NN__V_WIDTH ? NN__V_LOAD(xp + kx)                         \
+                                                                      : NN__V_LOAD_TAIL(tail, xp + kx);             \
+                            a0 = NN__V_FMA(NN__V_SET1(w0[tap]), xv, a0);                                            \
+                            a1 = NN__V_FMA(NN__V_SET1(w1[tap]), xv, a1);                                            \
+                            a2 = NN__V_FMA(NN__V_SET1(w2[tap]), xv, a2);                                            \
+                            a3 = NN__V_FMA(NN__V_SET1(w3[tap]), xv, a3);                                            \
+                            a4 = NN__V_FMA(NN__V_SET1(w4[tap]), xv, a4);                                            \
+                            a5 = NN__V_FMA(NN__V_SET1(w5[tap]), xv, a5);                                            \
+                            a6 = NN__V_FMA(NN__V_SET1(w6[tap]), xv, a6);                                            \
+                            a7 = NN__V_FMA(NN__V_SET1(w7[tap]), xv, a7);                                            \
+                        }                                                                                           \
+                    }                                                                                               \
+                acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7; \
+                for (i = 0; i < kb; i++) {                                                                          \
+                    float *yp = y + (size_t)(k0 + i) * yplane + ox;                                                 \
+                    if (lanes >= NN__V_WIDTH) NN__V_STORE(yp, acc[i]);                                              \
+                    else NN__V_STORE_TAIL(tail, yp, acc[i]);                                                        \
+                }                                                                                                   \
+            }                                                                                                       \
+        }                                                                                                           \
+    }
+
 /* Expands to every vector kernel of the ISA but the optimiser updates. */
-#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL() NN__COPY_EVEN_KERNEL()
+#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL() NN__COPY_EVEN_KERNEL() \
+    NN__CONV_ROW_KERNEL()
 
 /* Expands to the kernels sgd, adam and rmsprop of the ISA: nn__sgd_scalar, nn__adam_scalar and
    nn__rmsprop_scalar on whole vectors, the same operations unfused and in the same order. The last partial vector is left
@@ -4028,6 +4099,33 @@ static void nn__winograd_backward_weight(const nn_conv2d_shape *s, int oh, int o
     nn__winograd_weights_backward(kern, p.m, K, C, du, uplane, dw);
 }
 
+/* ---- direct convolution for layers with few channels (LeNet's) ----
+   im2col would pack every input value kh*kw times for only K multiply-adds each; here each
+   output row is computed straight from the images by the table's conv_row (a vector of output
+   columns times eight output channels, weights broadcast). Images are split over the threads,
+   so the result does not depend on their number. */
+static int nn__direct_applies(const nn_conv2d_shape *s)
+{
+    return s->stride_height == 1 && s->stride_width == 1 && s->pad_height == 0 && s->pad_width == 0 &&
+           s->in_channels * s->kernel_height * s->kernel_width <= 256 && s->out_channels <= 32;
+}
+
+static void nn__direct_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w, float *y)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    const size_t plane = (size_t)s->in_height * s->in_width, yplane = (size_t)oh * ow;
+    int n;
+    NN__PARALLEL_FOR((size_t)s->batch * s->out_channels * yplane * s->in_channels * s->kernel_height * s->kernel_width / 8)
+    for (n = 0; n < s->batch; n++) {
+        const float *xn = x + (size_t)n * s->in_channels * plane;
+        float *yn = y + (size_t)n * s->out_channels * yplane;
+        int oy;
+        for (oy = 0; oy < oh; oy++)
+            kern->conv_row(s->out_channels, s->in_channels, s->kernel_height, s->kernel_width, ow,
+                           xn + (size_t)oy * s->in_width, plane, s->in_width, w, yn + (size_t)oy * ow, yplane);
+    }
+}
+
 /* y[n][oc][hw] = sum over (c,ky,kx) of w[oc][(c,ky,kx)] * im2col(x)[(c,ky,kx)][(n,hw)]: the whole
    batch is one GEMM whose B operand is packed straight from the images. */
 static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w,
@@ -4036,7 +4134,8 @@ static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const f
     const int ckk = s->in_channels * s->kernel_height * s->kernel_width;
     const nn__operand A = nn__matrix(w, ckk, 0), B = nn__im2col(x, s, oh, ow);
     const nn__operand C = nn__channels(NN__CHANNELS, y, s->out_channels, oh * ow);
-    if (nn__winograd_applies(s)) nn__winograd_forward(s, oh, ow, x, w, y, col, gemm_ws, gemm_threads);
+    if (nn__direct_applies(s)) nn__direct_forward(s, oh, ow, x, w, y);
+    else if (nn__winograd_applies(s)) nn__winograd_forward(s, oh, ow, x, w, y, col, gemm_ws, gemm_threads);
     else nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
     if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
 }
