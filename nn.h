@@ -874,6 +874,10 @@ struct nn__update;
     X(ISA, void, conv_row,                                                                                         \
       (int K, int C, int kh, int kw, int ow, const float *x, size_t plane, int W, const float *w, float *y,         \
        size_t yplane))                                                                                             \
+    /* a block of weight gradients of an unpadded stride-1 convolution (see nn__conv_weight_scalar) */           \
+    X(ISA, void, conv_weight,                                                                                      \
+      (int kb, int tb, const ptrdiff_t *tap_at, int batch, int oh, int ow, const float *dy, size_t dy_image,       \
+       size_t dy_plane, const float *x, size_t x_image, int W, float *dw, size_t dw_k))                            \
     /* dst[u] = src[2u], u < count: im2col of a stride-2 convolution */                                            \
     X(ISA, void, copy_even, (int count, const float *src, float *dst))                                             \
     /* Winograd F(2x2, 3x3) transforms of a row of tiles (see nn__winograd_input_scalar) */                     \
@@ -1280,6 +1284,28 @@ static void nn__conv_row_scalar(int K, int C, int kh, int kw, int ow, const floa
                     for (kx = 0; kx < kw; kx++)
                         acc += wk[(c * kh + ky) * kw + kx] * x[(size_t)c * plane + (size_t)ky * W + ox + kx];
             y[(size_t)k * yplane + ox] = acc;
+        }
+}
+
+/* Weight gradients of an unpadded stride-1 convolution for kb <= 8 output channels and tb <= 2
+   taps: dw[k*dw_k + t] = sum over images n, output rows oy and columns ox of
+   dy[n*dy_image + k*dy_plane + oy*ow + ox] * x[n*x_image + tap_at[t] + oy*W + ox], tap_at[t]
+   being the tap's offset (c*H*W + ky*W + kx) in an image. */
+static void nn__conv_weight_scalar(int kb, int tb, const ptrdiff_t *tap_at, int batch, int oh, int ow, const float *dy,
+                                   size_t dy_image, size_t dy_plane, const float *x, size_t x_image, int W, float *dw,
+                                   size_t dw_k)
+{
+    int k, t, n, oy, ox;
+    for (k = 0; k < kb; k++)
+        for (t = 0; t < tb; t++) {
+            float acc = 0.0f;
+            for (n = 0; n < batch; n++)
+                for (oy = 0; oy < oh; oy++) {
+                    const float *d = dy + n * dy_image + k * dy_plane + (size_t)oy * ow;
+                    const float *xr = x + n * x_image + tap_at[t] + (ptrdiff_t)oy * W;
+                    for (ox = 0; ox < ow; ox++) acc += d[ox] * xr[ox];
+                }
+            dw[k * dw_k + t] = acc;
         }
 }
 
@@ -2411,9 +2437,75 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
         }                                                                                                           \
     }
 
+/* Expands to conv_weight of the ISA: nn__conv_weight_scalar with a vector of output columns,
+   kb x tb accumulators kept in registers over the whole batch (one body per kb, written out so
+   that they are registers), each summed horizontally at the end. */
+/* channel k's two multiply-adds: dy row d at ox, loaded with LOAD (a whole vector or a tail) */
+#define NN__CONV_WEIGHT_STEP(k, LOAD)                                                                               \
+    if (kb > k) {                                                                                                   \
+        const NN__V_VEC dv = LOAD(d + k * dy_plane + ox);                                                           \
+        a##k##0 = NN__V_FMA(dv, xv0, a##k##0);                                                                      \
+        a##k##1 = NN__V_FMA(dv, xv1, a##k##1);                                                                      \
+    }
+/* a tail load through the `tail` in scope */
+#define NN__CONV_WEIGHT_TAIL(p) NN__V_LOAD_TAIL(tail, p)
+#define NN__CONV_WEIGHT_STEPS(LOAD)                                                                                 \
+    NN__CONV_WEIGHT_STEP(0, LOAD) NN__CONV_WEIGHT_STEP(1, LOAD) NN__CONV_WEIGHT_STEP(2, LOAD)                       \
+    NN__CONV_WEIGHT_STEP(3, LOAD) NN__CONV_WEIGHT_STEP(4, LOAD) NN__CONV_WEIGHT_STEP(5, LOAD)                       \
+    NN__CONV_WEIGHT_STEP(6, LOAD) NN__CONV_WEIGHT_STEP(7, LOAD)
+#define NN__CONV_WEIGHT_PUT(k)                                                                                      \
+    if (kb > k) {                                                                                                   \
+        dw[k * dw_k] = NN__V_HSUM(a##k##0);                                                                         \
+        if (tb > 1) dw[k * dw_k + 1] = NN__V_HSUM(a##k##1);                                                         \
+    }
+#define NN__CONV_WEIGHT_KERNEL()                                                                                    \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(conv_weight_block)(const int kb, int tb, const ptrdiff_t *tap_at,  \
+                                                                    int batch, int oh, int ow, const float *dy,      \
+                                                                    size_t dy_image, size_t dy_plane,                \
+                                                                    const float *x, size_t x_image, int W, float *dw, \
+                                                                    size_t dw_k)                                     \
+    {                                                                                                               \
+        const ptrdiff_t t1 = tap_at[tb > 1 ? 1 : 0];                                                                \
+        NN__V_VEC a00 = NN__V_ZERO(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00; \
+        NN__V_VEC a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;         \
+        int n, oy, ox;                                                                                              \
+        for (n = 0; n < batch; n++)                                                                                 \
+            for (oy = 0; oy < oh; oy++) {                                                                           \
+                const float *d = dy + n * dy_image + (size_t)oy * ow;                                               \
+                const float *x0 = x + n * x_image + tap_at[0] + (ptrdiff_t)oy * W;                                  \
+                const float *x1 = x + n * x_image + t1 + (ptrdiff_t)oy * W;                                         \
+                for (ox = 0; ox + NN__V_WIDTH <= ow; ox += NN__V_WIDTH) {                                           \
+                    const NN__V_VEC xv0 = NN__V_LOAD(x0 + ox), xv1 = NN__V_LOAD(x1 + ox);                           \
+                    NN__CONV_WEIGHT_STEPS(NN__V_LOAD)                                                               \
+                }                                                                                                   \
+                if (ox < ow) {                                                                                      \
+                    const NN__V_TAIL tail = NN__V_TAIL_LANES((size_t)(ow - ox));                                    \
+                    const NN__V_VEC xv0 = NN__V_LOAD_TAIL(tail, x0 + ox), xv1 = NN__V_LOAD_TAIL(tail, x1 + ox);     \
+                    NN__CONV_WEIGHT_STEPS(NN__CONV_WEIGHT_TAIL)                                                     \
+                }                                                                                                   \
+            }                                                                                                       \
+        NN__CONV_WEIGHT_PUT(0) NN__CONV_WEIGHT_PUT(1) NN__CONV_WEIGHT_PUT(2) NN__CONV_WEIGHT_PUT(3)                 \
+        NN__CONV_WEIGHT_PUT(4) NN__CONV_WEIGHT_PUT(5) NN__CONV_WEIGHT_PUT(6) NN__CONV_WEIGHT_PUT(7)                 \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(conv_weight)(int kb, int tb, const ptrdiff_t *tap_at, int batch, int oh, int ow, \
+                                                   const float *dy, size_t dy_image, size_t dy_plane, const float *x, \
+                                                   size_t x_image, int W, float *dw, size_t dw_k)                   \
+    {                                                                                                               \
+        switch (kb) {                                                                                               \
+        case 1: NN__KERNEL(conv_weight_block)(1, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        case 2: NN__KERNEL(conv_weight_block)(2, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        case 3: NN__KERNEL(conv_weight_block)(3, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        case 4: NN__KERNEL(conv_weight_block)(4, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        case 5: NN__KERNEL(conv_weight_block)(5, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        case 6: NN__KERNEL(conv_weight_block)(6, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        case 7: NN__KERNEL(conv_weight_block)(7, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        default: NN__KERNEL(conv_weight_block)(8, tb, tap_at, batch, oh, ow, dy, dy_image, dy_plane, x, x_image, W, dw, dw_k); break; \
+        }                                                                                                           \
+    }
+
 /* Expands to every vector kernel of the ISA but the optimiser updates. */
 #define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL() NN__COPY_EVEN_KERNEL() \
-    NN__CONV_ROW_KERNEL()
+    NN__CONV_ROW_KERNEL() NN__CONV_WEIGHT_KERNEL()
 
 /* Expands to the kernels sgd, adam and rmsprop of the ISA: nn__sgd_scalar, nn__adam_scalar and
    nn__rmsprop_scalar on whole vectors, the same operations unfused and in the same order. The last partial vector is left
@@ -4110,6 +4202,31 @@ static int nn__direct_applies(const nn_conv2d_shape *s)
            s->in_channels * s->kernel_height * s->kernel_width <= 256 && s->out_channels <= 32;
 }
 
+/* dw through the table's conv_weight: blocks of 8 output channels x 2 taps, each over the whole
+   batch on one thread (so the sums do not depend on the thread count). */
+static void nn__direct_backward_weight(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *dy,
+                                       float *dw)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    const int K = s->out_channels, kh = s->kernel_height, kw = s->kernel_width, taps = s->in_channels * kh * kw;
+    const int k_blocks = (K + 7) / 8, t_blocks = (taps + 1) / 2;
+    const size_t plane = (size_t)s->in_height * s->in_width, yplane = (size_t)oh * ow;
+    int block;
+    NN__PARALLEL_FOR((size_t)s->batch * K * yplane * taps / 4)
+    for (block = 0; block < k_blocks * t_blocks; block++) {
+        const int k0 = block / t_blocks * 8, t0 = block % t_blocks * 2;
+        const int kb = NN__MIN(8, K - k0), tb = NN__MIN(2, taps - t0);
+        ptrdiff_t tap_at[2];
+        int t;
+        for (t = 0; t < tb; t++) {
+            const int tap = t0 + t, c = tap / (kh * kw), ky = tap % (kh * kw) / kw, kx = tap % kw;
+            tap_at[t] = (ptrdiff_t)c * plane + (ptrdiff_t)ky * s->in_width + kx;
+        }
+        kern->conv_weight(kb, tb, tap_at, s->batch, oh, ow, dy + (size_t)k0 * yplane, (size_t)K * yplane, yplane, x,
+                          (size_t)s->in_channels * plane, s->in_width, dw + (size_t)k0 * taps + t0, (size_t)taps);
+    }
+}
+
 static void nn__direct_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w, float *y)
 {
     const nn__kernels *kern = nn__kernels_get();
@@ -4212,8 +4329,9 @@ static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow,
     const nn__operand A = nn__im2col(x, s, oh, ow), B = nn__channels(NN__CHANNELS_T, dy, oc, oh * ow);
     const nn__operand C = nn__matrix(col, oc, 0);
     int i, j;
-    if (nn__winograd_applies(s)) {
-        nn__winograd_backward_weight(s, oh, ow, x, dy, dw, col, gemm_ws, gemm_threads);
+    if (nn__direct_applies(s) || nn__winograd_applies(s)) {
+        if (nn__direct_applies(s)) nn__direct_backward_weight(s, oh, ow, x, dy, dw);
+        else nn__winograd_backward_weight(s, oh, ow, x, dy, dw, col, gemm_ws, gemm_threads);
         if (dbias) nn_bias_backward(s->batch, oc, oh * ow, dy, dbias);
         return;
     }
