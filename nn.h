@@ -872,8 +872,8 @@ struct nn__update;
     X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))            \
     /* one image of an unpadded stride-1 convolution (see nn__conv_image_scalar) */                              \
     X(ISA, void, conv_image,                                                                                       \
-      (int K, int C, int kh, int kw, int oh, int ow, const float *x, size_t plane, int W, const float *w, float *y, \
-       size_t yplane))                                                                                             \
+      (int K, int C, int kh, int kw, int oh, int ow, const float *x, size_t plane, int W, const float *w,          \
+       const float *bias, float *y, size_t yplane))                                                                \
     /* a block of weight gradients of an unpadded stride-1 convolution (see nn__conv_weight_scalar) */           \
     X(ISA, void, conv_weight,                                                                                      \
       (int kb, int tb, const ptrdiff_t *tap_at, int batch, int oh, int ow, const float *dy, size_t dy_image,       \
@@ -1269,17 +1269,17 @@ static void nn__maxpool2x2_row_scalar(int count, const float *r0, const float *r
 }
 
 /* One image of a stride-1 convolution without padding, straight from the input:
-   y[k*yplane + oy*ow + ox] = sum over c, ky, kx (in that order) of w[k][c][ky][kx] *
-   x[c*plane + (oy + ky)*W + ox + kx] for k < K, oy < oh, ox < ow. */
+   y[k*yplane + oy*ow + ox] = bias[k] (0 if bias is NULL) + the sum over c, ky, kx (in that order)
+   of w[k][c][ky][kx] * x[c*plane + (oy + ky)*W + ox + kx] for k < K, oy < oh, ox < ow. */
 static void nn__conv_image_scalar(int K, int C, int kh, int kw, int oh, int ow, const float *x, size_t plane, int W,
-                                  const float *w, float *y, size_t yplane)
+                                  const float *w, const float *bias, float *y, size_t yplane)
 {
     int k, oy, ox, c, ky, kx;
     for (k = 0; k < K; k++)
         for (oy = 0; oy < oh; oy++)
             for (ox = 0; ox < ow; ox++) {
                 const float *wk = w + (size_t)k * C * kh * kw;
-                float acc = 0.0f;
+                float acc = bias ? bias[k] : 0.0f;
                 for (c = 0; c < C; c++)
                     for (ky = 0; ky < kh; ky++)
                         for (kx = 0; kx < kw; kx++)
@@ -2397,9 +2397,11 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
     }
 
 /* Expands to conv_image of the ISA: nn__conv_image_scalar with a vector of output columns (or,
-   when a row fills at most half a vector, of two rows' columns: load_two/store_two), eight output
-   channels at a time, each input vector feeding eight multiply-adds with broadcast weights (the
-   channels past K of the last block repeat the block's first and are not stored). */
+   when a row fills at most half a vector, of two rows' columns: load_two/store_two), 4, 6 or 8
+   output channels at a time (one body each, so that the accumulators are registers), each input
+   vector feeding that many multiply-adds with broadcast weights. */
+#define NN__CONV_IMAGE_FMA(i)                                                                                       \
+    if (KB > i) a##i = NN__V_FMA(NN__V_SET1(w##i[tap]), xv, a##i);
 /* x at the vector's first column (and x2 at the second row's, for two rows); LOAD(p, p2) */
 #define NN__CONV_IMAGE_TAPS(LOAD)                                                                                   \
     for (c = 0, tap = 0; c < C; c++)                                                                                \
@@ -2407,65 +2409,76 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
             const float *xp = x + (size_t)c * plane + (size_t)ky * W, *xq = xp + W;                                 \
             for (kx = 0; kx < kw; kx++, tap++) {                                                                    \
                 const NN__V_VEC xv = LOAD(xp + kx, xq + kx);                                                        \
-                a0 = NN__V_FMA(NN__V_SET1(w0[tap]), xv, a0);                                                        \
-                a1 = NN__V_FMA(NN__V_SET1(w1[tap]), xv, a1);                                                        \
-                a2 = NN__V_FMA(NN__V_SET1(w2[tap]), xv, a2);                                                        \
-                a3 = NN__V_FMA(NN__V_SET1(w3[tap]), xv, a3);                                                        \
-                a4 = NN__V_FMA(NN__V_SET1(w4[tap]), xv, a4);                                                        \
-                a5 = NN__V_FMA(NN__V_SET1(w5[tap]), xv, a5);                                                        \
-                a6 = NN__V_FMA(NN__V_SET1(w6[tap]), xv, a6);                                                        \
-                a7 = NN__V_FMA(NN__V_SET1(w7[tap]), xv, a7);                                                        \
+                NN__CONV_IMAGE_FMA(0) NN__CONV_IMAGE_FMA(1) NN__CONV_IMAGE_FMA(2) NN__CONV_IMAGE_FMA(3)             \
+                NN__CONV_IMAGE_FMA(4) NN__CONV_IMAGE_FMA(5) NN__CONV_IMAGE_FMA(6) NN__CONV_IMAGE_FMA(7)             \
             }                                                                                                       \
         }
 #define NN__CONV_IMAGE_FULL(p, q) ((void)(q), NN__V_LOAD(p))
 #define NN__CONV_IMAGE_TAIL(p, q) ((void)(q), NN__V_LOAD_TAIL(tail, p))
 #define NN__CONV_IMAGE_TWO(p, q) NN__V_LOAD_TWO((size_t)ow, p, q)
 #define NN__CONV_IMAGE_KERNEL()                                                                                     \
-    /* mode 0: a whole vector of columns, 1: the last partial one, 2: two rows of ow columns */                     \
-    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(conv_image_block)(const int mode, int K, int C, int kh, int kw,    \
-                                                                   int ow, const float *x, size_t plane, int W,      \
-                                                                   const float *w, float *y, size_t yplane,          \
-                                                                   size_t lanes)                                     \
+    /* channels k0 .. k0+kb-1 (kb <= KB); mode 0: a whole vector of columns, 1: the last partial one,  */           \
+    /* 2: two rows of ow columns                                                                       */           \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(conv_image_block)(const int KB, const int mode, int kb, int C,      \
+                                                                   int kh, int kw, int ow, const float *x,          \
+                                                                   size_t plane, int W, const float *w,             \
+                                                                   const float *bias, float *y, size_t yplane,      \
+                                                                   size_t lanes)                                    \
     {                                                                                                               \
         const int taps = C * kh * kw;                                                                               \
         const NN__V_TAIL tail = NN__V_TAIL_LANES(mode == 1 ? lanes : 0);                                            \
-        int k0, i, c, ky, kx, tap;                                                                                  \
-        for (k0 = 0; k0 < K; k0 += 8) {                                                                             \
-            const int kb = NN__MIN(8, K - k0);                                                                      \
-            const float *w0 = w + (size_t)k0 * taps, *w1 = w0 + (kb > 1 ? taps : 0);                                \
-            const float *w2 = w0 + (kb > 2 ? 2 * taps : 0), *w3 = w0 + (kb > 3 ? 3 * taps : 0);                     \
-            const float *w4 = w0 + (kb > 4 ? 4 * taps : 0), *w5 = w0 + (kb > 5 ? 5 * taps : 0);                     \
-            const float *w6 = w0 + (kb > 6 ? 6 * taps : 0), *w7 = w0 + (kb > 7 ? 7 * taps : 0);                     \
-            NN__V_VEC a0 = NN__V_ZERO(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;             \
-            NN__V_VEC acc[8];                                                                                       \
-            if (mode == 0) NN__CONV_IMAGE_TAPS(NN__CONV_IMAGE_FULL)                                                 \
-            else if (mode == 1) NN__CONV_IMAGE_TAPS(NN__CONV_IMAGE_TAIL)                                            \
-            else NN__CONV_IMAGE_TAPS(NN__CONV_IMAGE_TWO)                                                            \
-            acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7; \
-            for (i = 0; i < kb; i++) {                                                                              \
-                float *yp = y + (size_t)(k0 + i) * yplane;                                                          \
-                if (mode == 0) NN__V_STORE(yp, acc[i]);                                                             \
-                else if (mode == 1) NN__V_STORE_TAIL(tail, yp, acc[i]);                                             \
-                else NN__V_STORE_TWO((size_t)ow, yp, yp + ow, acc[i]);                                              \
-            }                                                                                                       \
+        const float *w0 = w, *w1 = w0 + (kb > 1 ? taps : 0), *w2 = w0 + (kb > 2 ? 2 * taps : 0);                    \
+        const float *w3 = w0 + (kb > 3 ? 3 * taps : 0), *w4 = w0 + (kb > 4 ? 4 * taps : 0);                         \
+        const float *w5 = w0 + (kb > 5 ? 5 * taps : 0), *w6 = w0 + (kb > 6 ? 6 * taps : 0);                         \
+        const float *w7 = w0 + (kb > 7 ? 7 * taps : 0);                                                             \
+        NN__V_VEC acc[8], a0, a1, a2, a3, a4, a5, a6, a7;                                                           \
+        int i, c, ky, kx, tap;                                                                                      \
+        for (i = 0; i < 8; i++) acc[i] = bias && i < kb ? NN__V_SET1(bias[i]) : NN__V_ZERO();                       \
+        a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];     \
+        if (mode == 0) NN__CONV_IMAGE_TAPS(NN__CONV_IMAGE_FULL)                                                     \
+        else if (mode == 1) NN__CONV_IMAGE_TAPS(NN__CONV_IMAGE_TAIL)                                                \
+        else NN__CONV_IMAGE_TAPS(NN__CONV_IMAGE_TWO)                                                                \
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;     \
+        for (i = 0; i < kb; i++) {                                                                                  \
+            float *yp = y + (size_t)i * yplane;                                                                     \
+            if (mode == 0) NN__V_STORE(yp, acc[i]);                                                                 \
+            else if (mode == 1) NN__V_STORE_TAIL(tail, yp, acc[i]);                                                 \
+            else NN__V_STORE_TWO((size_t)ow, yp, yp + ow, acc[i]);                                                  \
         }                                                                                                           \
         (void)tail;                                                                                                 \
     }                                                                                                               \
-    NN__TARGET static void NN__KERNEL(conv_image)(int K, int C, int kh, int kw, int oh, int ow, const float *x,     \
-                                                  size_t plane, int W, const float *w, float *y, size_t yplane)     \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(conv_image_mode)(const int mode, int kb, int C, int kh, int kw,    \
+                                                                  int ow, const float *x, size_t plane, int W,       \
+                                                                  const float *w, const float *bias, float *y,       \
+                                                                  size_t yplane, size_t lanes)                       \
     {                                                                                                               \
-        int oy = 0, ox;                                                                                             \
-        if (2 * ow <= NN__V_WIDTH)                                                                                  \
-            for (; oy + 2 <= oh; oy += 2)                                                                           \
-                NN__KERNEL(conv_image_block)(2, K, C, kh, kw, ow, x + (size_t)oy * W, plane, W, w,                  \
-                                             y + (size_t)oy * ow, yplane, 0);                                       \
-        for (; oy < oh; oy++) {                                                                                     \
-            for (ox = 0; ox + NN__V_WIDTH <= ow; ox += NN__V_WIDTH)                                                 \
-                NN__KERNEL(conv_image_block)(0, K, C, kh, kw, ow, x + (size_t)oy * W + ox, plane, W, w,             \
-                                             y + (size_t)oy * ow + ox, yplane, NN__V_WIDTH);                        \
-            if (ox < ow)                                                                                            \
-                NN__KERNEL(conv_image_block)(1, K, C, kh, kw, ow, x + (size_t)oy * W + ox, plane, W, w,             \
-                                             y + (size_t)oy * ow + ox, yplane, (size_t)(ow - ox));                  \
+        if (kb <= 4) NN__KERNEL(conv_image_block)(4, mode, kb, C, kh, kw, ow, x, plane, W, w, bias, y, yplane, lanes); \
+        else if (kb <= 6) NN__KERNEL(conv_image_block)(6, mode, kb, C, kh, kw, ow, x, plane, W, w, bias, y, yplane, lanes); \
+        else NN__KERNEL(conv_image_block)(8, mode, kb, C, kh, kw, ow, x, plane, W, w, bias, y, yplane, lanes);      \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(conv_image)(int K, int C, int kh, int kw, int oh, int ow, const float *x,     \
+                                                  size_t plane, int W, const float *w, const float *bias, float *y, \
+                                                  size_t yplane)                                                    \
+    {                                                                                                               \
+        const size_t taps = (size_t)C * kh * kw;                                                                    \
+        int k0;                                                                                                     \
+        for (k0 = 0; k0 < K; k0 += 8) {                                                                             \
+            const int kb = NN__MIN(8, K - k0);                                                                      \
+            const float *wk = w + (size_t)k0 * taps, *bk = bias ? bias + k0 : NULL;                                 \
+            float *yk = y + (size_t)k0 * yplane;                                                                    \
+            int oy = 0, ox;                                                                                         \
+            if (2 * ow <= NN__V_WIDTH)                                                                              \
+                for (; oy + 2 <= oh; oy += 2)                                                                       \
+                    NN__KERNEL(conv_image_mode)(2, kb, C, kh, kw, ow, x + (size_t)oy * W, plane, W, wk, bk,         \
+                                                yk + (size_t)oy * ow, yplane, 0);                                   \
+            for (; oy < oh; oy++) {                                                                                 \
+                for (ox = 0; ox + NN__V_WIDTH <= ow; ox += NN__V_WIDTH)                                             \
+                    NN__KERNEL(conv_image_mode)(0, kb, C, kh, kw, ow, x + (size_t)oy * W + ox, plane, W, wk, bk,    \
+                                                yk + (size_t)oy * ow + ox, yplane, NN__V_WIDTH);                    \
+                if (ox < ow)                                                                                        \
+                    NN__KERNEL(conv_image_mode)(1, kb, C, kh, kw, ow, x + (size_t)oy * W + ox, plane, W, wk, bk,    \
+                                                yk + (size_t)oy * ow + ox, yplane, (size_t)(ow - ox));              \
+            }                                                                                                       \
         }                                                                                                           \
     }
 
@@ -4309,7 +4322,8 @@ static void nn__direct_backward_weight(const nn_conv2d_shape *s, int oh, int ow,
     }
 }
 
-static void nn__direct_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w, float *y)
+static void nn__direct_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w,
+                               const float *bias, float *y)
 {
     const nn__kernels *kern = nn__kernels_get();
     const size_t plane = (size_t)s->in_height * s->in_width, yplane = (size_t)oh * ow;
@@ -4319,7 +4333,7 @@ static void nn__direct_forward(const nn_conv2d_shape *s, int oh, int ow, const f
         const float *xn = x + (size_t)n * s->in_channels * plane;
         float *yn = y + (size_t)n * s->out_channels * yplane;
         kern->conv_image(s->out_channels, s->in_channels, s->kernel_height, s->kernel_width, oh, ow, xn, plane,
-                         s->in_width, w, yn, yplane);
+                         s->in_width, w, bias, yn, yplane);
     }
 }
 
@@ -4331,8 +4345,11 @@ static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const f
     const int ckk = s->in_channels * s->kernel_height * s->kernel_width;
     const nn__operand A = nn__matrix(w, ckk, 0), B = nn__im2col(x, s, oh, ow);
     const nn__operand C = nn__channels(NN__CHANNELS, y, s->out_channels, oh * ow);
-    if (nn__direct_applies(s)) nn__direct_forward(s, oh, ow, x, w, y);
-    else if (nn__winograd_applies(s)) nn__winograd_forward(s, oh, ow, x, w, y, col, gemm_ws, gemm_threads);
+    if (nn__direct_applies(s)) {
+        nn__direct_forward(s, oh, ow, x, w, bias, y); /* the bias starts each sum */
+        return;
+    }
+    if (nn__winograd_applies(s)) nn__winograd_forward(s, oh, ow, x, w, y, col, gemm_ws, gemm_threads);
     else nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
     if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
 }
