@@ -74,7 +74,7 @@
                  nn_activation_forward, nn_activation_backward, nn_vec_exp, nn_vec_tanh,
                  nn_softmax_*, nn_log_softmax_* (each forward, backward), nn_softmax_cross_entropy,
                  nn_axpy, nn_scale, nn_add, nn_dot, nn_sum, nn_sum_squares, nn_bias_add,
-                 nn_bias_backward
+                 nn_bias_backward, nn_batchnorm_forward, nn_batchnorm_backward
    graph         nn_model_new, nn_model_free, nn_input, nn_linear, nn_conv2d, nn_maxpool2d,
                  nn_avgpool2d, nn_global_avgpool, nn_batchnorm, nn_dropout, nn_flatten,
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
@@ -281,6 +281,23 @@ NNDEF float nn_sum_squares(size_t count, const float *x); /* sum of x[i]^2 */
 NNDEF void nn_bias_add(int rows, int channels, int spatial, const float *bias, float *x);
 /* dbias[i] = sum over r, s of dy[r][i][s] (overwritten). */
 NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy, float *dbias);
+/* Batch normalisation of x [batch][channels][spatial], each channel on its own (PyTorch's
+   BatchNorm1d/2d, eps 1e-5, momentum 0.1): y = gamma * (x - mean) / sqrt(var + eps) + beta.
+   training != 0: mean and var are the batch's (var biased), and running_mean and running_var move
+   towards them (the variance unbiased); training == 0: they are running_mean and running_var,
+   which stay as they are. saved [2*channels] receives each channel's mean, then its
+   1/sqrt(var + eps), for the backward. y may be x. A size below 1 (NN_ERROR_SHAPE) or a NULL
+   pointer (NN_ERROR_ARGUMENT) is refused with nothing written. */
+NNDEF nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+                                     const float *beta, float *running_mean, float *running_var, int training,
+                                     float *saved, float *y);
+/* The gradients of nn_batchnorm_forward, from its x, gamma, saved and training, and dy:
+   dgamma and dbeta [channels] and, when dx is not NULL, dx (each overwritten; dx may be dy).
+   training == 0 treats the statistics as constants: dx = gamma * dy / sqrt(running_var + eps).
+   Refuses as nn_batchnorm_forward does (only dx may be NULL). */
+NNDEF nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+                                      const float *gamma, const float *saved, int training, float *dgamma,
+                                      float *dbeta, float *dx);
 
 /* ======================================================================================
    4. Graph: a static graph built once, compiled for a batch size, run many times
@@ -3248,16 +3265,16 @@ NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy,
     return NN_OK;
 }
 
-/* The checks both global-average-pooling kernels start with. */
-static nn_status nn__global_pool_check(int batch, int channels, int spatial, const float *in, const float *out,
-                                       const char *who)
+/* The checks the kernels over [batch][channels][spatial] tensors start with (global average
+   pooling, batch norm); tensors is 0 when a tensor the kernel needs is NULL. */
+static nn_status nn__channels_check(int batch, int channels, int spatial, int tensors, const char *who)
 {
     if (batch <= 0 || channels <= 0 || spatial <= 0)
         return nn__fail(NN_ERROR_SHAPE, "%s: batch %d, channels %d and spatial size %d must be positive", who, batch,
                         channels, spatial);
     if (!nn__product_within(INT_MAX, batch, channels, spatial, 1))
         return nn__fail(NN_ERROR_SHAPE, "%s: tensor too large", who);
-    if (!in || !out) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    if (!tensors) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
     return NN_OK;
 }
 
@@ -3265,7 +3282,7 @@ NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, 
 {
     const nn__kernels *kern = nn__kernels_get();
     int i;
-    nn_status st = nn__global_pool_check(batch, channels, spatial, x, y, "nn_global_avgpool_forward");
+    nn_status st = nn__channels_check(batch, channels, spatial, x && y, "nn_global_avgpool_forward");
     if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) y[i] = kern->sum((size_t)spatial, x + (size_t)i * spatial) / (float)spatial;
     return NN_OK;
@@ -3274,7 +3291,7 @@ NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, 
 NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx)
 {
     int i, j;
-    nn_status st = nn__global_pool_check(batch, channels, spatial, dy, dx, "nn_global_avgpool_backward");
+    nn_status st = nn__channels_check(batch, channels, spatial, dy && dx, "nn_global_avgpool_backward");
     if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) {
         float g = dy[i] / (float)spatial;
@@ -3500,6 +3517,29 @@ static void nn__batchnorm_backward(int batch, int C, int S, const float *x, cons
             for (s = 0; s < S; s++) dp[s] = k1 * (gp[s] - k2 - ((xp[s] - mean) * invstd) * k3);
         }
     }
+}
+
+NNDEF nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+                                     const float *beta, float *running_mean, float *running_var, int training,
+                                     float *saved, float *y)
+{
+    nn_status st = nn__channels_check(batch, channels, spatial,
+                                      x && gamma && beta && running_mean && running_var && saved && y,
+                                      "nn_batchnorm_forward");
+    if (st != NN_OK) return st;
+    nn__batchnorm_forward(batch, channels, spatial, x, gamma, beta, running_mean, running_var, training, saved, y);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+                                      const float *gamma, const float *saved, int training, float *dgamma,
+                                      float *dbeta, float *dx)
+{
+    nn_status st = nn__channels_check(batch, channels, spatial, x && dy && gamma && saved && dgamma && dbeta,
+                                      "nn_batchnorm_backward");
+    if (st != NN_OK) return st;
+    nn__batchnorm_backward(batch, channels, spatial, x, dy, gamma, saved, training, dgamma, dbeta, dx);
+    return NN_OK;
 }
 
 /* Inverted dropout: each value is kept with probability 1 - p and scaled by 1/(1 - p); mask
