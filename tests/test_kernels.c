@@ -24,6 +24,8 @@
      softmax      1e-5 relative + 1e-8; log-softmax 5e-6 + 1e-6 relative
      reductions   1e-5 * (sum of |terms|) (the condition-aware relative error)
      axpy/add/bias_add/scale  1.2e-7 relative to the magnitudes involved (one or two roundings)
+     batch norm   bounds from its summation order, stated above bn_sum_bound; bit-identical to the
+                  scalar backend where no a*b + c can have been contracted (TWINS_EXACT)
    Checks inside a test do not stop at the first failure: each failing check prints the kernel,
    backend, shape and worst error, and the test asserts at its end that none failed.
 
@@ -2140,8 +2142,8 @@ static void test_batchnorm_reject(void **state)
 }
 
 /* Training and eval passes at the odd sizes around the kernels' 32-lane blocks and vector widths
-   (S = 1 is batchnorm1d), against the double reference, the scalar backend, and themselves run
-   in place (y = x, dx = dy). */
+   (S = 1 is batchnorm1d, which every backend runs on the scalar kernels), against the double
+   reference, the scalar backend, and themselves run in place (y = x, dx = dy). */
 static void test_batchnorm(void **state)
 {
     static const int spatials[] = { 1, 3, 17, 49, 784 }, batches[] = { 1, 3, 64 };
