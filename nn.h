@@ -1332,14 +1332,6 @@ static void nn__batchnorm_sums_scalar(int runs, int length, size_t stride, const
 {
     int r;
     sums[0] = sums[1] = 0.0;
-    if (length == 1) { /* batchnorm1d: a run of one value is its own sum (but +0 for -0, which changes no sum) */
-        for (r = 0; r < runs; r++) {
-            const float v = x[(size_t)r * stride], g = dy[(size_t)r * stride], d = v - mean;
-            sums[0] += kind == NN__BN_SUM ? v : kind == NN__BN_SQUARES ? d * d : g;
-            if (kind == NN__BN_GRADIENT) sums[1] += g * d;
-        }
-        return;
-    }
     for (r = 0; r < runs; r++) {
         float s[2];
         nn__bn_run_scalar((size_t)length, x + (size_t)r * stride, dy + (size_t)r * stride, mean, kind, s);
@@ -3689,37 +3681,127 @@ NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy
    depend on their count. */
 #define NN__BN_MOMENTUM 0.1
 #define NN__BN_EPS 1e-5
-/* The table batch norm runs on: runs of one value (batchnorm1d) have nothing to vectorise, so
-   the scalar kernels, which every table's match, take them whatever the backend. */
-static const nn__kernels *nn__batchnorm_kernels(int S) { return S == 1 ? &nn__kernels_scalar : nn__kernels_get(); }
+/* Channel c's saved mean and 1/std from the batch's mean and biased variance, moving the running
+   statistics (training), or from the running statistics (mean and var unused). */
+static void nn__bn_statistics(int C, int c, int training, double count, double mean, double var, float *running_mean,
+                              float *running_var, float *saved)
+{
+    double invstd;
+    if (training) {
+        invstd = 1.0 / sqrt(var + NN__BN_EPS);
+        running_mean[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_mean[c] + NN__BN_MOMENTUM * mean);
+        running_var[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_var[c] +
+                                 NN__BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var));
+    } else {
+        mean = running_mean[c];
+        invstd = 1.0 / sqrt((double)running_var[c] + NN__BN_EPS);
+    }
+    saved[c] = (float)mean;
+    saved[C + c] = (float)invstd;
+}
+
+/* Channel c's dgamma and dbeta from the sums of dy and of dy (x - mean) over it, and k[0..2]
+   for dx = k[0] * (dy - k[1] - xhat * k[2]) (xhat = (x - mean) * invstd; k[1] = k[2] = 0 in
+   eval mode, where the statistics are constants). */
+static void nn__bn_gradients(int C, int c, int training, double count, double sum_dy, double sum_dy_centred,
+                             const float *gamma, const float *saved, float *dgamma, float *dbeta, float *k)
+{
+    const double sum_dy_xhat = sum_dy_centred * saved[C + c];
+    dgamma[c] = (float)sum_dy_xhat;
+    dbeta[c] = (float)sum_dy;
+    k[0] = gamma[c] * saved[C + c];
+    k[1] = training ? (float)(sum_dy / count) : 0.0f;
+    k[2] = training ? (float)(sum_dy_xhat / count) : 0.0f;
+}
+
+/* Batch norm of x [batch][C] (S = 1, batchnorm1d) along the rows, a block of channels at a time:
+   a channel's values lie C floats apart, so the per-channel kernels would read one value per
+   cache line. The arithmetic is theirs (each channel's values added up in double in batch
+   order, which is how the kernels sum runs of one value), so the bits are too. */
+#define NN__BN_BLOCK 64
+static void nn__batchnorm1d_forward(int batch, int C, const float *x, const float *gamma, const float *beta,
+                                    float *running_mean, float *running_var, int training, float *saved, float *y)
+{
+    int c0;
+    NN__PARALLEL_FOR((size_t)batch * C)
+    for (c0 = 0; c0 < C; c0 += NN__BN_BLOCK) {
+        const int n = NN__MIN(NN__BN_BLOCK, C - c0);
+        double sum[NN__BN_BLOCK], sq[NN__BN_BLOCK];
+        float mean[NN__BN_BLOCK];
+        int b, j;
+        for (j = 0; j < n; j++) sum[j] = sq[j] = 0.0;
+        if (training) {
+            for (b = 0; b < batch; b++)
+                for (j = 0; j < n; j++) sum[j] += x[(size_t)b * C + c0 + j];
+            for (j = 0; j < n; j++) mean[j] = (float)(sum[j] / batch);
+            for (b = 0; b < batch; b++)
+                for (j = 0; j < n; j++) {
+                    const float d = x[(size_t)b * C + c0 + j] - mean[j];
+                    sq[j] += d * d;
+                }
+        }
+        for (j = 0; j < n; j++)
+            nn__bn_statistics(C, c0 + j, training, batch, sum[j] / batch, sq[j] / batch, running_mean, running_var, saved);
+        for (b = 0; b < batch; b++)
+            for (j = 0; j < n; j++) {
+                const int c = c0 + j;
+                const size_t at = (size_t)b * C + c;
+                y[at] = gamma[c] * ((x[at] - saved[c]) * saved[C + c]) + beta[c];
+            }
+    }
+}
+
+static void nn__batchnorm1d_backward(int batch, int C, const float *x, const float *dy, const float *gamma,
+                                     const float *saved, int training, float *dgamma, float *dbeta, float *dx)
+{
+    int c0;
+    NN__PARALLEL_FOR((size_t)batch * C)
+    for (c0 = 0; c0 < C; c0 += NN__BN_BLOCK) {
+        const int n = NN__MIN(NN__BN_BLOCK, C - c0);
+        double sum_dy[NN__BN_BLOCK], sum_dy_centred[NN__BN_BLOCK];
+        float k[NN__BN_BLOCK][3];
+        int b, j;
+        for (j = 0; j < n; j++) sum_dy[j] = sum_dy_centred[j] = 0.0;
+        for (b = 0; b < batch; b++)
+            for (j = 0; j < n; j++) {
+                const size_t at = (size_t)b * C + c0 + j;
+                sum_dy[j] += dy[at];
+                sum_dy_centred[j] += dy[at] * (x[at] - saved[c0 + j]);
+            }
+        for (j = 0; j < n; j++)
+            nn__bn_gradients(C, c0 + j, training, batch, sum_dy[j], sum_dy_centred[j], gamma, saved, dgamma, dbeta, k[j]);
+        if (dx)
+            for (b = 0; b < batch; b++)
+                for (j = 0; j < n; j++) {
+                    const int c = c0 + j;
+                    const size_t at = (size_t)b * C + c;
+                    dx[at] = k[j][0] * (dy[at] - k[j][1] - ((x[at] - saved[c]) * saved[C + c]) * k[j][2]);
+                }
+    }
+}
+
 static void nn__batchnorm_forward(int batch, int C, int S, const float *x, const float *gamma,
                                   const float *beta, float *running_mean, float *running_var, int training, float *saved,
                                   float *y)
 {
-    const nn__kernels *k = nn__batchnorm_kernels(S);
+    const nn__kernels *k = nn__kernels_get();
     const double count = (double)batch * S;
     const size_t stride = (size_t)C * S;
     int c;
+    if (S == 1) {
+        nn__batchnorm1d_forward(batch, C, x, gamma, beta, running_mean, running_var, training, saved, y);
+        return;
+    }
     NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * S;
-        double mean, invstd, sums[2];
+        double sum[2], sq[2];
         if (training) {
-            double var;
-            k->batchnorm_sums(batch, S, stride, xc, xc, 0.0f, NN__BN_SUM, sums);
-            mean = sums[0] / count;
-            k->batchnorm_sums(batch, S, stride, xc, xc, (float)mean, NN__BN_SQUARES, sums);
-            var = sums[0] / count;
-            invstd = 1.0 / sqrt(var + NN__BN_EPS);
-            running_mean[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_mean[c] + NN__BN_MOMENTUM * mean);
-            running_var[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_var[c] +
-                                     NN__BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var));
-        } else {
-            mean = running_mean[c];
-            invstd = 1.0 / sqrt((double)running_var[c] + NN__BN_EPS);
+            k->batchnorm_sums(batch, S, stride, xc, xc, 0.0f, NN__BN_SUM, sum);
+            k->batchnorm_sums(batch, S, stride, xc, xc, (float)(sum[0] / count), NN__BN_SQUARES, sq);
         }
-        saved[c] = (float)mean;
-        saved[C + c] = (float)invstd;
+        nn__bn_statistics(C, c, training, count, training ? sum[0] / count : 0.0, training ? sq[0] / count : 0.0,
+                          running_mean, running_var, saved);
         k->batchnorm_normalize(batch, S, stride, xc, saved[c], saved[C + c], gamma[c], beta[c], y + (size_t)c * S);
     }
 }
@@ -3732,24 +3814,22 @@ static void nn__batchnorm_backward(int batch, int C, int S, const float *x, cons
                                    const float *gamma, const float *saved, int training, float *dgamma, float *dbeta,
                                    float *dx)
 {
-    const nn__kernels *k = nn__batchnorm_kernels(S);
+    const nn__kernels *kern = nn__kernels_get();
     const double count = (double)batch * S;
     const size_t stride = (size_t)C * S;
     int c;
+    if (S == 1) {
+        nn__batchnorm1d_backward(batch, C, x, dy, gamma, saved, training, dgamma, dbeta, dx);
+        return;
+    }
     NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
-        const float mean = saved[c], invstd = saved[C + c], *xc = x + (size_t)c * S, *gc = dy + (size_t)c * S;
-        double sums[2], sum_dy_xhat;
-        float k1, k2, k3;
-        k->batchnorm_sums(batch, S, stride, xc, gc, mean, NN__BN_GRADIENT, sums);
-        sum_dy_xhat = sums[1] * invstd;
-        dgamma[c] = (float)sum_dy_xhat;
-        dbeta[c] = (float)sums[0];
-        if (!dx) continue;
-        k1 = gamma[c] * invstd;
-        k2 = training ? (float)(sums[0] / count) : 0.0f;
-        k3 = training ? (float)(sum_dy_xhat / count) : 0.0f;
-        k->batchnorm_dx(batch, S, stride, xc, gc, mean, invstd, k1, k2, k3, dx + (size_t)c * S);
+        const float *xc = x + (size_t)c * S, *gc = dy + (size_t)c * S;
+        double sums[2];
+        float k[3];
+        kern->batchnorm_sums(batch, S, stride, xc, gc, saved[c], NN__BN_GRADIENT, sums);
+        nn__bn_gradients(C, c, training, count, sums[0], sums[1], gamma, saved, dgamma, dbeta, k);
+        if (dx) kern->batchnorm_dx(batch, S, stride, xc, gc, saved[c], saved[C + c], k[0], k[1], k[2], dx + (size_t)c * S);
     }
 }
 
