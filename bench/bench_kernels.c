@@ -702,9 +702,9 @@ static void register_elementwise(void)
 /* ---- batch norm ------------------------------------------------------------------------------ */
 /* Training passes over a batch of 64: the forward (statistics, running statistics, y) and the
    backward (the two channel sums, dx) of one batch-norm layer, at ResNet-18's four feature-map
-   sizes on 28x28 inputs and at a batchnorm1d layer of 1024 features. GB/s counts the least the pass must move (forward:
-   x read, y written; backward: x and dy read, dx written), although the forward reads x three
-   times and the backward twice. */
+   sizes on 28x28 inputs and at a batchnorm1d layer of 1024 features. GB/s counts the least the
+   pass must move (forward: x read, y written; backward: x and dy read, dx written), although the
+   forward reads x three times and the backward twice. */
 typedef struct bn_case {
     const char *impl;
     int backward, channels, spatial;

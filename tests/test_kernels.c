@@ -1139,15 +1139,16 @@ static void test_pool2d_kernels_reject(void **state)
     FINISH();
 }
 
-/* The global average pool refuses sizes that are not positive, a tensor of 2^31 values or more,
-   and NULL tensors, in both directions, with its output untouched. */
-/* Sizes (batch, channels, spatial) every kernel over [batch][channels][spatial] refuses. */
+/* Sizes (batch, channels, spatial) every kernel over [batch][channels][spatial] refuses: not
+   positive, or a tensor of 2^31 values or more. */
 static const int bad_channel_sizes[][3] = {
     { 0, 1, 4 }, { 1, 0, 4 }, { 1, 1, 0 }, { -1, 1, 4 }, { 1, -2, 4 }, { 1, 1, -4 }, { 65536, 65536, 1 },
     { 1, 2, INT_MAX },
 };
 #define BAD_CHANNEL_SIZES ((int)(sizeof bad_channel_sizes / sizeof bad_channel_sizes[0]))
 
+/* The global average pool refuses sizes that are not positive, a tensor of 2^31 values or more,
+   and NULL tensors, in both directions, with its output untouched. */
 static void test_global_avgpool_reject(void **state)
 {
     const int (*sizes)[3] = bad_channel_sizes, shapes = BAD_CHANNEL_SIZES;
