@@ -74,7 +74,7 @@
                  nn_activation_forward, nn_activation_backward, nn_vec_exp, nn_vec_tanh,
                  nn_softmax_*, nn_log_softmax_* (each forward, backward), nn_softmax_cross_entropy,
                  nn_axpy, nn_scale, nn_add, nn_dot, nn_sum, nn_sum_squares, nn_bias_add,
-                 nn_bias_backward
+                 nn_bias_backward, nn_batchnorm_forward, nn_batchnorm_backward
    graph         nn_model_new, nn_model_free, nn_input, nn_linear, nn_conv2d, nn_maxpool2d,
                  nn_avgpool2d, nn_global_avgpool, nn_batchnorm, nn_dropout, nn_flatten,
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
@@ -281,6 +281,23 @@ NNDEF float nn_sum_squares(size_t count, const float *x); /* sum of x[i]^2 */
 NNDEF void nn_bias_add(int rows, int channels, int spatial, const float *bias, float *x);
 /* dbias[i] = sum over r, s of dy[r][i][s] (overwritten). */
 NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy, float *dbias);
+/* Batch normalisation of x [batch][channels][spatial], each channel on its own (PyTorch's
+   BatchNorm1d/2d, eps 1e-5, momentum 0.1): y = gamma * (x - mean) / sqrt(var + eps) + beta.
+   training != 0: mean and var are the batch's (var biased), and running_mean and running_var move
+   towards them (the variance unbiased); training == 0: they are running_mean and running_var,
+   which stay as they are. saved [2*channels] receives each channel's mean, then its
+   1/sqrt(var + eps), for the backward. y may be x. A size below 1 (NN_ERROR_SHAPE) or a NULL
+   pointer (NN_ERROR_ARGUMENT) is refused with nothing written. */
+NNDEF nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+                                     const float *beta, float *running_mean, float *running_var, int training,
+                                     float *saved, float *y);
+/* The gradients of nn_batchnorm_forward, from its x, gamma, saved and training, and dy:
+   dgamma and dbeta [channels] and, when dx is not NULL, dx (each overwritten; dx may be dy).
+   training == 0 treats the statistics as constants: dx = gamma * dy / sqrt(running_var + eps).
+   Refuses as nn_batchnorm_forward does (only dx may be NULL). */
+NNDEF nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+                                      const float *gamma, const float *saved, int training, float *dgamma,
+                                      float *dbeta, float *dx);
 
 /* ======================================================================================
    4. Graph: a static graph built once, compiled for a batch size, run many times
@@ -839,7 +856,8 @@ NNDEF int nn_threads(void)
 /* ======================================================================================
    Kernel tables: one per instruction set. Per-ISA are the GEMM micro-kernel with its cache
    blocking and the element-wise kernels (exp, tanh, activations, softmax rows, the vector
-   operations, the optimiser updates and the 2x2 max-pool row); packing, convolution, the other
+   operations, the optimiser updates, the 2x2 max-pool row and batch norm's passes over a
+   channel); packing, convolution, the other
    pooling windows and everything above them are shared code that calls through the table.
    The scalar kernels are the plain reference. The vector kernels are written once, in a small
    vocabulary of vector operations that each ISA defines, and expanded per ISA (see "The vector
@@ -868,6 +886,13 @@ struct nn__update;
     /* 2x2 max pooling, stride 2, of one row pair (see nn__maxpool2x2_row_scalar) */                               \
     X(ISA, void, maxpool2x2_row,                                                                                   \
       (int count, const float *r0, const float *r1, float *y, int32_t *at, int32_t top, int32_t below))            \
+    /* batch norm over one channel's runs (see nn__batchnorm_sums_scalar and the two after it) */                   \
+    X(ISA, void, batchnorm_sums,                                                                                   \
+      (int runs, int length, size_t stride, const float *x, const float *dy, float mean, int kind, double *sums))  \
+    X(ISA, void, batchnorm_normalize, (int runs, int length, size_t stride, const float *x, float mean,            \
+                                       float invstd, float gamma, float beta, float *y))                           \
+    X(ISA, void, batchnorm_dx, (int runs, int length, size_t stride, const float *x, const float *dy, float mean,  \
+                                float invstd, float k1, float k2, float k3, float *dx))                            \
     /* GEMM packing of a transposed operand (see nn__pack_transposed_scalar) */                                    \
     X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))            \
     /* one image of an unpadded stride-1 convolution (see nn__conv_image_scalar) */                              \
@@ -1588,6 +1613,100 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
     }
 }
 
+/* ---------------------------------- scalar: batch norm ---------------------------- */
+/* Batch norm works on one channel at a time: `runs` runs (one per sample) of `length` floats,
+   run r at x + r*stride (dy, y and dx alike). Every table adds up a run in the same order, so
+   that every backend gives the same bits (where the compiler contracts no a*b + c): element i of
+   the run goes into partial sum i % 32, the 32 partial sums are folded in halves (sum i + sum
+   i+16, then i + i+8, ..., sum 0 + sum 1), and the runs' sums are added up in double. A
+   channel's sum of terms t is then within (ceil(length/32) + 4) * 2^-24 * sum |t| of the exact
+   sum: ceil(length/32) - 1 roundings in a partial sum and 5 in the fold (the double additions
+   add about batch * 2^-53). */
+#define NN__BN_LANES 32
+enum { NN__BN_SUM, NN__BN_SQUARES, NN__BN_GRADIENT }; /* the sums nn__batchnorm_sums_<isa> adds up */
+
+/* The 32 partial sums of nn__bn_run_scalar folded in halves; the loops are written out with
+   constant counts, so that compilers vectorise them (lane by lane: the same bits). */
+static float nn__bn_fold_scalar(float *a)
+{
+    int j;
+    for (j = 0; j < 16; j++) a[j] += a[j + 16];
+    for (j = 0; j < 8; j++) a[j] += a[j + 8];
+    for (j = 0; j < 4; j++) a[j] += a[j + 4];
+    for (j = 0; j < 2; j++) a[j] += a[j + 2];
+    return a[0] + a[1];
+}
+
+/* The sums of one run of n floats, in that order: s[0] = the sum of x (NN__BN_SUM), of
+   (x - m)^2 (NN__BN_SQUARES) or of dy (NN__BN_GRADIENT, which also sets s[1] = the sum of
+   dy (x - m)). */
+static void nn__bn_run_scalar(size_t n, const float *x, const float *dy, float m, int kind, float *s)
+{
+    float a[NN__BN_LANES], b[NN__BN_LANES];
+    size_t i = 0, j;
+    for (j = 0; j < NN__BN_LANES; j++) a[j] = b[j] = 0.0f;
+    if (kind == NN__BN_SUM) {
+        for (; i + NN__BN_LANES <= n; i += NN__BN_LANES)
+            for (j = 0; j < NN__BN_LANES; j++) a[j] += x[i + j];
+        for (j = 0; i + j < n; j++) a[j] += x[i + j];
+    } else if (kind == NN__BN_SQUARES) {
+        for (; i + NN__BN_LANES <= n; i += NN__BN_LANES)
+            for (j = 0; j < NN__BN_LANES; j++) a[j] += (x[i + j] - m) * (x[i + j] - m);
+        for (j = 0; i + j < n; j++) a[j] += (x[i + j] - m) * (x[i + j] - m);
+    } else {
+        for (; i + NN__BN_LANES <= n; i += NN__BN_LANES)
+            for (j = 0; j < NN__BN_LANES; j++) {
+                a[j] += dy[i + j];
+                b[j] += dy[i + j] * (x[i + j] - m);
+            }
+        for (j = 0; i + j < n; j++) {
+            a[j] += dy[i + j];
+            b[j] += dy[i + j] * (x[i + j] - m);
+        }
+    }
+    s[0] = nn__bn_fold_scalar(a);
+    s[1] = kind == NN__BN_GRADIENT ? nn__bn_fold_scalar(b) : 0.0f;
+}
+
+/* sums[0] = the sum over the runs of nn__bn_run_scalar's s[0], and for NN__BN_GRADIENT sums[1]
+   that of s[1], in double; dy is read only for NN__BN_GRADIENT (pass x for the others). */
+static void nn__batchnorm_sums_scalar(int runs, int length, size_t stride, const float *x, const float *dy, float mean,
+                                      int kind, double *sums)
+{
+    int r;
+    sums[0] = sums[1] = 0.0;
+    for (r = 0; r < runs; r++) {
+        float s[2];
+        nn__bn_run_scalar((size_t)length, x + (size_t)r * stride, dy + (size_t)r * stride, mean, kind, s);
+        sums[0] += s[0];
+        if (kind == NN__BN_GRADIENT) sums[1] += s[1];
+    }
+}
+
+/* y = gamma * ((x - mean) * invstd) + beta over the runs */
+static void nn__batchnorm_normalize_scalar(int runs, int length, size_t stride, const float *x, float mean,
+                                           float invstd, float gamma, float beta, float *y)
+{
+    int r, i;
+    for (r = 0; r < runs; r++)
+        for (i = 0; i < length; i++) {
+            const size_t at = (size_t)r * stride + (size_t)i;
+            y[at] = gamma * ((x[at] - mean) * invstd) + beta;
+        }
+}
+
+/* dx = k1 * (dy - k2 - ((x - mean) * invstd) * k3) over the runs */
+static void nn__batchnorm_dx_scalar(int runs, int length, size_t stride, const float *x, const float *dy, float mean,
+                                    float invstd, float k1, float k2, float k3, float *dx)
+{
+    int r, i;
+    for (r = 0; r < runs; r++)
+        for (i = 0; i < length; i++) {
+            const size_t at = (size_t)r * stride + (size_t)i;
+            dx[at] = k1 * (dy[at] - k2 - ((x[at] - mean) * invstd) * k3);
+        }
+}
+
 /* ---------------------------------- the vector vocabulary ------------------------- */
 /* The vector kernels are written once, in the operations below on vectors of `width` floats.
    Each ISA section defines them as nn__<isa>_<operation> (nn__avx2_add, nn__neon_add, ...),
@@ -1628,6 +1747,9 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
    mask_or, mask_and         of two masks
    select(m, a, b)           m ? a : b lane by lane; keep(m, a) = m ? a : +0
    hsum(a), hmax(a)          horizontal sum and maximum, each in the ISA's fixed order
+   hsum_halves(a)            horizontal sum in halves, the same on every ISA: lane i + lane
+                             i + width/2 for the first half, and so on down to lane 0 + lane 1
+                             (AVX2's and AVX-512's hsum add so; NEON's adds neighbours first)
    add_live(t, acc, v)       acc + v in the live lanes of t, acc elsewhere (AVX2, NEON: acc + 0)
    load_even_odd(p, &e, &o)  the even and the odd elements of the 2*width floats at p
    load_even_odd_tail(count, p, &e, &o)  the same of 2*count floats, count < width; dead lanes 0
@@ -1699,6 +1821,7 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
 #define NN__V_KEEP NN__VOCABULARY(keep)
 #define NN__V_HSUM NN__VOCABULARY(hsum)
 #define NN__V_HMAX NN__VOCABULARY(hmax)
+#define NN__V_HSUM_HALVES NN__VOCABULARY(hsum_halves)
 #define NN__V_ADD_LIVE NN__VOCABULARY(add_live)
 #define NN__V_LOAD_EVEN_ODD NN__VOCABULARY(load_even_odd)
 #define NN__V_LOAD_EVEN_ODD_TAIL NN__VOCABULARY(load_even_odd_tail)
@@ -2561,9 +2684,134 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
         }                                                                                                           \
     }
 
-/* Expands to every vector kernel of the ISA but the optimiser updates. */
-#define NN__VECTOR_KERNELS() NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL() NN__COPY_EVEN_KERNEL() \
-    NN__CONV_IMAGE_KERNEL() NN__CONV_WEIGHT_KERNEL()
+/* Expands to the kernels batchnorm_sums, batchnorm_normalize and batchnorm_dx of the ISA:
+   nn__batchnorm_sums_scalar and the two after it on vectors, every operation as there and in
+   the same order, so they give the same bits. A run's 32 partial sums are the NN__BN_VECTORS
+   vectors a[0..] (b[0..] for the second sum of NN__BN_GRADIENT), folded in halves down to a[0],
+   then by hsum_halves; the typedef fails to compile for a width that does not divide 32 so. */
+#define NN__BN_VECTORS (NN__BN_LANES / NN__V_WIDTH) /* 2 (AVX-512), 4 (AVX2) or 8 (NEON) */
+#define NN__BATCHNORM_KERNELS()                                                                                     \
+    typedef char NN__KERNEL(bn_lanes_fit)[NN__BN_VECTORS * NN__V_WIDTH == NN__BN_LANES &&                           \
+                                          (NN__BN_VECTORS == 1 || NN__BN_VECTORS == 2 ||                            \
+                                           NN__BN_VECTORS == 4 || NN__BN_VECTORS == 8) ? 1 : -1];                   \
+    /* *a (and *b) += the terms of kind from the vectors x (and dy): in every lane, or in the live ones (partial) */ \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(bn_add)(NN__V_VEC *a, NN__V_VEC *b, NN__V_VEC x, NN__V_VEC dy,     \
+                                                         NN__V_VEC m, int kind, int partial, NN__V_TAIL live)       \
+    {                                                                                                               \
+        const NN__V_VEC d = NN__V_SUB(x, m);                                                                        \
+        const NN__V_VEC t = kind == NN__BN_SUM ? x : kind == NN__BN_SQUARES ? NN__V_MUL(d, d) : dy;                 \
+        *a = partial ? NN__V_ADD_LIVE(live, *a, t) : NN__V_ADD(*a, t);                                              \
+        if (kind == NN__BN_GRADIENT) *b = partial ? NN__V_ADD_LIVE(live, *b, NN__V_MUL(dy, d)) : NN__V_ADD(*b, NN__V_MUL(dy, d)); \
+    }                                                                                                               \
+    /* the same for the vector at element `at` of a run of n: whole (when whole or at + width <= n), partial, or    \
+       none (at >= n) */                                                                                            \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(bn_add_at)(NN__V_VEC *a, NN__V_VEC *b, const float *x,             \
+                                                            const float *dy, size_t at, size_t n, NN__V_VEC m,      \
+                                                            int kind, int whole)                                    \
+    {                                                                                                               \
+        if (whole || at + NN__V_WIDTH <= n) {                                                                       \
+            NN__KERNEL(bn_add)(a, b, NN__V_LOAD(x + at), NN__V_LOAD(dy + at), m, kind, 0, NN__V_TAIL_LANES(0));     \
+        } else if (at < n) {                                                                                        \
+            const NN__V_TAIL live = NN__V_TAIL_LANES(n - at);                                                       \
+            NN__KERNEL(bn_add)(a, b, NN__V_LOAD_TAIL(live, x + at), NN__V_LOAD_TAIL(live, dy + at), m, kind, 1, live); \
+        }                                                                                                           \
+    }                                                                                                               \
+    /* the block of 32 elements at i into the partial sums a[0..NN__BN_VECTORS) and b[...]: whole, or the elements \
+       before n (constant indices, so that the arrays live in registers) */                                         \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(bn_block)(NN__V_VEC *a, NN__V_VEC *b, const float *x,              \
+                                                           const float *dy, size_t i, size_t n, NN__V_VEC m,        \
+                                                           int kind, int whole)                                     \
+    {                                                                                                               \
+        const size_t w = NN__V_WIDTH;                                                                               \
+        NN__KERNEL(bn_add_at)(&a[0], &b[0], x, dy, i, n, m, kind, whole);                                           \
+        if (NN__BN_VECTORS > 1) NN__KERNEL(bn_add_at)(&a[1], &b[1], x, dy, i + w, n, m, kind, whole);               \
+        if (NN__BN_VECTORS > 2) {                                                                                   \
+            NN__KERNEL(bn_add_at)(&a[2], &b[2], x, dy, i + 2 * w, n, m, kind, whole);                               \
+            NN__KERNEL(bn_add_at)(&a[3], &b[3], x, dy, i + 3 * w, n, m, kind, whole);                               \
+        }                                                                                                           \
+        if (NN__BN_VECTORS > 4) {                                                                                   \
+            NN__KERNEL(bn_add_at)(&a[4], &b[4], x, dy, i + 4 * w, n, m, kind, whole);                               \
+            NN__KERNEL(bn_add_at)(&a[5], &b[5], x, dy, i + 5 * w, n, m, kind, whole);                               \
+            NN__KERNEL(bn_add_at)(&a[6], &b[6], x, dy, i + 6 * w, n, m, kind, whole);                               \
+            NN__KERNEL(bn_add_at)(&a[7], &b[7], x, dy, i + 7 * w, n, m, kind, whole);                               \
+        }                                                                                                           \
+    }                                                                                                               \
+    /* nn__bn_run_scalar of a run of n floats */                                                                    \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(bn_run)(size_t n, const float *x, const float *dy, float mean, int kind, \
+                                                         float *s)                                                  \
+    {                                                                                                               \
+        const NN__V_VEC m = NN__V_SET1(mean), z = NN__V_ZERO();                                                     \
+        NN__V_VEC a[8], b[8];                                                                                       \
+        size_t i;                                                                                                   \
+        a[0] = a[1] = a[2] = a[3] = a[4] = a[5] = a[6] = a[7] = z;                                                  \
+        b[0] = b[1] = b[2] = b[3] = b[4] = b[5] = b[6] = b[7] = z;                                                  \
+        for (i = 0; i + NN__BN_LANES <= n; i += NN__BN_LANES) NN__KERNEL(bn_block)(a, b, x, dy, i, n, m, kind, 1);  \
+        if (i < n) NN__KERNEL(bn_block)(a, b, x, dy, i, n, m, kind, 0);                                             \
+        if (NN__BN_VECTORS > 4) { /* partial sum i + partial sum i+16 (NEON) */                                     \
+            a[0] = NN__V_ADD(a[0], a[4]), a[1] = NN__V_ADD(a[1], a[5]), a[2] = NN__V_ADD(a[2], a[6]);               \
+            a[3] = NN__V_ADD(a[3], a[7]), b[0] = NN__V_ADD(b[0], b[4]), b[1] = NN__V_ADD(b[1], b[5]);               \
+            b[2] = NN__V_ADD(b[2], b[6]), b[3] = NN__V_ADD(b[3], b[7]);                                             \
+        }                                                                                                           \
+        if (NN__BN_VECTORS > 2) { /* i + i+16 (AVX2), i + i+8 (NEON) */                                             \
+            a[0] = NN__V_ADD(a[0], a[2]), a[1] = NN__V_ADD(a[1], a[3]);                                             \
+            b[0] = NN__V_ADD(b[0], b[2]), b[1] = NN__V_ADD(b[1], b[3]);                                             \
+        }                                                                                                           \
+        if (NN__BN_VECTORS > 1) { /* i + i+16 (AVX-512), i + i+8 (AVX2), i + i+4 (NEON) */                          \
+            a[0] = NN__V_ADD(a[0], a[1]);                                                                           \
+            b[0] = NN__V_ADD(b[0], b[1]);                                                                           \
+        }                                                                                                           \
+        s[0] = NN__V_HSUM_HALVES(a[0]);                                                                             \
+        s[1] = NN__V_HSUM_HALVES(b[0]);                                                                             \
+    }                                                                                                               \
+    NN__TARGET NN__ALWAYS_INLINE void NN__KERNEL(bn_runs)(int runs, int length, size_t stride, const float *x,     \
+                                                          const float *dy, float mean, int kind, double *sums)      \
+    {                                                                                                               \
+        int r;                                                                                                      \
+        sums[0] = sums[1] = 0.0;                                                                                    \
+        for (r = 0; r < runs; r++) {                                                                                \
+            const float *xr = x + (size_t)r * stride, *dyr = dy + (size_t)r * stride;                               \
+            float s[2];                                                                                             \
+            NN__KERNEL(bn_run)((size_t)length, xr, dyr, mean, kind, s);                                             \
+            sums[0] += s[0];                                                                                        \
+            if (kind == NN__BN_GRADIENT) sums[1] += s[1];                                                           \
+        }                                                                                                           \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(batchnorm_sums)(int runs, int length, size_t stride, const float *x,         \
+                                                      const float *dy, float mean, int kind, double *sums)          \
+    {                                                                                                               \
+        if (kind == NN__BN_SUM)                                                                                     \
+            NN__KERNEL(bn_runs)(runs, length, stride, x, dy, mean, NN__BN_SUM, sums);                               \
+        else if (kind == NN__BN_SQUARES)                                                                            \
+            NN__KERNEL(bn_runs)(runs, length, stride, x, dy, mean, NN__BN_SQUARES, sums);                           \
+        else                                                                                                        \
+            NN__KERNEL(bn_runs)(runs, length, stride, x, dy, mean, NN__BN_GRADIENT, sums);                          \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(batchnorm_normalize)(int runs, int length, size_t stride, const float *x,    \
+                                                           float mean, float invstd, float gamma, float beta, float *y) \
+    {                                                                                                               \
+        const NN__V_VEC m = NN__V_SET1(mean), i = NN__V_SET1(invstd), g = NN__V_SET1(gamma), bt = NN__V_SET1(beta); \
+        int r;                                                                                                      \
+        for (r = 0; r < runs; r++)                                                                                  \
+            NN__MAP1((size_t)length, x + (size_t)r * stride, y + (size_t)r * stride,                               \
+                     NN__V_ADD(NN__V_MUL(g, NN__V_MUL(NN__V_SUB(v, m), i)), bt));                                   \
+    }                                                                                                               \
+    NN__TARGET static void NN__KERNEL(batchnorm_dx)(int runs, int length, size_t stride, const float *x,           \
+                                                    const float *dy, float mean, float invstd, float k1, float k2,  \
+                                                    float k3, float *dx)                                            \
+    {                                                                                                               \
+        const NN__V_VEC m = NN__V_SET1(mean), i = NN__V_SET1(invstd), c1 = NN__V_SET1(k1), c2 = NN__V_SET1(k2);     \
+        const NN__V_VEC c3 = NN__V_SET1(k3);                                                                        \
+        int r;                                                                                                      \
+        for (r = 0; r < runs; r++)                                                                                  \
+            NN__MAP2((size_t)length, x + (size_t)r * stride, dy + (size_t)r * stride, dx + (size_t)r * stride,     \
+                     NN__V_MUL(c1, NN__V_SUB(NN__V_SUB(w, c2), NN__V_MUL(NN__V_MUL(NN__V_SUB(v, m), i), c3))));      \
+    }
+
+/* Expands to every vector kernel of the ISA but the optimiser updates (the Winograd transforms
+   are expanded beside it). */
+#define NN__VECTOR_KERNELS()                                                                                        \
+    NN__VECTOR_MATH() NN__ACTIVATION_KERNELS() NN__SOFTMAX_KERNEL() NN__VECTOR_OPERATIONS() NN__MAXPOOL_KERNEL()     \
+    NN__BATCHNORM_KERNELS() NN__COPY_EVEN_KERNEL() NN__CONV_IMAGE_KERNEL() NN__CONV_WEIGHT_KERNEL()
 
 /* Expands to the kernels sgd, adam and rmsprop of the ISA: nn__sgd_scalar, nn__adam_scalar and
    nn__rmsprop_scalar on whole vectors, the same operations unfused and in the same order. The last partial vector is left
@@ -2714,6 +2962,7 @@ NN__AVX2 float nn__avx2_hsum(__m256 v)
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
+NN__AVX2 float nn__avx2_hsum_halves(__m256 v) { return nn__avx2_hsum(v); } /* it adds in halves already */
 NN__AVX2 float nn__avx2_hmax(__m256 v)
 {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -2868,6 +3117,7 @@ NN__AVX512 __m512 nn__avx512_keep(__mmask16 m, __m512 a) { return _mm512_maskz_m
 /* _mm512_reduce_add_ps adds halves, a[i] + a[i+8], then [i] + [i+4], [0] + [2] and [1] + [3], then
    those two (gcc's and clang's headers agree); so did the loop through memory it replaced */
 NN__AVX512 float nn__avx512_hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+NN__AVX512 float nn__avx512_hsum_halves(__m512 v) { return _mm512_reduce_add_ps(v); } /* in halves already */
 NN__AVX512 float nn__avx512_hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 NN__AVX512 __mmask16 nn__avx512_tail_lanes(size_t count) { return (__mmask16)((1u << count) - 1u); }
 NN__AVX512 __m512 nn__avx512_load_tail(__mmask16 t, const float *p) { return _mm512_maskz_loadu_ps(t, p); }
@@ -3031,6 +3281,11 @@ NN__ALWAYS_INLINE uint32x4_t nn__neon_mask_and(uint32x4_t a, uint32x4_t b) { ret
 NN__ALWAYS_INLINE float32x4_t nn__neon_select(uint32x4_t m, float32x4_t a, float32x4_t b) { return vbslq_f32(m, a, b); }
 NN__ALWAYS_INLINE float32x4_t nn__neon_keep(uint32x4_t m, float32x4_t a) { return vbslq_f32(m, a, vdupq_n_f32(0.0f)); }
 NN__ALWAYS_INLINE float nn__neon_hsum(float32x4_t v) { return vaddvq_f32(v); }
+NN__ALWAYS_INLINE float nn__neon_hsum_halves(float32x4_t v) /* (v0 + v2) + (v1 + v3) */
+{
+    const float32x2_t s = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(s, 0) + vget_lane_f32(s, 1);
+}
 NN__ALWAYS_INLINE float nn__neon_hmax(float32x4_t v) { return vmaxvq_f32(v); }
 NN__ALWAYS_INLINE size_t nn__neon_tail_lanes(size_t count) { return count; }
 NN__ALWAYS_INLINE float32x4_t nn__neon_load_tail_or(size_t count, const float *p, float fill)
@@ -4648,16 +4903,16 @@ NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *s, const float *dy,
     return NN_OK;
 }
 
-/* The checks both global-average-pooling kernels start with. */
-static nn_status nn__global_pool_check(int batch, int channels, int spatial, const float *in, const float *out,
-                                       const char *who)
+/* The checks the kernels over [batch][channels][spatial] tensors start with (global average
+   pooling, batch norm); tensors is 0 when a tensor the kernel needs is NULL. */
+static nn_status nn__channels_check(int batch, int channels, int spatial, int tensors, const char *who)
 {
     if (batch <= 0 || channels <= 0 || spatial <= 0)
         return nn__fail(NN_ERROR_SHAPE, "%s: batch %d, channels %d and spatial size %d must be positive", who, batch,
                         channels, spatial);
     if (!nn__product_within(INT_MAX, batch, channels, spatial, 1))
         return nn__fail(NN_ERROR_SHAPE, "%s: tensor too large", who);
-    if (!in || !out) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
+    if (!tensors) return nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor", who);
     return NN_OK;
 }
 
@@ -4665,7 +4920,7 @@ NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, 
 {
     const nn__kernels *kern = nn__kernels_get();
     int i;
-    nn_status st = nn__global_pool_check(batch, channels, spatial, x, y, "nn_global_avgpool_forward");
+    nn_status st = nn__channels_check(batch, channels, spatial, x && y, "nn_global_avgpool_forward");
     if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) y[i] = kern->sum((size_t)spatial, x + (size_t)i * spatial) / (float)spatial;
     return NN_OK;
@@ -4674,7 +4929,7 @@ NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, 
 NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx)
 {
     int i, j;
-    nn_status st = nn__global_pool_check(batch, channels, spatial, dy, dx, "nn_global_avgpool_backward");
+    nn_status st = nn__channels_check(batch, channels, spatial, dy && dx, "nn_global_avgpool_backward");
     if (st != NN_OK) return st;
     for (i = 0; i < batch * channels; i++) {
         float g = dy[i] / (float)spatial;
@@ -4817,89 +5072,188 @@ NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy
 }
 
 
-/* Batch normalisation of x [batch][C][S] (channels, spatial positions), each channel on its own: training uses
-   the batch's statistics (two passes in double) and moves the running ones (PyTorch: momentum
-   0.1, unbiased variance); otherwise the running ones are used. saved receives each channel's
-   mean and 1/sqrt(var + eps) for the backward. */
+/* Batch normalisation of x [batch][C][S] (channels, spatial positions), each channel on its own
+   and through the table's kernels (a channel is batch runs of S floats, C*S apart): training uses
+   the batch's statistics (two passes: the mean, then the squares about it, each summed as
+   nn__batchnorm_sums_scalar says) and moves the running ones (PyTorch: momentum 0.1, unbiased
+   variance); otherwise the running ones are used. saved receives each channel's mean and
+   1/sqrt(var + eps) for the backward. Threads take whole channels, so the result does not
+   depend on their count. */
 #define NN__BN_MOMENTUM 0.1
 #define NN__BN_EPS 1e-5
+/* Channel c's saved mean and 1/std from the batch's mean and biased variance, moving the running
+   statistics (training), or from the running statistics (mean and var unused). */
+static void nn__bn_statistics(int C, int c, int training, double count, double mean, double var, float *running_mean,
+                              float *running_var, float *saved)
+{
+    double invstd;
+    if (training) {
+        invstd = 1.0 / sqrt(var + NN__BN_EPS);
+        running_mean[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_mean[c] + NN__BN_MOMENTUM * mean);
+        running_var[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_var[c] +
+                                 NN__BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var));
+    } else {
+        mean = running_mean[c];
+        invstd = 1.0 / sqrt((double)running_var[c] + NN__BN_EPS);
+    }
+    saved[c] = (float)mean;
+    saved[C + c] = (float)invstd;
+}
+
+/* Channel c's dgamma and dbeta from the sums of dy and of dy (x - mean) over it, and k[0..2]
+   for dx = k[0] * (dy - k[1] - xhat * k[2]) (xhat = (x - mean) * invstd; k[1] = k[2] = 0 in
+   eval mode, where the statistics are constants). */
+static void nn__bn_gradients(int C, int c, int training, double count, double sum_dy, double sum_dy_centred,
+                             const float *gamma, const float *saved, float *dgamma, float *dbeta, float *k)
+{
+    const double sum_dy_xhat = sum_dy_centred * saved[C + c];
+    dgamma[c] = (float)sum_dy_xhat;
+    dbeta[c] = (float)sum_dy;
+    k[0] = gamma[c] * saved[C + c];
+    k[1] = training ? (float)(sum_dy / count) : 0.0f;
+    k[2] = training ? (float)(sum_dy_xhat / count) : 0.0f;
+}
+
+/* Batch norm of x [batch][C] (S = 1, batchnorm1d) along the rows, a block of channels at a time:
+   a channel's values lie C floats apart, so the per-channel kernels would read one value per
+   cache line. The arithmetic is theirs (each channel's values added up in double in batch
+   order, which is how the kernels sum runs of one value), so the bits are too. */
+#define NN__BN_BLOCK 64
+static void nn__batchnorm1d_forward(int batch, int C, const float *x, const float *gamma, const float *beta,
+                                    float *running_mean, float *running_var, int training, float *saved, float *y)
+{
+    int c0;
+    NN__PARALLEL_FOR((size_t)batch * C)
+    for (c0 = 0; c0 < C; c0 += NN__BN_BLOCK) {
+        const int n = NN__MIN(NN__BN_BLOCK, C - c0);
+        double sum[NN__BN_BLOCK], sq[NN__BN_BLOCK];
+        float mean[NN__BN_BLOCK];
+        int b, j;
+        for (j = 0; j < n; j++) sum[j] = sq[j] = 0.0;
+        if (training) {
+            for (b = 0; b < batch; b++)
+                for (j = 0; j < n; j++) sum[j] += x[(size_t)b * C + c0 + j];
+            for (j = 0; j < n; j++) mean[j] = (float)(sum[j] / batch);
+            for (b = 0; b < batch; b++)
+                for (j = 0; j < n; j++) {
+                    const float d = x[(size_t)b * C + c0 + j] - mean[j];
+                    sq[j] += d * d;
+                }
+        }
+        for (j = 0; j < n; j++)
+            nn__bn_statistics(C, c0 + j, training, batch, sum[j] / batch, sq[j] / batch, running_mean, running_var, saved);
+        for (b = 0; b < batch; b++)
+            for (j = 0; j < n; j++) {
+                const int c = c0 + j;
+                const size_t at = (size_t)b * C + c;
+                y[at] = gamma[c] * ((x[at] - saved[c]) * saved[C + c]) + beta[c];
+            }
+    }
+}
+
+static void nn__batchnorm1d_backward(int batch, int C, const float *x, const float *dy, const float *gamma,
+                                     const float *saved, int training, float *dgamma, float *dbeta, float *dx)
+{
+    int c0;
+    NN__PARALLEL_FOR((size_t)batch * C)
+    for (c0 = 0; c0 < C; c0 += NN__BN_BLOCK) {
+        const int n = NN__MIN(NN__BN_BLOCK, C - c0);
+        double sum_dy[NN__BN_BLOCK], sum_dy_centred[NN__BN_BLOCK];
+        float k[NN__BN_BLOCK][3];
+        int b, j;
+        for (j = 0; j < n; j++) sum_dy[j] = sum_dy_centred[j] = 0.0;
+        for (b = 0; b < batch; b++)
+            for (j = 0; j < n; j++) {
+                const size_t at = (size_t)b * C + c0 + j;
+                sum_dy[j] += dy[at];
+                sum_dy_centred[j] += dy[at] * (x[at] - saved[c0 + j]);
+            }
+        for (j = 0; j < n; j++)
+            nn__bn_gradients(C, c0 + j, training, batch, sum_dy[j], sum_dy_centred[j], gamma, saved, dgamma, dbeta, k[j]);
+        if (dx)
+            for (b = 0; b < batch; b++)
+                for (j = 0; j < n; j++) {
+                    const int c = c0 + j;
+                    const size_t at = (size_t)b * C + c;
+                    dx[at] = k[j][0] * (dy[at] - k[j][1] - ((x[at] - saved[c]) * saved[C + c]) * k[j][2]);
+                }
+    }
+}
+
 static void nn__batchnorm_forward(int batch, int C, int S, const float *x, const float *gamma,
                                   const float *beta, float *running_mean, float *running_var, int training, float *saved,
                                   float *y)
 {
+    const nn__kernels *k = nn__kernels_get();
     const double count = (double)batch * S;
+    const size_t stride = (size_t)C * S;
     int c;
+    if (S == 1) {
+        nn__batchnorm1d_forward(batch, C, x, gamma, beta, running_mean, running_var, training, saved, y);
+        return;
+    }
     NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
-        double mean, invstd;
-        float fm, fi, g, bt;
-        int b, s;
+        const float *xc = x + (size_t)c * S;
+        double sum[2], sq[2];
         if (training) {
-            double sum = 0.0, sq = 0.0, var;
-            for (b = 0; b < batch; b++) {
-                const float *xp = x + ((size_t)b * C + c) * S;
-                for (s = 0; s < S; s++) sum += xp[s];
-            }
-            mean = sum / count;
-            for (b = 0; b < batch; b++) {
-                const float *xp = x + ((size_t)b * C + c) * S;
-                for (s = 0; s < S; s++) sq += (xp[s] - mean) * (xp[s] - mean);
-            }
-            var = sq / count;
-            invstd = 1.0 / sqrt(var + NN__BN_EPS);
-            running_mean[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_mean[c] + NN__BN_MOMENTUM * mean);
-            running_var[c] = (float)((1.0 - NN__BN_MOMENTUM) * running_var[c] +
-                                     NN__BN_MOMENTUM * (count > 1 ? var * count / (count - 1) : var));
-        } else {
-            mean = running_mean[c];
-            invstd = 1.0 / sqrt((double)running_var[c] + NN__BN_EPS);
+            k->batchnorm_sums(batch, S, stride, xc, xc, 0.0f, NN__BN_SUM, sum);
+            k->batchnorm_sums(batch, S, stride, xc, xc, (float)(sum[0] / count), NN__BN_SQUARES, sq);
         }
-        saved[c] = fm = (float)mean;
-        saved[C + c] = fi = (float)invstd;
-        g = gamma[c];
-        bt = beta[c];
-        for (b = 0; b < batch; b++) {
-            const float *xp = x + ((size_t)b * C + c) * S;
-            float *yp = y + ((size_t)b * C + c) * S;
-            for (s = 0; s < S; s++) yp[s] = g * ((xp[s] - fm) * fi) + bt;
-        }
+        nn__bn_statistics(C, c, training, count, training ? sum[0] / count : 0.0, training ? sq[0] / count : 0.0,
+                          running_mean, running_var, saved);
+        k->batchnorm_normalize(batch, S, stride, xc, saved[c], saved[C + c], gamma[c], beta[c], y + (size_t)c * S);
     }
 }
 
 /* dgamma and dbeta (overwritten) and, if dx is not NULL, dx, from the forward's saved mean and
    1/std: train: dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)); eval: the statistics
-   are constants. */
+   are constants. The two channel sums come from one pass (sum dy and sum dy*(x - mean), the
+   latter times invstd in double). */
 static void nn__batchnorm_backward(int batch, int C, int S, const float *x, const float *dy,
                                    const float *gamma, const float *saved, int training, float *dgamma, float *dbeta,
                                    float *dx)
 {
+    const nn__kernels *kern = nn__kernels_get();
     const double count = (double)batch * S;
+    const size_t stride = (size_t)C * S;
     int c;
+    if (S == 1) {
+        nn__batchnorm1d_backward(batch, C, x, dy, gamma, saved, training, dgamma, dbeta, dx);
+        return;
+    }
     NN__PARALLEL_FOR((size_t)batch * C * S)
     for (c = 0; c < C; c++) {
-        const float mean = saved[c], invstd = saved[C + c];
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        int b, s;
-        float k1, k2, k3;
-        for (b = 0; b < batch; b++) {
-            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
-            for (s = 0; s < S; s++) {
-                sum_dy += gp[s];
-                sum_dy_xhat += gp[s] * ((xp[s] - mean) * invstd);
-            }
-        }
-        dgamma[c] = (float)sum_dy_xhat;
-        dbeta[c] = (float)sum_dy;
-        if (!dx) continue;
-        k1 = gamma[c] * invstd;
-        k2 = training ? (float)(sum_dy / count) : 0.0f;
-        k3 = training ? (float)(sum_dy_xhat / count) : 0.0f;
-        for (b = 0; b < batch; b++) {
-            const float *xp = x + ((size_t)b * C + c) * S, *gp = dy + ((size_t)b * C + c) * S;
-            float *dp = dx + ((size_t)b * C + c) * S;
-            for (s = 0; s < S; s++) dp[s] = k1 * (gp[s] - k2 - ((xp[s] - mean) * invstd) * k3);
-        }
+        const float *xc = x + (size_t)c * S, *gc = dy + (size_t)c * S;
+        double sums[2];
+        float k[3];
+        kern->batchnorm_sums(batch, S, stride, xc, gc, saved[c], NN__BN_GRADIENT, sums);
+        nn__bn_gradients(C, c, training, count, sums[0], sums[1], gamma, saved, dgamma, dbeta, k);
+        if (dx) kern->batchnorm_dx(batch, S, stride, xc, gc, saved[c], saved[C + c], k[0], k[1], k[2], dx + (size_t)c * S);
     }
+}
+
+NNDEF nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+                                     const float *beta, float *running_mean, float *running_var, int training,
+                                     float *saved, float *y)
+{
+    nn_status st = nn__channels_check(batch, channels, spatial,
+                                      x && gamma && beta && running_mean && running_var && saved && y,
+                                      "nn_batchnorm_forward");
+    if (st != NN_OK) return st;
+    nn__batchnorm_forward(batch, channels, spatial, x, gamma, beta, running_mean, running_var, training, saved, y);
+    return NN_OK;
+}
+
+NNDEF nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+                                      const float *gamma, const float *saved, int training, float *dgamma,
+                                      float *dbeta, float *dx)
+{
+    nn_status st = nn__channels_check(batch, channels, spatial, x && dy && gamma && saved && dgamma && dbeta,
+                                      "nn_batchnorm_backward");
+    if (st != NN_OK) return st;
+    nn__batchnorm_backward(batch, channels, spatial, x, dy, gamma, saved, training, dgamma, dbeta, dx);
+    return NN_OK;
 }
 
 /* Inverted dropout: each value is kept with probability 1 - p and scaled by 1/(1 - p); mask

@@ -699,6 +699,87 @@ static void register_elementwise(void)
         }
 }
 
+/* ---- batch norm ------------------------------------------------------------------------------ */
+/* Training passes over a batch of 64: the forward (statistics, running statistics, y) and the
+   backward (the two channel sums, dx) of one batch-norm layer, at ResNet-18's four feature-map
+   sizes on 28x28 inputs and at a batchnorm1d layer of 1024 features. GB/s counts the least the
+   pass must move (forward: x read, y written; backward: x and dy read, dx written), although the
+   forward reads x three times and the backward twice. */
+typedef struct bn_case {
+    const char *impl;
+    int backward, channels, spatial;
+} bn_case;
+
+static void bm_batchnorm(nnb_state *s, void *user)
+{
+    const bn_case *c = (const bn_case *)user;
+    const int batch = 64;
+    const size_t n = (size_t)batch * c->channels * c->spatial, nc = (size_t)c->channels;
+    nn_rng rng = nn_rng_new(9);
+    float *x, *dy, *y, *dx, *gamma, *beta, *stats, *saved, *grads;
+    if (!select_impl(s, c->impl)) return;
+    x = random_floats(n, &rng, 2.0f);
+    dy = random_floats(n, &rng, 1.0f);
+    y = alloc_floats(n);
+    dx = alloc_floats(n);
+    gamma = random_floats(nc, &rng, 1.0f);
+    beta = random_floats(nc, &rng, 1.0f);
+    stats = random_floats(2 * nc, &rng, 1.0f); /* running mean, running variance */
+    saved = alloc_floats(2 * nc);
+    grads = alloc_floats(2 * nc); /* dgamma, dbeta */
+    if (check_alloc(s, x && dy && y && dx && gamma && beta && stats && saved && grads)) {
+        size_t i;
+        for (i = 0; i < nc; i++) stats[nc + i] = 1.0f + stats[nc + i] * stats[nc + i];
+        if (check(s, nn_batchnorm_forward(batch, c->channels, c->spatial, x, gamma, beta, stats, stats + nc, 1, saved, y))) {
+            if (c->backward)
+                while (nnb_keep_running(s))
+                    nn_batchnorm_backward(batch, c->channels, c->spatial, x, dy, gamma, saved, 1, grads, grads + nc, dx);
+            else
+                while (nnb_keep_running(s))
+                    nn_batchnorm_forward(batch, c->channels, c->spatial, x, gamma, beta, stats, stats + nc, 1, saved, y);
+            nnb_do_not_optimize(y);
+            nnb_do_not_optimize(dx);
+            nnb_do_not_optimize(grads);
+            nnb_set_items_per_iteration(s, (double)n);
+            nnb_set_bytes_per_iteration(s, (c->backward ? 12.0 : 8.0) * (double)n);
+        }
+    }
+    free(x);
+    free(dy);
+    free(y);
+    free(dx);
+    free(gamma);
+    free(beta);
+    free(stats);
+    free(saved);
+    free(grads);
+}
+
+static void register_batchnorm(void)
+{
+    static const int shapes[][2] = {{64, 784}, {128, 196}, {256, 49}, {512, 16}, {1024, 1}}; /* channels, H*W */
+    static const int sides[] = {28, 14, 7, 4, 1};
+    size_t i;
+    int j, d;
+    char name[96];
+    for (d = 0; d < 2; d++)
+        for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (j = 0; j < NN_IMPL_COUNT; j++) {
+                bn_case c;
+                c.impl = nn_impls[j];
+                c.backward = d;
+                c.channels = shapes[i][0];
+                c.spatial = shapes[i][1];
+                /* e.g. batchnorm2d_fwd/avx512/b64_64x28x28, batchnorm1d_bwd/scalar/b64_1024 */
+                if (c.spatial == 1)
+                    snprintf(name, sizeof name, "batchnorm1d_%s/%s/b64_%d", d ? "bwd" : "fwd", c.impl, c.channels);
+                else
+                    snprintf(name, sizeof name, "batchnorm2d_%s/%s/b64_%dx%dx%d", d ? "bwd" : "fwd", c.impl, c.channels,
+                             sides[i], sides[i]);
+                nnb_set_unit(nnb_register(name, bm_batchnorm, keep(&c, sizeof c)), NNB_US);
+            }
+}
+
 /* ---- optimiser step over ~1M parameters -------------------------------------------------- */
 typedef struct opt_case {
     const char *impl;
@@ -1030,6 +1111,7 @@ int main(int argc, char **argv)
     register_sgemm();
     register_conv();
     register_elementwise();
+    register_batchnorm();
     register_optimizers();
     register_train_steps();
     status = nnb_main(argc, argv);

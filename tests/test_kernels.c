@@ -24,6 +24,8 @@
      softmax      1e-5 relative + 1e-8; log-softmax 5e-6 + 1e-6 relative
      reductions   1e-5 * (sum of |terms|) (the condition-aware relative error)
      axpy/add/bias_add/scale  1.2e-7 relative to the magnitudes involved (one or two roundings)
+     batch norm   bounds from its summation order, stated above bn_sum_bound; bit-identical to the
+                  scalar backend where no a*b + c can have been contracted (TWINS_EXACT)
    Checks inside a test do not stop at the first failure: each failing check prints the kernel,
    backend, shape and worst error, and the test asserts at its end that none failed.
 
@@ -1147,15 +1149,19 @@ static void test_pool2d_kernels_reject(void **state)
     FINISH();
 }
 
+/* Sizes (batch, channels, spatial) every kernel over [batch][channels][spatial] refuses: not
+   positive, or a tensor of 2^31 values or more. */
+static const int bad_channel_sizes[][3] = {
+    { 0, 1, 4 }, { 1, 0, 4 }, { 1, 1, 0 }, { -1, 1, 4 }, { 1, -2, 4 }, { 1, 1, -4 }, { 65536, 65536, 1 },
+    { 1, 2, INT_MAX },
+};
+#define BAD_CHANNEL_SIZES ((int)(sizeof bad_channel_sizes / sizeof bad_channel_sizes[0]))
+
 /* The global average pool refuses sizes that are not positive, a tensor of 2^31 values or more,
    and NULL tensors, in both directions, with its output untouched. */
 static void test_global_avgpool_reject(void **state)
 {
-    static const int sizes[][3] = { /* batch, channels, spatial */
-        { 0, 1, 4 }, { 1, 0, 4 }, { 1, 1, 0 }, { -1, 1, 4 }, { 1, -2, 4 }, { 1, 1, -4 }, { 65536, 65536, 1 },
-        { 1, 2, INT_MAX },
-    };
-    const int shapes = (int)(sizeof sizes / sizeof sizes[0]);
+    const int (*sizes)[3] = bad_channel_sizes, shapes = BAD_CHANNEL_SIZES;
     float in[POOL_BUFFER], out[POOL_BUFFER];
     int32_t untouched[POOL_BUFFER];
     char label[200];
@@ -1900,6 +1906,304 @@ static void test_bias(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------
+   Batch norm
+   --------------------------------------------------------------------------------------- */
+/* A channel's sums: its values are batch runs of S floats (one per sample). The kernels sum a
+   run in 32 partial sums (element i into sum i % 32) folded in halves and add the runs' sums in
+   double, so a sum of terms t is within bn_sum_bound(S) * sum|t| of the exact one: ceil(S/32) - 1
+   roundings in a partial sum, 5 in the fold, and one to spare (u = 2^-24). The other bounds
+   follow from it; each output is checked against a double reference computed from the inputs the
+   kernel itself had (y and the backward from the mean and 1/std the forward saved):
+     saved mean     e_m = bn_sum_bound(S) mean|x| + u |mean|           (+ its rounding to float)
+     variance       e_v = (bn_sum_bound(S) + 3u)(var + e_m^2) + e_m^2  ((x - mean)^2 is 2 roundings
+                                                                         from a mean e_m off)
+     saved 1/std    (e_v / (2 (var + eps)) + u) / std
+     running stats  0.1 e_m and 0.1 e_v N/(N-1) (N = batch * S), + u of the value
+     y              4u (|gamma (x - mean) / std| + |beta|)              (4 roundings)
+     dbeta          bn_sum_bound(S) sum|dy| + u |dbeta|
+     dgamma         (bn_sum_bound(S) + 2u) sum|dy (x - mean)| / std + u |dgamma|
+     dx             |gamma / std| (e_k2 + |xhat| e_k3 + 6u (|dy| + |k2| + |xhat k3|)), where
+                    k2 = dbeta / N and k3 = dgamma / N (0 in eval mode) with their errors e_k2, e_k3
+   Against the scalar backend every output is bit-identical where neither side can have had
+   a*b + c contracted into an FMA (the vector kernels do the scalar twin's operations in its
+   order): GCC contracts only in its GNU modes, and then in the AVX2 and AVX-512 functions too;
+   clang within an expression, where the target has FMA (the scalar code on aarch64). Elsewhere
+   the two agree to 1e-5 of the largest value. */
+#define U24 5.9604644775390625e-8
+#if defined(__clang__) ? !defined(__FP_FAST_FMAF) : defined(__STRICT_ANSI__)
+#define TWINS_EXACT 1
+#else
+#define TWINS_EXACT 0
+#endif
+static double bn_sum_bound(int S) { return ((S + 31) / 32 + 5) * U24; }
+
+typedef struct bn_outputs { float *running_mean, *running_var, *saved, *y, *dgamma, *dbeta, *dx; } bn_outputs;
+typedef struct bn_inputs {
+    int batch, channels, spatial;
+    float *x, *dy, *gamma, *beta, *running_mean, *running_var; /* the running statistics before the call */
+} bn_inputs;
+
+static bn_outputs bn_alloc(const bn_inputs *in)
+{
+    const size_t n = (size_t)in->batch * in->channels * in->spatial, c = (size_t)in->channels;
+    bn_outputs o;
+    o.running_mean = falloc(c + GUARD); o.running_var = falloc(c + GUARD); o.saved = falloc(2 * c + GUARD);
+    o.y = falloc(n + GUARD); o.dgamma = falloc(c + GUARD); o.dbeta = falloc(c + GUARD); o.dx = falloc(n + GUARD);
+    return o;
+}
+static void bn_free(bn_outputs *o)
+{
+    ffree(o->running_mean); ffree(o->running_var); ffree(o->saved); ffree(o->y); ffree(o->dgamma); ffree(o->dbeta);
+    ffree(o->dx);
+}
+
+/* nn_batchnorm_forward then nn_batchnorm_backward on the current backend, into o (every output
+   first NaN, with guard cells after it). in_place: y is a copy of x and dx one of dy. */
+static void bn_run(const char *label, const bn_inputs *in, int training, int in_place, bn_outputs *o)
+{
+    const size_t n = (size_t)in->batch * in->channels * in->spatial, c = (size_t)in->channels;
+    float *dy = in->dy;
+    fill_value(o->saved, 2 * c, NAN); set_guard(o->saved, 2 * c);
+    fill_value(o->dgamma, c, NAN); set_guard(o->dgamma, c);
+    fill_value(o->dbeta, c, NAN); set_guard(o->dbeta, c);
+    memcpy(o->running_mean, in->running_mean, c * sizeof(float)); set_guard(o->running_mean, c);
+    memcpy(o->running_var, in->running_var, c * sizeof(float)); set_guard(o->running_var, c);
+    if (in_place) memcpy(o->y, in->x, n * sizeof(float)); else fill_value(o->y, n, NAN);
+    set_guard(o->y, n);
+    CHECK_OK(label, nn_batchnorm_forward(in->batch, in->channels, in->spatial, in_place ? o->y : in->x, in->gamma,
+                                         in->beta, o->running_mean, o->running_var, training, o->saved, o->y));
+    if (in_place) { memcpy(o->dx, in->dy, n * sizeof(float)); dy = o->dx; } else fill_value(o->dx, n, NAN);
+    set_guard(o->dx, n);
+    CHECK_OK(label, nn_batchnorm_backward(in->batch, in->channels, in->spatial, in->x, dy, in->gamma, o->saved,
+                                          training, o->dgamma, o->dbeta, o->dx));
+    check_guard(label, o->saved, 2 * c); check_guard(label, o->dgamma, c); check_guard(label, o->dbeta, c);
+    check_guard(label, o->running_mean, c); check_guard(label, o->running_var, c);
+    check_guard(label, o->y, n); check_guard(label, o->dx, n);
+}
+
+/* Every output of bn_run against the double reference, with the bounds above. */
+static void bn_check_reference(const char *label, const bn_inputs *in, int training, const bn_outputs *o)
+{
+    const int B = in->batch, C = in->channels, S = in->spatial;
+    const size_t n = (size_t)B * C * S, N = (size_t)B * S;
+    const double sum_bound = bn_sum_bound(S), eps = 1e-5;
+    double *ry = dalloc(n), *ty = dalloc(n), *rdx = dalloc(n), *tdx = dalloc(n), *rsaved = dalloc(2 * C);
+    double *tsaved = dalloc(2 * C), *rrm = dalloc(C), *trm = dalloc(C), *rrv = dalloc(C), *trv = dalloc(C);
+    double *rdg = dalloc(C), *tdg = dalloc(C), *rdb = dalloc(C), *tdb = dalloc(C);
+    char l2[240];
+    int b, c, s;
+    for (c = 0; c < C; c++) {
+        const double fm = o->saved[c], fi = o->saved[C + c], g = in->gamma[c];
+        double sum = 0, sum_abs = 0, sq = 0, sum_dy = 0, abs_dy = 0, sum_dyx = 0, abs_dyx = 0, mean, var;
+        double k1, k2, k3, e_k2, e_k3;
+#define BN_AT(b, s) (((size_t)(b) * C + c) * S + (s))
+        for (b = 0; b < B; b++) for (s = 0; s < S; s++) { sum += in->x[BN_AT(b, s)]; sum_abs += fabs(in->x[BN_AT(b, s)]); }
+        mean = sum / (double)N;
+        for (b = 0; b < B; b++) for (s = 0; s < S; s++) sq += (in->x[BN_AT(b, s)] - mean) * (in->x[BN_AT(b, s)] - mean);
+        var = sq / (double)N;
+        if (training) {
+            const double e_m = sum_bound * sum_abs / (double)N + U24 * fabs(mean);
+            const double e_v = (sum_bound + 3 * U24) * (var + e_m * e_m) + e_m * e_m;
+            rsaved[c] = mean; tsaved[c] = e_m;
+            rsaved[C + c] = 1 / sqrt(var + eps); tsaved[C + c] = (e_v / (2 * (var + eps)) + U24) * rsaved[C + c];
+            rrm[c] = 0.9 * in->running_mean[c] + 0.1 * mean; trm[c] = 0.1 * e_m + U24 * fabs(rrm[c]);
+            rrv[c] = 0.9 * in->running_var[c] + 0.1 * (N > 1 ? var * (double)N / (double)(N - 1) : var);
+            trv[c] = 0.1 * e_v * (N > 1 ? (double)N / (double)(N - 1) : 1.0) + U24 * fabs(rrv[c]);
+        } else { /* the running statistics, untouched */
+            rsaved[c] = rrm[c] = in->running_mean[c]; tsaved[c] = trm[c] = 0;
+            rrv[c] = in->running_var[c]; trv[c] = 0;
+            rsaved[C + c] = 1 / sqrt((double)in->running_var[c] + eps); tsaved[C + c] = U24 * rsaved[C + c];
+        }
+        /* from here on the mean and 1/std the kernel saved */
+        for (b = 0; b < B; b++) for (s = 0; s < S; s++) {
+            const size_t i = BN_AT(b, s);
+            const double t = g * (in->x[i] - fm) * fi, d = in->dy[i];
+            ry[i] = t + in->beta[c];
+            ty[i] = 4 * U24 * (fabs(t) + fabs(in->beta[c]));
+            sum_dy += d; abs_dy += fabs(d);
+            sum_dyx += d * (in->x[i] - fm); abs_dyx += fabs(d * (in->x[i] - fm));
+        }
+        rdb[c] = sum_dy; tdb[c] = sum_bound * abs_dy + U24 * fabs(sum_dy);
+        rdg[c] = sum_dyx * fi; tdg[c] = (sum_bound + 2 * U24) * abs_dyx * fi + U24 * fabs(rdg[c]);
+        k1 = g * fi;
+        k2 = training ? rdb[c] / (double)N : 0; e_k2 = training ? tdb[c] / (double)N + U24 * fabs(k2) : 0;
+        k3 = training ? rdg[c] / (double)N : 0; e_k3 = training ? tdg[c] / (double)N + U24 * fabs(k3) : 0;
+        for (b = 0; b < B; b++) for (s = 0; s < S; s++) {
+            const size_t i = BN_AT(b, s);
+            const double xh = (in->x[i] - fm) * fi, d = in->dy[i];
+            rdx[i] = k1 * (d - k2 - xh * k3);
+            tdx[i] = fabs(k1) * (e_k2 + fabs(xh) * e_k3 + 6 * U24 * (fabs(d) + fabs(k2) + fabs(xh * k3)));
+        }
+#undef BN_AT
+    }
+#define BN_CHECK(what, got, ref, tol, count) \
+    (snprintf(l2, sizeof l2, "%s: %s", label, what), check_close(l2, got, ref, count, 0, 0, tol))
+    BN_CHECK("saved mean", o->saved, rsaved, tsaved, (size_t)C);
+    BN_CHECK("saved 1/std", o->saved + C, rsaved + C, tsaved + C, (size_t)C);
+    BN_CHECK("running mean", o->running_mean, rrm, trm, (size_t)C);
+    BN_CHECK("running var", o->running_var, rrv, trv, (size_t)C);
+    BN_CHECK("y", o->y, ry, ty, n);
+    BN_CHECK("dbeta", o->dbeta, rdb, tdb, (size_t)C);
+    BN_CHECK("dgamma", o->dgamma, rdg, tdg, (size_t)C);
+    BN_CHECK("dx", o->dx, rdx, tdx, n);
+#undef BN_CHECK
+    free(ry); free(ty); free(rdx); free(tdx); free(rsaved); free(tsaved); free(rrm); free(trm); free(rrv); free(trv);
+    free(rdg); free(tdg); free(rdb); free(tdb);
+}
+
+/* got and want bit-identical (exact), or within 1e-5 of want's largest value */
+static void bn_same(const char *label, const char *what, const float *got, const float *want, size_t n, int exact)
+{
+    char l2[240];
+    size_t where;
+    snprintf(l2, sizeof l2, "%s: %s", label, what);
+    if (!exact) {
+        double *r = dalloc(n);
+        to_double(want, n, r);
+        check_close(l2, got, r, n, 1e-5 * max_abs(want, n) + 1e-30, 0, NULL);
+        free(r);
+    } else if (!same_bits(got, want, n, &where)) {
+        note("%s: [%zu] is %.9g, %.9g in the other run (not bit-identical)", l2, where, (double)got[where],
+             (double)want[where]);
+    }
+}
+static void bn_compare(const char *label, const bn_inputs *in, const bn_outputs *a, const bn_outputs *b, int exact)
+{
+    const size_t n = (size_t)in->batch * in->channels * in->spatial, c = (size_t)in->channels;
+    bn_same(label, "saved", a->saved, b->saved, 2 * c, exact);
+    bn_same(label, "running mean", a->running_mean, b->running_mean, c, exact);
+    bn_same(label, "running var", a->running_var, b->running_var, c, exact);
+    bn_same(label, "y", a->y, b->y, n, exact);
+    bn_same(label, "dgamma", a->dgamma, b->dgamma, c, exact);
+    bn_same(label, "dbeta", a->dbeta, b->dbeta, c, exact);
+    bn_same(label, "dx", a->dx, b->dx, n, exact);
+}
+
+/* Random data whose channels have different offsets and spreads (channel 2 sits at 40, spread
+   over +-2.5: a mean 16 times the spread). */
+static bn_inputs bn_inputs_new(int batch, int channels, int spatial)
+{
+    const size_t n = (size_t)batch * channels * spatial;
+    bn_inputs in;
+    int b, c, s;
+    in.batch = batch; in.channels = channels; in.spatial = spatial;
+    in.x = falloc(n); in.dy = falloc(n);
+    in.gamma = falloc(channels); in.beta = falloc(channels); in.running_mean = falloc(channels); in.running_var = falloc(channels);
+    for (b = 0; b < batch; b++)
+        for (c = 0; c < channels; c++)
+            for (s = 0; s < spatial; s++)
+                in.x[((size_t)b * channels + c) * spatial + s] =
+                    (c == 2 ? 40.0f : 0.5f * (float)c - 1.0f) + (0.5f + (float)c) * nn_test_uniform(-1, 1);
+    nn_test_fill(in.dy, n, -1, 1);
+    nn_test_fill(in.gamma, channels, 0.25f, 2);
+    nn_test_fill(in.beta, channels, -1, 1);
+    nn_test_fill(in.running_mean, channels, -1, 1);
+    nn_test_fill(in.running_var, channels, 0.1f, 3);
+    return in;
+}
+static void bn_inputs_free(bn_inputs *in)
+{
+    ffree(in->x); ffree(in->dy); ffree(in->gamma); ffree(in->beta); ffree(in->running_mean); ffree(in->running_var);
+}
+
+/* Both kernels refuse the sizes global average pooling refuses and each NULL pointer (but dx),
+   with NN_ERROR_SHAPE or NN_ERROR_ARGUMENT, a message, and nothing written. */
+static void test_batchnorm_reject(void **state)
+{
+    enum { B = 2, C = 3, S = 4, N = B * C * S, OUTPUTS = 7 };
+    float x[N], dy[N], gamma[C], beta[C], out[OUTPUTS][N];
+    float *running_mean = out[0], *running_var = out[1], *saved = out[2], *y = out[3], *dgamma = out[4];
+    float *dbeta = out[5], *dx = out[6];
+    char label[200];
+    int i, k, backward;
+    (void)state;
+    nn_test_fill(x, N, -1, 1);
+    nn_test_fill(dy, N, -1, 1);
+    nn_test_fill(gamma, C, -1, 1);
+    nn_test_fill(beta, C, -1, 1);
+    for (backward = 0; backward < 2; backward++) {
+        const int pointers = backward ? 6 : 7; /* the ones that must not be NULL */
+        /* the bad sizes, then a valid B x C x S with each pointer NULL in turn */
+        for (i = 0; i < BAD_CHANNEL_SIZES + pointers; i++) {
+            const int bad = i < BAD_CHANNEL_SIZES, batch = bad ? bad_channel_sizes[i][0] : B;
+            const int channels = bad ? bad_channel_sizes[i][1] : C, spatial = bad ? bad_channel_sizes[i][2] : S;
+            const int null = bad ? -1 : i - BAD_CHANNEL_SIZES;
+            nn_status got;
+            int changed = 0;
+#define BN_ARG(k, p) (null == (k) ? NULL : (p))
+            for (k = 0; k < OUTPUTS; k++) fill_value(out[k], N, SENTINEL);
+            if (backward)
+                got = nn_batchnorm_backward(batch, channels, spatial, BN_ARG(0, x), BN_ARG(1, dy), BN_ARG(2, gamma),
+                                            BN_ARG(3, saved), 1, BN_ARG(4, dgamma), BN_ARG(5, dbeta), dx);
+            else
+                got = nn_batchnorm_forward(batch, channels, spatial, BN_ARG(0, x), BN_ARG(1, gamma), BN_ARG(2, beta),
+                                           BN_ARG(3, running_mean), BN_ARG(4, running_var), 1, BN_ARG(5, saved),
+                                           BN_ARG(6, y));
+#undef BN_ARG
+            snprintf(label, sizeof label, "nn_batchnorm_%s(batch %d, channels %d, spatial %d, pointer %d NULL)",
+                     backward ? "backward" : "forward", batch, channels, spatial, null);
+            for (k = 0; k < OUTPUTS * N; k++) changed += out[k / N][k % N] != SENTINEL;
+            CHECK(got == (bad ? NN_ERROR_SHAPE : NN_ERROR_ARGUMENT), "%s: %s, want %s", label, nn_status_name(got),
+                  nn_status_name(bad ? NN_ERROR_SHAPE : NN_ERROR_ARGUMENT));
+            CHECK(nn_last_error()[0] != 0, "%s: refused without a message", label);
+            CHECK(changed == 0, "%s: refused but changed %d output values", label, changed);
+        }
+    }
+    FINISH();
+}
+
+/* Training and eval passes at the odd sizes around the kernels' 32-lane blocks and vector widths
+   (S = 1 is batchnorm1d, which every backend runs on the scalar kernels), against the double
+   reference, the scalar backend, and themselves run in place (y = x, dx = dy). */
+static void test_batchnorm(void **state)
+{
+    static const int spatials[] = { 1, 3, 17, 49, 784 }, batches[] = { 1, 3, 64 };
+    int si, bi, training;
+    (void)state;
+    for (si = 0; si < 5; si++)
+        for (bi = 0; bi < 3; bi++)
+            for (training = 1; training >= 0; training--) {
+                bn_inputs in = bn_inputs_new(batches[bi], 3, spatials[si]);
+                bn_outputs o = bn_alloc(&in), t = bn_alloc(&in);
+                char label[160];
+                snprintf(label, sizeof label, "batchnorm %s batch=%d channels=3 spatial=%d", training ? "train" : "eval",
+                         in.batch, in.spatial);
+                bn_run(label, &in, training, 0, &o);
+                bn_check_reference(label, &in, training, &o);
+                bn_run(label, &in, training, 1, &t);
+                bn_compare(label, &in, &t, &o, 1);
+                if (!is_scalar() && to_scalar()) {
+                    char l2[200];
+                    bn_run(label, &in, training, 0, &t);
+                    back();
+                    snprintf(l2, sizeof l2, "%s vs scalar backend", label);
+                    bn_compare(l2, &in, &o, &t, TWINS_EXACT);
+                }
+                bn_free(&o); bn_free(&t); bn_inputs_free(&in);
+            }
+    FINISH();
+}
+
+/* Threads split the channels, and each channel's arithmetic does not depend on them: a shape
+   large enough to be split (64 x 8 x 784 values) gives the same bits on 1 and 2 threads. */
+static void test_batchnorm_threads(void **state)
+{
+    const int saved = nn_threads();
+    bn_inputs in = bn_inputs_new(64, 8, 784);
+    bn_outputs one = bn_alloc(&in), two = bn_alloc(&in);
+    (void)state;
+    nn_set_threads(1);
+    bn_run("batchnorm 64x8x784, 1 thread", &in, 1, 0, &one);
+    nn_set_threads(2);
+    bn_run("batchnorm 64x8x784, 2 threads", &in, 1, 0, &two);
+    nn_set_threads(saved);
+    bn_compare("batchnorm 64x8x784, 1 vs 2 threads", &in, &two, &one, 1);
+    bn_check_reference("batchnorm 64x8x784", &in, 1, &one);
+    bn_free(&one); bn_free(&two); bn_inputs_free(&in);
+    FINISH();
+}
+
+/* ---------------------------------------------------------------------------------------
    Platform: backend selection
    --------------------------------------------------------------------------------------- */
 static void test_backend_selection(void **state)
@@ -1976,6 +2280,9 @@ static const struct CMUnitTest tests[] = {
     TEST(test_cross_entropy),
     TEST(test_vector_ops),
     TEST(test_bias),
+    TEST(test_batchnorm_reject),
+    TEST(test_batchnorm),
+    TEST(test_batchnorm_threads),
 };
 
 NN_TEST_MAIN("kernels", tests)
