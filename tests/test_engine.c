@@ -1553,9 +1553,11 @@ static void test_determinism_threads(void **state)
    nn_backward then refuses to run without a new nn_forward. */
 static nn_model *split_model(nn_loss loss, int max_batch)
 {
+    /* 16 channels: ~0.7M multiply-adds a sample, so that even the 5- and 7-sample steps have the
+       work at which nn.h splits a step (and the second convolution runs Winograd) */
     nn_model *m = nn_model_new(21);
-    nn_node *a = nn_relu(m, nn_conv2d(m, nn_input(m, 1, 16, 16), 8, 3, 1, 1, NN_BIAS));
-    nn_node *h = nn_add_nodes(m, a, nn_conv2d(m, a, 8, 3, 1, 1, NN_NO_BIAS)); /* a gets two gradients */
+    nn_node *a = nn_relu(m, nn_conv2d(m, nn_input(m, 1, 16, 16), 16, 3, 1, 1, NN_BIAS));
+    nn_node *h = nn_add_nodes(m, a, nn_conv2d(m, a, 16, 3, 1, 1, NN_NO_BIAS)); /* a gets two gradients */
     h = nn_maxpool2d(m, nn_relu(m, h), 2, 2);
     h = nn_tanh(m, nn_linear(m, nn_flatten(m, h), 64, NN_BIAS));
     return compiled(m, nn_linear(m, h, 10, NN_BIAS), loss, max_batch);
