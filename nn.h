@@ -4271,6 +4271,7 @@ typedef struct nn__winograd_plan {
     int m, alpha, planes;          /* output tile m x m, input tile alpha = m + 2, alpha^2 planes */
     int tiles_w, per_image, total; /* tiles per output row, per image, in the batch */
     int chunk;                     /* tiles per chunk: the stride of V's and M's rows */
+    size_t uplane, vplane, mplane; /* floats between the planes of U (or dU), V and M (or dM) */
 } nn__winograd_plan;
 
 /* Tiles per chunk: V and M of a chunk (planes * (C + K) floats per tile) in about 1 MiB. Never a
@@ -4291,6 +4292,9 @@ static nn__winograd_plan nn__winograd_plan_of(const nn_conv2d_shape *s, int oh, 
     p.per_image = (oh + p.m - 1) / p.m * p.tiles_w;
     p.total = s->batch * p.per_image;
     p.chunk = NN__MIN(p.total, nn__winograd_chunk(p.planes, s->in_channels, s->out_channels));
+    p.uplane = (size_t)s->out_channels * s->in_channels + NN__WINOGRAD_SKEW;
+    p.vplane = (size_t)s->in_channels * p.chunk + NN__WINOGRAD_SKEW;
+    p.mplane = (size_t)s->out_channels * p.chunk + NN__WINOGRAD_SKEW;
     return p;
 }
 
@@ -4307,9 +4311,11 @@ static size_t nn__winograd_floats(const nn_conv2d_shape *s)
     return most;
 }
 
-/* U[k][o][c] = (G g G^T)_k for every kernel g = w[o][c] (3x3): per output channel, blocks of
-   input channels are turned tap-major (9 rows of kernels side by side) for the vector kernel. */
-static void nn__winograd_weights(const nn__kernels *kern, int m, int K, int C, const float *w, float *u, size_t plane)
+/* The kernel transforms, in blocks of input channels turned tap-major (9 rows of kernels side by
+   side) for the vector kernels: with dw NULL, U[k][o][c] = (G g G^T)_k for every kernel
+   g = w[o][c]; else dw[o][c] = G^T U[.][o][c] G (U holding dU). */
+static void nn__winograd_weights(const nn__kernels *kern, int m, int K, int C, const float *w, float *dw, float *u,
+                                 size_t plane)
 {
     int o;
     NN__PARALLEL_FOR(plane * 16)
@@ -4318,31 +4324,18 @@ static void nn__winograd_weights(const nn__kernels *kern, int m, int K, int C, c
         int c0, c, j;
         for (c0 = 0; c0 < C; c0 += NN__WINOGRAD_RUN) {
             const int count = NN__MIN(NN__WINOGRAD_RUN, C - c0);
-            const float *g = w + ((size_t)o * C + c0) * 9;
-            for (c = 0; c < count; c++)
-                for (j = 0; j < 9; j++) taps[j * NN__WINOGRAD_RUN + c] = g[c * 9 + j];
-            if (m == 4) kern->winograd4_kernel(count, taps, NN__WINOGRAD_RUN, u + (size_t)o * C + c0, plane);
-            else kern->winograd_kernel(count, taps, NN__WINOGRAD_RUN, u + (size_t)o * C + c0, plane);
-        }
-    }
-}
-
-/* dw[o][c] = G^T dU[.][o][c] G (3x3) for every pair. */
-static void nn__winograd_weights_backward(const nn__kernels *kern, int m, int K, int C, const float *du, size_t plane,
-                                          float *dw)
-{
-    int o;
-    NN__PARALLEL_FOR(plane * 16)
-    for (o = 0; o < K; o++) {
-        float taps[9 * NN__WINOGRAD_RUN];
-        int c0, c, j;
-        for (c0 = 0; c0 < C; c0 += NN__WINOGRAD_RUN) {
-            const int count = NN__MIN(NN__WINOGRAD_RUN, C - c0);
-            float *g = dw + ((size_t)o * C + c0) * 9;
-            if (m == 4) kern->winograd4_kernel_gradient(count, du + (size_t)o * C + c0, plane, taps, NN__WINOGRAD_RUN);
-            else kern->winograd_kernel_gradient(count, du + (size_t)o * C + c0, plane, taps, NN__WINOGRAD_RUN);
-            for (c = 0; c < count; c++)
-                for (j = 0; j < 9; j++) g[c * 9 + j] = taps[j * NN__WINOGRAD_RUN + c];
+            const size_t at = (size_t)o * C + c0;
+            if (dw) {
+                if (m == 4) kern->winograd4_kernel_gradient(count, u + at, plane, taps, NN__WINOGRAD_RUN);
+                else kern->winograd_kernel_gradient(count, u + at, plane, taps, NN__WINOGRAD_RUN);
+                for (c = 0; c < count; c++)
+                    for (j = 0; j < 9; j++) dw[(at + c) * 9 + j] = taps[j * NN__WINOGRAD_RUN + c];
+            } else {
+                for (c = 0; c < count; c++)
+                    for (j = 0; j < 9; j++) taps[j * NN__WINOGRAD_RUN + c] = w[(at + c) * 9 + j];
+                if (m == 4) kern->winograd4_kernel(count, taps, NN__WINOGRAD_RUN, u + at, plane);
+                else kern->winograd_kernel(count, taps, NN__WINOGRAD_RUN, u + at, plane);
+            }
         }
     }
 }
@@ -4472,11 +4465,10 @@ static void nn__winograd_forward(const nn_conv2d_shape *s, int oh, int ow, const
     const nn__kernels *kern = nn__kernels_get();
     const nn__winograd_plan p = nn__winograd_plan_of(s, oh, ow);
     const int C = s->in_channels, K = s->out_channels, T = p.chunk, planes = p.planes;
-    const size_t uplane = (size_t)K * C + NN__WINOGRAD_SKEW, vplane = (size_t)C * T + NN__WINOGRAD_SKEW;
-    const size_t mplane = (size_t)K * T + NN__WINOGRAD_SKEW;
+    const size_t uplane = p.uplane, vplane = p.vplane, mplane = p.mplane;
     float *u = ws, *v = u + planes * uplane, *m = v + planes * vplane;
     (void)workers;
-    nn__winograd_weights(kern, p.m, K, C, w, u, uplane);
+    nn__winograd_weights(kern, p.m, K, C, w, NULL, u, uplane);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(workers)
 #endif
@@ -4510,8 +4502,7 @@ static void nn__winograd_backward_weight(const nn_conv2d_shape *s, int oh, int o
     const nn__kernels *kern = nn__kernels_get();
     const nn__winograd_plan p = nn__winograd_plan_of(s, oh, ow);
     const int C = s->in_channels, K = s->out_channels, T = p.chunk, planes = p.planes;
-    const size_t uplane = (size_t)K * C + NN__WINOGRAD_SKEW, vplane = (size_t)C * T + NN__WINOGRAD_SKEW;
-    const size_t mplane = (size_t)K * T + NN__WINOGRAD_SKEW;
+    const size_t uplane = p.uplane, vplane = p.vplane, mplane = p.mplane;
     float *du = ws, *v = du + planes * uplane, *dm = v + planes * vplane;
     (void)workers;
 #ifdef _OPENMP
@@ -4538,7 +4529,7 @@ static void nn__winograd_backward_weight(const nn_conv2d_shape *s, int oh, int o
                          du + k * uplane, C, nn__thread_slice(gemm_ws), 1);
         }
     }
-    nn__winograd_weights_backward(kern, p.m, K, C, du, uplane, dw);
+    nn__winograd_weights(kern, p.m, K, C, NULL, dw, du, uplane);
 }
 
 /* ---- direct convolution for layers with few channels (LeNet's) ----
