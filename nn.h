@@ -1522,22 +1522,32 @@ static void nn__wino4_kernel_gradient_1d(const float *x, float *g)
     g[2] = (c - a) * NN__SIXTH + x[5];
 }
 
+/* The 2-D transform of an n x n tile x into an m x m one y: the 1-D one down each column
+   (m values from n), then along each of the m rows. */
+static void nn__wino4_2d(void (*one_d)(const float *, float *), int n, int m, float x[6][6], float y[6][6])
+{
+    float column[6], out[6], c[6][6];
+    int i, j;
+    for (j = 0; j < n; j++) {
+        for (i = 0; i < n; i++) column[i] = x[i][j];
+        one_d(column, out);
+        for (i = 0; i < m; i++) c[i][j] = out[i];
+    }
+    for (i = 0; i < m; i++) one_d(c[i], y[i]);
+}
+
 /* B^T d B of tiles t < count whose six input rows are rows[0..5] (tile t reads columns
    4t..4t+5: 4*count + 2 floats a row). */
 static void nn__winograd4_input_scalar(int count, const float *const *rows, float *v, size_t stride)
 {
     int t, i, j;
     for (t = 0; t < count; t++) {
-        float d[6], c[6][6], r[6];
-        for (j = 0; j < 6; j++) { /* column j: down its six rows */
-            for (i = 0; i < 6; i++) d[i] = rows[i][4 * t + j];
-            nn__wino4_input_1d(d, r);
-            for (i = 0; i < 6; i++) c[i][j] = r[i];
-        }
-        for (i = 0; i < 6; i++) { /* then along each row */
-            nn__wino4_input_1d(c[i], r);
-            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[j];
-        }
+        float d[6][6], r[6][6];
+        for (i = 0; i < 6; i++)
+            for (j = 0; j < 6; j++) d[i][j] = rows[i][4 * t + j];
+        nn__wino4_2d(nn__wino4_input_1d, 6, 6, d, r);
+        for (i = 0; i < 6; i++)
+            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[i][j];
     }
 }
 
@@ -1546,16 +1556,12 @@ static void nn__winograd4_output_scalar(int count, const float *m, size_t stride
 {
     int t, i, j;
     for (t = 0; t < count; t++) {
-        float d[6], c[4][6], r[4];
-        for (j = 0; j < 6; j++) {
-            for (i = 0; i < 6; i++) d[i] = m[(size_t)(6 * i + j) * stride + t];
-            nn__wino4_output_1d(d, r);
-            for (i = 0; i < 4; i++) c[i][j] = r[i];
-        }
-        for (i = 0; i < 4; i++) {
-            nn__wino4_output_1d(c[i], r);
-            for (j = 0; j < 4; j++) y[i][4 * t + j] = r[j];
-        }
+        float d[6][6], r[6][6];
+        for (i = 0; i < 6; i++)
+            for (j = 0; j < 6; j++) d[i][j] = m[(size_t)(6 * i + j) * stride + t];
+        nn__wino4_2d(nn__wino4_output_1d, 6, 4, d, r);
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 4; j++) y[i][4 * t + j] = r[i][j];
     }
 }
 
@@ -1564,16 +1570,12 @@ static void nn__winograd4_gradient_scalar(int count, const float *const *rows, f
 {
     int t, i, j;
     for (t = 0; t < count; t++) {
-        float d[4], c[6][4], r[6];
-        for (j = 0; j < 4; j++) {
-            for (i = 0; i < 4; i++) d[i] = rows[i][4 * t + j];
-            nn__wino4_gradient_1d(d, r);
-            for (i = 0; i < 6; i++) c[i][j] = r[i];
-        }
-        for (i = 0; i < 6; i++) {
-            nn__wino4_gradient_1d(c[i], r);
-            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[j];
-        }
+        float d[6][6], r[6][6];
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 4; j++) d[i][j] = rows[i][4 * t + j];
+        nn__wino4_2d(nn__wino4_gradient_1d, 4, 6, d, r);
+        for (i = 0; i < 6; i++)
+            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[i][j];
     }
 }
 
@@ -1582,16 +1584,12 @@ static void nn__winograd4_kernel_scalar(int count, const float *g, size_t gs, fl
 {
     int t, i, j;
     for (t = 0; t < count; t++) {
-        float d[3], c[6][3], r[6];
-        for (j = 0; j < 3; j++) {
-            for (i = 0; i < 3; i++) d[i] = g[(size_t)(3 * i + j) * gs + t];
-            nn__wino4_kernel_1d(d, r);
-            for (i = 0; i < 6; i++) c[i][j] = r[i];
-        }
-        for (i = 0; i < 6; i++) {
-            nn__wino4_kernel_1d(c[i], r);
-            for (j = 0; j < 6; j++) u[(size_t)(6 * i + j) * stride + t] = r[j];
-        }
+        float d[6][6], r[6][6];
+        for (i = 0; i < 3; i++)
+            for (j = 0; j < 3; j++) d[i][j] = g[(size_t)(3 * i + j) * gs + t];
+        nn__wino4_2d(nn__wino4_kernel_1d, 3, 6, d, r);
+        for (i = 0; i < 6; i++)
+            for (j = 0; j < 6; j++) u[(size_t)(6 * i + j) * stride + t] = r[i][j];
     }
 }
 
@@ -1600,16 +1598,12 @@ static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size
 {
     int t, i, j;
     for (t = 0; t < count; t++) {
-        float d[6], c[3][6], r[3];
-        for (j = 0; j < 6; j++) {
-            for (i = 0; i < 6; i++) d[i] = x[(size_t)(6 * i + j) * stride + t];
-            nn__wino4_kernel_gradient_1d(d, r);
-            for (i = 0; i < 3; i++) c[i][j] = r[i];
-        }
-        for (i = 0; i < 3; i++) {
-            nn__wino4_kernel_gradient_1d(c[i], r);
-            for (j = 0; j < 3; j++) g[(size_t)(3 * i + j) * gs + t] = r[j];
-        }
+        float d[6][6], r[6][6];
+        for (i = 0; i < 6; i++)
+            for (j = 0; j < 6; j++) d[i][j] = x[(size_t)(6 * i + j) * stride + t];
+        nn__wino4_2d(nn__wino4_kernel_gradient_1d, 6, 3, d, r);
+        for (i = 0; i < 3; i++)
+            for (j = 0; j < 3; j++) g[(size_t)(3 * i + j) * gs + t] = r[i][j];
     }
 }
 
