@@ -3153,25 +3153,6 @@ NN__AVX512 void nn__avx512_store_two(size_t count, float *p0, float *p1, __m512 
     _mm512_mask_storeu_ps(p0, lo, v);
     _mm512_mask_storeu_ps(p1, lo, _mm512_maskz_compress_ps(hi, v)); /* the register compress: fast on Zen 4 */
 }
-NN__AVX512 void nn__avx512_interleave(__m512 even, __m512 odd, __m512 *lo, __m512 *hi)
-{
-    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    *lo = _mm512_permutex2var_ps(even, first, odd);
-    *hi = _mm512_permutex2var_ps(even, _mm512_add_epi32(first, _mm512_set1_epi32(8)), odd);
-}
-NN__AVX512 void nn__avx512_store_even_odd(float *p, __m512 even, __m512 odd)
-{
-    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    _mm512_storeu_ps(p, _mm512_permutex2var_ps(even, first, odd));
-    _mm512_storeu_ps(p + 16, _mm512_permutex2var_ps(even, _mm512_add_epi32(first, _mm512_set1_epi32(8)), odd));
-}
-NN__AVX512 void nn__avx512_store_even_odd_tail(size_t count, float *p, __m512 even, __m512 odd)
-{
-    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    _mm512_mask_storeu_ps(p, nn__avx512_tail_lanes(2 * count < 16 ? 2 * count : 16), _mm512_permutex2var_ps(even, first, odd));
-    _mm512_mask_storeu_ps(p + 16, nn__avx512_tail_lanes(2 * count > 16 ? 2 * count - 16 : 0),
-                          _mm512_permutex2var_ps(even, _mm512_add_epi32(first, _mm512_set1_epi32(8)), odd));
-}
 NN__AVX512 __m512i nn__avx512_index_set1(int32_t i) { return _mm512_set1_epi32(i); }
 NN__AVX512 __m512i nn__avx512_index_add(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
 NN__AVX512 __m512i nn__avx512_index_select(__mmask16 m, __m512i a, __m512i b) { return _mm512_mask_mov_epi32(b, m, a); }
@@ -3182,11 +3163,65 @@ NN__AVX512 void nn__avx512_index_store_tail(__mmask16 t, int32_t *p, __m512i v) 
 #define NN__ISA avx512
 #define NN__TARGET NN__TARGET_AVX512
 NN__VECTOR_KERNELS()
-NN__WINOGRAD_KERNELS()
-NN__WINOGRAD4_KERNELS()
 NN__OPTIMIZER_KERNELS()
 #undef NN__TARGET
 #undef NN__ISA
+
+/* ---------------------------------- AVX-512 at 8 lanes: the Winograd transforms ---- */
+/* The transforms run a row of tiles a vector at a time, and ResNet's small images give rows of
+   2-14 tiles: 8 lanes fill better than 16, and Zen 4 runs a 16-lane instruction as two 8-lane
+   ones. AVX2's tails (vmaskmovps) are slow on AMD, so this vocabulary is AVX2's with AVX-512VL's
+   mask registers for the tails; the AVX-512 table takes these transforms (so the AVX-512
+   vocabulary has no interleave or store_even_odd: nothing of its own uses them). */
+typedef __m256 nn__avx512y_vec;
+typedef __mmask8 nn__avx512y_tail;
+enum { nn__avx512y_width = 8 };
+#define nn__avx512y_load nn__avx2_load
+#define nn__avx512y_store nn__avx2_store
+#define nn__avx512y_add nn__avx2_add
+#define nn__avx512y_sub nn__avx2_sub
+#define nn__avx512y_mul nn__avx2_mul
+#define nn__avx512y_set1 nn__avx2_set1
+#define nn__avx512y_zero nn__avx2_zero
+#define nn__avx512y_load_even_odd nn__avx2_load_even_odd
+#define nn__avx512y_store_even_odd nn__avx2_store_even_odd
+#define nn__avx512y_deinterleave nn__avx2_deinterleave
+#define nn__avx512y_interleave nn__avx2_interleave
+#define NN__AVX512Y NN__TARGET_AVX512 NN__ALWAYS_INLINE
+NN__AVX512Y __mmask8 nn__avx512y_tail_lanes(size_t count) { return (__mmask8)((1u << count) - 1u); }
+NN__AVX512Y __m256 nn__avx512y_load_tail(__mmask8 t, const float *p) { return _mm256_maskz_loadu_ps(t, p); }
+NN__AVX512Y void nn__avx512y_store_tail(__mmask8 t, float *p, __m256 v) { _mm256_mask_storeu_ps(p, t, v); }
+NN__AVX512Y void nn__avx512y_load_even_odd_tail(size_t count, const float *p, __m256 *even, __m256 *odd)
+{
+    const __mmask8 lo = nn__avx512y_tail_lanes(2 * count < 8 ? 2 * count : 8);
+    const __mmask8 hi = nn__avx512y_tail_lanes(2 * count > 8 ? 2 * count - 8 : 0);
+    nn__avx2_deinterleave(_mm256_maskz_loadu_ps(lo, p), _mm256_maskz_loadu_ps(hi, p + 8), even, odd);
+}
+NN__AVX512Y void nn__avx512y_store_even_odd_tail(size_t count, float *p, __m256 even, __m256 odd)
+{
+    __m256 lo, hi;
+    nn__avx2_interleave(even, odd, &lo, &hi);
+    _mm256_mask_storeu_ps(p, nn__avx512y_tail_lanes(2 * count < 8 ? 2 * count : 8), lo);
+    _mm256_mask_storeu_ps(p + 8, nn__avx512y_tail_lanes(2 * count > 8 ? 2 * count - 8 : 0), hi);
+}
+#undef NN__AVX512Y
+
+#define NN__ISA avx512y
+#define NN__TARGET NN__TARGET_AVX512
+NN__WINOGRAD_KERNELS()
+NN__WINOGRAD4_KERNELS()
+#undef NN__TARGET
+#undef NN__ISA
+#define nn__winograd_input_avx512 nn__winograd_input_avx512y
+#define nn__winograd_output_avx512 nn__winograd_output_avx512y
+#define nn__winograd_gradient_avx512 nn__winograd_gradient_avx512y
+#define nn__winograd_kernel_avx512 nn__winograd_kernel_avx512y
+#define nn__winograd_kernel_gradient_avx512 nn__winograd_kernel_gradient_avx512y
+#define nn__winograd4_input_avx512 nn__winograd4_input_avx512y
+#define nn__winograd4_output_avx512 nn__winograd4_output_avx512y
+#define nn__winograd4_gradient_avx512 nn__winograd4_gradient_avx512y
+#define nn__winograd4_kernel_avx512 nn__winograd4_kernel_avx512y
+#define nn__winograd4_kernel_gradient_avx512 nn__winograd4_kernel_gradient_avx512y
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
