@@ -1536,74 +1536,91 @@ static void nn__wino4_2d(void (*one_d)(const float *, float *), int n, int m, fl
     for (i = 0; i < m; i++) one_d(c[i], y[i]);
 }
 
+/* Tile t of n x n, from rows (element (i, j) at rows[i][4t + j]) or from planes (at
+   x[(n*i + j)*stride + t]), and an m x m result back the same ways. */
+static void nn__wino4_from_rows(const float *const *rows, int t, int n, float d[6][6])
+{
+    int i, j;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < n; j++) d[i][j] = rows[i][4 * t + j];
+}
+static void nn__wino4_from_planes(const float *x, size_t stride, int t, int n, float d[6][6])
+{
+    int i, j;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < n; j++) d[i][j] = x[(size_t)(n * i + j) * stride + t];
+}
+static void nn__wino4_to_rows(float r[6][6], int m, float *const *rows, int t)
+{
+    int i, j;
+    for (i = 0; i < m; i++)
+        for (j = 0; j < m; j++) rows[i][4 * t + j] = r[i][j];
+}
+static void nn__wino4_to_planes(float r[6][6], int m, float *v, size_t stride, int t)
+{
+    int i, j;
+    for (i = 0; i < m; i++)
+        for (j = 0; j < m; j++) v[(size_t)(m * i + j) * stride + t] = r[i][j];
+}
+
 /* B^T d B of tiles t < count whose six input rows are rows[0..5] (tile t reads columns
    4t..4t+5: 4*count + 2 floats a row). */
 static void nn__winograd4_input_scalar(int count, const float *const *rows, float *v, size_t stride)
 {
-    int t, i, j;
+    float d[6][6], r[6][6];
+    int t;
     for (t = 0; t < count; t++) {
-        float d[6][6], r[6][6];
-        for (i = 0; i < 6; i++)
-            for (j = 0; j < 6; j++) d[i][j] = rows[i][4 * t + j];
+        nn__wino4_from_rows(rows, t, 6, d);
         nn__wino4_2d(nn__wino4_input_1d, 6, 6, d, r);
-        for (i = 0; i < 6; i++)
-            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[i][j];
+        nn__wino4_to_planes(r, 6, v, stride, t);
     }
 }
 
 /* A^T m A of tiles t < count: the 4x4 outputs of tile t go to y[i][4t..4t+3], i < 4. */
 static void nn__winograd4_output_scalar(int count, const float *m, size_t stride, float *const *y)
 {
-    int t, i, j;
+    float d[6][6], r[6][6];
+    int t;
     for (t = 0; t < count; t++) {
-        float d[6][6], r[6][6];
-        for (i = 0; i < 6; i++)
-            for (j = 0; j < 6; j++) d[i][j] = m[(size_t)(6 * i + j) * stride + t];
+        nn__wino4_from_planes(m, stride, t, 6, d);
         nn__wino4_2d(nn__wino4_output_1d, 6, 4, d, r);
-        for (i = 0; i < 4; i++)
-            for (j = 0; j < 4; j++) y[i][4 * t + j] = r[i][j];
+        nn__wino4_to_rows(r, 4, y, t);
     }
 }
 
 /* A g A^T of output-gradient tiles t < count, the 4x4 block rows[i][4t..4t+3]. */
 static void nn__winograd4_gradient_scalar(int count, const float *const *rows, float *v, size_t stride)
 {
-    int t, i, j;
+    float d[6][6], r[6][6];
+    int t;
     for (t = 0; t < count; t++) {
-        float d[6][6], r[6][6];
-        for (i = 0; i < 4; i++)
-            for (j = 0; j < 4; j++) d[i][j] = rows[i][4 * t + j];
+        nn__wino4_from_rows(rows, t, 4, d);
         nn__wino4_2d(nn__wino4_gradient_1d, 4, 6, d, r);
-        for (i = 0; i < 6; i++)
-            for (j = 0; j < 6; j++) v[(size_t)(6 * i + j) * stride + t] = r[i][j];
+        nn__wino4_to_planes(r, 6, v, stride, t);
     }
 }
 
 /* G g G^T of count kernels side by side (tap j of kernel i at g[j*gs + i]). */
 static void nn__winograd4_kernel_scalar(int count, const float *g, size_t gs, float *u, size_t stride)
 {
-    int t, i, j;
+    float d[6][6], r[6][6];
+    int t;
     for (t = 0; t < count; t++) {
-        float d[6][6], r[6][6];
-        for (i = 0; i < 3; i++)
-            for (j = 0; j < 3; j++) d[i][j] = g[(size_t)(3 * i + j) * gs + t];
+        nn__wino4_from_planes(g, gs, t, 3, d);
         nn__wino4_2d(nn__wino4_kernel_1d, 3, 6, d, r);
-        for (i = 0; i < 6; i++)
-            for (j = 0; j < 6; j++) u[(size_t)(6 * i + j) * stride + t] = r[i][j];
+        nn__wino4_to_planes(r, 6, u, stride, t);
     }
 }
 
 /* G^T x G of count 6x6 transforms side by side: the 3x3 weight gradients. */
 static void nn__winograd4_kernel_gradient_scalar(int count, const float *x, size_t stride, float *g, size_t gs)
 {
-    int t, i, j;
+    float d[6][6], r[6][6];
+    int t;
     for (t = 0; t < count; t++) {
-        float d[6][6], r[6][6];
-        for (i = 0; i < 6; i++)
-            for (j = 0; j < 6; j++) d[i][j] = x[(size_t)(6 * i + j) * stride + t];
+        nn__wino4_from_planes(x, stride, t, 6, d);
         nn__wino4_2d(nn__wino4_kernel_gradient_1d, 6, 3, d, r);
-        for (i = 0; i < 3; i++)
-            for (j = 0; j < 3; j++) g[(size_t)(3 * i + j) * gs + t] = r[i][j];
+        nn__wino4_to_planes(r, 3, g, gs, t);
     }
 }
 
