@@ -442,8 +442,8 @@ NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_deca
 NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay); /* Adam with L2 weight decay added to the gradient */
 NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay); /* Adam with decoupled weight decay (p *= 1 - lr*wd) */
 NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay); /* RMSProp; set .momentum for the momentum variant */
-NNDEF nn_status nn_optimizer_bind(nn_optimizer *opt, nn_model *model); /* allocates the state */
-NNDEF nn_status nn_optimizer_step(nn_optimizer *opt, nn_model *model); /* one update of the model's parameters from nn_grads */
+NNDEF nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt); /* allocates the state */
+NNDEF nn_status nn_optimizer_step(nn_model *model, nn_optimizer *opt); /* one update of the model's parameters from nn_grads */
 NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count */
 NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimizer can be bound again) */
 
@@ -6622,7 +6622,7 @@ NNDEF nn_optimizer nn_adam(float lr, float weight_decay) { return nn__optimizer(
 NNDEF nn_optimizer nn_adamw(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_ADAMW, lr, weight_decay); }
 NNDEF nn_optimizer nn_rmsprop(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_RMSPROP, lr, weight_decay); }
 
-NNDEF nn_status nn_optimizer_bind(nn_optimizer *o, nn_model *m)
+NNDEF nn_status nn_optimizer_bind(nn_model *m, nn_optimizer *o)
 {
     size_t per, need;
     if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_optimizer_bind: null optimizer or uncompiled model");
@@ -6655,13 +6655,13 @@ NNDEF void nn_optimizer_free(nn_optimizer *o)
     o->state_count = 0;
 }
 
-NNDEF nn_status nn_optimizer_step(nn_optimizer *o, nn_model *m)
+NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
 {
     size_t n;
     nn__update u;
     const nn__kernels *kern = nn__kernels_get();
     const float lr = o ? o->learning_rate : 0.0f, wd = o ? o->weight_decay : 0.0f;
-    nn_status st = nn_optimizer_bind(o, m);
+    nn_status st = nn_optimizer_bind(m, o);
     if (st != NN_OK) return st;
     if (!(lr >= 0.0f) || !(wd >= 0.0f)) return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_step: negative or NaN rate");
     memset(&u, 0, sizeof u);
@@ -6718,7 +6718,7 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
                             "batch-norm statistics restored", isfinite(value) ? "the gradient" : "the loss", (double)value);
         }
     }
-    st = nn_optimizer_step(opt, m);
+    st = nn_optimizer_step(m, opt);
     if (st != NN_OK && m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
     return st;
 }
@@ -7236,7 +7236,7 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
     f.best = INFINITY;
     st = nn__batches_alloc(&b, train, options->batch_size, "nn_fit");
     if (st != NN_OK) goto done;
-    st = nn_optimizer_bind(opt, m);
+    st = nn_optimizer_bind(m, opt);
     if (st != NN_OK) goto done;
     rng = nn_rng_new(options->seed);
     f.show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());

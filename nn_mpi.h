@@ -430,7 +430,7 @@ NNDEF nn_status nn_mpi_train_step(nn_model *m, nn_optimizer *opt, const float *x
     if ((!isfinite(meta[1]) || !isfinite(norm)) && !nn_mpi__keep_going(m))
         return nn_mpi__fail(NN_ERROR_NONFINITE, "%s: %s is not finite (loss %g); the update was skipped on every rank",
                             who, isfinite(meta[1]) ? "the gradient" : "the loss", meta[1] / meta[0]);
-    st = nn_optimizer_step(opt, m);
+    st = nn_optimizer_step(m, opt);
     if (st != NN_OK) return nn_mpi__from_nn(st, who);
     nn_mpi__stats.steps++;
     nn_mpi__stats.compute_seconds += (t1 - t0) + (MPI_Wtime() - t3);

@@ -806,8 +806,8 @@ static void bm_optimizer_step(nnb_state *s, void *user)
     g = nn_grads(m);
     for (i = 0; i < n; i++) g[i] = 0.01f * nn_rng_normal(&rng);
     opt = c->adam ? nn_adam(1e-3f, 0.0f) : nn_sgd(0.01f, 0.9f, 0.0f);
-    if (check(s, nn_optimizer_step(&opt, m))) { /* binds the state; the first step is special */
-        while (nnb_keep_running(s)) nn_optimizer_step(&opt, m);
+    if (check(s, nn_optimizer_step(m, &opt))) { /* binds the state; the first step is special */
+        while (nnb_keep_running(s)) nn_optimizer_step(m, &opt);
         nnb_do_not_optimize(nn_params(m));
         nnb_set_items_per_iteration(s, (double)n);
         /* SGD: read p, g, momentum; write p, momentum. Adam: read p, g, m, v; write p, m, v. */

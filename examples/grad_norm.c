@@ -156,7 +156,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "grad_norm: the loss or the gradient is not finite at epoch %d\n", epoch);
                 return 1;
             }
-            ex_check(nn_optimizer_step(&opt, m), "optimizer step");
+            ex_check(nn_optimizer_step(m, &opt), "optimizer step");
             step_count++;
             loss_sum += (double)loss * n;
             norm_sum += norm;

@@ -137,7 +137,7 @@ static void no_alloc_after_first_step(nn_model *m, nn_optimizer *o, int max_batc
     ASSERT_OK(nn_forward(m, x, max_batch, NN_TRAIN));
     ASSERT_OK(nn_backward(m, labels, NULL, &loss));
     nn_optimizer_reset(o);
-    ASSERT_OK(nn_optimizer_step(o, m));
+    ASSERT_OK(nn_optimizer_step(m, o));
     memset(&ds, 0, sizeof ds);
     ds.count = max_batch;
     ds.classes = 10;
@@ -269,7 +269,7 @@ static void test_optimizers_alloc_once(void **state)
         for (s = 0; s < 4; s++) ASSERT_OK(nn_train_step(m, &opts[k], x, labels, NULL, 4, NULL));
         if (alloc_calls - before != 1) fail_msg("optimizer %d: %lu allocations in 4 steps, expected 1", k, (unsigned long)(alloc_calls - before));
         before = alloc_calls;
-        ASSERT_OK(nn_optimizer_bind(&opts[k], m));
+        ASSERT_OK(nn_optimizer_bind(m, &opts[k]));
         if (alloc_calls != before) fail_msg("optimizer %d: nn_optimizer_bind on a bound optimizer allocated", k);
         nn_optimizer_free(&opts[k]);
         nn_optimizer_free(&opts[k]); /* twice is harmless */

@@ -997,7 +997,7 @@ static void opt_check(const char *name, nn_optimizer o)
     for (s = 0; s < OPT_STEPS; s++) {
         o.learning_rate = opt_lr[s];
         memcpy(nn_grads(m), opt_g[s], sizeof opt_g[s]);
-        ASSERT_OK(nn_optimizer_step(&o, m));
+        ASSERT_OK(nn_optimizer_step(m, &o));
         opt_ref_step(&o, &r, opt_g[s]);
         opt_compare(name, s + 1, nn_params(m), &r);
         if (o.step != s + 1) fail_msg("%s: step count %ld after %d steps", name, (long)o.step, s + 1);
@@ -1012,7 +1012,7 @@ static void opt_check(const char *name, nn_optimizer o)
         if (o.state[s] != 0.0f) fail_msg("%s: nn_optimizer_reset left state[%d] = %g", name, s, (double)o.state[s]);
     opt_ref_init(&r, nn_params(m));
     memcpy(nn_grads(m), opt_g[1], sizeof opt_g[1]);
-    ASSERT_OK(nn_optimizer_step(&o, m));
+    ASSERT_OK(nn_optimizer_step(m, &o));
     opt_ref_step(&o, &r, opt_g[1]);
     opt_compare(name, 1 /* after reset */, nn_params(m), &r);
     nn_optimizer_free(&o);
@@ -1090,11 +1090,11 @@ static void test_opt_bad_rate(void **state)
     nn_optimizer o = nn_sgd(-0.1f, 0.0f, 0.0f);
     (void)state;
     memcpy(nn_grads(m), opt_g[0], sizeof opt_g[0]);
-    EXPECT_ERROR(nn_optimizer_step(&o, m), NN_ERROR_ARGUMENT, NULL);
+    EXPECT_ERROR(nn_optimizer_step(m, &o), NN_ERROR_ARGUMENT, NULL);
     if (memcmp(nn_params(m), opt_p0, sizeof opt_p0) != 0) fail_msg("a rejected step changed the parameters");
     if (o.step != 0) fail_msg("a rejected step counted");
     o.learning_rate = NAN;
-    EXPECT_ERROR(nn_optimizer_step(&o, m), NN_ERROR_ARGUMENT, NULL);
+    EXPECT_ERROR(nn_optimizer_step(m, &o), NN_ERROR_ARGUMENT, NULL);
     nn_optimizer_free(&o);
     nn_model_free(m);
 }
@@ -1730,7 +1730,7 @@ static void test_train_step_composition(void **state)
         ASSERT_OK(nn_train_step(a, &oa, x, labels, NULL, 8, &la));
         ASSERT_OK(nn_forward(b, x, 8, NN_TRAIN));
         ASSERT_OK(nn_backward(b, labels, NULL, &lb));
-        ASSERT_OK(nn_optimizer_step(&ob, b));
+        ASSERT_OK(nn_optimizer_step(b, &ob));
         if (la != lb) fail_msg("step %d: loss %.9g vs %.9g", s, (double)la, (double)lb);
     }
     det_compare("nn_train_step vs forward+backward+step", a, b);
@@ -2298,10 +2298,10 @@ static void test_enum_values(void **state)
     ASSERT_OK(nn_init_weights(m, NULL, NN_INIT_HE_NORMAL, 0.0f, 0.0f));
     EXPECT_ERROR(nn_init_weights(m, NULL, NN_INIT_COUNT, 0.0f, 0.0f), NN_ERROR_ARGUMENT, NULL);
     o = nn_rmsprop(0.01f, 0.0f);
-    ASSERT_OK(nn_optimizer_bind(&o, m));
+    ASSERT_OK(nn_optimizer_bind(m, &o));
     nn_optimizer_free(&o);
     o.kind = NN_OPTIMIZER_COUNT;
-    EXPECT_ERROR(nn_optimizer_bind(&o, m), NN_ERROR_ARGUMENT, "kind");
+    EXPECT_ERROR(nn_optimizer_bind(m, &o), NN_ERROR_ARGUMENT, "kind");
     nn_model_free(m);
 }
 

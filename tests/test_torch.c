@@ -468,7 +468,7 @@ static int run_optimizer(const char *name, nn_optimizer *opt, const float *traj,
             if (step == 0 && grad_sum)
                 f += check_close(name, "gradient with NN_GRAD_SUM (= CrossEntropyLoss(reduction='sum'))",
                                  nn_grads(m), grad_sum, p, ATOL, RTOL);
-            st = nn_optimizer_step(opt, m);
+            st = nn_optimizer_step(m, opt);
             sprintf(what, "nn_optimizer_step %d", step + 1);
             if (check_status(name, what, st)) { f++; break; }
         }

@@ -170,7 +170,7 @@ static void optimizer_run(void *p)
 {
     train_ctx *t = (train_ctx *)p;
     int i;
-    for (i = 0; i < t->count; i++) nn_optimizer_step(&t->opt, t->m);
+    for (i = 0; i < t->count; i++) nn_optimizer_step(t->m, &t->opt);
 }
 
 /* Two LeNets compiled on 2 threads (split steps allowed or not), trained check_steps steps on
