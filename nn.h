@@ -309,7 +309,7 @@ typedef struct nn_node nn_node;
 #define NN_NO_BIAS 0
 
 typedef enum nn_loss {
-    NN_LOSS_NONE = 0,                  /* inference only */
+    NN_LOSS_NONE = 0,                  /* no built-in loss: inference, or training through nn_backward_from */
     NN_LOSS_SOFTMAX_CROSS_ENTROPY = 1, /* output = logits, targets = labels (PyTorch CrossEntropyLoss) */
     NN_LOSS_NLL = 2,                   /* output = log-probabilities (from nn_log_softmax), labels */
     NN_LOSS_MSE = 3,                   /* output vs float targets, mean over all elements (MSELoss) */
@@ -378,8 +378,36 @@ NNDEF float *nn_state(nn_model *model); /* the flat state vector */
 NNDEF float *nn_node_weights(nn_model *model, nn_node *layer, size_t *count);
 NNDEF float *nn_node_bias(nn_model *model, nn_node *layer, size_t *count); /* a layer's bias slice of nn_params */
 NNDEF float *nn_node_weight_grads(nn_model *model, nn_node *layer, size_t *count); /* a layer's weight slice of nn_grads */
+NNDEF float *nn_node_bias_grads(nn_model *model, nn_node *layer, size_t *count); /* a layer's bias slice of nn_grads */
 /* The index-th layer that has parameters (linear, conv2d, batchnorm), in build order, or NULL. */
 NNDEF nn_node *nn_layer(nn_model *model, int index);
+NNDEF int nn_node_count(const nn_model *model); /* nodes built so far, the input included (0 for NULL) */
+NNDEF nn_node *nn_node_at(nn_model *model, int index); /* the index-th node in build order (0 = the first built), or NULL */
+
+/* A node's tensors under their PyTorch state_dict names, in state_dict order: linear and conv2d
+   "weight" (linear [out][in], conv2d [out][in][kernel][kernel]) and "bias" [out] (absent with
+   NN_NO_BIAS); batchnorm "weight" (gamma), "bias" (beta), "running_mean", "running_var", each
+   [channels]. Parameters are slices of nn_params (gradients: of nn_grads), running statistics of
+   nn_state. */
+NNDEF int nn_node_tensor_count(const nn_node *node); /* how many tensors the node has (0 for NULL or a node without any) */
+NNDEF const char *nn_node_tensor_name(const nn_node *node, int index); /* the index-th tensor's name, or NULL */
+/* The named tensor of a node of this compiled model, with its float count in count (may be NULL);
+   NULL (count 0) and a message in nn_last_error for a NULL or foreign node, an unknown name, an
+   uncompiled model or a node the output does not depend on. */
+NNDEF float *nn_node_tensor(nn_model *model, nn_node *node, const char *name, size_t *count);
+/* The gradient of the named parameter tensor (a slice of nn_grads), as nn_node_tensor; NULL and a
+   message for running_mean and running_var, which have no gradient. */
+NNDEF float *nn_node_tensor_grad(nn_model *model, nn_node *node, const char *name, size_t *count);
+
+/* Freezing (fine-tuning): a frozen node's parameters get no gradient (their slice of nn_grads
+   stays 0; the backward skips the weight GEMMs, and a node whose input needs no gradient, such as
+   a frozen first layer, is skipped altogether) and no optimiser changes them or their optimiser
+   state, weight decay included. Batch-norm running statistics still move in NN_TRAIN forwards, as
+   in PyTorch (requires_grad = False does not stop them): use NN_EVAL to keep them. Settable
+   before or after nn_compile. A node without parameters is refused (NN_ERROR_ARGUMENT). */
+NNDEF nn_status nn_set_trainable(nn_node *node, int trainable);
+NNDEF int nn_node_trainable(const nn_node *node); /* 1 if the node has parameters and is not frozen */
+NNDEF size_t nn_trainable_param_count(const nn_model *model); /* parameters of the nodes not frozen (frozen = nn_param_count - this) */
 
 /* ======================================================================================
    5. Training
@@ -398,12 +426,33 @@ NNDEF void nn_set_nonfinite_policy(nn_model *model, int keep_going);
 NNDEF nn_grad_reduction nn_get_grad_reduction(const nn_model *model); /* as set (NN_GRAD_MEAN by default) */
 NNDEF int nn_get_nonfinite_policy(const nn_model *model); /* 1 when non-finite updates are applied */
 
+/* Gradient accumulation: with enabled = 1 every backward (nn_backward, nn_backward_from,
+   nn_compute_gradients) adds its gradients to nn_grads instead of overwriting them; clear them
+   with nn_zero_grads between optimiser steps. Each backward adds its batch's gradient with the
+   model's reduction: k backwards of b samples add up, with NN_GRAD_SUM, to the gradient of one
+   batch of k*b samples, and with NN_GRAD_MEAN to k times its mean (scale the learning rate by
+   1/k). Batch norm normalises each batch by its own statistics, so batches are not separable in
+   a model with batch norm. nn_train_step (and so nn_fit and nn_train_epoch) ignores the mode:
+   its step uses its own batch's gradient, which replaces nn_grads. The sample split over threads
+   works in both modes. Enabling it after nn_compile allocates a second gradient buffer (the
+   backward's, added into nn_grads), freed when disabled. */
+NNDEF nn_status nn_set_grad_accumulation(nn_model *model, int enabled);
+NNDEF int nn_get_grad_accumulation(const nn_model *model); /* 1 when backwards add into nn_grads */
+NNDEF nn_status nn_zero_grads(nn_model *model); /* sets every value of nn_grads to 0 */
+
 /* Runs the graph on count samples (count <= max_batch). */
 NNDEF nn_status nn_forward(nn_model *model, const float *x, int count, nn_mode mode);
 NNDEF const float *nn_output(const nn_model *model); /* [count][nn_output_size] of the last forward */
 /* Loss of the last forward against labels (or float targets for NN_LOSS_MSE) and the gradients
    of every parameter (overwriting nn_grads). loss may be NULL. */
 NNDEF nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
+/* A backward that starts from the caller's gradient of the output (PyTorch's y.backward(dy)), for
+   losses written outside the library: dy [count][nn_output_size] is d(loss)/d(output) of the last
+   nn_forward (NN_TRAIN to train), used as given (the reduction setting does not scale it: divide
+   by the batch yourself for a mean). Then nn_grads (and nn_input_gradient) as after nn_backward.
+   Any loss setting works, NN_LOSS_NONE included. A NULL dy (NN_ERROR_ARGUMENT) or one with a NaN
+   or an infinity (NN_ERROR_NONFINITE) is refused with nothing changed. */
+NNDEF nn_status nn_backward_from(nn_model *model, const float *dy);
 /* Loss only, no gradients (evaluation). */
 NNDEF nn_status nn_compute_loss(nn_model *model, const int *labels, const float *targets, float *loss);
 /* nn_forward in NN_TRAIN mode then nn_backward, in one call, so that it can be split by samples:
@@ -5144,8 +5193,10 @@ static void nn__bn_gradients(int C, int c, int training, double count, double su
                              const float *gamma, const float *saved, float *dgamma, float *dbeta, float *k)
 {
     const double sum_dy_xhat = sum_dy_centred * saved[C + c];
-    dgamma[c] = (float)sum_dy_xhat;
-    dbeta[c] = (float)sum_dy;
+    if (dgamma) { /* NULL for a frozen node */
+        dgamma[c] = (float)sum_dy_xhat;
+        dbeta[c] = (float)sum_dy;
+    }
     k[0] = gamma[c] * saved[C + c];
     k[1] = training ? (float)(sum_dy / count) : 0.0f;
     k[2] = training ? (float)(sum_dy_xhat / count) : 0.0f;
@@ -5243,10 +5294,10 @@ static void nn__batchnorm_forward(int batch, int C, int S, const float *x, const
     }
 }
 
-/* dgamma and dbeta (overwritten) and, if dx is not NULL, dx, from the forward's saved mean and
-   1/std: train: dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)); eval: the statistics
-   are constants. The two channel sums come from one pass (sum dy and sum dy*(x - mean), the
-   latter times invstd in double). */
+/* dgamma and dbeta (overwritten; both NULL for a frozen node) and, if dx is not NULL, dx, from
+   the forward's saved mean and 1/std: train: dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat));
+   eval: the statistics are constants. The two channel sums come from one pass (sum dy and
+   sum dy*(x - mean), the latter times invstd in double). */
 static void nn__batchnorm_backward(int batch, int C, int S, const float *x, const float *dy,
                                    const float *gamma, const float *saved, int training, float *dgamma, float *dbeta,
                                    float *dx)
@@ -5317,6 +5368,7 @@ static void nn__dropout_backward(size_t count, const float *mask, const float *d
 struct nn_node {
     nn_op op;
     int index;                  /* position in the model's build order */
+    nn_model *model;            /* the model that owns it */
     nn_node *in[2];
     int inputs;
     int c, h, w;                /* output shape of one sample */
@@ -5325,6 +5377,7 @@ struct nn_node {
     int kernel, stride, pad, has_bias;
     nn_activation activation;
     float parameter;            /* activation parameter or dropout probability */
+    int frozen;                 /* nn_set_trainable(node, 0): no parameter gradients, no updates */
     /* set by the op's shape rule */
     int fan_in, fan_out;
     size_t weight_count, bias_count, state_count;
@@ -5342,7 +5395,7 @@ typedef struct nn__context {
     float *arena;               /* activations, gradients, masks, loss scratch */
     int32_t *index_arena;       /* max-pool argmax */
     float *workspace;           /* conv column matrix + GEMM slices */
-    float *grads;               /* parameter gradients */
+    float *grads;               /* parameter gradients (context 0: the model's, or backward_grads when accumulating) */
     unsigned char *grad_ready;  /* per node: its gradient buffer holds this backward's value */
     const float *samples;       /* the input of this pass */
     int batch;                  /* samples of this pass */
@@ -5372,6 +5425,8 @@ struct nn_model {
     nn_mode mode;
     nn_grad_reduction reduction;
     int input_gradient, keep_going;
+    int accumulate;             /* nn_set_grad_accumulation: backwards add into grads */
+    float *backward_grads;      /* when accumulating (compiled): what context 0's backward writes, then added to grads */
     int backward_done;
     nn__context *contexts;      /* [0] views the buffers above; [1..] replicas (see nn__split_parts) */
     int context_count;
@@ -5401,8 +5456,9 @@ typedef struct nn__op_info {
     double (*macs)(const nn_node *n);       /* multiply-adds of one sample's forward (NULL: negligible) */
     void (*init)(nn_model *m, nn_node *n);  /* PyTorch's default parameters and state (NULL: none) */
     void (*forward)(nn_model *m, nn__context *e, nn_node *n);
-    /* parameter gradients into e->grads and, if dx is not NULL, the gradient of in[0] into dx
-       (the caller adds it to what other consumers gave); NULL for NN__OP_GRAD_IS_DY and input */
+    /* parameter gradients into e->grads (none for a frozen node) and, if dx is not NULL, the
+       gradient of in[0] into dx (the caller adds it to what other consumers gave); NULL for
+       NN__OP_GRAD_IS_DY and input */
     void (*backward)(nn_model *m, nn__context *e, nn_node *n, float *dx);
 } nn__op_info;
 
@@ -5455,6 +5511,8 @@ static void nn__model_release_plan(nn_model *m)
     nn__free(m->grads);
     nn__free(m->state);
     nn__free(m->state_backup);
+    nn__free(m->backward_grads);
+    m->backward_grads = NULL;
     nn__free(m->arena);
     nn__free(m->index_arena);
     nn__free(m->workspace);
@@ -5558,9 +5616,11 @@ static void nn__linear_backward(nn_model *m, nn__context *e, nn_node *n, float *
 {
     const float *dy = NN__GRAD(e, n);
     float *gemm_ws = e->workspace + m->col_floats;
-    nn__gemm(1, 0, n->units, n->fan_in, e->batch, 1.0f, dy, n->units, NN__OUT(e, n->in[0]), n->fan_in, 0.0f,
-             e->grads + n->weight_offset, n->fan_in, gemm_ws, e->threads);
-    if (n->has_bias) nn_bias_backward(e->batch, n->units, 1, dy, e->grads + n->bias_offset);
+    if (!n->frozen) {
+        nn__gemm(1, 0, n->units, n->fan_in, e->batch, 1.0f, dy, n->units, NN__OUT(e, n->in[0]), n->fan_in, 0.0f,
+                 e->grads + n->weight_offset, n->fan_in, gemm_ws, e->threads);
+        if (n->has_bias) nn_bias_backward(e->batch, n->units, 1, dy, e->grads + n->bias_offset);
+    }
     if (dx)
         nn__gemm(0, 0, e->batch, n->fan_in, n->units, 1.0f, dy, n->units, m->params + n->weight_offset, n->fan_in, 0.0f,
                  dx, n->fan_in, gemm_ws, e->threads);
@@ -5611,8 +5671,9 @@ static void nn__conv2d_backward_op(nn_model *m, nn__context *e, nn_node *n, floa
 {
     nn_conv2d_shape s = nn__conv_shape_of(n, e->batch);
     float *gemm_ws = e->workspace + m->col_floats;
-    nn__conv2d_backward_weight(&s, n->h, n->w, NN__OUT(e, n->in[0]), NN__GRAD(e, n), e->grads + n->weight_offset,
-                               n->has_bias ? e->grads + n->bias_offset : NULL, e->workspace, gemm_ws, e->threads);
+    if (!n->frozen)
+        nn__conv2d_backward_weight(&s, n->h, n->w, NN__OUT(e, n->in[0]), NN__GRAD(e, n), e->grads + n->weight_offset,
+                                   n->has_bias ? e->grads + n->bias_offset : NULL, e->workspace, gemm_ws, e->threads);
     if (dx)
         nn__conv2d_backward_data(&s, n->h, n->w, NN__GRAD(e, n), m->params + n->weight_offset, dx, e->workspace, gemm_ws,
                                  e->threads);
@@ -5716,7 +5777,7 @@ static void nn__batchnorm_backward_op(nn_model *m, nn__context *e, nn_node *n, f
 {
     nn__batchnorm_backward(e->batch, n->c, n->h * n->w, NN__OUT(e, n->in[0]), NN__GRAD(e, n),
                            m->params + n->weight_offset, NN__AUX(e, n), m->mode == NN_TRAIN,
-                           e->grads + n->weight_offset, e->grads + n->bias_offset, dx);
+                           n->frozen ? NULL : e->grads + n->weight_offset, n->frozen ? NULL : e->grads + n->bias_offset, dx);
 }
 
 /* ---- dropout: inverted dropout in NN_TRAIN mode, identity otherwise ---- */
@@ -5881,6 +5942,7 @@ static nn_node *nn__add_node(nn_model *m, const nn_node *proto, const char *who)
         return NULL;
     }
     candidate.index = m->count;
+    candidate.model = m;
     candidate.inputs = op->inputs;
     if (a) {
         candidate.c = a->c;
@@ -6096,6 +6158,7 @@ static nn_status nn__plan_contexts(nn_model *m, int count, size_t arena, size_t 
             e->workspace = nn__alloc_floats(m->col_floats + NN__GEMM_THREAD_FLOATS);
             e->grads = nn__alloc_floats(params);
             if (e->arena) memset(e->arena, 0, arena * sizeof(float));
+            if (e->grads) memset(e->grads, 0, params * sizeof(float)); /* frozen nodes' slices stay 0 */
         }
         if (!e->grad_ready || !e->arena || !e->index_arena || !e->workspace || !e->grads) return NN_ERROR_MEMORY;
         memset(e->grad_ready, 0, (size_t)m->count);
@@ -6181,13 +6244,16 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     m->arena = nn__alloc_floats(arena);
     m->index_arena = (int32_t *)nn__alloc(index_arena ? index_arena * sizeof(int32_t) : 64);
     m->workspace = nn__alloc_floats(m->col_floats + (size_t)m->workspace_threads * NN__GEMM_THREAD_FLOATS);
-    if (!m->params || !m->grads || !m->state || !m->state_backup || !m->arena || !m->index_arena || !m->workspace) {
+    m->backward_grads = m->accumulate ? nn__alloc_floats(params) : NULL;
+    if (!m->params || !m->grads || !m->state || !m->state_backup || !m->arena || !m->index_arena || !m->workspace ||
+        (m->accumulate && !m->backward_grads)) {
         nn__model_release_plan(m);
         return nn__fail(NN_ERROR_MEMORY, "nn_compile: out of memory planning %.1f MB of buffers",
                         (double)(arena + 2 * params + m->col_floats) * 4e-6);
     }
     memset(m->arena, 0, arena * sizeof(float));
     memset(m->grads, 0, params * sizeof(float));
+    if (m->backward_grads) memset(m->backward_grads, 0, params * sizeof(float));
     /* Replicas for steps split by samples: batch norm's statistics span the whole batch and
        dropout draws its masks in order, so models with them split inside each kernel instead. */
     {
@@ -6248,6 +6314,10 @@ NNDEF float *nn_node_weight_grads(nn_model *m, nn_node *layer, size_t *count)
 {
     return nn__param_slice(m, layer, count, 0, m ? m->grads : NULL);
 }
+NNDEF float *nn_node_bias_grads(nn_model *m, nn_node *layer, size_t *count)
+{
+    return nn__param_slice(m, layer, count, 1, m ? m->grads : NULL);
+}
 NNDEF nn_node *nn_layer(nn_model *m, int index)
 {
     int i;
@@ -6255,6 +6325,117 @@ NNDEF nn_node *nn_layer(nn_model *m, int index)
     for (i = 0; i < m->count; i++)
         if (nn__has_params(m->nodes[i]) && index-- == 0) return m->nodes[i];
     return NULL;
+}
+NNDEF int nn_node_count(const nn_model *m) { return m ? m->count : 0; }
+NNDEF nn_node *nn_node_at(nn_model *m, int index) { return m && index >= 0 && index < m->count ? m->nodes[index] : NULL; }
+
+/* ---- named tensors: slot k of the op's `tensors` row; slots 0 and 1 are the weight and the
+   bias (in nn_params and nn_grads), the others the state (in nn_state), split evenly ---- */
+#define NN__TENSOR_SLOTS ((int)(sizeof nn__ops[0].tensors / sizeof nn__ops[0].tensors[0]))
+static int nn__has_tensor(const nn_node *n, int slot)
+{
+    if (!nn__ops[n->op].tensors[slot]) return 0;
+    return slot == 0 ? n->weight_count > 0 : slot == 1 ? n->bias_count > 0 : n->state_count > 0;
+}
+NNDEF int nn_node_tensor_count(const nn_node *node)
+{
+    int slot, count = 0;
+    for (slot = 0; node && slot < NN__TENSOR_SLOTS; slot++) count += nn__has_tensor(node, slot);
+    return count;
+}
+NNDEF const char *nn_node_tensor_name(const nn_node *node, int index)
+{
+    int slot;
+    for (slot = 0; node && index >= 0 && slot < NN__TENSOR_SLOTS; slot++)
+        if (nn__has_tensor(node, slot) && index-- == 0) return nn__ops[node->op].tensors[slot];
+    return NULL;
+}
+
+/* The slot of node's tensor `name` in compiled model m; -1 and a message if there is none. */
+static int nn__tensor_slot(const nn_model *m, const nn_node *node, const char *name, const char *who)
+{
+    char names[64] = "";
+    int slot;
+    nn_status st = NN_OK;
+    if (!m) st = nn__fail(NN_ERROR_ARGUMENT, "%s: null model", who);
+    else if (!node) st = nn__fail(NN_ERROR_ARGUMENT, "%s: null node", who);
+    else if (node->model != m) st = nn__fail(NN_ERROR_ARGUMENT, "%s: the node belongs to another model", who);
+    else if (!name) st = nn__fail(NN_ERROR_ARGUMENT, "%s: null tensor name", who);
+    if (st != NN_OK) return -1;
+    for (slot = 0; slot < NN__TENSOR_SLOTS; slot++) {
+        const char *own = nn__ops[node->op].tensors[slot];
+        if (!nn__has_tensor(node, slot)) continue;
+        if (strcmp(name, own) == 0) break;
+        if (strlen(names) + strlen(own) + 3 < sizeof names) strcat(strcat(names, *names ? ", " : ""), own);
+    }
+    if (slot == NN__TENSOR_SLOTS)
+        st = nn__fail(NN_ERROR_ARGUMENT, "%s: node %d (%s) has no tensor \"%s\" (%s%s)", who, node->index,
+                      nn_op_name(node->op), name, *names ? "it has " : "it has none", names);
+    else if (!m->compiled)
+        st = nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
+    else if (!node->live)
+        st = nn__fail(NN_ERROR_ARGUMENT, "%s: node %d (%s) is not used by the output, so nn_compile gave it no values",
+                      who, node->index, nn_op_name(node->op));
+    return st == NN_OK ? slot : -1;
+}
+
+static float *nn__tensor(nn_model *m, nn_node *node, const char *name, size_t *count, int grad, const char *who)
+{
+    const int slot = nn__tensor_slot(m, node, name, who);
+    float *p = NULL;
+    size_t n = 0;
+    if (slot >= 2 && grad) {
+        nn__fail(NN_ERROR_ARGUMENT, "%s: %s is a running statistic, not a parameter: it has no gradient", who, name);
+    } else if (slot >= 0) {
+        const float *base = slot >= 2 ? m->state : grad ? m->grads : m->params;
+        int states = 0, k;
+        for (k = 2; k < NN__TENSOR_SLOTS; k++) states += nn__ops[node->op].tensors[k] != NULL;
+        n = slot == 0 ? node->weight_count : slot == 1 ? node->bias_count : node->state_count / (size_t)states;
+        p = (float *)base + (slot == 0 ? node->weight_offset : slot == 1 ? node->bias_offset
+                                                                         : node->state_offset + (size_t)(slot - 2) * n);
+    }
+    if (count) *count = n;
+    return p;
+}
+NNDEF float *nn_node_tensor(nn_model *m, nn_node *node, const char *name, size_t *count)
+{
+    return nn__tensor(m, node, name, count, 0, "nn_node_tensor");
+}
+NNDEF float *nn_node_tensor_grad(nn_model *m, nn_node *node, const char *name, size_t *count)
+{
+    return nn__tensor(m, node, name, count, 1, "nn_node_tensor_grad");
+}
+
+/* ---- freezing ---- */
+NNDEF nn_status nn_set_trainable(nn_node *node, int trainable)
+{
+    nn_model *m;
+    int k;
+    if (!node) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_trainable: null node");
+    if (!nn__has_params(node))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_trainable: node %d (%s) has no parameters", node->index,
+                        nn_op_name(node->op));
+    node->frozen = trainable == 0;
+    m = node->model;
+    if (node->frozen && m->compiled && node->live) {
+        /* from now on no backward writes its gradients: they read 0, and add 0 when summed */
+        const size_t at = node->weight_offset, len = node->weight_count + node->bias_count;
+        memset(m->grads + at, 0, len * sizeof(float));
+        if (m->backward_grads) memset(m->backward_grads + at, 0, len * sizeof(float));
+        for (k = 1; k < m->context_count; k++) memset(m->contexts[k].grads + at, 0, len * sizeof(float));
+    }
+    return NN_OK;
+}
+NNDEF int nn_node_trainable(const nn_node *node) { return node && nn__has_params(node) && !node->frozen; }
+NNDEF size_t nn_trainable_param_count(const nn_model *m)
+{
+    size_t total = 0;
+    int i;
+    for (i = 0; m && m->compiled && i < m->count; i++) {
+        const nn_node *n = m->nodes[i];
+        if (n->live && nn__has_params(n) && !n->frozen) total += n->weight_count + n->bias_count;
+    }
+    return total;
 }
 
 /* ======================================================================================
@@ -6420,16 +6601,31 @@ static void nn__backward_node(nn_model *m, nn__context *e, nn_node *n)
     if (dx) nn__grad_commit(e, n->in[0], dx, accumulate);
 }
 
-/* Which nodes a gradient must flow into: the same for every context, so set once per backward. */
+/* Which nodes a gradient must flow into: the same for every context, so set once per backward.
+   A frozen node needs one only to pass it on to an input that needs one: a frozen first layer
+   (or prefix) is not run backward at all. */
 static void nn__mark_needs_grad(nn_model *m)
 {
     int i;
     for (i = 0; i <= m->output->index; i++) {
         nn_node *n = m->nodes[i];
         n->needs_grad = n->op == NN_OP_INPUT ? m->input_gradient
-                                              : nn__has_params(n) || (n->in[0] && n->in[0]->needs_grad) ||
+                                              : (nn__has_params(n) && !n->frozen) || (n->in[0] && n->in[0]->needs_grad) ||
                                                     (n->in[1] && n->in[1]->needs_grad);
     }
+}
+
+/* Where a backward puts the parameter gradients: over nn_grads; added to them (accumulation:
+   context 0 writes backward_grads, then nn__grads_commit adds them); or aside, into
+   backward_grads only, leaving nn_grads as they are (a backward for the input gradient alone
+   while accumulating). */
+typedef enum nn__grads_into { NN__GRADS_OVERWRITE, NN__GRADS_ADD, NN__GRADS_ASIDE } nn__grads_into;
+static nn__grads_into nn__grads_mode(const nn_model *m) { return m->accumulate ? NN__GRADS_ADD : NN__GRADS_OVERWRITE; }
+
+static void nn__begin_backward(nn_model *m, nn__grads_into into)
+{
+    m->contexts[0].grads = into == NN__GRADS_OVERWRITE ? m->grads : m->backward_grads;
+    nn__mark_needs_grad(m);
 }
 
 /* Backward through the graph in context e, from the output gradient nn__loss left there. */
@@ -6444,7 +6640,17 @@ static void nn__backward_pass(nn_model *m, nn__context *e)
     }
 }
 
-NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+/* The backward of the last nn_forward (context 0, whole batch) from the output gradient already
+   in place, its parameter gradients put as `into` says. */
+static void nn__backward_whole(nn_model *m, nn__grads_into into)
+{
+    nn__begin_backward(m, into);
+    nn__backward_pass(m, &m->contexts[0]);
+    if (into == NN__GRADS_ADD) nn_add(m->param_count, m->grads, m->backward_grads, m->grads);
+    m->backward_done = 1;
+}
+
+static nn_status nn__backward(nn_model *m, const int *labels, const float *targets, float *loss, nn__grads_into into)
 {
     double value;
     nn_status st;
@@ -6452,10 +6658,29 @@ NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets
     st = nn__check_targets(m, labels, targets, m->batch);
     if (st != NN_OK) return st;
     value = nn__loss(m, &m->contexts[0], labels, targets, 1, m->batch);
-    nn__mark_needs_grad(m);
-    nn__backward_pass(m, &m->contexts[0]);
+    nn__backward_whole(m, into);
     if (loss) *loss = (float)value;
-    m->backward_done = 1;
+    return NN_OK;
+}
+
+NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    return nn__backward(m, labels, targets, loss, nn__grads_mode(m));
+}
+
+NNDEF nn_status nn_backward_from(nn_model *m, const float *dy)
+{
+    size_t i, n;
+    if (!m || !m->compiled || !m->batch || m->split_pass)
+        return nn__fail(NN_ERROR_STATE, "nn_backward_from: run nn_forward first");
+    if (!dy) return nn__fail(NN_ERROR_ARGUMENT, "nn_backward_from: null output gradient");
+    n = (size_t)m->batch * nn_node_size(m->output);
+    for (i = 0; i < n; i++)
+        if (!isfinite(dy[i]))
+            return nn__fail(NN_ERROR_NONFINITE, "nn_backward_from: the output gradient's value %zu (sample %zu) is %g",
+                            i, i / (size_t)nn_node_size(m->output), (double)dy[i]);
+    memcpy(NN__GRAD(m, m->output), dy, n * sizeof(float));
+    nn__backward_whole(m, nn__grads_mode(m));
     return NN_OK;
 }
 
@@ -6479,7 +6704,7 @@ static int nn__split_parts(const nn_model *m, int count, int backward)
    gradients into the model's, always as part 0 + part 1 + ... in that order, and copies its
    outputs into context 0, so that nn_output covers the batch. Returns the mean loss. */
 static double nn__split_pass(nn_model *m, const float *x, const int *labels, const float *targets, int count, int parts,
-                             int backward)
+                             int backward, nn__grads_into into)
 {
     const int in_size = nn_node_size(m->input), K = nn_node_size(m->output);
     const size_t n = m->param_count;
@@ -6489,7 +6714,7 @@ static double nn__split_pass(nn_model *m, const float *x, const int *labels, con
         m->contexts[k].batch = (int)((long long)(k + 1) * count / parts) - (int)((long long)k * count / parts);
         m->contexts[k].threads = 1;
     }
-    if (backward) nn__mark_needs_grad(m);
+    if (backward) nn__begin_backward(m, into);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(parts)
 #endif
@@ -6515,7 +6740,9 @@ static double nn__split_pass(nn_model *m, const float *x, const int *labels, con
 #endif
         if (backward) {
             const size_t len = NN__MIN(per, n - begin);
-            for (part = 1; part < parts; part++) nn_add(len, m->grads + begin, m->contexts[part].grads + begin, m->grads + begin);
+            float *sum = m->contexts[0].grads + begin;
+            for (part = 1; part < parts; part++) nn_add(len, sum, m->contexts[part].grads + begin, sum);
+            if (into == NN__GRADS_ADD) nn_add(len, m->grads + begin, sum, m->grads + begin);
         }
         for (part = t; part < parts; part += team) {
             const nn__context *e = &m->contexts[part];
@@ -6542,12 +6769,12 @@ static nn_status nn__forward_eval(nn_model *m, const float *x, int count)
     m->mode = NN_EVAL;
     m->backward_done = 0;
     m->split_pass = 1;
-    nn__split_pass(m, x, NULL, NULL, count, parts, 0);
+    nn__split_pass(m, x, NULL, NULL, count, parts, 0, NN__GRADS_OVERWRITE);
     return NN_OK;
 }
 
-NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
-                                     float *loss)
+static nn_status nn__compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
+                                       float *loss, nn__grads_into into)
 {
     int parts;
     double value;
@@ -6558,15 +6785,21 @@ NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *lab
     parts = nn__split_parts(m, count, 1);
     if (parts < 2) {
         st = nn_forward(m, x, count, NN_TRAIN);
-        return st != NN_OK ? st : nn_backward(m, labels, targets, loss);
+        return st != NN_OK ? st : nn__backward(m, labels, targets, loss, into);
     }
     m->batch = count;
     m->mode = NN_TRAIN;
     m->split_pass = 1;
-    value = nn__split_pass(m, x, labels, targets, count, parts, 1);
+    value = nn__split_pass(m, x, labels, targets, count, parts, 1, into);
     m->backward_done = 1;
     if (loss) *loss = (float)value;
     return NN_OK;
+}
+
+NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
+                                     float *loss)
+{
+    return nn__compute_gradients(m, x, labels, targets, count, loss, m ? nn__grads_mode(m) : NN__GRADS_OVERWRITE);
 }
 
 NNDEF const float *nn_input_gradient(const nn_model *m)
@@ -6580,6 +6813,30 @@ NNDEF const float *nn_input_gradient(const nn_model *m)
 NNDEF void nn_set_grad_reduction(nn_model *m, nn_grad_reduction reduction)
 {
     if (m) m->reduction = reduction == NN_GRAD_SUM ? NN_GRAD_SUM : NN_GRAD_MEAN;
+}
+NNDEF nn_status nn_set_grad_accumulation(nn_model *m, int enabled)
+{
+    if (!m) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_grad_accumulation: null model");
+    if (enabled && m->compiled && !m->backward_grads) {
+        m->backward_grads = nn__alloc_floats(m->param_count);
+        if (!m->backward_grads)
+            return nn__fail(NN_ERROR_MEMORY, "nn_set_grad_accumulation: no memory for %zu floats of gradients", m->param_count);
+        memset(m->backward_grads, 0, m->param_count * sizeof(float)); /* frozen nodes' slices stay 0 */
+    }
+    if (!enabled && m->backward_grads) {
+        nn__free(m->backward_grads);
+        m->backward_grads = NULL;
+        if (m->contexts) m->contexts[0].grads = m->grads;
+    }
+    m->accumulate = enabled != 0;
+    return NN_OK;
+}
+NNDEF int nn_get_grad_accumulation(const nn_model *m) { return m ? m->accumulate : 0; }
+NNDEF nn_status nn_zero_grads(nn_model *m)
+{
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_zero_grads: null or uncompiled model");
+    memset(m->grads, 0, m->param_count * sizeof(float));
+    return NN_OK;
 }
 NNDEF void nn_set_input_gradient(nn_model *m, int enabled)
 {
@@ -6655,11 +6912,29 @@ NNDEF void nn_optimizer_free(nn_optimizer *o)
     o->state_count = 0;
 }
 
+/* The update of parameters [first, first + count) and their state. */
+static void nn__optimizer_update(nn_model *m, nn_optimizer *o, const nn__update *u, size_t first, size_t count)
+{
+    const nn__kernels *kern = nn__kernels_get();
+    const size_t n = m->param_count;
+    float *p = m->params + first, *g = m->grads + first, *s = o->state + first;
+    if (count == 0) return;
+    switch (o->kind) {
+    case NN_OPTIMIZER_SGD: NN__FOR_CHUNKS(count, at, len, kern->sgd(len, p + at, g + at, s + at, u)); break;
+    case NN_OPTIMIZER_ADAM:
+    case NN_OPTIMIZER_ADAMW: NN__FOR_CHUNKS(count, at, len, kern->adam(len, p + at, g + at, s + at, s + n + at, u)); break;
+    case NN_OPTIMIZER_RMSPROP:
+        NN__FOR_CHUNKS(count, at, len, kern->rmsprop(len, p + at, g + at, s + at, s + n + at, u));
+        break;
+    case NN_OPTIMIZER_COUNT: break; /* refused by nn_optimizer_bind */
+    }
+}
+
 NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
 {
-    size_t n;
+    size_t first = 0;
+    int i;
     nn__update u;
-    const nn__kernels *kern = nn__kernels_get();
     const float lr = o ? o->learning_rate : 0.0f, wd = o ? o->weight_decay : 0.0f;
     nn_status st = nn_optimizer_bind(m, o);
     if (st != NN_OK) return st;
@@ -6678,18 +6953,15 @@ NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
     u.step_size = lr / (float)(1.0 - pow(o->beta1, (double)(o->step + 1)));
     u.bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, (double)(o->step + 1)));
     u.decay = o->kind == NN_OPTIMIZER_ADAMW ? 1.0f - lr * wd : 1.0f;
-    n = m->param_count;
-    switch (o->kind) {
-    case NN_OPTIMIZER_SGD: NN__FOR_CHUNKS(n, at, len, kern->sgd(len, m->params + at, m->grads + at, o->state + at, &u)); break;
-    case NN_OPTIMIZER_ADAM:
-    case NN_OPTIMIZER_ADAMW:
-        NN__FOR_CHUNKS(n, at, len, kern->adam(len, m->params + at, m->grads + at, o->state + at, o->state + n + at, &u));
-        break;
-    case NN_OPTIMIZER_RMSPROP:
-        NN__FOR_CHUNKS(n, at, len, kern->rmsprop(len, m->params + at, m->grads + at, o->state + at, o->state + n + at, &u));
-        break;
-    case NN_OPTIMIZER_COUNT: break; /* refused by nn_optimizer_bind */
+    /* the runs of parameters between frozen nodes (a node's weights and bias are adjacent, nodes
+       in build order): one run, the whole buffer, when nothing is frozen */
+    for (i = 0; i < m->count; i++) {
+        const nn_node *n = m->nodes[i];
+        if (!n->live || !nn__has_params(n) || !n->frozen) continue;
+        nn__optimizer_update(m, o, &u, first, n->weight_offset - first);
+        first = n->bias_offset + n->bias_count;
     }
+    nn__optimizer_update(m, o, &u, first, m->param_count - first);
     o->step++;
     return NN_OK;
 }
@@ -6701,7 +6973,7 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
     nn_status st;
     if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_step: null optimizer");
     if (m && m->compiled && m->state_count) memcpy(m->state_backup, m->state, m->state_count * sizeof(float));
-    st = nn_compute_gradients(m, x, labels, targets, count, &value);
+    st = nn__compute_gradients(m, x, labels, targets, count, &value, NN__GRADS_OVERWRITE); /* its batch's own gradient */
     if (st != NN_OK) {
         /* a rejected step must not leave this batch in the running statistics */
         if (m && m->compiled && m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
@@ -7652,9 +7924,9 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
         double batch_sum = 0.0;
         size_t i;
         st = nn_forward(m, ds->x + (size_t)first * size, count, NN_EVAL);
-        if (st == NN_OK)
-            st = nn_backward(m, ds->labels ? ds->labels + first : NULL, ds->targets ? ds->targets + (size_t)first * tsize : NULL,
-                             NULL);
+        if (st == NN_OK) /* while accumulating, the parameter gradients go aside: nn_grads keeps the sum */
+            st = nn__backward(m, ds->labels ? ds->labels + first : NULL, ds->targets ? ds->targets + (size_t)first * tsize : NULL,
+                              NULL, m->accumulate ? NN__GRADS_ASIDE : NN__GRADS_OVERWRITE);
         if (st != NN_OK) return st;
         g = nn_input_gradient(m);
         for (i = 0; i < (size_t)count * size; i++) batch_sum += (double)g[i] * g[i];
