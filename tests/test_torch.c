@@ -1,7 +1,8 @@
 /* nn.h against PyTorch: small networks rebuilt with nn.h's builders, given the exact initial
    parameters, inputs and labels of tests/fixtures/torch_reference.h, and compared with the
    outputs, losses, gradients, input gradients, batch-norm running statistics, eval-mode
-   outputs and optimiser trajectories PyTorch computed for them. No PyTorch at run time: the
+   outputs and optimiser trajectories PyTorch computed for them; a focal loss written in C
+   through nn_backward_from; trajectories with layers frozen. No PyTorch at run time: the
    header is written once by tests/pytorch/gen_fixtures.py (float64 reference, rounded to float32).
 
    Tolerance, for every check unless said otherwise: element-wise
@@ -318,7 +319,7 @@ static void test_mse_regression(void **state)
 
 /* c. 2x9x9 -> conv(3,3,s1,p1) -> maxpool 2 -> relu -> conv(4,3,s2,p1) -> relu -> avgpool 2
    -> flatten -> linear 5 */
-static nn_model *build_cnn(int max_batch)
+static nn_model *build_cnn_with(int max_batch, nn_loss loss)
 {
     nn_model *m = nn_model_new(1);
     nn_node *h = nn_input(m, 2, 9, 9);
@@ -326,8 +327,9 @@ static nn_model *build_cnn(int max_batch)
     h = nn_relu(m, nn_conv2d(m, h, 4, 3, 2, 1, NN_BIAS));
     h = nn_flatten(m, nn_avgpool2d(m, h, 2, 2));
     h = nn_linear(m, h, 5, NN_BIAS);
-    return compiled(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, max_batch);
+    return compiled(m, h, loss, max_batch);
 }
+static nn_model *build_cnn(int max_batch) { return build_cnn_with(max_batch, NN_LOSS_SOFTMAX_CROSS_ENTROPY); }
 
 static void test_cnn(void **state)
 {
@@ -628,6 +630,168 @@ static void test_opt_sgd_sum(void **state)
     EXPECT_NO_FAILURES(f);
 }
 
+/* ------------------------------------------------------------------ f. custom loss, freezing */
+/* A focal loss written here: mean over the batch of -(1 - p_t)^gamma log p_t, p = softmax of the
+   output, and its gradient with respect to the output worked out by hand:
+       dL/dp_t = gamma (1 - p_t)^(gamma-1) log p_t - (1 - p_t)^gamma / p_t
+       dL/dz_j = dL/dp_t * p_t * ([j = label] - p_j) / batch
+   fed to nn_backward_from on case cnn's network compiled with NN_LOSS_NONE; then one SGD step. */
+static void test_focal_loss_cnn(void **state)
+{
+    const int batch = torch_cnn_batch, K = 5;
+    const double gamma = torch_focal_cnn_gamma;
+    nn_model *m = build_cnn_with(batch, NN_LOSS_NONE);
+    nn_optimizer o = nn_sgd(torch_focal_cnn_lr, 0.0f, 0.0f);
+    float dy[3 * 5], loss;
+    double total = 0.0;
+    const char *n = "focal_cnn";
+    int f = 0, r, j;
+    (void)state;
+    if (!m) fail_msg("the model did not build");
+    if (check_count(n, "nn_param_count", nn_param_count(m), COUNT(torch_focal_cnn_grad))) fail_msg("layouts differ");
+    memcpy(nn_params(m), torch_cnn_params, sizeof torch_cnn_params);
+    nn_set_input_gradient(m, 1);
+    if (check_status(n, "nn_forward(NN_TRAIN)", nn_forward(m, torch_cnn_x, batch, NN_TRAIN))) fail_msg("forward failed");
+    for (r = 0; r < batch; r++) {
+        const float *z = nn_output(m) + (size_t)r * K;
+        const int label = torch_cnn_labels[r];
+        double top = z[0], sum = 0.0, p[5], pt, dpt;
+        for (j = 1; j < K; j++) top = fmax(top, z[j]);
+        for (j = 0; j < K; j++) sum += p[j] = exp((double)z[j] - top);
+        for (j = 0; j < K; j++) p[j] /= sum;
+        pt = p[label];
+        total += -pow(1.0 - pt, gamma) * log(pt);
+        dpt = gamma * pow(1.0 - pt, gamma - 1.0) * log(pt) - pow(1.0 - pt, gamma) / pt;
+        for (j = 0; j < K; j++) dy[r * K + j] = (float)(dpt * pt * ((j == label) - p[j]) / batch);
+    }
+    loss = (float)(total / batch);
+    f += check_close(n, "focal loss (computed here from nn_output)", &loss, &torch_focal_cnn_loss, 1, ATOL, RTOL);
+    if (check_status(n, "nn_backward_from", nn_backward_from(m, dy))) fail_msg("nn_backward_from failed");
+    f += check_close(n, "gradient of the parameters", nn_grads(m), torch_focal_cnn_grad, COUNT(torch_focal_cnn_grad), ATOL, RTOL);
+    f += check_close(n, "gradient of the input", nn_input_gradient(m), torch_focal_cnn_dx, COUNT(torch_focal_cnn_dx), ATOL, RTOL);
+    f += check_status(n, "nn_optimizer_step", nn_optimizer_step(m, &o));
+    f += check_close(n, "params after one SGD step", nn_params(m), torch_focal_cnn_params_after,
+                     COUNT(torch_focal_cnn_params_after), ATOL, RTOL);
+    /* the model has no loss of its own: the built-in training calls refuse */
+    if (nn_train_step(m, &o, torch_cnn_x, torch_cnn_labels, NULL, batch, NULL) != NN_ERROR_STATE) {
+        printf("  FAIL %s: nn_train_step on an NN_LOSS_NONE model did not return NN_ERROR_STATE\n", n);
+        f++;
+    }
+    nn_optimizer_free(&o);
+    nn_model_free(m);
+    EXPECT_NO_FAILURES(f);
+}
+
+/* Three nn_train_steps with the layers nn_layer(m, frozen[i]) frozen, against PyTorch's
+   trajectory with the same modules at requires_grad False. After every step: the other
+   parameters within tolerance; the frozen ones bit-identical to their start, their slice of
+   nn_grads 0 and their optimiser state 0 (weight decay is on in every case); after the last,
+   the running statistics (batch norm still updates them, as PyTorch does). */
+static int run_frozen(const char *name, nn_model *m, const float *params, const int *frozen, int frozen_count,
+                      nn_optimizer *o, const float *x, const int *labels, int batch, const float *traj,
+                      const float *state_after)
+{
+    const size_t p = nn_param_count(m);
+    size_t trainable = p, at[4], len[4];
+    int f = 0, step, i;
+    char what[128];
+    for (i = 0; i < frozen_count; i++) {
+        nn_node *layer = nn_layer(m, frozen[i]);
+        size_t wn = 0, bn = 0;
+        float *w = nn_node_weights(m, layer, &wn);
+        (void)nn_node_bias(m, layer, &bn);
+        at[i] = (size_t)(w - nn_params(m));
+        len[i] = wn + bn;
+        trainable -= len[i];
+        f += check_status(name, "nn_set_trainable", nn_set_trainable(layer, 0));
+    }
+    f += check_count(name, "nn_trainable_param_count", nn_trainable_param_count(m), trainable);
+    memcpy(nn_params(m), params, p * sizeof(float));
+    for (step = 0; step < 3 && !f; step++) {
+        const size_t states = o->kind == NN_OPTIMIZER_SGD ? 1 : 2;
+        size_t k, s;
+        sprintf(what, "nn_train_step %d", step + 1);
+        if (check_status(name, what, nn_train_step(m, o, x, labels, NULL, batch, NULL))) { f++; break; }
+        sprintf(what, "params after step %d", step + 1);
+        f += check_close(name, what, nn_params(m), traj + (size_t)step * p, p, ATOL, RTOL);
+        for (i = 0; i < frozen_count; i++) {
+            if (memcmp(nn_params(m) + at[i], params + at[i], len[i] * sizeof(float)) != 0) {
+                printf("  FAIL %s: frozen layer %d moved in step %d\n", name, frozen[i], step + 1);
+                f++;
+            }
+            for (k = 0; k < len[i]; k++) {
+                int bad = nn_grads(m)[at[i] + k] != 0.0f;
+                for (s = 0; s < states; s++) bad |= o->state[s * p + at[i] + k] != 0.0f;
+                if (bad) {
+                    printf("  FAIL %s: frozen layer %d has a gradient or optimiser state after step %d\n", name,
+                           frozen[i], step + 1);
+                    f++;
+                    break;
+                }
+            }
+        }
+    }
+    if (state_after) f += check_close(name, "running stats after 3 steps", nn_state(m), state_after, nn_state_count(m), ATOL, RTOL);
+    nn_optimizer_free(o);
+    nn_model_free(m);
+    return f;
+}
+
+/* The four optimisers of the freezing fixtures, weight decay on in each. */
+#define FROZEN_OPTIMIZERS(run, id) do { \
+        nn_optimizer sgd = nn_sgd(torch_freeze_##id##_sgd_lr, torch_freeze_##id##_sgd_momentum, \
+                                  torch_freeze_##id##_sgd_weight_decay); \
+        nn_optimizer adam = nn_adam(torch_freeze_##id##_adam_lr, torch_freeze_##id##_adam_weight_decay); \
+        nn_optimizer adamw = nn_adamw(torch_freeze_##id##_adamw_lr, torch_freeze_##id##_adamw_weight_decay); \
+        nn_optimizer rmsprop = nn_rmsprop(torch_freeze_##id##_rmsprop_lr, torch_freeze_##id##_rmsprop_weight_decay); \
+        rmsprop.momentum = torch_freeze_##id##_rmsprop_momentum; \
+        f += run(#id "(sgd)", &sgd, torch_freeze_##id##_sgd_traj); \
+        f += run(#id "(adam)", &adam, torch_freeze_##id##_adam_traj); \
+        f += run(#id "(adamw)", &adamw, torch_freeze_##id##_adamw_traj); \
+        f += run(#id "(rmsprop)", &rmsprop, torch_freeze_##id##_rmsprop_traj); \
+    } while (0)
+
+static int run_frozen_mlp(const char *name, int frozen_layer, nn_optimizer *o, const float *traj)
+{
+    return run_frozen(name, build_mlp_relu_ce(torch_mlp_relu_ce_batch), torch_mlp_relu_ce_params, &frozen_layer, 1, o,
+                      torch_mlp_relu_ce_x, torch_mlp_relu_ce_labels, torch_mlp_relu_ce_batch, traj, NULL);
+}
+static int run_frozen_middle(const char *name, nn_optimizer *o, const float *traj) { return run_frozen_mlp(name, 1, o, traj); }
+static int run_frozen_first(const char *name, nn_optimizer *o, const float *traj) { return run_frozen_mlp(name, 0, o, traj); }
+
+/* the middle linear layer frozen: its input gradient still reaches the first layer */
+static void test_freeze_mlp_middle(void **state)
+{
+    int f = 0;
+    (void)state;
+    FROZEN_OPTIMIZERS(run_frozen_middle, mlp_middle);
+    EXPECT_NO_FAILURES(f);
+}
+
+/* the first linear layer frozen: its backward is skipped */
+static void test_freeze_mlp_first(void **state)
+{
+    int f = 0;
+    (void)state;
+    FROZEN_OPTIMIZERS(run_frozen_first, mlp_first);
+    EXPECT_NO_FAILURES(f);
+}
+
+/* the batch norm of Linear-BatchNorm1d-ReLU-Linear frozen: gamma and beta stay, the running
+   statistics move as in PyTorch's train mode */
+static void test_freeze_batchnorm1d(void **state)
+{
+    nn_optimizer o = nn_sgd(torch_freeze_batchnorm1d_sgd_lr, torch_freeze_batchnorm1d_sgd_momentum,
+                            torch_freeze_batchnorm1d_sgd_weight_decay);
+    const int frozen = 1;
+    int f;
+    (void)state;
+    f = run_frozen("batchnorm1d(sgd)", build_mlp_batchnorm1d(torch_mlp_batchnorm1d_batch), torch_mlp_batchnorm1d_params,
+                   &frozen, 1, &o, torch_mlp_batchnorm1d_x, torch_mlp_batchnorm1d_labels, torch_mlp_batchnorm1d_batch,
+                   torch_freeze_batchnorm1d_sgd_traj, torch_freeze_batchnorm1d_sgd_state);
+    EXPECT_NO_FAILURES(f);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_mlp_relu_ce),
     cmocka_unit_test(test_mlp_relu_ce_max_batch_16),
@@ -658,6 +822,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_opt_rmsprop),
     cmocka_unit_test(test_opt_rmsprop_wd_momentum),
     cmocka_unit_test(test_opt_sgd_sum),
+    cmocka_unit_test(test_focal_loss_cnn),
+    cmocka_unit_test(test_freeze_mlp_middle),
+    cmocka_unit_test(test_freeze_mlp_first),
+    cmocka_unit_test(test_freeze_batchnorm1d),
 };
 
 NN_TEST_MAIN("torch", tests)

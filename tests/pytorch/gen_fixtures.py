@@ -314,6 +314,107 @@ def small_mlp(act):
     return lambda: nn.Sequential(nn.Linear(5, 4), act(), nn.Linear(4, 3))
 
 
+def cnn():
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, stride=1, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Flatten(), nn.Linear(4, 5))
+
+
+def mlp_batchnorm1d():
+    return nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+
+
+# ------------------------------------------------------------------ custom loss, freezing
+FOCAL_GAMMA = 2.0
+FOCAL_LR = 0.1
+
+
+def focal_loss(logits, labels):
+    """Mean over the batch of -(1 - p_t)^gamma log p_t, p = softmax(logits) (Lin et al. 2017)."""
+    logp = F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).view(-1)
+    return (-(1.0 - logp.exp()) ** FOCAL_GAMMA * logp).mean()
+
+
+def focal_loss_case(h, params, x, y):
+    """Case cnn's network and batch under a focal loss (nn.h: NN_LOSS_NONE, the loss and its
+    gradient written in the C test, nn_backward_from), then one SGD step."""
+    res = {}
+    for dtype in (torch.float64, torch.float32):
+        model = load(cnn(), params, None, dtype)
+        opt = torch.optim.SGD(model.parameters(), lr=FOCAL_LR)
+        r = run(model, x.to(dtype), focal_loss, y, "focal_cnn")
+        opt.step()
+        r["params_after"] = flat_params(model)
+        res[dtype] = r
+    report("focal_cnn", res[torch.float64], res[torch.float32])
+    ref = res[torch.float64]
+    p = "torch_focal_cnn"
+    h.line()
+    h.comment("Case focal_cnn: case cnn's network, torch_cnn_params, _x and _labels under a focal loss,\n"
+              "mean over the batch of -(1 - p_t)^gamma log p_t with p = softmax(output), p_t = p[label],\n"
+              "gamma = %g; _grad and _dx as in the other cases; _params_after = the parameters after\n"
+              "one SGD(lr=%g) step from that gradient." % (FOCAL_GAMMA, FOCAL_LR))
+    h.fscal(p + "_gamma", FOCAL_GAMMA)
+    h.fscal(p + "_lr", FOCAL_LR)
+    h.fscal(p + "_loss", ref["loss"])
+    h.farr(p + "_grad", ref["grad"])
+    h.farr(p + "_dx", ref["dx"])
+    h.farr(p + "_params_after", ref["params_after"])
+
+
+FREEZE_OPTS = [
+    ("sgd", torch.optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
+    ("adam", torch.optim.Adam, dict(lr=0.01, weight_decay=0.01)),
+    ("adamw", torch.optim.AdamW, dict(lr=0.01, weight_decay=0.01)),
+    ("rmsprop", torch.optim.RMSprop, dict(lr=0.01, weight_decay=0.01, momentum=0.5)),
+]
+
+
+def freeze_case(h, name, build, params, x, y, frozen, opts, description):
+    """3 steps of forward (train) + backward + step on one batch with the Sequential modules at
+    indices `frozen` set requires_grad_(False); the optimiser gets every parameter (PyTorch skips
+    the ones without a gradient, weight decay included)."""
+    h.line()
+    h.comment("Freezing case %s: %s\nFrozen: Sequential modules %s (requires_grad_(False)); the optimiser is given all\n"
+              "parameters. 3 steps of forward (train) + backward + step on the batch; _<opt>_traj =\n"
+              "[3][param_count] flat params after each step%s." %
+              (name, description, list(frozen), ", _<opt>_state = the running stats after the 3 steps"
+               if bn_state(build()) is not None else ""))
+    for opt_name, cls, kw in opts:
+        res = {}
+        for dtype in (torch.float64, torch.float32):
+            model = load(build(), params, bn_state(build()), dtype)
+            for i in frozen:
+                model[i].requires_grad_(False)
+            opt = cls(model.parameters(), **kw)
+            traj = []
+            model.train()
+            for step in range(3):
+                opt.zero_grad(set_to_none=True)
+                mg = Margins(model)
+                out = model(x.to(dtype))
+                mg.close()
+                check_margin("freeze_%s_%s" % (name, opt_name), mg.min)
+                F.cross_entropy(out, y).backward()
+                opt.step()
+                traj.append(flat_params(model))
+            res[dtype] = (torch.stack(traj), bn_state(model))
+        traj, state = res[torch.float64]
+        for i in frozen:  # the frozen modules did not move
+            for q0, q in zip(load(build(), params, None, torch.float64)[i].parameters(), model[i].parameters()):
+                assert torch.equal(q0.to(torch.float32), q.detach()), (name, opt_name)
+        REPORT.append(("freeze_%s_%s" % (name, opt_name), "traj",
+                       ((traj - res[torch.float32][0].double()).abs() / (ATOL + RTOL * traj.abs())).max().item()))
+        p = "torch_freeze_%s_%s" % (name, opt_name)
+        for key in ("lr", "momentum", "weight_decay"):
+            if key in kw:
+                h.fscal("%s_%s" % (p, key), kw[key])
+        h.farr(p + "_traj", traj)
+        if state is not None:
+            h.farr(p + "_state", state)
+
+
 def main():
     h = Header()
     h.comment("""torch_reference.h - PyTorch %s reference values for tests/test_torch.c.
@@ -384,14 +485,11 @@ Reference computed in float64 from the float32 values below, then rounded to flo
     g = gen(3000)
     x = normal(g, (3, 2, 9, 9))
     y = torch.tensor([4, 0, 2])
-    case(h, "cnn", lambda: nn.Sequential(
-        nn.Conv2d(2, 3, 3, stride=1, padding=1), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(4, 5)), x, y, ce, 50,
+    params_cnn, _ = case(h, "cnn", cnn, x, y, ce, 50,
         "input 3 x 2x9x9: Conv2d(2,3,3,stride=1,padding=1) -> 3x9x9, MaxPool2d(2) -> 3x4x4\n"
         "(the odd last row/column is dropped), ReLU, Conv2d(3,4,3,stride=2,padding=1) -> 4x2x2,\n"
         "ReLU, AvgPool2d(2) -> 4x1x1, Flatten, Linear(4,5), CrossEntropyLoss.")
-
+    focal_loss_case(h, params_cnn, x, y)
     g = gen(3100)
     x = normal(g, (2, 2, 7, 10))
     t = normal(g, (2, 60), 0.5)
@@ -418,10 +516,10 @@ Reference computed in float64 from the float32 values below, then rounded to flo
     g = gen(4100)
     x = normal(g, (6, 6))
     y = torch.tensor([0, 1, 2, 2, 1, 0])
-    case(h, "mlp_batchnorm1d", lambda: nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3)),
-         x, y, ce, 80,
+    params_bn, _ = case(h, "mlp_batchnorm1d", mlp_batchnorm1d, x, y, ce, 80,
          "Linear(6,5)-BatchNorm1d(5)-ReLU-Linear(5,3), CrossEntropyLoss, batch 6, train mode\n"
          "(momentum 0.1, eps 1e-5, unbiased running_var); _eval_output as for resblock.")
+    x_bn, y_bn = x, y
 
     # e. optimisers (case a's network and batch) -------------------------------------------
     h.line()
@@ -492,6 +590,17 @@ Reference computed in float64 from the float32 values below, then rounded to flo
             h.farr(p + "_grad", first_grad)
         else:
             h.farr(p + "_losses", losses)
+
+    # f. freezing ---------------------------------------------------------------------------
+    freeze_case(h, "mlp_middle", mlp_a, params_a, xa, ya, [2], FREEZE_OPTS,
+                "case mlp_relu_ce's network, parameters and batch, the middle\n"
+                "Linear(5,4) frozen: its input gradient still flows to the first layer.")
+    freeze_case(h, "mlp_first", mlp_a, params_a, xa, ya, [0], FREEZE_OPTS,
+                "case mlp_relu_ce's network, parameters and batch, the first\n"
+                "Linear(6,5) frozen (nn.h skips its backward altogether).")
+    freeze_case(h, "batchnorm1d", mlp_batchnorm1d, params_bn, x_bn, y_bn, [1], FREEZE_OPTS[:1],
+                "case mlp_batchnorm1d's network, parameters and batch, the\n"
+                "BatchNorm1d frozen: gamma and beta stay, its running statistics still move in train mode.")
 
     h.line()
     h.line("#endif /* NN_TORCH_REFERENCE_H */")
