@@ -63,6 +63,15 @@
    The values of the public enums never change (they go into programs and files); each enum
    ends with a _COUNT sentinel (NN_LOSS_COUNT, ...), one past its last value.
 
+   FINE-TUNING, CUSTOM LOSSES, GRADIENT ACCUMULATION (docs/training.md)
+   -------------------------------------------------
+       nn_set_trainable(nn_layer(m, 0), 0);      // freeze: no gradient, no update, no decay
+       nn_forward(m, x, n, NN_TRAIN);            // a loss of your own (NN_LOSS_NONE is fine):
+       nn_backward_from(m, dy);                  //   dy = d(loss)/d(output), used as given
+       nn_set_grad_accumulation(m, 1);           // backwards add into nn_grads, until
+       nn_optimizer_step(m, &opt); nn_zero_grads(m);
+       float *w = nn_node_tensor(m, layer, "weight", &count);   // PyTorch's names and layouts
+
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
    errors        nn_last_error, nn_status_name, nn_set_error
@@ -80,14 +89,17 @@
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
                  nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_compile
    shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer, nn_node_op,
-                 nn_op_name
+                 nn_op_name, nn_node_count, nn_node_at
    flat vectors  nn_param_count, nn_weight_count, nn_params, nn_grads, nn_state_count, nn_state,
-                 nn_node_weights, nn_node_bias, nn_node_weight_grads, nn_grad_norm,
-                 nn_param_norm, nn_weights_gather, nn_params_interpolate, nn_params_copy
-   training      nn_forward, nn_output, nn_backward, nn_compute_loss, nn_compute_gradients,
-                 nn_train_step, nn_input_gradient, nn_set_grad_reduction, nn_get_grad_reduction,
-                 nn_set_input_gradient, nn_set_nonfinite_policy, nn_get_nonfinite_policy,
-                 nn_set_sample_split, nn_init_weights, nn_init_biases
+                 nn_node_weights, nn_node_bias, nn_node_weight_grads, nn_node_bias_grads,
+                 nn_node_tensor, nn_node_tensor_grad, nn_node_tensor_count, nn_node_tensor_name,
+                 nn_grad_norm, nn_param_norm, nn_weights_gather, nn_params_interpolate, nn_params_copy
+   freezing      nn_set_trainable, nn_node_trainable, nn_trainable_param_count
+   training      nn_forward, nn_output, nn_backward, nn_backward_from, nn_compute_loss,
+                 nn_compute_gradients, nn_train_step, nn_input_gradient, nn_set_grad_reduction,
+                 nn_get_grad_reduction, nn_set_grad_accumulation, nn_get_grad_accumulation,
+                 nn_zero_grads, nn_set_input_gradient, nn_set_nonfinite_policy,
+                 nn_get_nonfinite_policy, nn_set_sample_split, nn_init_weights, nn_init_biases
    optimizers    nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_optimizer_bind, nn_optimizer_step,
                  nn_optimizer_reset, nn_optimizer_free
    data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
@@ -384,16 +396,14 @@ NNDEF nn_node *nn_layer(nn_model *model, int index);
 NNDEF int nn_node_count(const nn_model *model); /* nodes built so far, the input included (0 for NULL) */
 NNDEF nn_node *nn_node_at(nn_model *model, int index); /* the index-th node in build order (0 = the first built), or NULL */
 
-/* A node's tensors under their PyTorch state_dict names, in state_dict order: linear and conv2d
-   "weight" (linear [out][in], conv2d [out][in][kernel][kernel]) and "bias" [out] (absent with
-   NN_NO_BIAS); batchnorm "weight" (gamma), "bias" (beta), "running_mean", "running_var", each
-   [channels]. Parameters are slices of nn_params (gradients: of nn_grads), running statistics of
-   nn_state. */
-NNDEF int nn_node_tensor_count(const nn_node *node); /* how many tensors the node has (0 for NULL or a node without any) */
-NNDEF const char *nn_node_tensor_name(const nn_node *node, int index); /* the index-th tensor's name, or NULL */
-/* The named tensor of a node of this compiled model, with its float count in count (may be NULL);
-   NULL (count 0) and a message in nn_last_error for a NULL or foreign node, an unknown name, an
-   uncompiled model or a node the output does not depend on. */
+NNDEF int nn_node_tensor_count(const nn_node *node); /* how many tensors the node has (see nn_node_tensor; 0 for NULL) */
+NNDEF const char *nn_node_tensor_name(const nn_node *node, int index); /* the index-th tensor's name, in state_dict order, or NULL */
+/* A node's tensor by its PyTorch state_dict name: linear and conv2d "weight" (linear
+   [out][in], conv2d [out][in][kernel][kernel]) and "bias" [out] (absent with NN_NO_BIAS);
+   batchnorm "weight" (gamma), "bias" (beta), "running_mean", "running_var", each [channels].
+   Parameters are slices of nn_params, running statistics of nn_state; count (may be NULL) gets
+   the floats. NULL (count 0) and a message in nn_last_error for a NULL or foreign node, a name
+   the node does not have, an uncompiled model or a node the output does not depend on. */
 NNDEF float *nn_node_tensor(nn_model *model, nn_node *node, const char *name, size_t *count);
 /* The gradient of the named parameter tensor (a slice of nn_grads), as nn_node_tensor; NULL and a
    message for running_mean and running_var, which have no gradient. */

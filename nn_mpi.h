@@ -407,7 +407,9 @@ NNDEF nn_status nn_mpi_train_step(nn_model *m, nn_optimizer *opt, const float *x
     else if (!opt) local = nn_mpi__fail(NN_ERROR_ARGUMENT, "%s: null optimizer", who);
     else if (local_count < 0) local = nn_mpi__fail(NN_ERROR_ARGUMENT, "%s: local count %d", who, local_count);
     else if (local_count > 0) {
-        local = nn_compute_gradients(m, x, labels, targets, local_count, &local_loss);
+        /* the step's own gradient, as nn_train_step's, whatever the accumulation mode */
+        if (nn_get_grad_accumulation(m)) local = nn_zero_grads(m);
+        if (local == NN_OK) local = nn_compute_gradients(m, x, labels, targets, local_count, &local_loss);
         if (local != NN_OK) nn_mpi__from_nn(local, who);
     }
     t1 = MPI_Wtime();
