@@ -656,8 +656,12 @@ static void test_focal_loss_cnn(void **state)
         const float *z = nn_output(m) + (size_t)r * K;
         const int label = torch_cnn_labels[r];
         double top = z[0], sum = 0.0, p[5], pt, dpt;
-        for (j = 1; j < K; j++) top = fmax(top, z[j]);
-        for (j = 0; j < K; j++) sum += p[j] = exp((double)z[j] - top);
+        for (j = 1; j < K; j++)
+            if (z[j] > top) top = z[j];
+        for (j = 0; j < K; j++) {
+            p[j] = exp((double)z[j] - top);
+            sum += p[j];
+        }
         for (j = 0; j < K; j++) p[j] /= sum;
         pt = p[label];
         total += -pow(1.0 - pt, gamma) * log(pt);
