@@ -6396,14 +6396,14 @@ static void nn__summary_write(const nn_model *m, nn__text *t)
 {
     static const char *losses[NN_LOSS_COUNT] = {"none", "softmax cross-entropy", "nll", "mse", "softmax mse"};
     const size_t f = sizeof(float), replicas = (size_t)(m->context_count - 1);
-    const char *rule = "----------------------------------------------------------------------\n";
+    const char *rule = "------------------------------------------------------------------------\n";
     size_t bytes[6], total = 0;
     const char *names[6] = {"parameters", "gradients", "batch-norm state", "activations", "workspace", "thread replicas"};
     int i, rows = 0;
     for (i = 0; i < m->count; i++) rows += m->nodes[i]->live;
-    nn__text_add(t, "%d nodes, compiled for batches of up to %d, loss %s\n", rows, m->max_batch,
+    nn__text_add(t, "%d nodes (of %d built), compiled for batches of up to %d, loss %s\n", rows, m->count, m->max_batch,
                  (unsigned)m->loss < (unsigned)NN_LOSS_COUNT ? losses[m->loss] : "unknown");
-    nn__text_add(t, "%s%4s  %-24s %-8s %-14s %12s\n%s", rule, "#", "layer", "inputs", "output", "parameters", rule);
+    nn__text_add(t, "%s%4s  %-26s %-8s %-14s %12s\n%s", rule, "#", "layer", "inputs", "output", "parameters", rule);
     for (i = 0; i < m->count; i++) {
         const nn_node *n = m->nodes[i];
         char kind[64], inputs[32], shape[48];
@@ -6414,7 +6414,7 @@ static void nn__summary_write(const nn_model *m, nn__text *t)
         else snprintf(inputs, sizeof inputs, "%d,%d", n->in[0]->index, n->in[1]->index);
         if (n->h == 1 && n->w == 1) snprintf(shape, sizeof shape, "%d", n->c);
         else snprintf(shape, sizeof shape, "%dx%dx%d", n->c, n->h, n->w);
-        nn__text_add(t, "%4d  %-24s %-8s %-14s %12zu\n", n->index, kind, inputs, shape, n->weight_count + n->bias_count);
+        nn__text_add(t, "%4d  %-26s %-8s %-14s %12zu\n", n->index, kind, inputs, shape, n->weight_count + n->bias_count);
     }
     nn__text_add(t, "%s", rule);
     nn__text_add(t, "trainable parameters  %12zu\n", m->param_count);
@@ -6425,8 +6425,8 @@ static void nn__summary_write(const nn_model *m, nn__text *t)
     bytes[3] = (m->arena_floats + m->index_ints) * f; /* outputs, their gradients, masks, argmax, loss scratch */
     bytes[4] = (m->col_floats + (size_t)m->workspace_threads * NN__GEMM_THREAD_FLOATS) * f;
     bytes[5] = replicas * (m->arena_floats + m->index_ints + m->col_floats + NN__GEMM_THREAD_FLOATS + m->param_count) * f;
-    nn__text_add(t, "memory the compiled model holds (%d context%s: %zu thread replica%s):\n", m->context_count,
-                 m->context_count == 1 ? "" : "s", replicas, replicas == 1 ? "" : "s");
+    nn__text_add(t, "memory the compiled model holds (%zu thread replica%s for split steps):\n", replicas,
+                 replicas == 1 ? "" : "s");
     for (i = 0; i < 6; i++) {
         nn__text_add(t, "  %-20s %14zu bytes %10.2f MiB\n", names[i], bytes[i], (double)bytes[i] / 1048576.0);
         total += bytes[i];
