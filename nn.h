@@ -6996,7 +6996,7 @@ NNDEF nn_schedule nn_multi_step_lr(const int *milestones, int count, double gamm
     nn_schedule s = nn__schedule(NN_SCHEDULE_MULTI_STEP);
     int i;
     s.milestone_count = milestones ? count : 0; /* nn_schedule_start refuses a count out of range */
-    for (i = 0; milestones && i < count && i < NN_SCHEDULE_MAX_MILESTONES; i++) s.milestones[i] = milestones[i];
+    for (i = 0; milestones && count <= NN_SCHEDULE_MAX_MILESTONES && i < count; i++) s.milestones[i] = milestones[i];
     s.gamma = gamma;
     return s;
 }
