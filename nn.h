@@ -80,16 +80,19 @@
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
                  nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_compile
    shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer, nn_node_op,
-                 nn_op_name
+                 nn_op_name, nn_model_summary
    flat vectors  nn_param_count, nn_weight_count, nn_params, nn_grads, nn_state_count, nn_state,
                  nn_node_weights, nn_node_bias, nn_node_weight_grads, nn_grad_norm,
                  nn_param_norm, nn_weights_gather, nn_params_interpolate, nn_params_copy
    training      nn_forward, nn_output, nn_backward, nn_compute_loss, nn_compute_gradients,
                  nn_train_step, nn_input_gradient, nn_set_grad_reduction, nn_get_grad_reduction,
                  nn_set_input_gradient, nn_set_nonfinite_policy, nn_get_nonfinite_policy,
-                 nn_set_sample_split, nn_init_weights, nn_init_biases
+                 nn_set_sample_split, nn_init_weights, nn_init_biases, nn_clip_grad_norm, nn_clip_grad_value
    optimizers    nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_optimizer_bind, nn_optimizer_step,
                  nn_optimizer_reset, nn_optimizer_free
+   schedules     nn_step_lr, nn_multi_step_lr, nn_exponential_lr, nn_cosine_annealing_lr, nn_one_cycle_lr,
+                 nn_reduce_lr_on_plateau, nn_schedule_warmup, nn_schedule_start, nn_schedule_step,
+                 nn_schedule_plateau_step (PyTorch's lr_scheduler; docs/training.md has the formulas)
    data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
                  slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_train_epoch, nn_evaluate, nn_confusion_matrix,
@@ -537,7 +540,8 @@ NNDEF nn_status nn_schedule_start(nn_schedule *schedule, nn_optimizer *opt);
 /* One step of a started schedule (not PLATEAU): the next rate into opt. ONE_CYCLE refuses a step
    past total_steps (NN_ERROR_STATE), as PyTorch does. */
 NNDEF nn_status nn_schedule_step(nn_schedule *schedule, nn_optimizer *opt);
-/* One step of a started PLATEAU schedule on a metric (a validation loss, say; NaN is refused). */
+/* One step of a started PLATEAU schedule on a metric (a validation loss, say; NaN is refused; a
+   warm-up's steps do not read it). */
 NNDEF nn_status nn_schedule_plateau_step(nn_schedule *schedule, nn_optimizer *opt, double metric);
 
 /* Flat-vector analysis (the buffers above make these plain vector work). */
