@@ -7838,7 +7838,7 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
         if (options->shuffle) nn_rng_shuffle(&rng, b.order, train->count);
         st = nn__train_pass(m, opt, train, &b, options->batch_size, 0, &f, NULL, NULL, &totals);
         if (st != NN_OK) goto done;
-        if (f.show) fprintf(stderr, "\r%70s\r", "");
+        if (f.show) fprintf(stderr, "\r%80s\r", "");
         memset(&report, 0, sizeof report);
         report.epoch = f.epoch;
         report.steps = f.result.steps;

@@ -354,6 +354,7 @@ EX_API void ex_log_epoch(const char *variant, const nn_epoch_report *r)
     fprintf(stderr, "[%s] epoch %3d  train loss %.4f acc %6.2f%%", variant, r->epoch, r->train_loss, r->train_accuracy);
     if (r->val_loss != 0.0 || r->val_accuracy != 0.0)
         fprintf(stderr, "  val loss %.4f acc %6.2f%%", r->val_loss, r->val_accuracy);
+    if (r->learning_rate > 0.0) fprintf(stderr, "  lr %.3g", r->learning_rate);
     fprintf(stderr, "  %.2fs\n", r->seconds);
 }
 
