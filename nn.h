@@ -89,7 +89,7 @@
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
                  nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_compile
    shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer, nn_node_op,
-                 nn_op_name, nn_node_count, nn_node_at
+                 nn_op_name, nn_node_count, nn_node_at, nn_model_summary
    flat vectors  nn_param_count, nn_weight_count, nn_params, nn_grads, nn_state_count, nn_state,
                  nn_node_weights, nn_node_bias, nn_node_weight_grads, nn_node_bias_grads,
                  nn_node_tensor, nn_node_tensor_grad, nn_node_tensor_count, nn_node_tensor_name,
@@ -99,9 +99,13 @@
                  nn_compute_gradients, nn_train_step, nn_input_gradient, nn_set_grad_reduction,
                  nn_get_grad_reduction, nn_set_grad_accumulation, nn_get_grad_accumulation,
                  nn_zero_grads, nn_set_input_gradient, nn_set_nonfinite_policy,
-                 nn_get_nonfinite_policy, nn_set_sample_split, nn_init_weights, nn_init_biases
+                 nn_get_nonfinite_policy, nn_set_sample_split, nn_init_weights, nn_init_biases,
+                 nn_clip_grad_norm, nn_clip_grad_value
    optimizers    nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_optimizer_bind, nn_optimizer_step,
                  nn_optimizer_reset, nn_optimizer_free
+   schedules     nn_step_lr, nn_multi_step_lr, nn_exponential_lr, nn_cosine_annealing_lr, nn_one_cycle_lr,
+                 nn_reduce_lr_on_plateau, nn_schedule_warmup, nn_schedule_start, nn_schedule_step,
+                 nn_schedule_plateau_step (PyTorch's lr_scheduler; docs/training.md has the formulas)
    data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
                  slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_train_epoch, nn_evaluate, nn_confusion_matrix,
@@ -419,6 +423,15 @@ NNDEF nn_status nn_set_trainable(nn_node *node, int trainable);
 NNDEF int nn_node_trainable(const nn_node *node); /* 1 if the node has parameters and is not frozen */
 NNDEF size_t nn_trainable_param_count(const nn_model *model); /* parameters of the nodes not frozen (frozen = nn_param_count - this) */
 
+/* The compiled model as a table, like torchsummary's: one line per node the output depends on (build
+   index, kind and settings, input nodes, output shape per sample, parameters), the totals of trainable
+   parameters and non-trainable values (batch-norm running statistics), and the bytes the model holds
+   (parameters, gradients, batch-norm state, activations, workspace, per-thread replicas). Text, not a
+   FILE, so that it works without stdio: writes the table and a NUL into text (capacity bytes) and its
+   length (without the NUL) into *length (may be NULL); text NULL and capacity 0 only measure. A buffer
+   too small is NN_ERROR_ARGUMENT with *length set and nothing written. */
+NNDEF nn_status nn_model_summary(const nn_model *model, char *text, size_t capacity, size_t *length);
+
 /* ======================================================================================
    5. Training
    ====================================================================================== */
@@ -509,6 +522,88 @@ NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimiz
 /* nn_compute_gradients + optimizer step. loss may be NULL. */
 NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
                               const float *targets, int count, float *loss);
+
+/* Gradient clipping (torch.nn.utils), on nn_grads between nn_compute_gradients (or nn_backward)
+   and nn_optimizer_step; nn_fit does it before every step when its options ask. */
+/* Scales the gradients by max_norm / (norm + 1e-6) when that is below 1 (clip_grad_norm_), norm being
+   the 2-norm of the whole gradient buffer in double; total_norm (may be NULL) gets the norm before
+   clipping. A NaN or infinite norm is NN_ERROR_NONFINITE with nothing changed, unless
+   nn_set_nonfinite_policy(model, 1): then the gradients are scaled as PyTorch does (to NaN). */
+NNDEF nn_status nn_clip_grad_norm(nn_model *model, double max_norm, double *total_norm);
+/* Clamps every gradient to [-clip_value, clip_value] (clip_grad_value_); a NaN or infinite gradient is
+   refused as by nn_clip_grad_norm (keep-going policy: infinities clamped, NaNs kept, as PyTorch). */
+NNDEF nn_status nn_clip_grad_value(nn_model *model, double clip_value);
+
+/* Learning-rate schedules: torch.optim.lr_scheduler's formulas (PyTorch 1.13, the recurrences its
+   step() uses), in double. A schedule is plain data: make one with a constructor, optionally add a
+   warm-up, nn_schedule_start it with the optimizer (the optimizer's rate becomes the base rate and the
+   first rate is written back), then call nn_schedule_step after every optimizer step or every epoch
+   (the caller decides: a "step" of the schedule is whatever the caller steps it on), or
+   nn_schedule_plateau_step with a metric for NN_SCHEDULE_PLATEAU. Each step writes the new rate into
+   opt->learning_rate (rounded to float; the schedule keeps the double). */
+typedef enum nn_schedule_kind {
+    NN_SCHEDULE_STEP = 0,        /* StepLR: rate *= gamma every step_size steps */
+    NN_SCHEDULE_MULTI_STEP = 1,  /* MultiStepLR: rate *= gamma at each milestone */
+    NN_SCHEDULE_EXPONENTIAL = 2, /* ExponentialLR: rate *= gamma every step */
+    NN_SCHEDULE_COSINE = 3,      /* CosineAnnealingLR: base rate down to min_rate over t_max steps (and back up) */
+    NN_SCHEDULE_ONE_CYCLE = 4,   /* OneCycleLR, cosine: max_rate/div_factor up to max_rate, then down to
+                                    max_rate/div_factor/final_div_factor, over total_steps steps */
+    NN_SCHEDULE_PLATEAU = 5,     /* ReduceLROnPlateau: rate *= factor when the metric stops improving */
+    NN_SCHEDULE_COUNT = 6
+} nn_schedule_kind;
+#define NN_SCHEDULE_MAX_MILESTONES 16
+typedef struct nn_schedule {
+    nn_schedule_kind kind;
+    /* settings: set by the constructors (PyTorch's defaults); may be changed before nn_schedule_start */
+    int step_size;                        /* STEP */
+    int milestone_count;                  /* MULTI_STEP: 1..NN_SCHEDULE_MAX_MILESTONES milestones, */
+    int milestones[NN_SCHEDULE_MAX_MILESTONES]; /* positive and non-decreasing (a repeat applies gamma again) */
+    double gamma;                         /* STEP, MULTI_STEP, EXPONENTIAL */
+    int t_max;                            /* COSINE */
+    double min_rate;                      /* COSINE's eta_min, PLATEAU's min_lr (default 0) */
+    double max_rate;                      /* ONE_CYCLE: max_lr */
+    int total_steps;                      /* ONE_CYCLE: steps in the cycle (one more is an error) */
+    double pct_start, div_factor, final_div_factor; /* ONE_CYCLE: 0.3, 25, 1e4 */
+    int three_phase;                      /* ONE_CYCLE: 0 */
+    int cycle_momentum;                   /* ONE_CYCLE: 1 = cycle opt->momentum (SGD, RMSProp) or beta1 (Adam, */
+    double base_momentum, max_momentum;   /* AdamW) inversely to the rate, between 0.85 and 0.95 (PyTorch's default) */
+    double factor;                        /* PLATEAU: new rate = max(rate * factor, min_rate), if lower by > eps */
+    int patience;                         /* PLATEAU: bad steps tolerated before a reduction */
+    int cooldown;                         /* PLATEAU: steps after a reduction that count as neither good nor bad (0) */
+    double threshold, eps;                /* PLATEAU: 1e-4, 1e-8 */
+    int mode_max;                         /* PLATEAU: 0 = mode "min" (lower is better), 1 = "max" */
+    int threshold_abs;                    /* PLATEAU: 0 = threshold_mode "rel": better means below best*(1-threshold);
+                                             1 = "abs": below best - threshold (mode max: above best*(1+threshold), best+threshold) */
+    int warmup_steps;                     /* nn_schedule_warmup (0: none) */
+    double warmup_start_factor;
+    /* state: set by nn_schedule_start, advanced by the steps; plain data, so a copy is a snapshot */
+    int started;
+    int64_t step;                         /* steps since the start, warm-up included (PyTorch's last_epoch) */
+    double base_rate;                     /* the optimizer's rate at the start (ONE_CYCLE: max_rate/div_factor) */
+    double rate;                          /* the current rate (PyTorch's group['lr']) */
+    double best;                          /* PLATEAU: the best metric so far */
+    int bad_steps, cooldown_left;         /* PLATEAU */
+} nn_schedule;
+NNDEF nn_schedule nn_step_lr(int step_size, double gamma); /* StepLR(step_size, gamma) */
+NNDEF nn_schedule nn_multi_step_lr(const int *milestones, int count, double gamma); /* MultiStepLR(milestones, gamma) */
+NNDEF nn_schedule nn_exponential_lr(double gamma); /* ExponentialLR(gamma) */
+NNDEF nn_schedule nn_cosine_annealing_lr(int t_max, double min_rate); /* CosineAnnealingLR(T_max, eta_min) */
+NNDEF nn_schedule nn_one_cycle_lr(double max_rate, int total_steps); /* OneCycleLR(max_lr, total_steps), cosine, PyTorch's defaults */
+NNDEF nn_schedule nn_reduce_lr_on_plateau(double factor, int patience); /* ReduceLROnPlateau(mode 'min', factor, patience) */
+/* Puts a linear warm-up of steps steps in front: PyTorch's SequentialLR([LinearLR(start_factor,
+   total_iters=steps), schedule], milestones=[steps]): the rate goes from base_rate * start_factor
+   towards base_rate (LinearLR's recurrence), then the schedule runs from its own start at step
+   `steps`. start_factor in (0, 1]; before nn_schedule_start. */
+NNDEF nn_status nn_schedule_warmup(nn_schedule *schedule, int steps, double start_factor);
+/* Checks the settings, takes opt->learning_rate as the base rate and writes the first rate (and,
+   ONE_CYCLE with cycle_momentum, the momentum) into opt, like constructing a PyTorch scheduler. */
+NNDEF nn_status nn_schedule_start(nn_schedule *schedule, nn_optimizer *opt);
+/* One step of a started schedule (not PLATEAU): the next rate into opt. ONE_CYCLE refuses a step
+   past total_steps (NN_ERROR_STATE), as PyTorch does. */
+NNDEF nn_status nn_schedule_step(nn_schedule *schedule, nn_optimizer *opt);
+/* One step of a started PLATEAU schedule on a metric (a validation loss, say; NaN is refused; a
+   warm-up's steps do not read it). */
+NNDEF nn_status nn_schedule_plateau_step(nn_schedule *schedule, nn_optimizer *opt, double metric);
 
 /* Flat-vector analysis (the buffers above make these plain vector work). */
 /* 2-norm of the whole gradient buffer after nn_backward (biases included, weight decay not), in
@@ -601,6 +696,7 @@ typedef struct nn_epoch_report {
     double train_accuracy;      /* percent, of the epoch's minibatch predictions */
     double val_loss, val_accuracy; /* at the epoch's end, if a validation set was given */
     double seconds;             /* wall time of the epoch's training */
+    double learning_rate;       /* the rate of the epoch's last optimizer step (on_check: of the last step before the check) */
 } nn_epoch_report;
 
 typedef struct nn_fit_options {
@@ -611,6 +707,12 @@ typedef struct nn_fit_options {
     int checks_per_epoch;            /* checks (validations, on_check calls) per epoch (>= 1) */
     int patience;                    /* stop after this many checks without a better val loss; 0 = never */
     int progress;                    /* -1 auto (stderr is a terminal), 0 off, 1 on */
+    /* A learning-rate schedule (may be NULL), started here if it is not yet (nn_schedule_start), then
+       stepped after every optimizer step (schedule_per_step = 1) or every epoch (0). A PLATEAU schedule
+       steps every epoch on the last validation loss, or on the epoch's train loss without a validation set. */
+    nn_schedule *schedule;
+    int schedule_per_step;
+    double clip_grad_value, clip_grad_norm; /* > 0: nn_clip_grad_value, then nn_clip_grad_norm, before every step */
     /* Called after each epoch; return non-zero to stop training. */
     int (*on_epoch)(const nn_epoch_report *report, void *user);
     /* Called at each of the checks_per_epoch checks (with or without a validation set), with the
@@ -5429,6 +5531,7 @@ struct nn_model {
     float *arena;               /* activations, gradients, masks, loss scratch */
     int32_t *index_arena;       /* max-pool argmax */
     float *workspace;           /* conv column matrix + GEMM slices */
+    size_t arena_floats, index_ints; /* the sizes of arena and index_arena (and of each replica's) */
     size_t col_floats;
     int workspace_threads;
     size_t scratch_offset, loss_offset;
@@ -6279,6 +6382,8 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
                         m->workspace_threads, (double)(arena + params + m->col_floats) * 4e-6);
     }
     m->sample_macs = macs;
+    m->arena_floats = arena;
+    m->index_ints = index_arena;
     m->param_count = params;
     m->weight_count = weights;
     m->state_count = state;
@@ -6446,6 +6551,103 @@ NNDEF size_t nn_trainable_param_count(const nn_model *m)
         if (n->live && nn__has_params(n) && !n->frozen) total += n->weight_count + n->bias_count;
     }
     return total;
+}
+
+/* ---- nn_model_summary: text into a buffer that is measured first, then written ---- */
+typedef struct nn__text { char *buf; size_t cap, len; } nn__text; /* buf NULL: only count */
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void nn__text_add(nn__text *t, const char *format, ...)
+{
+    va_list args;
+    int n;
+    va_start(args, format);
+    n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, format, args);
+    va_end(args);
+    if (n > 0) t->len += (size_t)n;
+}
+
+/* A node's kind with its settings: "conv2d 5x5 s1 p0", "maxpool2d 2x2 s2", "leaky_relu 0.01", ... */
+static void nn__node_kind(const nn_node *n, char *out, size_t size)
+{
+    static const char *activations[NN_ACTIVATION_COUNT] = {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "scaled_tanh"};
+    switch (n->op) {
+    case NN_OP_LINEAR: snprintf(out, size, "linear%s", n->has_bias ? "" : " no bias"); break;
+    case NN_OP_CONV2D:
+        snprintf(out, size, "conv2d %dx%d s%d p%d%s", n->kernel, n->kernel, n->stride, n->pad, n->has_bias ? "" : " no bias");
+        break;
+    case NN_OP_MAXPOOL2D:
+    case NN_OP_AVGPOOL2D: snprintf(out, size, "%s %dx%d s%d", nn__ops[n->op].name, n->kernel, n->kernel, n->stride); break;
+    case NN_OP_DROPOUT: snprintf(out, size, "dropout p=%g", (double)n->parameter); break;
+    case NN_OP_ACTIVATION:
+        if (n->activation == NN_ACTIVATION_LEAKY_RELU) snprintf(out, size, "leaky_relu %g", (double)n->parameter);
+        else snprintf(out, size, "%s", (unsigned)n->activation < (unsigned)NN_ACTIVATION_COUNT ? activations[n->activation] : "activation");
+        break;
+    default: snprintf(out, size, "%s", nn__ops[n->op].name); break;
+    }
+}
+
+static void nn__summary_write(const nn_model *m, nn__text *t)
+{
+    static const char *losses[NN_LOSS_COUNT] = {"none", "softmax cross-entropy", "nll", "mse", "softmax mse"};
+    const size_t f = sizeof(float), replicas = (size_t)(m->context_count - 1);
+    const char *rule = "------------------------------------------------------------------------\n";
+    size_t bytes[6], total = 0;
+    const char *names[6] = {"parameters", "gradients", "batch-norm state", "activations", "workspace", "thread replicas"};
+    int i, rows = 0;
+    for (i = 0; i < m->count; i++) rows += m->nodes[i]->live;
+    nn__text_add(t, "%d nodes (of %d built), compiled for batches of up to %d, loss %s\n", rows, m->count, m->max_batch,
+                 (unsigned)m->loss < (unsigned)NN_LOSS_COUNT ? losses[m->loss] : "unknown");
+    nn__text_add(t, "%s%4s  %-26s %-8s %-14s %12s\n%s", rule, "#", "layer", "inputs", "output", "parameters", rule);
+    for (i = 0; i < m->count; i++) {
+        const nn_node *n = m->nodes[i];
+        char kind[64], inputs[32], shape[48];
+        if (!n->live) continue;
+        nn__node_kind(n, kind, sizeof kind);
+        if (n->inputs == 0) snprintf(inputs, sizeof inputs, "-");
+        else if (n->inputs == 1) snprintf(inputs, sizeof inputs, "%d", n->in[0]->index);
+        else snprintf(inputs, sizeof inputs, "%d,%d", n->in[0]->index, n->in[1]->index);
+        if (n->h == 1 && n->w == 1) snprintf(shape, sizeof shape, "%d", n->c);
+        else snprintf(shape, sizeof shape, "%dx%dx%d", n->c, n->h, n->w);
+        nn__text_add(t, "%4d  %-26s %-8s %-14s %12zu\n", n->index, kind, inputs, shape, n->weight_count + n->bias_count);
+    }
+    nn__text_add(t, "%s", rule);
+    nn__text_add(t, "trainable parameters  %12zu\n", nn_trainable_param_count(m));
+    nn__text_add(t, "non-trainable values  %12zu  (%zu frozen parameters, %zu batch-norm running statistics)\n",
+                 m->param_count - nn_trainable_param_count(m) + m->state_count, m->param_count - nn_trainable_param_count(m),
+                 m->state_count);
+    bytes[0] = m->param_count * f;
+    bytes[1] = (m->backward_grads ? 2 : 1) * m->param_count * f; /* accumulation mode keeps a second buffer */
+    bytes[2] = 2 * m->state_count * f; /* the statistics and their copy from before the step */
+    bytes[3] = (m->arena_floats + m->index_ints) * f; /* outputs, their gradients, masks, argmax, loss scratch */
+    bytes[4] = (m->col_floats + (size_t)m->workspace_threads * NN__GEMM_THREAD_FLOATS) * f;
+    bytes[5] = replicas * (m->arena_floats + m->index_ints + m->col_floats + NN__GEMM_THREAD_FLOATS + m->param_count) * f;
+    nn__text_add(t, "memory the compiled model holds (%zu thread replica%s for split steps):\n", replicas,
+                 replicas == 1 ? "" : "s");
+    for (i = 0; i < 6; i++) {
+        nn__text_add(t, "  %-20s %14zu bytes %10.2f MiB\n", names[i], bytes[i], (double)bytes[i] / 1048576.0);
+        total += bytes[i];
+    }
+    nn__text_add(t, "  %-20s %14zu bytes %10.2f MiB\n", "total", total, (double)total / 1048576.0);
+}
+
+NNDEF nn_status nn_model_summary(const nn_model *m, char *text, size_t capacity, size_t *length)
+{
+    nn__text t = {NULL, 0, 0};
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_model_summary: compile the model first");
+    nn__summary_write(m, &t);
+    if (length) *length = t.len;
+    if (!text) return NN_OK;
+    if (t.len >= capacity)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_model_summary: the table needs %zu bytes, the buffer holds %zu", t.len + 1,
+                        capacity);
+    t.buf = text;
+    t.cap = capacity;
+    t.len = 0;
+    nn__summary_write(m, &t);
+    return NN_OK;
 }
 
 /* ======================================================================================
@@ -6976,8 +7178,50 @@ NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
     return NN_OK;
 }
 
-NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
-                              int count, float *loss)
+/* ======================================================================================
+   Gradient clipping (torch.nn.utils.clip_grad_norm_ and clip_grad_value_)
+   ====================================================================================== */
+NNDEF nn_status nn_clip_grad_norm(nn_model *m, double max_norm, double *total_norm)
+{
+    double norm, coef;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_clip_grad_norm: compile the model first");
+    if (!(max_norm >= 0.0)) return nn__fail(NN_ERROR_ARGUMENT, "nn_clip_grad_norm: max_norm %g is negative or NaN", max_norm);
+    norm = nn_grad_norm(m);
+    if (!isfinite(norm) && !m->keep_going)
+        return nn__fail(NN_ERROR_NONFINITE, "nn_clip_grad_norm: the gradient norm is %g; the gradients were left as they were",
+                        norm);
+    coef = max_norm / (norm + 1e-6);
+    if (!(coef >= 1.0)) nn_scale(m->param_count, (float)coef, m->grads); /* a NaN factor too: torch.clamp keeps NaN */
+    if (total_norm) *total_norm = norm;
+    return NN_OK;
+}
+
+NNDEF nn_status nn_clip_grad_value(nn_model *m, double clip_value)
+{
+    float limit, *g;
+    size_t i, n;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_clip_grad_value: compile the model first");
+    if (!(clip_value >= 0.0))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_clip_grad_value: clip_value %g is negative or NaN", clip_value);
+    g = m->grads;
+    n = m->param_count;
+    if (!m->keep_going)
+        for (i = 0; i < n; i++)
+            if (!isfinite(g[i]))
+                return nn__fail(NN_ERROR_NONFINITE, "nn_clip_grad_value: gradient %zu is %g; the gradients were left as they were",
+                                i, (double)g[i]);
+    limit = clip_value > FLT_MAX ? INFINITY : (float)clip_value; /* PyTorch clamps at the float32 value */
+    for (i = 0; i < n; i++) {
+        if (g[i] > limit) g[i] = limit;
+        else if (g[i] < -limit) g[i] = -limit;
+    }
+    return NN_OK;
+}
+
+/* nn_train_step, with the gradients clipped by value, then by norm, before the update when those
+   limits are positive (nn_fit's options). */
+static nn_status nn__train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
+                                int count, float *loss, double clip_value, double clip_norm)
 {
     float value = 0.0f;
     nn_status st;
@@ -7000,9 +7244,336 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
                             "batch-norm statistics restored", isfinite(value) ? "the gradient" : "the loss", (double)value);
         }
     }
-    st = nn_optimizer_step(m, opt);
+    if (clip_value > 0.0) st = nn_clip_grad_value(m, clip_value);
+    if (st == NN_OK && clip_norm > 0.0) st = nn_clip_grad_norm(m, clip_norm, NULL);
+    if (st == NN_OK) st = nn_optimizer_step(m, opt);
     if (st != NN_OK && m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
     return st;
+}
+
+NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
+                              int count, float *loss)
+{
+    return nn__train_step(m, opt, x, labels, targets, count, loss, 0.0, 0.0);
+}
+
+/* ======================================================================================
+   Learning-rate schedules: torch.optim.lr_scheduler (PyTorch 1.13) step for step, in double.
+   PyTorch's step() uses each scheduler's chainable form (the new rate from the current one), not
+   its closed form; the two differ in the last bits, so the recurrences below are PyTorch's, with
+   its order of operations. A warm-up is SequentialLR([LinearLR, schedule]): at the milestone the
+   schedule restarts through its closed form at 0 (CosineAnnealingLR's is not exactly the base).
+   ====================================================================================== */
+#define NN__PI 3.141592653589793 /* math.pi */
+
+static nn_schedule nn__schedule(nn_schedule_kind kind)
+{
+    nn_schedule s;
+    memset(&s, 0, sizeof s);
+    s.kind = kind;
+    s.warmup_start_factor = 1.0 / 3.0; /* LinearLR's default */
+    return s;
+}
+NNDEF nn_schedule nn_step_lr(int step_size, double gamma)
+{
+    nn_schedule s = nn__schedule(NN_SCHEDULE_STEP);
+    s.step_size = step_size;
+    s.gamma = gamma;
+    return s;
+}
+NNDEF nn_schedule nn_multi_step_lr(const int *milestones, int count, double gamma)
+{
+    nn_schedule s = nn__schedule(NN_SCHEDULE_MULTI_STEP);
+    int i;
+    s.milestone_count = milestones ? count : 0; /* nn_schedule_start refuses a count out of range */
+    for (i = 0; milestones && count <= NN_SCHEDULE_MAX_MILESTONES && i < count; i++) s.milestones[i] = milestones[i];
+    s.gamma = gamma;
+    return s;
+}
+NNDEF nn_schedule nn_exponential_lr(double gamma)
+{
+    nn_schedule s = nn__schedule(NN_SCHEDULE_EXPONENTIAL);
+    s.gamma = gamma;
+    return s;
+}
+NNDEF nn_schedule nn_cosine_annealing_lr(int t_max, double min_rate)
+{
+    nn_schedule s = nn__schedule(NN_SCHEDULE_COSINE);
+    s.t_max = t_max;
+    s.min_rate = min_rate;
+    return s;
+}
+NNDEF nn_schedule nn_one_cycle_lr(double max_rate, int total_steps)
+{
+    nn_schedule s = nn__schedule(NN_SCHEDULE_ONE_CYCLE);
+    s.max_rate = max_rate;
+    s.total_steps = total_steps;
+    s.pct_start = 0.3;
+    s.div_factor = 25.0;
+    s.final_div_factor = 1e4;
+    s.cycle_momentum = 1;
+    s.base_momentum = 0.85;
+    s.max_momentum = 0.95;
+    return s;
+}
+NNDEF nn_schedule nn_reduce_lr_on_plateau(double factor, int patience)
+{
+    nn_schedule s = nn__schedule(NN_SCHEDULE_PLATEAU);
+    s.factor = factor;
+    s.patience = patience;
+    s.threshold = 1e-4;
+    s.eps = 1e-8;
+    return s;
+}
+
+NNDEF nn_status nn_schedule_warmup(nn_schedule *s, int steps, double start_factor)
+{
+    if (!s) return nn__fail(NN_ERROR_ARGUMENT, "nn_schedule_warmup: null schedule");
+    if (s->started) return nn__fail(NN_ERROR_STATE, "nn_schedule_warmup: the schedule has started");
+    if (steps < 1 || !(start_factor > 0.0 && start_factor <= 1.0))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_schedule_warmup: %d steps (want >= 1) from factor %g (want (0, 1])", steps,
+                        start_factor);
+    s->warmup_steps = steps;
+    s->warmup_start_factor = start_factor;
+    return NN_OK;
+}
+
+/* OneCycleLR's phases: end steps, rates and momenta at each end (PyTorch's _schedule_phases). */
+static int nn__one_cycle_phases(const nn_schedule *s, double end[3], double rate[4], double momentum[4])
+{
+    const double initial = s->max_rate / s->div_factor, total = (double)s->total_steps;
+    rate[0] = initial;
+    rate[1] = s->max_rate;
+    momentum[0] = s->max_momentum;
+    momentum[1] = s->base_momentum;
+    end[0] = s->pct_start * total - 1;
+    if (!s->three_phase) {
+        end[1] = total - 1;
+        rate[2] = initial / s->final_div_factor;
+        momentum[2] = s->max_momentum;
+        return 2;
+    }
+    end[1] = 2 * s->pct_start * total - 2;
+    end[2] = total - 1;
+    rate[2] = initial;
+    rate[3] = initial / s->final_div_factor;
+    momentum[2] = momentum[3] = s->max_momentum;
+    return 3;
+}
+
+/* "Cosine anneal from start to end as pct goes from 0.0 to 1.0" (OneCycleLR._annealing_cos). */
+static double nn__anneal_cos(double start, double end, double pct)
+{
+    const double cos_out = cos(NN__PI * pct) + 1;
+    return end + (start - end) / 2.0 * cos_out;
+}
+
+/* OneCycleLR's rate (and momentum) at step k of its cycle: a closed form, its get_lr. */
+static double nn__one_cycle_rate(const nn_schedule *s, int64_t k, double *momentum)
+{
+    double end[3], rate[4], mom[4], start = 0.0, pct;
+    const int phases = nn__one_cycle_phases(s, end, rate, mom);
+    int i;
+    for (i = 0; i < phases - 1 && !((double)k <= end[i]); i++) start = end[i];
+    pct = ((double)k - start) / (end[i] - start);
+    *momentum = nn__anneal_cos(mom[i], mom[i + 1], pct);
+    return nn__anneal_cos(rate[i], rate[i + 1], pct);
+}
+
+static nn_status nn__schedule_check(const nn_schedule *s, const char *who)
+{
+    int i;
+    if ((unsigned)s->kind >= (unsigned)NN_SCHEDULE_COUNT) return nn__fail(NN_ERROR_ARGUMENT, "%s: unknown schedule kind %d", who, (int)s->kind);
+    if (s->warmup_steps < 0 || (s->warmup_steps > 0 && !(s->warmup_start_factor > 0.0 && s->warmup_start_factor <= 1.0)))
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: a warm-up of %d steps from factor %g (want >= 0 steps, factor in (0, 1])", who,
+                        s->warmup_steps, s->warmup_start_factor);
+    switch (s->kind) {
+    case NN_SCHEDULE_STEP:
+        if (s->step_size < 1 || !isfinite(s->gamma))
+            return nn__fail(NN_ERROR_ARGUMENT, "%s: step_size %d (want >= 1), gamma %g (want finite)", who, s->step_size, s->gamma);
+        break;
+    case NN_SCHEDULE_MULTI_STEP:
+        if (s->milestone_count < 1 || s->milestone_count > NN_SCHEDULE_MAX_MILESTONES || !isfinite(s->gamma))
+            return nn__fail(NN_ERROR_ARGUMENT, "%s: %d milestones (want 1..%d), gamma %g (want finite)", who, s->milestone_count,
+                            NN_SCHEDULE_MAX_MILESTONES, s->gamma);
+        for (i = 0; i < s->milestone_count; i++)
+            if (s->milestones[i] < 1 || (i > 0 && s->milestones[i] < s->milestones[i - 1]))
+                return nn__fail(NN_ERROR_ARGUMENT, "%s: milestone %d (%d) is not positive and non-decreasing", who, i, s->milestones[i]);
+        break;
+    case NN_SCHEDULE_EXPONENTIAL:
+        if (!isfinite(s->gamma)) return nn__fail(NN_ERROR_ARGUMENT, "%s: gamma %g is not finite", who, s->gamma);
+        break;
+    case NN_SCHEDULE_COSINE:
+        if (s->t_max < 1 || !isfinite(s->min_rate))
+            return nn__fail(NN_ERROR_ARGUMENT, "%s: t_max %d (want >= 1), min_rate %g (want finite)", who, s->t_max, s->min_rate);
+        break;
+    case NN_SCHEDULE_ONE_CYCLE: {
+        double end[3], rate[4], mom[4];
+        int phases;
+        if (s->total_steps < 1 || !(s->max_rate > 0.0) || !isfinite(s->max_rate) || !(s->pct_start >= 0.0 && s->pct_start <= 1.0) ||
+            !(s->div_factor > 0.0) || !(s->final_div_factor > 0.0) || !isfinite(s->base_momentum) || !isfinite(s->max_momentum))
+            return nn__fail(NN_ERROR_ARGUMENT, "%s: one cycle of %d steps to max_rate %g, pct_start %g, div_factor %g, "
+                            "final_div_factor %g, momentum %g..%g: want >= 1 step, a positive finite rate, pct_start in [0, 1], "
+                            "positive factors, finite momenta", who, s->total_steps, s->max_rate, s->pct_start, s->div_factor,
+                            s->final_div_factor, s->base_momentum, s->max_momentum);
+        phases = nn__one_cycle_phases(s, end, rate, mom);
+        for (i = 0; i < phases; i++)
+            if (end[i] == (i ? end[i - 1] : 0.0) || !isfinite(rate[i + 1]))
+                return nn__fail(NN_ERROR_ARGUMENT, "%s: phase %d of the one-cycle schedule is empty (%d steps, pct_start %g)", who,
+                                i + 1, s->total_steps, s->pct_start);
+        break;
+    }
+    case NN_SCHEDULE_PLATEAU:
+        if (!(s->factor >= 0.0 && s->factor < 1.0) || s->patience < 0 || s->cooldown < 0 || !(s->threshold >= 0.0) ||
+            !isfinite(s->threshold) || !(s->min_rate >= 0.0) || !(s->eps >= 0.0))
+            return nn__fail(NN_ERROR_ARGUMENT, "%s: factor %g (want [0, 1)), patience %d, cooldown %d, threshold %g, min_rate %g, "
+                            "eps %g (want non-negative)", who, s->factor, s->patience, s->cooldown, s->threshold, s->min_rate, s->eps);
+        break;
+    case NN_SCHEDULE_COUNT: break;
+    }
+    return NN_OK;
+}
+
+/* The rate (and, ONE_CYCLE, momentum; NaN if none) at step 0 of the schedule itself: without a
+   warm-up PyTorch's first rate, after one the closed form at 0 that SequentialLR's step(0) uses. */
+static double nn__schedule_first_rate(const nn_schedule *s, double *momentum)
+{
+    *momentum = NAN;
+    if (s->kind == NN_SCHEDULE_ONE_CYCLE) return nn__one_cycle_rate(s, 0, momentum);
+    if (s->kind == NN_SCHEDULE_COSINE && s->warmup_steps > 0)
+        return s->min_rate + (s->base_rate - s->min_rate) * (1 + cos(NN__PI * 0 / s->t_max)) / 2;
+    return s->base_rate;
+}
+
+/* Writes the schedule's rate (and a momentum that is not NaN, when cycled) into the optimizer. */
+static void nn__schedule_apply(const nn_schedule *s, nn_optimizer *opt, double momentum)
+{
+    opt->learning_rate = (float)s->rate;
+    if (s->kind != NN_SCHEDULE_ONE_CYCLE || !s->cycle_momentum || isnan(momentum)) return;
+    if (opt->kind == NN_OPTIMIZER_ADAM || opt->kind == NN_OPTIMIZER_ADAMW) opt->beta1 = (float)momentum;
+    else opt->momentum = (float)momentum;
+}
+
+NNDEF nn_status nn_schedule_start(nn_schedule *s, nn_optimizer *opt)
+{
+    double momentum, base;
+    nn_status st;
+    if (!s || !opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_schedule_start: null schedule or optimizer");
+    if (s->started) return nn__fail(NN_ERROR_STATE, "nn_schedule_start: the schedule has started already");
+    st = nn__schedule_check(s, "nn_schedule_start");
+    if (st != NN_OK) return st;
+    base = s->kind == NN_SCHEDULE_ONE_CYCLE ? s->max_rate / s->div_factor : (double)opt->learning_rate;
+    if (!(base >= 0.0) || !isfinite(base))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_schedule_start: the base rate %g is negative or not finite", base);
+    s->base_rate = base;
+    s->step = 0;
+    s->best = s->mode_max ? -INFINITY : INFINITY;
+    s->bad_steps = s->cooldown_left = 0;
+    s->rate = nn__schedule_first_rate(s, &momentum);
+    if (s->warmup_steps > 0) {
+        s->rate = s->base_rate * s->warmup_start_factor; /* LinearLR's first rate; the momentum is OneCycleLR's first */
+        if (s->kind == NN_SCHEDULE_ONE_CYCLE) momentum = s->max_momentum;
+    }
+    s->started = 1;
+    nn__schedule_apply(s, opt, momentum);
+    return NN_OK;
+}
+
+/* ReduceLROnPlateau.is_better: a below best*(1 - threshold) in mode min and threshold_mode rel, ... */
+static int nn__plateau_better(const nn_schedule *s, double a)
+{
+    if (!s->mode_max) return s->threshold_abs ? a < s->best - s->threshold : a < s->best * (1. - s->threshold);
+    return s->threshold_abs ? a > s->best + s->threshold : a > s->best * (s->threshold + 1.);
+}
+
+/* One step: the warm-up's (LinearLR's chainable form) or the schedule's; the momentum for the
+   optimizer, or NaN. */
+static double nn__schedule_advance(nn_schedule *s, double metric)
+{
+    const int64_t t = ++s->step, warmup = s->warmup_steps, k = t - warmup; /* k: steps of the schedule itself */
+    double momentum = NAN;
+    if (k < 0) {
+        const double f = s->warmup_start_factor;
+        s->rate = s->rate * (1. + (1.0 - f) / ((double)warmup * f + (double)(t - 1) * (1.0 - f)));
+        return momentum;
+    }
+    if (k == 0) {
+        s->rate = nn__schedule_first_rate(s, &momentum);
+        return momentum;
+    }
+    switch (s->kind) {
+    case NN_SCHEDULE_STEP:
+        if (k % s->step_size == 0) s->rate = s->rate * s->gamma;
+        break;
+    case NN_SCHEDULE_MULTI_STEP: {
+        int i, hits = 0;
+        for (i = 0; i < s->milestone_count; i++) hits += s->milestones[i] == k;
+        if (hits) s->rate = s->rate * pow(s->gamma, (double)hits);
+        break;
+    }
+    case NN_SCHEDULE_EXPONENTIAL: s->rate = s->rate * s->gamma; break;
+    case NN_SCHEDULE_COSINE: {
+        const int64_t T = s->t_max;
+        if (((k - 1 - T) % (2 * T) + 2 * T) % (2 * T) == 0) /* Python's % is never negative */
+            s->rate = s->rate + (s->base_rate - s->min_rate) * (1 - cos(NN__PI / (double)T)) / 2;
+        else
+            s->rate = (1 + cos(NN__PI * (double)k / (double)T)) / (1 + cos(NN__PI * (double)(k - 1) / (double)T)) *
+                          (s->rate - s->min_rate) + s->min_rate;
+        break;
+    }
+    case NN_SCHEDULE_ONE_CYCLE: s->rate = nn__one_cycle_rate(s, k, &momentum); break;
+    case NN_SCHEDULE_PLATEAU:
+        if (nn__plateau_better(s, metric)) {
+            s->best = metric;
+            s->bad_steps = 0;
+        } else {
+            s->bad_steps++;
+        }
+        if (s->cooldown_left > 0) {
+            s->cooldown_left--;
+            s->bad_steps = 0; /* bad steps in the cooldown do not count */
+        }
+        if (s->bad_steps > s->patience) {
+            const double reduced = NN__MAX(s->rate * s->factor, s->min_rate);
+            if (s->rate - reduced > s->eps) s->rate = reduced;
+            s->cooldown_left = s->cooldown;
+            s->bad_steps = 0;
+        }
+        break;
+    case NN_SCHEDULE_COUNT: break;
+    }
+    return momentum;
+}
+
+/* The checks both steps share: a started, valid schedule and an optimizer. */
+static nn_status nn__schedule_check_step(const nn_schedule *s, const nn_optimizer *opt, const char *who)
+{
+    if (!s || !opt) return nn__fail(NN_ERROR_ARGUMENT, "%s: null schedule or optimizer", who);
+    if (!s->started) return nn__fail(NN_ERROR_STATE, "%s: start the schedule first (nn_schedule_start)", who);
+    return nn__schedule_check(s, who);
+}
+
+NNDEF nn_status nn_schedule_step(nn_schedule *s, nn_optimizer *opt)
+{
+    nn_status st = nn__schedule_check_step(s, opt, "nn_schedule_step");
+    if (st != NN_OK) return st;
+    if (s->kind == NN_SCHEDULE_PLATEAU)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_schedule_step: a plateau schedule steps on a metric (nn_schedule_plateau_step)");
+    if (s->kind == NN_SCHEDULE_ONE_CYCLE && s->step - s->warmup_steps >= s->total_steps)
+        return nn__fail(NN_ERROR_STATE, "nn_schedule_step: the one-cycle schedule has taken all its %d steps", s->total_steps);
+    nn__schedule_apply(s, opt, nn__schedule_advance(s, 0.0));
+    return NN_OK;
+}
+
+NNDEF nn_status nn_schedule_plateau_step(nn_schedule *s, nn_optimizer *opt, double metric)
+{
+    nn_status st = nn__schedule_check_step(s, opt, "nn_schedule_plateau_step");
+    if (st != NN_OK) return st;
+    if (s->kind != NN_SCHEDULE_PLATEAU)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_schedule_plateau_step: not a plateau schedule (nn_schedule_step steps the others)");
+    if (isnan(metric)) return nn__fail(NN_ERROR_ARGUMENT, "nn_schedule_plateau_step: the metric is NaN");
+    nn__schedule_apply(s, opt, nn__schedule_advance(s, metric));
+    return NN_OK;
 }
 
 /* ======================================================================================
@@ -7346,13 +7917,14 @@ static int nn__stderr_is_terminal(void)
 #endif
 }
 
-static void nn__progress(int epoch, int epochs, int step, int steps, double loss)
+static void nn__progress(int epoch, int epochs, int step, int steps, double loss, double rate)
 {
     char bar[31];
     int i, filled = steps ? (int)(30LL * step / steps) : 30;
     for (i = 0; i < 30; i++) bar[i] = i < filled ? '=' : ' ';
     bar[30] = 0;
-    fprintf(stderr, "\r  epoch %d/%d [%s] %3d%%  loss %.4f ", epoch, epochs, bar, steps ? 100 * step / steps : 100, loss);
+    fprintf(stderr, "\r  epoch %d/%d [%s] %3d%%  loss %.4f  lr %.3g ", epoch, epochs, bar, steps ? 100 * step / steps : 100, loss,
+            rate);
     fflush(stderr);
 }
 
@@ -7399,8 +7971,10 @@ typedef struct nn__pass_totals {
    the progress bar of the current epoch. */
 typedef struct nn__fit_state {
     nn_model *model;
+    nn_optimizer *opt;
     const nn_fit_options *options;
     nn_fit_result result;
+    double rate;                /* the learning rate of the last step */
     nn_metrics val;             /* the latest validation */
     double best;                /* the best validation loss so far */
     int since_best, stop, show; /* checks since the best; stop requested; progress bar on */
@@ -7418,11 +7992,16 @@ static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float
     nn_epoch_report check;
     double tv;
     f->result.steps++;
+    f->rate = f->opt->learning_rate;
+    if (o->schedule && o->schedule_per_step) {
+        nn_status st = nn_schedule_step(o->schedule, f->opt);
+        if (st != NN_OK) return st;
+    }
     f->check_loss += (double)loss * samples;
     f->check_seen += samples;
     f->check_correct += hits;
     if (f->show && ((step - 1) % NN__MAX(1, steps / 100) == 0 || step == steps))
-        nn__progress(f->epoch, o->epochs, step, steps, totals->loss_sum / totals->seen);
+        nn__progress(f->epoch, o->epochs, step, steps, totals->loss_sum / totals->seen, f->rate);
     if ((!o->validation && !o->on_check) || step != (int)((long long)f->next_check * steps / f->checks)) return NN_OK;
     tv = nn_seconds();
     f->next_check++;
@@ -7439,6 +8018,7 @@ static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float
     check.train_loss = f->check_loss / f->check_seen;
     check.train_accuracy = 100.0 * f->check_correct / f->check_seen;
     check.seconds = tv - f->t_check;
+    check.learning_rate = f->rate;
     f->check_loss = 0.0;
     f->check_correct = f->check_seen = 0;
     if (o->on_check && o->on_check(&check, o->user)) f->stop = 1;
@@ -7477,7 +8057,8 @@ static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset
             for (r = 0; r < n; r++)
                 memcpy(b->targets + (size_t)r * target_size, train->targets + (size_t)b->order[first + r] * target_size,
                        target_size * sizeof(float));
-        st = nn_train_step(m, opt, b->x, train->labels ? b->labels : NULL, b->targets, n, &loss);
+        st = nn__train_step(m, opt, b->x, train->labels ? b->labels : NULL, b->targets, n, &loss,
+                            fit ? fit->options->clip_grad_value : 0.0, fit ? fit->options->clip_grad_norm : 0.0);
         if (st != NN_OK) break;
         if (train->labels)
             for (r = 0; r < n; r++) hits += nn__argmax(nn_output(m) + (size_t)r * k, k) == b->labels[r];
@@ -7513,12 +8094,19 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
         st = nn__check_dataset(m, options->validation, 0, "nn_fit (validation)");
         if (st != NN_OK) return st;
     }
+    if (!(options->clip_grad_value >= 0.0) || !(options->clip_grad_norm >= 0.0))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: clip_grad_value %g and clip_grad_norm %g must be >= 0 (0: off)",
+                        options->clip_grad_value, options->clip_grad_norm);
+    if (options->schedule && options->schedule->kind == NN_SCHEDULE_PLATEAU && options->schedule_per_step)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: a plateau schedule steps once per epoch (set schedule_per_step to 0)");
     f.model = m;
+    f.opt = opt;
     f.options = options;
     f.best = INFINITY;
     st = nn__batches_alloc(&b, train, options->batch_size, "nn_fit");
     if (st != NN_OK) goto done;
     st = nn_optimizer_bind(m, opt);
+    if (st == NN_OK && options->schedule && !options->schedule->started) st = nn_schedule_start(options->schedule, opt);
     if (st != NN_OK) goto done;
     rng = nn_rng_new(options->seed);
     f.show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
@@ -7536,7 +8124,7 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
         if (options->shuffle) nn_rng_shuffle(&rng, b.order, train->count);
         st = nn__train_pass(m, opt, train, &b, options->batch_size, 0, &f, NULL, NULL, &totals);
         if (st != NN_OK) goto done;
-        if (f.show) fprintf(stderr, "\r%70s\r", "");
+        if (f.show) fprintf(stderr, "\r%80s\r", "");
         memset(&report, 0, sizeof report);
         report.epoch = f.epoch;
         report.steps = f.result.steps;
@@ -7545,7 +8133,14 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
         report.val_loss = options->validation ? f.val.loss : 0.0;
         report.val_accuracy = options->validation ? f.val.accuracy : 0.0;
         report.seconds = nn_seconds() - t0 - f.val_time;
+        report.learning_rate = f.rate;
         f.result.epochs = f.epoch;
+        if (options->schedule && !options->schedule_per_step) {
+            st = options->schedule->kind == NN_SCHEDULE_PLATEAU
+                     ? nn_schedule_plateau_step(options->schedule, opt, options->validation ? f.val.loss : report.train_loss)
+                     : nn_schedule_step(options->schedule, opt);
+            if (st != NN_OK) goto done;
+        }
         if (options->on_epoch && options->on_epoch(&report, options->user)) f.stop = 1;
     }
     f.result.best_val_loss = f.best;

@@ -104,8 +104,7 @@ int main(int argc, char **argv)
         if (strcmp(which, "both") && strcmp(which, variants[v])) continue;
         m = nn_model_new(o.seed);
         y = v == 0 ? build_lenet(m) : build_custom(m, dropout);
-        ex_check(nn_compile(m, y, v == 0 ? NN_LOSS_SOFTMAX_CROSS_ENTROPY : NN_LOSS_NLL, batch < 256 ? 256 : batch),
-                 "compile");
+        ex_compile(m, y, v == 0 ? NN_LOSS_SOFTMAX_CROSS_ENTROPY : NN_LOSS_NLL, batch < 256 ? 256 : batch, variants[v]);
         fprintf(stderr, "[%s] backend %s, %d thread(s), %zu parameters, %d epochs, %d training images\n", variants[v],
                 nn_backend_name(), nn_threads(), nn_param_count(m), o.epochs, train.count);
         snprintf(file, sizeof file, "%s.csv", variants[v]);

@@ -38,6 +38,9 @@ typedef struct ex_options {
     char out_buffer[512];
 } ex_options;
 
+/* --summary: ex_summary (and so ex_compile) prints each model's table. Set by ex_parse. */
+static int ex_summary_requested;
+
 typedef enum ex_flag_kind { EX_INT, EX_FLOAT, EX_DOUBLE, EX_STRING, EX_SWITCH, EX_INT_LIST } ex_flag_kind;
 
 /* An example-specific flag. EX_SWITCH sets an int to 1; EX_INT_LIST parses "5,25,50" into an
@@ -63,6 +66,7 @@ EX_API void ex_usage(FILE *to, const ex_options *o, const char *summary, const e
     fprintf(to, "  --seed S          random seed (default %llu)\n", (unsigned long long)o->seed);
     fprintf(to, "  --threads T       kernel threads (default: NN_THREADS or all cores)\n");
     fprintf(to, "  --quick           a reduced run (fewer epochs, a subset) for smoke tests\n");
+    fprintf(to, "  --summary         print each model's layer table (nn_model_summary) on stdout before training\n");
     if (n_flags) fprintf(to, "\n%s options:\n", o->name);
     for (i = 0; i < n_flags; i++) fprintf(to, "  %-17s %s\n", flags[i].name, flags[i].help);
 }
@@ -119,6 +123,9 @@ EX_API void ex_parse(int argc, char **argv, ex_options *o, const char *summary, 
             exit(0);
         } else if (!strcmp(a, "--quick")) {
             o->quick = 1;
+            takes_value = 0;
+        } else if (!strcmp(a, "--summary")) {
+            ex_summary_requested = 1;
             takes_value = 0;
         } else if (!strcmp(a, "--data")) {
             o->data_dir = v;
@@ -177,6 +184,44 @@ EX_API void ex_check(nn_status status, const char *what)
         fprintf(stderr, "error: %s: %s\n", what, nn_last_error());
         exit(1);
     }
+}
+
+/* ---- models ----------------------------------------------------------------------------- */
+/* With --summary: nn_model_summary's table of model m under a title, on stdout, once per distinct
+   table (an example that trains the same model several times prints it once). */
+EX_API void ex_summary(const nn_model *m, const char *title)
+{
+    static uint64_t printed[64];
+    static int n_printed;
+    uint64_t hash = 14695981039346656037ull; /* FNV-1a of the text */
+    size_t length = 0, i;
+    char *text;
+    int k;
+    if (!ex_summary_requested) return;
+    ex_check(nn_model_summary(m, NULL, 0, &length), "model summary");
+    text = (char *)malloc(length + 1);
+    if (!text) {
+        fprintf(stderr, "error: out of memory for the model summary\n");
+        exit(1);
+    }
+    ex_check(nn_model_summary(m, text, length + 1, NULL), "model summary");
+    for (i = 0; i < length; i++) hash = (hash ^ (unsigned char)text[i]) * 1099511628211ull;
+    for (k = 0; k < n_printed && printed[k] != hash; k++) {}
+    if (k == n_printed) {
+        if (n_printed < 64) printed[n_printed++] = hash;
+        printf("\n== %s\n%s\n", title, text);
+        fflush(stdout);
+    }
+    free(text);
+}
+
+/* nn_compile, or exit 1 with the library's message ("compile <title>: ..."); then ex_summary. */
+EX_API void ex_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch, const char *title)
+{
+    char what[256];
+    snprintf(what, sizeof what, "compile %s", title);
+    ex_check(nn_compile(m, output, loss, max_batch), what);
+    ex_summary(m, title);
 }
 
 /* ---- data ------------------------------------------------------------------------------- */
@@ -309,6 +354,7 @@ EX_API void ex_log_epoch(const char *variant, const nn_epoch_report *r)
     fprintf(stderr, "[%s] epoch %3d  train loss %.4f acc %6.2f%%", variant, r->epoch, r->train_loss, r->train_accuracy);
     if (r->val_loss != 0.0 || r->val_accuracy != 0.0)
         fprintf(stderr, "  val loss %.4f acc %6.2f%%", r->val_loss, r->val_accuracy);
+    if (r->learning_rate > 0.0) fprintf(stderr, "  lr %.3g", r->learning_rate);
     fprintf(stderr, "  %.2fs\n", r->seconds);
 }
 

@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     x = nn_input(m, 1, 28, 28);
     h = nn_relu(m, nn_linear(m, x, 64, NN_BIAS));
     h = nn_relu(m, nn_linear(m, h, 32, NN_BIAS));
-    ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64), "compile");
+    ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64, "784-64-32-10 MLP");
     fprintf(stderr, "backend %s, %d thread(s), %zu parameters, %d epochs\n", nn_backend_name(), nn_threads(),
             nn_param_count(m), o.epochs);
     opt = nn_adam(1e-3f, 0.0f);

@@ -49,7 +49,7 @@ EX_API nn_model *engr510_model(int shallow, nn_loss loss, uint64_t seed, int bat
         h = nn_relu(m, nn_linear(m, h, 64, NN_BIAS));
         h = nn_relu(m, nn_linear(m, h, 32, NN_BIAS));
     }
-    ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), loss, batch > 500 ? batch : 500), "compile");
+    ex_compile(m, nn_linear(m, h, 10, NN_BIAS), loss, batch > 500 ? batch : 500, shallow ? "784-256-10 MLP" : "784-64-32-10 MLP");
     return m;
 }
 

@@ -51,7 +51,7 @@ static nn_model *build_mlp(uint64_t seed, int max_batch)
     nn_node *h = nn_input(m, 1, 28, 28);
     h = nn_relu(m, nn_linear(m, h, 20, NN_BIAS));
     h = nn_relu(m, nn_linear(m, h, 30, NN_BIAS));
-    ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, max_batch), "compile");
+    ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, max_batch, "784-20-30-10 MLP");
     return m;
 }
 

@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         h = nn_relu(m, nn_linear(m, h, 64, NN_BIAS));
         h = nn_linear(m, h, 10, NN_BIAS);
         if (v == 1) h = nn_softmax(m, h);
-        ex_check(nn_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch), "compile");
+        ex_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch, variants[v]);
         fprintf(stderr, "[%s] %zu parameters\n", variants[v], nn_param_count(m));
         snprintf(file, sizeof file, "%s.csv", variants[v]);
         l.variant = variants[v];

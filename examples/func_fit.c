@@ -54,7 +54,7 @@ static nn_model *build(const variant *v, uint64_t seed, float slope, int max_bat
     nn_node *h = nn_input(m, 1, 1, 1);
     int i;
     for (i = 0; v->widths[i]; i++) h = nn_leaky_relu(m, nn_linear(m, h, v->widths[i], NN_BIAS), slope);
-    ex_check(nn_compile(m, nn_linear(m, h, 1, NN_BIAS), NN_LOSS_MSE, max_batch), "compile");
+    ex_compile(m, nn_linear(m, h, 1, NN_BIAS), NN_LOSS_MSE, max_batch, v->name);
     return m;
 }
 

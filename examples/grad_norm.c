@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     m = nn_model_new(o.seed);
     h = nn_input(m, 1, 1, 1);
     for (i = 0; spec->widths[i]; i++, layers++) h = nn_leaky_relu(m, nn_linear(m, h, spec->widths[i], NN_BIAS), slope);
-    ex_check(nn_compile(m, nn_linear(m, h, 1, NN_BIAS), NN_LOSS_MSE, batch), "compile");
+    ex_compile(m, nn_linear(m, h, 1, NN_BIAS), NN_LOSS_MSE, batch, model_name);
     layers++;
     opt = !strcmp(optimizer, "adam") ? nn_adam(lr, weight_decay) : nn_rmsprop(lr, weight_decay);
     fprintf(stderr, "grad_norm: model %s (%d dense layers, %zu parameters), %s lr %g wd %g, %d points, batch %d, "

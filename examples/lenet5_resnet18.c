@@ -39,7 +39,7 @@ static nn_model *build_lenet5(uint64_t seed, int batch)
     h = nn_maxpool2d(m, nn_relu(m, nn_conv2d(m, h, 16, 5, 1, 0, NN_BIAS)), 2, 2);
     h = nn_relu(m, nn_linear(m, nn_flatten(m, h), 120, NN_BIAS));
     h = nn_relu(m, nn_linear(m, h, 84, NN_BIAS));
-    ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch), "compile LeNet-5");
+    ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch, "LeNet-5");
     return m;
 }
 
@@ -72,7 +72,7 @@ static nn_model *build_resnet18(uint64_t seed, int batch)
         for (block = 0; block < 2; block++)
             h = basic_block(m, h, widths[stage], block == 0 && stage > 0 ? 2 : 1);
     h = nn_global_avgpool(m, h);
-    ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch), "compile ResNet-18");
+    ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch, "ResNet-18");
     return m;
 }
 

@@ -32,7 +32,7 @@ static nn_model *build(const ex_options *o, const config *c)
     h = nn_relu(m, nn_maxpool2d(m, nn_conv2d(m, h, 16, 5, 1, 0, NN_BIAS), 2, 2));
     h = nn_relu(m, nn_linear(m, nn_flatten(m, h), 120, NN_BIAS));
     h = nn_relu(m, nn_linear(m, h, 84, NN_BIAS));
-    ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, c->batch), "compile");
+    ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, c->batch, "LeNet-5");
     return m;
 }
 

@@ -109,9 +109,8 @@ int main(int argc, char **argv)
         h = nn_relu(m, nn_linear(m, nn_flatten(m, x), h1.values[k], NN_BIAS));
         h = nn_relu(m, nn_linear(m, h, h2.values[k], NN_BIAS));
         /* Evaluation runs in batches of the compiled size: 500 keeps it quick (training uses 50). */
-        ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch > 500 ? batch : 500),
-                 "compile");
         snprintf(s.variant, sizeof s.variant, "model%d", k + 1);
+        ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch > 500 ? batch : 500, s.variant);
         snprintf(file, sizeof file, "model%d.csv", k + 1);
         fprintf(stderr, "[%s] 784-%d-%d-10, %zu parameters\n", s.variant, h1.values[k], h2.values[k], nn_param_count(m));
         s.csv = ex_csv_open(&o, file, "epoch,train_loss,train_acc,val_loss,val_acc");

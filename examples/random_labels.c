@@ -79,8 +79,7 @@ int main(int argc, char **argv)
     h = nn_relu(m, nn_maxpool2d(m, nn_conv2d(m, h, 16, 5, 1, 0, NN_BIAS), 2, 2));
     h = nn_relu(m, nn_linear(m, nn_flatten(m, h), 120, NN_BIAS));
     h = nn_relu(m, nn_linear(m, h, 84, NN_BIAS));
-    ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch < 500 ? 500 : batch),
-             "compile");
+    ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch < 500 ? 500 : batch, "LeNet-5");
     fprintf(stderr, "backend %s, %d thread(s), %zu parameters, %d epochs, %d training images (random labels)\n",
             nn_backend_name(), nn_threads(), nn_param_count(m), o.epochs, train.count);
 

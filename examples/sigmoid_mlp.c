@@ -43,7 +43,7 @@ static nn_model *build(const ex_options *o, const config *c, nn_node **first_lay
     x = nn_input(m, 1, 28, 28);
     h = nn_linear(m, x, HIDDEN, NN_BIAS);
     y = nn_linear(m, nn_sigmoid(m, h), 10, NN_BIAS);
-    ex_check(nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, c->batch), "compile");
+    ex_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, c->batch, "sigmoid MLP");
     /* the report: weights N(0, 0.1^2), biases zero */
     ex_check(nn_init_weights(m, NULL, NN_INIT_NORMAL, 0.1f, 0.0f), "init weights");
     ex_check(nn_init_biases(m, NULL, NN_INIT_ZEROS, 0.0f, 0.0f), "init biases");

@@ -60,7 +60,7 @@ EX_API nn_model *tricks_build(const tricks_config *c, uint64_t seed, int max_bat
         h = c->improved_sigmoid ? nn_scaled_tanh(m, h) : nn_sigmoid(m, h);
     }
     h = nn_linear(m, h, 10, NN_NO_BIAS);
-    ex_check(nn_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, max_batch), "compile");
+    ex_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, max_batch, "sigmoid MLP");
     if (c->improved_init) {
         /* N(0, 1/fan_in); the first layer's fan-in is 785 with the bias trick's constant input. */
         const float s = (float)(1.0 / sqrt(785.0));

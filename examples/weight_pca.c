@@ -223,7 +223,7 @@ int main(int argc, char **argv)
         double t0;
         h = nn_relu(m, nn_linear(m, nn_flatten(m, x), 10, NN_BIAS));
         h = nn_relu(m, nn_linear(m, h, 20, NN_BIAS));
-        ex_check(nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch), "compile");
+        ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch, "784-10-20-10 MLP");
         if (r == 0) {
             size_t n1 = 0;
             whole_size = nn_weights_gather(m, NULL);

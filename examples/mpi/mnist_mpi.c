@@ -136,6 +136,7 @@ int main(int argc, char **argv)
     if (st != NN_OK) snprintf(message, sizeof message, "compile: %s", nn_last_error());
     st = nn_mpi_agree(MPI_COMM_WORLD, st, message);
     if (st != NN_OK) fatal(st, "cannot build the model");
+    if (rank == 0) ex_summary(m, "LeNet-5 (rank 0's shard of each batch)");
     st = nn_mpi_broadcast_params(m, MPI_COMM_WORLD);
     if (st != NN_OK) fatal(st, "broadcast");
 
