@@ -645,6 +645,39 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #define NN__THREAD_LOCAL
 #endif
 
+/* Atomics for the few values threads share: the thread count and kernel table chosen on first
+   use, each model's busy flag and the model ids. C99 has none: GCC and clang have the __atomic
+   and __sync builtins, MSVC its Interlocked functions (these take long and pointer variables
+   only, so every shared value is one of those). Another compiler gets plain accesses: unchecked
+   (a model used by two threads at once is not detected, first uses may race). */
+#if defined(__GNUC__) || defined(__clang__)
+#define NN__ATOMIC_LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define NN__ATOMIC_STORE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define NN__ATOMIC_CAS(p, expected, desired) __sync_bool_compare_and_swap(&(p), (expected), (desired)) /* 1 if swapped */
+#define NN__ATOMIC_INCREMENT(p) __atomic_add_fetch(&(p), 1, __ATOMIC_RELAXED) /* the new value */
+#define NN__ATOMIC_LOAD_PTR(type, p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define NN__ATOMIC_STORE_PTR(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define NN__ATOMIC_CAS_PTR(p, expected, desired) __sync_bool_compare_and_swap(&(p), (expected), (desired))
+#elif defined(_MSC_VER)
+#include <intrin.h>
+#define NN__ATOMIC_LOAD(p) _InterlockedOr((volatile long *)&(p), 0)
+#define NN__ATOMIC_STORE(p, v) ((void)_InterlockedExchange((volatile long *)&(p), (v)))
+#define NN__ATOMIC_CAS(p, expected, desired) (_InterlockedCompareExchange((volatile long *)&(p), (desired), (expected)) == (expected))
+#define NN__ATOMIC_INCREMENT(p) _InterlockedIncrement((volatile long *)&(p))
+#define NN__ATOMIC_LOAD_PTR(type, p) ((type)_InterlockedCompareExchangePointer((void *volatile *)&(p), NULL, NULL))
+#define NN__ATOMIC_STORE_PTR(p, v) ((void)_InterlockedExchangePointer((void *volatile *)&(p), (void *)(v)))
+#define NN__ATOMIC_CAS_PTR(p, expected, desired)                                                                      \
+    (_InterlockedCompareExchangePointer((void *volatile *)&(p), (void *)(desired), (void *)(expected)) == (void *)(expected))
+#else
+#define NN__ATOMIC_LOAD(p) (p)
+#define NN__ATOMIC_STORE(p, v) ((p) = (v))
+#define NN__ATOMIC_CAS(p, expected, desired) ((p) == (expected) ? ((p) = (desired), 1) : 0)
+#define NN__ATOMIC_INCREMENT(p) (++(p))
+#define NN__ATOMIC_LOAD_PTR(type, p) (p)
+#define NN__ATOMIC_STORE_PTR(p, v) ((p) = (v))
+#define NN__ATOMIC_CAS_PTR(p, expected, desired) ((p) == (expected) ? ((p) = (desired), 1) : 0)
+#endif
+
 #if !defined(NN_NO_SIMD) && (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define NN__X86 1
 #include <immintrin.h>
@@ -825,32 +858,38 @@ NNDEF double nn_seconds(void)
 #endif
 }
 
-static int nn__thread_count = 0; /* 0: not chosen yet */
+/* 0 until chosen: by nn_set_threads, or on first use from NN_THREADS or OpenMP's default. Two
+   threads compiling their first models at once may both compute the default; the first to
+   publish it wins (compare-and-swap), so nn_set_threads is never undone by a late first use. */
+static long nn__thread_count = 0;
 
 NNDEF nn_status nn_set_threads(int threads)
 {
     if (threads < 0) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_threads: %d threads", threads);
 #ifdef _OPENMP
     if (threads == 0) threads = omp_get_num_procs();
-    nn__thread_count = threads;
+    NN__ATOMIC_STORE(nn__thread_count, (long)threads);
 #else
-    nn__thread_count = 1;
+    NN__ATOMIC_STORE(nn__thread_count, 1L);
 #endif
     return NN_OK;
 }
 
 NNDEF int nn_threads(void)
 {
-    if (nn__thread_count == 0) {
+    long n = NN__ATOMIC_LOAD(nn__thread_count);
+    if (n == 0) {
 #ifdef _OPENMP
         const char *env = getenv("NN_THREADS");
-        int n = env ? atoi(env) : 0;
-        nn__thread_count = n > 0 ? n : omp_get_max_threads();
+        int chosen = env ? atoi(env) : 0;
+        if (chosen <= 0) chosen = omp_get_max_threads();
 #else
-        nn__thread_count = 1;
+        const int chosen = 1;
 #endif
+        (void)NN__ATOMIC_CAS(nn__thread_count, 0L, (long)chosen);
+        n = NN__ATOMIC_LOAD(nn__thread_count);
     }
-    return nn__thread_count;
+    return (int)n;
 }
 
 /* ======================================================================================
@@ -3571,19 +3610,12 @@ static int nn__is_backend_name(const char *name)
 
 static const nn__kernels *nn__active_table = NULL;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define NN__LOAD_ACQUIRE(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
-#define NN__STORE_RELEASE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
-#else
-#define NN__LOAD_ACQUIRE(p) (p)
-#define NN__STORE_RELEASE(p, v) ((p) = (v))
-#endif
-
 /* First use: NN_BACKEND if set and runnable, else the best table. Racing first calls compute
-   the same answer, so the publication needs no lock. */
+   the same answer; the first to publish it wins (compare-and-swap), so a late first use never
+   undoes an nn_set_backend made meanwhile. */
 static const nn__kernels *nn__kernels_get(void)
 {
-    const nn__kernels *k = NN__LOAD_ACQUIRE(nn__active_table);
+    const nn__kernels *k = NN__ATOMIC_LOAD_PTR(const nn__kernels *, nn__active_table);
     if (!k) {
         const char *env = getenv("NN_BACKEND");
         if (env && *env) {
@@ -3592,7 +3624,8 @@ static const nn__kernels *nn__kernels_get(void)
                             nn__is_backend_name(env) ? "not supported by this CPU" : "not a backend name");
         }
         if (!k) k = nn__table_by_name("best");
-        NN__STORE_RELEASE(nn__active_table, k);
+        (void)NN__ATOMIC_CAS_PTR(nn__active_table, (const nn__kernels *)NULL, k);
+        k = NN__ATOMIC_LOAD_PTR(const nn__kernels *, nn__active_table);
     }
     return k;
 }
@@ -3605,7 +3638,7 @@ NNDEF nn_status nn_set_backend(const char *name)
                         name ? name : "(null)");
     k = nn__table_by_name(name);
     if (!k) return nn__fail(NN_ERROR_UNSUPPORTED, "nn_set_backend: this CPU cannot run the %s backend", name);
-    NN__STORE_RELEASE(nn__active_table, k);
+    NN__ATOMIC_STORE_PTR(nn__active_table, k);
     return NN_OK;
 }
 
@@ -5378,6 +5411,10 @@ struct nn_model {
     int split_pass;             /* the last pass ran split over contexts: only its output is whole */
     int no_split;               /* nn_set_sample_split(m, 0) */
     double sample_macs;         /* multiply-adds of one sample's forward pass */
+    /* one pass at a time (nn__model_enter) */
+    uint64_t id;                /* unique in the process, never reused: what an optimizer is bound to */
+    void *busy_owner;           /* the thread inside a public entry (its &nn__thread_tag), or NULL */
+    int busy_depth;             /* public entries that thread is inside (a callback may call another) */
 };
 
 /* One op kind's entry in the op table (nn__ops, after the ops). */
@@ -5424,6 +5461,8 @@ static nn_status nn__model_error(nn_model *m, nn_status status, const char *form
     return nn__fail(status, "%s", message);
 }
 
+static long nn__models_made = 0; /* for the model ids */
+
 NNDEF nn_model *nn_model_new(uint64_t seed)
 {
     nn_model *m = (nn_model *)NN_MALLOC(sizeof(nn_model));
@@ -5433,7 +5472,38 @@ NNDEF nn_model *nn_model_new(uint64_t seed)
     }
     memset(m, 0, sizeof *m);
     m->rng = nn_rng_new(seed);
+    m->id = (uint64_t)NN__ATOMIC_INCREMENT(nn__models_made);
     return m;
+}
+
+/* A model runs one pass at a time: its activations, gradients and settings are one set (until
+   per-thread contexts exist). Every public entry that reads or writes them holds the model
+   from its start to its return: nn__model_enter takes it (a thread already inside, such as an
+   nn_fit callback calling nn_evaluate, only goes one level deeper), nn__model_leave gives it
+   back, on every path. Another thread meanwhile gets NN_ERROR_STATE and changes nothing. A
+   thread is known by the address of a thread-local variable (without thread-local storage
+   every thread looks the same: unchecked, like the plain-access atomics). */
+static NN__THREAD_LOCAL char nn__thread_tag;
+
+static nn_status nn__model_enter(nn_model *m, const char *who)
+{
+    void *self = &nn__thread_tag;
+    if (!m) return NN_OK; /* the entry reports the null model */
+    if (NN__ATOMIC_LOAD_PTR(void *, m->busy_owner) == self) {
+        m->busy_depth++;
+        return NN_OK;
+    }
+    if (!NN__ATOMIC_CAS_PTR(m->busy_owner, (void *)NULL, self))
+        return nn__fail(NN_ERROR_STATE,
+                        "%s: the model is in use by another thread (a model runs one pass at a time: give each "
+                        "thread its own model; see THREADS in nn.h)", who);
+    m->busy_depth = 1;
+    return NN_OK;
+}
+
+static void nn__model_leave(nn_model *m)
+{
+    if (m && --m->busy_depth == 0) NN__ATOMIC_STORE_PTR(m->busy_owner, (void *)NULL);
 }
 
 static void nn__model_release_plan(nn_model *m)
@@ -6060,13 +6130,22 @@ static nn_status nn__init_params(nn_model *m, nn_node *layer, nn_init init, floa
     return NN_OK;
 }
 
+/* nn__init_params holding the model */
+static nn_status nn__init_params_held(nn_model *m, nn_node *layer, nn_init init, float a, float b, int biases, const char *who)
+{
+    nn_status st = nn__model_enter(m, who);
+    if (st != NN_OK) return st;
+    st = nn__init_params(m, layer, init, a, b, biases, who);
+    nn__model_leave(m);
+    return st;
+}
 NNDEF nn_status nn_init_weights(nn_model *m, nn_node *layer, nn_init init, float a, float b)
 {
-    return nn__init_params(m, layer, init, a, b, 0, "nn_init_weights");
+    return nn__init_params_held(m, layer, init, a, b, 0, "nn_init_weights");
 }
 NNDEF nn_status nn_init_biases(nn_model *m, nn_node *layer, nn_init init, float a, float b)
 {
-    return nn__init_params(m, layer, init, a, b, 1, "nn_init_biases");
+    return nn__init_params_held(m, layer, init, a, b, 1, "nn_init_biases");
 }
 
 /* ======================================================================================
@@ -6103,7 +6182,7 @@ static nn_status nn__plan_contexts(nn_model *m, int count, size_t arena, size_t 
     return NN_OK;
 }
 
-NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
+static nn_status nn__compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
 {
     size_t arena = 0, index_arena = 0, params = 0, state = 0, weights = 0, biggest = 0, col = 0;
     int i, out_size, splittable = 1;
@@ -6217,6 +6296,14 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
     }
     return NN_OK;
 }
+NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
+{
+    nn_status st = nn__model_enter(m, "nn_compile");
+    if (st != NN_OK) return st;
+    st = nn__compile(m, output, loss, max_batch);
+    nn__model_leave(m);
+    return st;
+}
 
 NNDEF size_t nn_param_count(const nn_model *m) { return m && m->compiled ? m->param_count : 0; }
 NNDEF size_t nn_weight_count(const nn_model *m) { return m && m->compiled ? m->weight_count : 0; }
@@ -6280,7 +6367,7 @@ static nn_status nn__check_pass(const nn_model *m, const float *x, int count, co
     return NN_OK;
 }
 
-NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
+static nn_status nn__forward(nn_model *m, const float *x, int count, nn_mode mode)
 {
     nn_status st = nn__check_pass(m, x, count, "nn_forward");
     if (st != NN_OK) return st;
@@ -6293,6 +6380,14 @@ NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
     m->contexts[0].threads = m->workspace_threads;
     nn__forward_pass(m, &m->contexts[0], x);
     return NN_OK;
+}
+NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
+{
+    nn_status st = nn__model_enter(m, "nn_forward");
+    if (st != NN_OK) return st;
+    st = nn__forward(m, x, count, mode);
+    nn__model_leave(m);
+    return st;
 }
 
 NNDEF const float *nn_output(const nn_model *m) { return m && m->compiled && m->batch ? NN__OUT(m, m->output) : NULL; }
@@ -6365,7 +6460,7 @@ static double nn__loss(nn_model *m, nn__context *e, const int *labels, const flo
     return total;
 }
 
-NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
+static nn_status nn__compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
 {
     nn_status st;
     if (!m || !m->compiled || !m->batch) return nn__fail(NN_ERROR_STATE, "nn_compute_loss: run nn_forward first");
@@ -6374,6 +6469,14 @@ NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *tar
     m->contexts[0].batch = m->batch; /* after a split pass context 0's output covers the batch */
     if (loss) *loss = (float)nn__loss(m, &m->contexts[0], labels, targets, 0, m->batch);
     return NN_OK;
+}
+NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    nn_status st = nn__model_enter(m, "nn_compute_loss");
+    if (st != NN_OK) return st;
+    st = nn__compute_loss(m, labels, targets, loss);
+    nn__model_leave(m);
+    return st;
 }
 
 /* Where a node's gradient for input `in` goes: straight into its buffer the first time this
@@ -6444,7 +6547,7 @@ static void nn__backward_pass(nn_model *m, nn__context *e)
     }
 }
 
-NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+static nn_status nn__backward(nn_model *m, const int *labels, const float *targets, float *loss)
 {
     double value;
     nn_status st;
@@ -6457,6 +6560,14 @@ NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets
     if (loss) *loss = (float)value;
     m->backward_done = 1;
     return NN_OK;
+}
+NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    nn_status st = nn__model_enter(m, "nn_backward");
+    if (st != NN_OK) return st;
+    st = nn__backward(m, labels, targets, loss);
+    nn__model_leave(m);
+    return st;
 }
 
 /* How many parts a pass over count samples splits into: one per thread when the model has
@@ -6546,8 +6657,8 @@ static nn_status nn__forward_eval(nn_model *m, const float *x, int count)
     return NN_OK;
 }
 
-NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
-                                     float *loss)
+static nn_status nn__compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
+                                       float *loss)
 {
     int parts;
     double value;
@@ -6567,6 +6678,15 @@ NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *lab
     m->backward_done = 1;
     if (loss) *loss = (float)value;
     return NN_OK;
+}
+NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
+                                     float *loss)
+{
+    nn_status st = nn__model_enter(m, "nn_compute_gradients");
+    if (st != NN_OK) return st;
+    st = nn__compute_gradients(m, x, labels, targets, count, loss);
+    nn__model_leave(m);
+    return st;
 }
 
 NNDEF const float *nn_input_gradient(const nn_model *m)
@@ -6655,7 +6775,7 @@ NNDEF void nn_optimizer_free(nn_optimizer *o)
     o->state_count = 0;
 }
 
-NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
+static nn_status nn__optimizer_step(nn_model *m, nn_optimizer *o)
 {
     size_t n;
     nn__update u;
@@ -6693,9 +6813,17 @@ NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
     o->step++;
     return NN_OK;
 }
+NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
+{
+    nn_status st = nn__model_enter(m, "nn_optimizer_step");
+    if (st != NN_OK) return st;
+    st = nn__optimizer_step(m, o);
+    nn__model_leave(m);
+    return st;
+}
 
-NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
-                              int count, float *loss)
+static nn_status nn__train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
+                                int count, float *loss)
 {
     float value = 0.0f;
     nn_status st;
@@ -6720,6 +6848,15 @@ NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, co
     }
     st = nn_optimizer_step(m, opt);
     if (st != NN_OK && m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
+    return st;
+}
+NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
+                              int count, float *loss)
+{
+    nn_status st = nn__model_enter(m, "nn_train_step");
+    if (st != NN_OK) return st;
+    st = nn__train_step(m, opt, x, labels, targets, count, loss);
+    nn__model_leave(m);
     return st;
 }
 
@@ -6981,7 +7118,7 @@ static nn_status nn__check_dataset(const nn_model *m, const nn_dataset *ds, int 
     return NN_OK;
 }
 
-NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
+static nn_status nn__evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
 {
     double loss_sum = 0.0;
     int first, correct = 0;
@@ -7013,8 +7150,16 @@ NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
     }
     return NN_OK;
 }
+NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
+{
+    nn_status st = nn__model_enter(m, "nn_evaluate");
+    if (st != NN_OK) return st;
+    st = nn__evaluate(m, ds, out);
+    nn__model_leave(m);
+    return st;
+}
 
-NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matrix)
+static nn_status nn__confusion_matrix(nn_model *m, const nn_dataset *ds, int *matrix)
 {
     int first;
     const int size = nn_dataset_sample_size(ds), k = nn_output_size(m);
@@ -7037,6 +7182,14 @@ NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matr
         }
     }
     return NN_OK;
+}
+NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matrix)
+{
+    nn_status st = nn__model_enter(m, "nn_confusion_matrix");
+    if (st != NN_OK) return st;
+    st = nn__confusion_matrix(m, ds, matrix);
+    nn__model_leave(m);
+    return st;
 }
 
 /* ======================================================================================
@@ -7212,8 +7365,8 @@ static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset
     return st;
 }
 
-NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
-                       nn_fit_result *result)
+static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
+                         nn_fit_result *result)
 {
     nn__fit_state f;
     nn__batches b;
@@ -7273,9 +7426,18 @@ done:
     nn__batches_free(&b);
     return st;
 }
+NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
+                       nn_fit_result *result)
+{
+    nn_status st = nn__model_enter(m, "nn_fit");
+    if (st != NN_OK) return st;
+    st = nn__fit(m, opt, train, options, result);
+    nn__model_leave(m);
+    return st;
+}
 
-NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
-                               int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
+static nn_status nn__train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+                                 int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
 {
     nn__batches b;
     nn__pass_totals totals;
@@ -7298,6 +7460,15 @@ NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset 
         metrics->accuracy = train->labels ? 100.0 * totals.correct / totals.seen : 0.0;
     }
     nn__batches_free(&b);
+    return st;
+}
+NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+                               int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
+{
+    nn_status st = nn__model_enter(m, "nn_train_epoch");
+    if (st != NN_OK) return st;
+    st = nn__train_epoch(m, opt, train, batch_size, rng, max_steps, on_step, user, metrics);
+    nn__model_leave(m);
     return st;
 }
 
@@ -7425,7 +7596,7 @@ static int nn__write_new_file(const char *tmp, const unsigned char *buf, size_t 
 #endif
 }
 
-NNDEF nn_status nn_save(const nn_model *m, const char *path)
+static nn_status nn__save(const nn_model *m, const char *path)
 {
     size_t total, bad;
     unsigned char *buf;
@@ -7474,8 +7645,16 @@ NNDEF nn_status nn_save(const nn_model *m, const char *path)
     NN_FREE(tmp);
     return NN_OK;
 }
+NNDEF nn_status nn_save(const nn_model *m, const char *path)
+{
+    nn_status st = nn__model_enter((nn_model *)m, "nn_save");
+    if (st != NN_OK) return st;
+    st = nn__save(m, path);
+    nn__model_leave((nn_model *)m);
+    return st;
+}
 
-NNDEF nn_status nn_load(nn_model *m, const char *path)
+static nn_status nn__load(nn_model *m, const char *path)
 {
     unsigned char *buf;
     size_t size, expect;
@@ -7526,6 +7705,14 @@ NNDEF nn_status nn_load(nn_model *m, const char *path)
     nn__get_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);
 done:
     NN_FREE(buf);
+    return st;
+}
+NNDEF nn_status nn_load(nn_model *m, const char *path)
+{
+    nn_status st = nn__model_enter(m, "nn_load");
+    if (st != NN_OK) return st;
+    st = nn__load(m, path);
+    nn__model_leave(m);
     return st;
 }
 
@@ -7604,7 +7791,7 @@ NNDEF nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int he
     return NN_OK;
 }
 
-NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha)
+static nn_status nn__params_interpolate(nn_model *model, const float *a, const float *b, float alpha)
 {
     float *p = nn_params(model);
     const size_t n = nn_param_count(model);
@@ -7616,6 +7803,15 @@ NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const flo
     for (i = 0; i < n; i++) p[i] = (float)((1.0 - t) * (double)a[i] + t * (double)b[i]);
     return NN_OK;
 }
+NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha)
+{
+    nn_status st = nn__model_enter(model, "nn_params_interpolate");
+    if (st != NN_OK) return st;
+    st = nn__params_interpolate(model, a, b, alpha);
+    nn__model_leave(model);
+    return st;
+}
+
 static nn_status nn__params_copy_check(nn_model *a, nn_model *b)
 {
     if (!a || !b || !a->compiled || !b->compiled) return nn__fail(NN_ERROR_STATE, "nn_params_copy: compile both models first");
@@ -7628,14 +7824,22 @@ static nn_status nn__params_copy_check(nn_model *a, nn_model *b)
 
 NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src)
 {
-    nn_status st = nn__params_copy_check(dst, src);
-    if (st != NN_OK || dst == src) return st;
-    memcpy(dst->params, src->params, src->param_count * sizeof(float));
-    if (src->state_count) memcpy(dst->state, src->state, src->state_count * sizeof(float));
-    return NN_OK;
+    nn_status st = nn__model_enter(dst, "nn_params_copy");
+    if (st != NN_OK) return st;
+    st = nn__model_enter(src, "nn_params_copy");
+    if (st == NN_OK) {
+        st = nn__params_copy_check(dst, src);
+        if (st == NN_OK && dst != src) {
+            memcpy(dst->params, src->params, src->param_count * sizeof(float));
+            if (src->state_count) memcpy(dst->state, src->state, src->state_count * sizeof(float));
+        }
+        nn__model_leave(src);
+    }
+    nn__model_leave(dst);
+    return st;
 }
 
-NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int batch_size, double *norm)
+static nn_status nn__input_gradient_norm(nn_model *m, const nn_dataset *ds, int batch_size, double *norm)
 {
     const int size = nn_dataset_sample_size(ds), tsize = ds ? ds->target_size : 0;
     double total = 0.0;
@@ -7663,6 +7867,14 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
     }
     *norm = sqrt(total);
     return NN_OK;
+}
+NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int batch_size, double *norm)
+{
+    nn_status st = nn__model_enter(m, "nn_input_gradient_norm");
+    if (st != NN_OK) return st;
+    st = nn__input_gradient_norm(m, ds, batch_size, norm);
+    nn__model_leave(m);
+    return st;
 }
 
 #endif /* NN__IMPLEMENTATION_DONE */
