@@ -435,6 +435,7 @@ typedef struct nn_optimizer {
     int64_t step;                            /* updates applied so far */
     float *state;                            /* allocated on the first step (or nn_optimizer_bind) */
     size_t state_count;
+    uint64_t bound_model;                    /* the model the state belongs to (an id; 0: none yet) */
 } nn_optimizer;
 /* PyTorch's defaults: SGD dampening 0, no Nesterov; Adam betas (0.9, 0.999), eps 1e-8; AdamW
    the same with decoupled decay; RMSProp alpha 0.99, eps 1e-8, momentum 0. Fields may be set. */
@@ -442,10 +443,13 @@ NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_deca
 NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay); /* Adam with L2 weight decay added to the gradient */
 NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay); /* Adam with decoupled weight decay (p *= 1 - lr*wd) */
 NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay); /* RMSProp; set .momentum for the momentum variant */
-NNDEF nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt); /* allocates the state */
+/* Binds the optimizer to the model and allocates its state (the first step does it too). An
+   optimizer bound to one model refuses every other, even one of the same size (NN_ERROR_STATE):
+   its moments belong to that model until nn_optimizer_reset or nn_optimizer_free. */
+NNDEF nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt);
 NNDEF nn_status nn_optimizer_step(nn_model *model, nn_optimizer *opt); /* one update of the model's parameters from nn_grads */
-NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count */
-NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimizer can be bound again) */
+NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count, and unbind it from its model */
+NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state and unbinds it (it can be bound to any model again) */
 
 /* nn_compute_gradients + optimizer step. loss may be NULL. */
 NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
@@ -536,18 +540,36 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, in
 NNDEF nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
 
 typedef struct nn_epoch_report {
-    int epoch;                  /* 1-based */
-    int64_t steps;              /* optimizer steps so far */
+    int epoch;                  /* 1-based (continuing the run's numbering with nn_fit_options.state) */
+    int64_t steps;              /* optimizer steps so far (of the run) */
     double train_loss;          /* mean of the epoch's minibatch losses */
     double train_accuracy;      /* percent, of the epoch's minibatch predictions */
     double val_loss, val_accuracy; /* at the epoch's end, if a validation set was given */
     double seconds;             /* wall time of the epoch's training */
 } nn_epoch_report;
 
+/* Where a training run of nn_fit stands, so that another call continues it exactly: two calls
+   of one epoch train as one call of two, bit for bit. Each epoch shuffles the samples from
+   their dataset order with a generator that continues from epoch to epoch, so the generator's
+   state at the start of an epoch and the batches done in it fix the position, also inside an
+   epoch (after early stopping, a stop request or a failed step). Zeroed: a fresh start. */
+typedef struct nn_fit_state {
+    int started;                     /* 0: a fresh start (the rest is ignored; options->seed seeds the shuffle) */
+    int epochs_done;                 /* whole epochs trained; reports number the next one epochs_done + 1 */
+    int batches_done;                /* batches of epoch epochs_done + 1 trained (0 between epochs) */
+    int64_t steps;                   /* optimizer steps of the run */
+    uint64_t epoch_rng;              /* the shuffle generator (nn_rng.state) at the start of epoch epochs_done + 1 */
+    int sample_count, batch_size;    /* the run's: continuing inside an epoch needs the same */
+    double best_val_loss;            /* early stopping: the best validation loss so far (INFINITY: none) */
+    int checks_since_best;           /* early stopping: checks since then */
+} nn_fit_state;
+
 typedef struct nn_fit_options {
-    int epochs, batch_size;
+    int epochs, batch_size;          /* epochs to train in this call (the first may finish one begun before) */
     int shuffle;                     /* reshuffle each epoch (1 by default from nn_fit_defaults) */
     uint64_t seed;                   /* for the shuffling */
+    nn_fit_state *state;             /* NULL: a fresh run; else the run this call continues, kept up to date
+                                        after every step (a zeroed one starts a run) */
     const nn_dataset *validation;    /* may be NULL */
     int checks_per_epoch;            /* checks (validations, on_check calls) per epoch (>= 1) */
     int patience;                    /* stop after this many checks without a better val loss; 0 = never */
@@ -561,15 +583,19 @@ typedef struct nn_fit_options {
     void *user;
 } nn_fit_options;
 typedef struct nn_fit_result {
-    int epochs;                      /* epochs run (the last one may be partial when early stopping) */
-    int64_t steps;
+    int epochs;                      /* epochs run in this call (the last one may be partial when early stopping) */
+    int64_t steps;                   /* optimizer steps in this call */
     int stopped_early;
     double best_val_loss;
     double seconds;
 } nn_fit_result;
-NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options with epochs and batch size set; shuffle on, seed 1, one validation per epoch, no early stopping, progress bar when stderr is a terminal */
+NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options with epochs and batch size set; shuffle on, seed 1, one validation per epoch, no early stopping, progress bar when stderr is a terminal, no state (each call a fresh run) */
+/* Trains for options->epochs, with optional validation and early stopping; result may be NULL.
+   With options->state it continues that run (its epoch numbers, steps, shuffle and early
+   stopping) and updates it; a state that stopped inside an epoch needs the same dataset size
+   and batch size (NN_ERROR_ARGUMENT otherwise). */
 NNDEF nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
-                       const nn_fit_options *options, nn_fit_result *result); /* trains for options->epochs, with optional validation and early stopping; result may be NULL */
+                       const nn_fit_options *options, nn_fit_result *result);
 
 typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
 /* One pass over train in minibatches of batch_size (the last may be smaller), each one
@@ -6742,29 +6768,52 @@ NNDEF nn_optimizer nn_adam(float lr, float weight_decay) { return nn__optimizer(
 NNDEF nn_optimizer nn_adamw(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_ADAMW, lr, weight_decay); }
 NNDEF nn_optimizer nn_rmsprop(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_RMSPROP, lr, weight_decay); }
 
-NNDEF nn_status nn_optimizer_bind(nn_model *m, nn_optimizer *o)
+/* NN_ERROR_STATE if o's state belongs to another model than m (o and m not NULL). */
+static nn_status nn__optimizer_check_model(const nn_model *m, const nn_optimizer *o, const char *who)
+{
+    if (o->bound_model == 0 || o->bound_model == m->id) return NN_OK;
+    return nn__fail(NN_ERROR_STATE,
+                    "%s: this optimizer is bound to another model; nn_optimizer_free or nn_optimizer_reset it first", who);
+}
+
+/* The state belongs to one model, known by its id (an address could be reused by the next
+   model allocated). An unbound optimizer (new, reset or freed) adopts its state if the size
+   fits (reset zeroed it), else gets a new one. */
+static nn_status nn__optimizer_bind(nn_model *m, nn_optimizer *o, const char *who)
 {
     size_t per, need;
-    if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_optimizer_bind: null optimizer or uncompiled model");
+    float *state;
+    nn_status st;
+    if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: null optimizer or uncompiled model", who);
     if ((int)o->kind < 0 || (int)o->kind >= (int)NN_OPTIMIZER_COUNT)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_bind: unknown optimizer kind %d", (int)o->kind);
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: unknown optimizer kind %d", who, (int)o->kind);
+    st = nn__optimizer_check_model(m, o, who);
+    if (st != NN_OK) return st;
     per = m->param_count;
     need = o->kind == NN_OPTIMIZER_SGD ? per : 2 * per; /* velocity | m, v | square average, momentum */
-    if (o->state && o->state_count == need) return NN_OK;
+    if (o->state && o->state_count == need) {
+        o->bound_model = m->id;
+        return NN_OK;
+    }
+    state = nn__alloc_floats(need);
+    if (!state) return nn__fail(NN_ERROR_MEMORY, "%s: no memory for %zu floats of state", who, need);
     nn_optimizer_free(o);
-    o->state = nn__alloc_floats(need);
-    if (!o->state) return nn__fail(NN_ERROR_MEMORY, "nn_optimizer_bind: no memory for %zu floats of state", need);
-    memset(o->state, 0, need * sizeof(float));
+    memset(state, 0, need * sizeof(float));
+    o->state = state;
     o->state_count = need;
     o->step = 0;
+    o->bound_model = m->id;
     return NN_OK;
 }
+
+NNDEF nn_status nn_optimizer_bind(nn_model *m, nn_optimizer *o) { return nn__optimizer_bind(m, o, "nn_optimizer_bind"); }
 
 NNDEF void nn_optimizer_reset(nn_optimizer *o)
 {
     if (!o) return;
     if (o->state) memset(o->state, 0, o->state_count * sizeof(float));
     o->step = 0;
+    o->bound_model = 0;
 }
 
 NNDEF void nn_optimizer_free(nn_optimizer *o)
@@ -6773,6 +6822,7 @@ NNDEF void nn_optimizer_free(nn_optimizer *o)
     nn__free(o->state);
     o->state = NULL;
     o->state_count = 0;
+    o->bound_model = 0;
 }
 
 static nn_status nn__optimizer_step(nn_model *m, nn_optimizer *o)
@@ -6781,9 +6831,10 @@ static nn_status nn__optimizer_step(nn_model *m, nn_optimizer *o)
     nn__update u;
     const nn__kernels *kern = nn__kernels_get();
     const float lr = o ? o->learning_rate : 0.0f, wd = o ? o->weight_decay : 0.0f;
-    nn_status st = nn_optimizer_bind(m, o);
-    if (st != NN_OK) return st;
+    nn_status st;
     if (!(lr >= 0.0f) || !(wd >= 0.0f)) return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_step: negative or NaN rate");
+    st = nn__optimizer_bind(m, o, "nn_optimizer_step");
+    if (st != NN_OK) return st;
     memset(&u, 0, sizeof u);
     u.lr = lr;
     u.weight_decay = o->kind == NN_OPTIMIZER_ADAMW ? 0.0f : wd;
@@ -6828,6 +6879,7 @@ static nn_status nn__train_step(nn_model *m, nn_optimizer *opt, const float *x, 
     float value = 0.0f;
     nn_status st;
     if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_step: null optimizer");
+    if (m && nn__optimizer_check_model(m, opt, "nn_train_step") != NN_OK) return NN_ERROR_STATE; /* before any work */
     if (m && m->compiled && m->state_count) memcpy(m->state_backup, m->state, m->state_count * sizeof(float));
     st = nn_compute_gradients(m, x, labels, targets, count, &value);
     if (st != NN_OK) {
@@ -7266,34 +7318,44 @@ typedef struct nn__pass_totals {
     double loss_sum;          /* sum of each batch's mean loss times its size */
 } nn__pass_totals;
 
-/* nn_fit between the steps of its passes: the checks (validation, on_check, early stopping) and
-   the progress bar of the current epoch. */
-typedef struct nn__fit_state {
+/* nn_fit between the steps of its passes: the checks (validation, on_check, early stopping),
+   the progress bar of the current epoch, and the run's position (run, kept up to date after
+   every step so that a callback sees where the run stands). */
+typedef struct nn__fit_loop {
     nn_model *model;
     const nn_fit_options *options;
+    nn_fit_state *run;          /* options->state, or one of nn_fit's own */
     nn_fit_result result;
     nn_metrics val;             /* the latest validation */
-    double best;                /* the best validation loss so far */
-    int since_best, stop, show; /* checks since the best; stop requested; progress bar on */
+    int stop, show;             /* stop requested; progress bar on */
     /* the current epoch */
-    int epoch, checks, next_check, check_correct, check_seen;
+    int epoch, last_epoch, checks, next_check, check_correct, check_seen;
     double check_loss, t_check, val_time;
-} nn__fit_state;
+    uint64_t next_epoch_rng;    /* the shuffle generator after this epoch's shuffle: the next epoch's start */
+} nn__fit_loop;
 
 /* After step `step` (1-based) of `steps` in the epoch, on a batch of `samples` with `hits` right
-   predictions; totals covers the epoch so far. Sets f->stop to end training. */
-static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float loss, int samples, int hits,
+   predictions; totals covers the epoch's steps in this call. Sets f->stop to end training. */
+static nn_status nn__fit_after_step(nn__fit_loop *f, int step, int steps, float loss, int samples, int hits,
                                     const nn__pass_totals *totals)
 {
     const nn_fit_options *o = f->options;
+    nn_fit_state *run = f->run;
     nn_epoch_report check;
     double tv;
     f->result.steps++;
+    run->steps++;
+    run->batches_done = step;
+    if (step == steps) { /* the epoch is whole: the run stands at the next one's start */
+        run->epochs_done++;
+        run->batches_done = 0;
+        run->epoch_rng = f->next_epoch_rng;
+    }
     f->check_loss += (double)loss * samples;
     f->check_seen += samples;
     f->check_correct += hits;
     if (f->show && ((step - 1) % NN__MAX(1, steps / 100) == 0 || step == steps))
-        nn__progress(f->epoch, o->epochs, step, steps, totals->loss_sum / totals->seen);
+        nn__progress(f->epoch, f->last_epoch, step, steps, totals->loss_sum / totals->seen);
     if ((!o->validation && !o->on_check) || step != (int)((long long)f->next_check * steps / f->checks)) return NN_OK;
     tv = nn_seconds();
     f->next_check++;
@@ -7303,10 +7365,17 @@ static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float
         if (st != NN_OK) return st;
         check.val_loss = f->val.loss;
         check.val_accuracy = f->val.accuracy;
+        if (f->val.loss < run->best_val_loss) {
+            run->best_val_loss = f->val.loss;
+            run->checks_since_best = 0;
+        } else if (o->patience > 0 && ++run->checks_since_best >= o->patience) {
+            f->stop = 1;
+            f->result.stopped_early = 1;
+        }
     }
     f->val_time += nn_seconds() - tv;
     check.epoch = f->epoch;
-    check.steps = f->result.steps;
+    check.steps = run->steps;
     check.train_loss = f->check_loss / f->check_seen;
     check.train_accuracy = 100.0 * f->check_correct / f->check_seen;
     check.seconds = tv - f->t_check;
@@ -7314,32 +7383,24 @@ static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float
     f->check_correct = f->check_seen = 0;
     if (o->on_check && o->on_check(&check, o->user)) f->stop = 1;
     f->t_check = nn_seconds();
-    if (o->validation) {
-        if (f->val.loss < f->best) {
-            f->best = f->val.loss;
-            f->since_best = 0;
-        } else if (o->patience > 0 && ++f->since_best >= o->patience) {
-            f->stop = 1;
-            f->result.stopped_early = 1;
-        }
-    }
     return NN_OK;
 }
 
 /* One pass over train in the order b->order, batch_size samples per nn_train_step (the last
-   batch may be smaller): the loop under nn_fit (fit not NULL: its checks after each step) and
-   nn_train_epoch (on_step, may be NULL). Stops after max_steps steps (0: the whole pass), at a
-   failed step, or when fit or on_step asks. totals covers the steps taken, also after a failure. */
+   batch may be smaller), from batch first_step (0-based; > 0 when nn_fit continues an epoch):
+   the loop under nn_fit (fit not NULL: its checks after each step) and nn_train_epoch (on_step,
+   may be NULL). Stops after max_steps steps (0: the whole pass), at a failed step, or when fit
+   or on_step asks. totals covers the steps taken, also after a failure. */
 static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn__batches *b,
-                                int batch_size, int max_steps, nn__fit_state *fit, nn_step_callback on_step,
-                                void *user, nn__pass_totals *totals)
+                                int batch_size, int first_step, int max_steps, nn__fit_loop *fit,
+                                nn_step_callback on_step, void *user, nn__pass_totals *totals)
 {
     const int steps = (train->count + batch_size - 1) / batch_size, k = nn_output_size(m);
     const size_t target_size = (size_t)train->target_size;
     int step;
     nn_status st = NN_OK;
     memset(totals, 0, sizeof *totals);
-    for (step = 0; step < steps && (max_steps == 0 || step < max_steps); step++) {
+    for (step = first_step; step < steps && (max_steps == 0 || step - first_step < max_steps); step++) {
         const int first = step * batch_size, n = NN__MIN(batch_size, train->count - first);
         float loss = 0.0f;
         int r, hits = 0;
@@ -7365,67 +7426,103 @@ static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset
     return st;
 }
 
+/* The run nn_fit continues: checked against this call's data before anything changes. */
+static nn_status nn__fit_check_state(const nn_fit_state *run, const nn_dataset *train, const nn_fit_options *options)
+{
+    const int steps = (train->count + options->batch_size - 1) / options->batch_size;
+    if (!run || !run->started) return NN_OK;
+    if (run->epochs_done < 0 || run->batches_done < 0 || run->steps < 0 || run->checks_since_best < 0 ||
+        options->epochs > INT_MAX - run->epochs_done)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: the state to continue is not a run's (epoch %d, batch %d, step %lld)",
+                        run->epochs_done, run->batches_done, (long long)run->steps);
+    if (run->batches_done > 0 &&
+        (run->sample_count != train->count || run->batch_size != options->batch_size || run->batches_done >= steps))
+        return nn__fail(NN_ERROR_ARGUMENT,
+                        "nn_fit: the run stopped after batch %d of an epoch of %d samples in batches of %d; continuing "
+                        "it needs the same (this call: %d samples in batches of %d)", run->batches_done,
+                        run->sample_count, run->batch_size, train->count, options->batch_size);
+    return NN_OK;
+}
+
 static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
                          nn_fit_result *result)
 {
-    nn__fit_state f;
+    nn__fit_loop f;
     nn__batches b;
-    nn_rng rng;
+    nn_fit_state fresh;
+    int e, i;
     const double t_start = nn_seconds();
     nn_status st = nn__check_dataset(m, train, 1, "nn_fit");
     memset(&f, 0, sizeof f);
     memset(&b, 0, sizeof b);
+    memset(&fresh, 0, sizeof fresh);
     if (st != NN_OK) return st;
     if (!opt || !options) return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: null optimizer or options");
     if (options->epochs < 0 || options->batch_size <= 0 || options->batch_size > m->max_batch)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: batch size %d must be in [1, %d] and epochs non-negative",
                         options->batch_size, m->max_batch);
+    st = nn__fit_check_state(options->state, train, options);
+    if (st != NN_OK) return st;
     if (options->validation) {
         st = nn__check_dataset(m, options->validation, 0, "nn_fit (validation)");
         if (st != NN_OK) return st;
     }
     f.model = m;
     f.options = options;
-    f.best = INFINITY;
     st = nn__batches_alloc(&b, train, options->batch_size, "nn_fit");
     if (st != NN_OK) goto done;
-    st = nn_optimizer_bind(m, opt);
+    st = nn__optimizer_bind(m, opt, "nn_fit");
     if (st != NN_OK) goto done;
-    rng = nn_rng_new(options->seed);
+    f.run = options->state ? options->state : &fresh;
+    if (!f.run->started) {
+        memset(f.run, 0, sizeof *f.run);
+        f.run->started = 1;
+        f.run->epoch_rng = nn_rng_new(options->seed).state;
+        f.run->best_val_loss = INFINITY;
+    }
     f.show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
-    f.result.best_val_loss = INFINITY;
-    for (f.epoch = 1; f.epoch <= options->epochs && !f.stop; f.epoch++) {
+    f.last_epoch = f.run->epochs_done + options->epochs;
+    for (e = 0; e < options->epochs && !f.stop; e++) {
         nn_epoch_report report;
         nn__pass_totals totals;
+        nn_rng rng = nn_rng_new(f.run->epoch_rng);
+        const int first_step = f.run->batches_done, steps = (train->count + options->batch_size - 1) / options->batch_size;
         const double t0 = nn_seconds();
+        f.epoch = f.run->epochs_done + 1;
         f.checks = NN__MAX(1, options->checks_per_epoch);
-        f.next_check = 1;
+        for (f.next_check = 1; (long long)f.next_check * steps / f.checks <= first_step; f.next_check++) {}
         f.check_loss = 0.0;
         f.check_correct = f.check_seen = 0;
         f.t_check = t0;
         f.val_time = 0.0;
+        /* this epoch's order: the dataset's, shuffled by the generator as it was at the epoch's start */
+        for (i = 0; i < train->count; i++) b.order[i] = i;
         if (options->shuffle) nn_rng_shuffle(&rng, b.order, train->count);
-        st = nn__train_pass(m, opt, train, &b, options->batch_size, 0, &f, NULL, NULL, &totals);
+        f.next_epoch_rng = rng.state;
+        f.run->sample_count = train->count;
+        f.run->batch_size = options->batch_size;
+        st = nn__train_pass(m, opt, train, &b, options->batch_size, first_step, 0, &f, NULL, NULL, &totals);
         if (st != NN_OK) goto done;
         if (f.show) fprintf(stderr, "\r%70s\r", "");
         memset(&report, 0, sizeof report);
         report.epoch = f.epoch;
-        report.steps = f.result.steps;
+        report.steps = f.run->steps;
         report.train_loss = totals.seen ? totals.loss_sum / totals.seen : 0.0;
         report.train_accuracy = totals.seen ? 100.0 * totals.correct / totals.seen : 0.0;
         report.val_loss = options->validation ? f.val.loss : 0.0;
         report.val_accuracy = options->validation ? f.val.accuracy : 0.0;
         report.seconds = nn_seconds() - t0 - f.val_time;
-        f.result.epochs = f.epoch;
+        f.result.epochs = e + 1;
         if (options->on_epoch && options->on_epoch(&report, options->user)) f.stop = 1;
     }
-    f.result.best_val_loss = f.best;
 done:
+    f.result.best_val_loss = f.run ? f.run->best_val_loss : INFINITY;
     f.result.seconds = nn_seconds() - t_start;
     if (result) *result = f.result;
     nn__batches_free(&b);
     return st;
 }
+
 NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
                        nn_fit_result *result)
 {
@@ -7452,7 +7549,7 @@ static nn_status nn__train_epoch(nn_model *m, nn_optimizer *opt, const nn_datase
     st = nn__batches_alloc(&b, train, batch_size, "nn_train_epoch");
     if (st != NN_OK) return st;
     if (rng) nn_rng_shuffle(rng, b.order, train->count);
-    st = nn__train_pass(m, opt, train, &b, batch_size, max_steps, NULL, on_step, user, &totals);
+    st = nn__train_pass(m, opt, train, &b, batch_size, 0, max_steps, NULL, on_step, user, &totals);
     if (metrics && totals.seen) {
         metrics->loss = totals.loss_sum / totals.seen;
         metrics->correct = totals.correct;
