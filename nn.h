@@ -18,12 +18,12 @@
        h = nn_relu(m, nn_linear(m, nn_flatten(m, h), 120, NN_BIAS));
        h = nn_relu(m, nn_linear(m, h, 84, NN_BIAS));
        nn_node *y = nn_linear(m, h, 10, NN_BIAS);
-       if (nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64) != NN_OK)
-           fprintf(stderr, "%s\n", nn_last_error());
        nn_optimizer opt = nn_sgd(0.01f, 0.9f, 0.0f);
        float loss;
-       nn_train_step(m, &opt, images, labels, NULL, 64, &loss);   // images: 64*784 floats
-       nn_save(m, "lenet.nn");                                   // nn_load() checks everything
+       int failed = nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64) != NN_OK ||   // builder errors land here
+                    nn_train_step(m, &opt, images, labels, NULL, 64, &loss) != NN_OK || // images: 64*784 floats
+                    nn_save(m, "lenet.nn") != NN_OK;                                 // nn_load() checks everything
+       if (failed) fprintf(stderr, "%s\n", nn_last_error());
        nn_optimizer_free(&opt);
        nn_model_free(m);
 
@@ -53,6 +53,22 @@
    and every run with the same thread count gives the same bits (nn_set_sample_split(model, 0)
    keeps the kernel-only threading and bit-identical results for any count). See
    docs/scaling.md.
+
+   Your own threads: one model runs one pass at a time (its activations and gradients are one
+   set). Every call that reads or writes them (nn_compile, nn_forward, nn_backward,
+   nn_compute_loss, nn_compute_gradients, nn_train_step, nn_optimizer_step, nn_evaluate,
+   nn_confusion_matrix, nn_input_gradient_norm, nn_fit, nn_train_epoch, nn_save, nn_load,
+   nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds the model until it
+   returns; another thread calling one of them meanwhile gets NN_ERROR_STATE ("the model is in
+   use by another thread") and changes nothing. The holding thread may call them again (an
+   nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
+   nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
+   the nn_set_* settings and nn_model_free; nn_output points into the model, so another
+   thread's next pass overwrites what it shows. So give each thread its own model
+   (nn_params_copy keeps them equal); an optimizer belongs to one model. Process-wide: the
+   thread count and the backend (their first choice is race-free); per thread: nn_last_error.
+   The checks use GCC/clang atomic builtins or MSVC's Interlocked functions; other compilers
+   get no check.
 
    CONVENTIONS
    -----------
@@ -92,8 +108,8 @@
                  nn_optimizer_reset, nn_optimizer_free
    data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
                  slice, shuffle_labels, gather)
-   loops         nn_fit, nn_fit_defaults, nn_train_epoch, nn_evaluate, nn_confusion_matrix,
-                 nn_input_gradient_norm
+   loops         nn_fit, nn_fit_defaults, nn_fit_state (continuing a run), nn_train_epoch, nn_evaluate,
+                 nn_confusion_matrix, nn_input_gradient_norm
    files         nn_save, nn_load
 
    INSIDE (for contributors; each part uses only the parts above it)
