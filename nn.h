@@ -56,15 +56,15 @@
 
    Your own threads: one model runs one pass at a time (its activations and gradients are one
    set). Every call that reads or writes them (nn_compile, nn_forward, nn_backward,
-   nn_compute_loss, nn_compute_gradients, nn_train_step, nn_optimizer_step, nn_evaluate,
+   nn_compute_loss, nn_compute_gradients, nn_train_step, nn_optimizer_bind/step, nn_evaluate,
    nn_confusion_matrix, nn_input_gradient_norm, nn_fit, nn_train_epoch, nn_save, nn_load,
    nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds the model until it
    returns; another thread calling one of them meanwhile gets NN_ERROR_STATE ("the model is in
    use by another thread") and changes nothing. The holding thread may call them again (an
    nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
    nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
-   the nn_set_* settings and nn_model_free; nn_output points into the model, so another
-   thread's next pass overwrites what it shows. So give each thread its own model
+   the builders, the nn_set_* settings and nn_model_free; nn_output points into the model, so
+   another thread's next pass overwrites what it shows. So give each thread its own model
    (nn_params_copy keeps them equal); an optimizer belongs to one model. Process-wide: the
    thread count and the backend (their first choice is race-free); per thread: nn_last_error.
    The checks use GCC/clang atomic builtins or MSVC's Interlocked functions; other compilers
@@ -6822,7 +6822,14 @@ static nn_status nn__optimizer_bind(nn_model *m, nn_optimizer *o, const char *wh
     return NN_OK;
 }
 
-NNDEF nn_status nn_optimizer_bind(nn_model *m, nn_optimizer *o) { return nn__optimizer_bind(m, o, "nn_optimizer_bind"); }
+NNDEF nn_status nn_optimizer_bind(nn_model *m, nn_optimizer *o)
+{
+    nn_status st = nn__model_enter(m, "nn_optimizer_bind");
+    if (st != NN_OK) return st;
+    st = nn__optimizer_bind(m, o, "nn_optimizer_bind");
+    nn__model_leave(m);
+    return st;
+}
 
 NNDEF void nn_optimizer_reset(nn_optimizer *o)
 {

@@ -213,12 +213,13 @@ static void hold_finish(holder *h, pthread_t t, const nn_metrics *alone)
 
 /* ------------------------------------------------------------------ 2. every entry refuses */
 typedef enum entry {
-    E_FORWARD, E_BACKWARD, E_COMPUTE_LOSS, E_COMPUTE_GRADIENTS, E_TRAIN_STEP, E_OPTIMIZER_STEP, E_EVALUATE,
+    E_FORWARD, E_BACKWARD, E_COMPUTE_LOSS, E_COMPUTE_GRADIENTS, E_TRAIN_STEP, E_OPTIMIZER_BIND, E_OPTIMIZER_STEP, E_EVALUATE,
     E_CONFUSION_MATRIX, E_INPUT_GRADIENT_NORM, E_FIT, E_TRAIN_EPOCH, E_SAVE, E_LOAD, E_COMPILE, E_INIT_WEIGHTS,
     E_INIT_BIASES, E_PARAMS_INTERPOLATE, E_PARAMS_COPY_TO, E_PARAMS_COPY_FROM, E_COUNT
 } entry;
 static const char *const entry_names[E_COUNT] = {
-    "nn_forward", "nn_backward", "nn_compute_loss", "nn_compute_gradients", "nn_train_step", "nn_optimizer_step",
+    "nn_forward", "nn_backward", "nn_compute_loss", "nn_compute_gradients", "nn_train_step", "nn_optimizer_bind",
+    "nn_optimizer_step",
     "nn_evaluate", "nn_confusion_matrix", "nn_input_gradient_norm", "nn_fit", "nn_train_epoch", "nn_save", "nn_load",
     "nn_compile", "nn_init_weights", "nn_init_biases", "nn_params_interpolate", "nn_params_copy", "nn_params_copy"};
 
@@ -249,6 +250,7 @@ static nn_status call_entry(nn_model *m, entry e, caller *c)
     case E_COMPUTE_LOSS: return nn_compute_loss(m, labels, NULL, &loss);
     case E_COMPUTE_GRADIENTS: return nn_compute_gradients(m, d->x, labels, NULL, 8, &loss);
     case E_TRAIN_STEP: return nn_train_step(m, &c->opt, d->x, labels, NULL, 8, &loss);
+    case E_OPTIMIZER_BIND: return nn_optimizer_bind(m, &c->opt);
     case E_OPTIMIZER_STEP: return nn_optimizer_step(m, &c->opt);
     case E_EVALUATE: return nn_evaluate(m, d, &metrics);
     case E_CONFUSION_MATRIX: return nn_confusion_matrix(m, d, matrix);
