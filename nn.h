@@ -566,9 +566,10 @@ typedef struct nn_epoch_report {
 
 /* Where a training run of nn_fit stands, so that another call continues it exactly: two calls
    of one epoch train as one call of two, bit for bit. Each epoch shuffles the samples from
-   their dataset order with a generator that continues from epoch to epoch, so the generator's
-   state at the start of an epoch and the batches done in it fix the position, also inside an
-   epoch (after early stopping, a stop request or a failed step). Zeroed: a fresh start. */
+   their dataset order with a generator that continues from epoch to epoch (an epoch is
+   nn_train_epoch with that generator), so the generator's state at the start of an epoch and
+   the batches done in it fix the position, also inside an epoch (after early stopping, a stop
+   request or a failed step). A checkpoint stores these fields. Zeroed: a fresh start. */
 typedef struct nn_fit_state {
     int started;                     /* 0: a fresh start (the rest is ignored; options->seed seeds the shuffle) */
     int epochs_done;                 /* whole epochs trained; reports number the next one epochs_done + 1 */
