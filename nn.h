@@ -18,12 +18,12 @@
        h = nn_relu(m, nn_linear(m, nn_flatten(m, h), 120, NN_BIAS));
        h = nn_relu(m, nn_linear(m, h, 84, NN_BIAS));
        nn_node *y = nn_linear(m, h, 10, NN_BIAS);
-       if (nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64) != NN_OK)
-           fprintf(stderr, "%s\n", nn_last_error());
        nn_optimizer opt = nn_sgd(0.01f, 0.9f, 0.0f);
        float loss;
-       nn_train_step(m, &opt, images, labels, NULL, 64, &loss);   // images: 64*784 floats
-       nn_save(m, "lenet.nn");                                   // nn_load() checks everything
+       int failed = nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64) != NN_OK ||   // builder errors land here
+                    nn_train_step(m, &opt, images, labels, NULL, 64, &loss) != NN_OK || // images: 64*784 floats
+                    nn_save(m, "lenet.nn") != NN_OK;                                 // nn_load() checks everything
+       if (failed) fprintf(stderr, "%s\n", nn_last_error());
        nn_optimizer_free(&opt);
        nn_model_free(m);
 
@@ -53,6 +53,22 @@
    and every run with the same thread count gives the same bits (nn_set_sample_split(model, 0)
    keeps the kernel-only threading and bit-identical results for any count). See
    docs/scaling.md.
+
+   Your own threads: one model runs one pass at a time (its activations and gradients are one
+   set). Every call that reads or writes them (nn_compile, nn_forward, nn_backward,
+   nn_compute_loss, nn_compute_gradients, nn_train_step, nn_optimizer_bind/step, nn_evaluate,
+   nn_confusion_matrix, nn_input_gradient_norm, nn_fit, nn_train_epoch, nn_save, nn_load,
+   nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds the model until it
+   returns; another thread calling one of them meanwhile gets NN_ERROR_STATE ("the model is in
+   use by another thread") and changes nothing. The holding thread may call them again (an
+   nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
+   nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
+   the builders, the nn_set_* settings and nn_model_free; nn_output points into the model, so
+   another thread's next pass overwrites what it shows. So give each thread its own model
+   (nn_params_copy keeps them equal); an optimizer belongs to one model. Process-wide: the
+   thread count and the backend (their first choice is race-free); per thread: nn_last_error.
+   The checks use GCC/clang atomic builtins or MSVC's Interlocked functions; other compilers
+   get no check.
 
    CONVENTIONS
    -----------
@@ -108,8 +124,8 @@
                  nn_schedule_plateau_step (PyTorch's lr_scheduler; docs/training.md has the formulas)
    data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
                  slice, shuffle_labels, gather)
-   loops         nn_fit, nn_fit_defaults, nn_train_epoch, nn_evaluate, nn_confusion_matrix,
-                 nn_input_gradient_norm
+   loops         nn_fit, nn_fit_defaults, nn_fit_state (continuing a run), nn_train_epoch, nn_evaluate,
+                 nn_confusion_matrix, nn_input_gradient_norm
    files         nn_save, nn_load
 
    INSIDE (for contributors; each part uses only the parts above it)
@@ -507,6 +523,7 @@ typedef struct nn_optimizer {
     int64_t step;                            /* updates applied so far */
     float *state;                            /* allocated on the first step (or nn_optimizer_bind) */
     size_t state_count;
+    uint64_t bound_model;                    /* the model the state belongs to (an id; 0: none yet) */
 } nn_optimizer;
 /* PyTorch's defaults: SGD dampening 0, no Nesterov; Adam betas (0.9, 0.999), eps 1e-8; AdamW
    the same with decoupled decay; RMSProp alpha 0.99, eps 1e-8, momentum 0. Fields may be set. */
@@ -514,10 +531,13 @@ NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_deca
 NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay); /* Adam with L2 weight decay added to the gradient */
 NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay); /* Adam with decoupled weight decay (p *= 1 - lr*wd) */
 NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay); /* RMSProp; set .momentum for the momentum variant */
-NNDEF nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt); /* allocates the state */
+/* Binds the optimizer to the model and allocates its state (the first step does it too). An
+   optimizer bound to one model refuses every other, even one of the same size (NN_ERROR_STATE):
+   its moments belong to that model until nn_optimizer_reset or nn_optimizer_free. */
+NNDEF nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt);
 NNDEF nn_status nn_optimizer_step(nn_model *model, nn_optimizer *opt); /* one update of the model's parameters from nn_grads */
-NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count */
-NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimizer can be bound again) */
+NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count, and unbind it from its model */
+NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state and unbinds it (it can be bound to any model again) */
 
 /* nn_compute_gradients + optimizer step. loss may be NULL. */
 NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
@@ -690,8 +710,8 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, in
 NNDEF nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
 
 typedef struct nn_epoch_report {
-    int epoch;                  /* 1-based */
-    int64_t steps;              /* optimizer steps so far */
+    int epoch;                  /* 1-based (continuing the run's numbering with nn_fit_options.state) */
+    int64_t steps;              /* optimizer steps so far (of the run) */
     double train_loss;          /* mean of the epoch's minibatch losses */
     double train_accuracy;      /* percent, of the epoch's minibatch predictions */
     double val_loss, val_accuracy; /* at the epoch's end, if a validation set was given */
@@ -699,10 +719,29 @@ typedef struct nn_epoch_report {
     double learning_rate;       /* the rate of the epoch's last optimizer step (on_check: of the last step before the check) */
 } nn_epoch_report;
 
+/* Where a training run of nn_fit stands, so that another call continues it exactly: two calls
+   of one epoch train as one call of two, bit for bit. Each epoch shuffles the samples from
+   their dataset order with a generator that continues from epoch to epoch (an epoch is
+   nn_train_epoch with that generator), so the generator's state at the start of an epoch and
+   the batches done in it fix the position, also inside an epoch (after early stopping, a stop
+   request or a failed step). A checkpoint stores these fields. Zeroed: a fresh start. */
+typedef struct nn_fit_state {
+    int started;                     /* 0: a fresh start (the rest is ignored; options->seed seeds the shuffle) */
+    int epochs_done;                 /* whole epochs trained; reports number the next one epochs_done + 1 */
+    int batches_done;                /* batches of epoch epochs_done + 1 trained (0 between epochs) */
+    int64_t steps;                   /* optimizer steps of the run */
+    uint64_t epoch_rng;              /* the shuffle generator (nn_rng.state) at the start of epoch epochs_done + 1 */
+    int sample_count, batch_size;    /* the run's: continuing inside an epoch needs the same */
+    double best_val_loss;            /* early stopping: the best validation loss so far (INFINITY: none) */
+    int checks_since_best;           /* early stopping: checks since then */
+} nn_fit_state;
+
 typedef struct nn_fit_options {
-    int epochs, batch_size;
+    int epochs, batch_size;          /* epochs to train in this call (the first may finish one begun before) */
     int shuffle;                     /* reshuffle each epoch (1 by default from nn_fit_defaults) */
     uint64_t seed;                   /* for the shuffling */
+    nn_fit_state *state;             /* NULL: a fresh run; else the run this call continues, kept up to date
+                                        after every step (a zeroed one starts a run) */
     const nn_dataset *validation;    /* may be NULL */
     int checks_per_epoch;            /* checks (validations, on_check calls) per epoch (>= 1) */
     int patience;                    /* stop after this many checks without a better val loss; 0 = never */
@@ -722,15 +761,19 @@ typedef struct nn_fit_options {
     void *user;
 } nn_fit_options;
 typedef struct nn_fit_result {
-    int epochs;                      /* epochs run (the last one may be partial when early stopping) */
-    int64_t steps;
+    int epochs;                      /* epochs run in this call (the last one may be partial when early stopping) */
+    int64_t steps;                   /* optimizer steps in this call */
     int stopped_early;
     double best_val_loss;
     double seconds;
 } nn_fit_result;
-NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options with epochs and batch size set; shuffle on, seed 1, one validation per epoch, no early stopping, progress bar when stderr is a terminal */
+NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options with epochs and batch size set; shuffle on, seed 1, one validation per epoch, no early stopping, progress bar when stderr is a terminal, no state (each call a fresh run) */
+/* Trains for options->epochs, with optional validation and early stopping; result may be NULL.
+   With options->state it continues that run (its epoch numbers, steps, shuffle and early
+   stopping) and updates it; a state that stopped inside an epoch needs the same dataset size
+   and batch size (NN_ERROR_ARGUMENT otherwise). */
 NNDEF nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
-                       const nn_fit_options *options, nn_fit_result *result); /* trains for options->epochs, with optional validation and early stopping; result may be NULL */
+                       const nn_fit_options *options, nn_fit_result *result);
 
 typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
 /* One pass over train in minibatches of batch_size (the last may be smaller), each one
@@ -804,6 +847,39 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #define NN__THREAD_LOCAL __declspec(thread)
 #else
 #define NN__THREAD_LOCAL
+#endif
+
+/* Atomics for the few values threads share: the thread count and kernel table chosen on first
+   use, each model's busy flag and the model ids. C99 has none: GCC and clang have the __atomic
+   and __sync builtins, MSVC its Interlocked functions (these take long and pointer variables
+   only, so every shared value is one of those). Another compiler gets plain accesses: unchecked
+   (a model used by two threads at once is not detected, first uses may race). */
+#if defined(__GNUC__) || defined(__clang__)
+#define NN__ATOMIC_LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define NN__ATOMIC_STORE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define NN__ATOMIC_CAS(p, expected, desired) __sync_bool_compare_and_swap(&(p), (expected), (desired)) /* 1 if swapped */
+#define NN__ATOMIC_INCREMENT(p) __atomic_add_fetch(&(p), 1, __ATOMIC_RELAXED) /* the new value */
+#define NN__ATOMIC_LOAD_PTR(type, p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define NN__ATOMIC_STORE_PTR(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define NN__ATOMIC_CAS_PTR(p, expected, desired) __sync_bool_compare_and_swap(&(p), (expected), (desired))
+#elif defined(_MSC_VER)
+#include <intrin.h>
+#define NN__ATOMIC_LOAD(p) _InterlockedOr((volatile long *)&(p), 0)
+#define NN__ATOMIC_STORE(p, v) ((void)_InterlockedExchange((volatile long *)&(p), (v)))
+#define NN__ATOMIC_CAS(p, expected, desired) (_InterlockedCompareExchange((volatile long *)&(p), (desired), (expected)) == (expected))
+#define NN__ATOMIC_INCREMENT(p) _InterlockedIncrement((volatile long *)&(p))
+#define NN__ATOMIC_LOAD_PTR(type, p) ((type)_InterlockedCompareExchangePointer((void *volatile *)&(p), NULL, NULL))
+#define NN__ATOMIC_STORE_PTR(p, v) ((void)_InterlockedExchangePointer((void *volatile *)&(p), (void *)(v)))
+#define NN__ATOMIC_CAS_PTR(p, expected, desired)                                                                      \
+    (_InterlockedCompareExchangePointer((void *volatile *)&(p), (void *)(desired), (void *)(expected)) == (void *)(expected))
+#else
+#define NN__ATOMIC_LOAD(p) (p)
+#define NN__ATOMIC_STORE(p, v) ((p) = (v))
+#define NN__ATOMIC_CAS(p, expected, desired) ((p) == (expected) ? ((p) = (desired), 1) : 0)
+#define NN__ATOMIC_INCREMENT(p) (++(p))
+#define NN__ATOMIC_LOAD_PTR(type, p) (p)
+#define NN__ATOMIC_STORE_PTR(p, v) ((p) = (v))
+#define NN__ATOMIC_CAS_PTR(p, expected, desired) ((p) == (expected) ? ((p) = (desired), 1) : 0)
 #endif
 
 #if !defined(NN_NO_SIMD) && (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -986,32 +1062,38 @@ NNDEF double nn_seconds(void)
 #endif
 }
 
-static int nn__thread_count = 0; /* 0: not chosen yet */
+/* 0 until chosen: by nn_set_threads, or on first use from NN_THREADS or OpenMP's default. Two
+   threads compiling their first models at once may both compute the default; the first to
+   publish it wins (compare-and-swap), so nn_set_threads is never undone by a late first use. */
+static long nn__thread_count = 0;
 
 NNDEF nn_status nn_set_threads(int threads)
 {
     if (threads < 0) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_threads: %d threads", threads);
 #ifdef _OPENMP
     if (threads == 0) threads = omp_get_num_procs();
-    nn__thread_count = threads;
+    NN__ATOMIC_STORE(nn__thread_count, (long)threads);
 #else
-    nn__thread_count = 1;
+    NN__ATOMIC_STORE(nn__thread_count, 1L);
 #endif
     return NN_OK;
 }
 
 NNDEF int nn_threads(void)
 {
-    if (nn__thread_count == 0) {
+    long n = NN__ATOMIC_LOAD(nn__thread_count);
+    if (n == 0) {
 #ifdef _OPENMP
         const char *env = getenv("NN_THREADS");
-        int n = env ? atoi(env) : 0;
-        nn__thread_count = n > 0 ? n : omp_get_max_threads();
+        int chosen = env ? atoi(env) : 0;
+        if (chosen <= 0) chosen = omp_get_max_threads();
 #else
-        nn__thread_count = 1;
+        const int chosen = 1;
 #endif
+        (void)NN__ATOMIC_CAS(nn__thread_count, 0L, (long)chosen);
+        n = NN__ATOMIC_LOAD(nn__thread_count);
     }
-    return nn__thread_count;
+    return (int)n;
 }
 
 /* ======================================================================================
@@ -3732,19 +3814,12 @@ static int nn__is_backend_name(const char *name)
 
 static const nn__kernels *nn__active_table = NULL;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define NN__LOAD_ACQUIRE(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
-#define NN__STORE_RELEASE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
-#else
-#define NN__LOAD_ACQUIRE(p) (p)
-#define NN__STORE_RELEASE(p, v) ((p) = (v))
-#endif
-
 /* First use: NN_BACKEND if set and runnable, else the best table. Racing first calls compute
-   the same answer, so the publication needs no lock. */
+   the same answer; the first to publish it wins (compare-and-swap), so a late first use never
+   undoes an nn_set_backend made meanwhile. */
 static const nn__kernels *nn__kernels_get(void)
 {
-    const nn__kernels *k = NN__LOAD_ACQUIRE(nn__active_table);
+    const nn__kernels *k = NN__ATOMIC_LOAD_PTR(const nn__kernels *, nn__active_table);
     if (!k) {
         const char *env = getenv("NN_BACKEND");
         if (env && *env) {
@@ -3753,7 +3828,8 @@ static const nn__kernels *nn__kernels_get(void)
                             nn__is_backend_name(env) ? "not supported by this CPU" : "not a backend name");
         }
         if (!k) k = nn__table_by_name("best");
-        NN__STORE_RELEASE(nn__active_table, k);
+        (void)NN__ATOMIC_CAS_PTR(nn__active_table, (const nn__kernels *)NULL, k);
+        k = NN__ATOMIC_LOAD_PTR(const nn__kernels *, nn__active_table);
     }
     return k;
 }
@@ -3766,7 +3842,7 @@ NNDEF nn_status nn_set_backend(const char *name)
                         name ? name : "(null)");
     k = nn__table_by_name(name);
     if (!k) return nn__fail(NN_ERROR_UNSUPPORTED, "nn_set_backend: this CPU cannot run the %s backend", name);
-    NN__STORE_RELEASE(nn__active_table, k);
+    NN__ATOMIC_STORE_PTR(nn__active_table, k);
     return NN_OK;
 }
 
@@ -5546,6 +5622,10 @@ struct nn_model {
     int split_pass;             /* the last pass ran split over contexts: only its output is whole */
     int no_split;               /* nn_set_sample_split(m, 0) */
     double sample_macs;         /* multiply-adds of one sample's forward pass */
+    /* one pass at a time (nn__model_enter) */
+    uint64_t id;                /* unique in the process, never reused: what an optimizer is bound to */
+    void *busy_owner;           /* the thread inside a public entry (its &nn__thread_tag), or NULL */
+    int busy_depth;             /* public entries that thread is inside (a callback may call another) */
 };
 
 /* One op kind's entry in the op table (nn__ops, after the ops). */
@@ -5593,6 +5673,8 @@ static nn_status nn__model_error(nn_model *m, nn_status status, const char *form
     return nn__fail(status, "%s", message);
 }
 
+static long nn__models_made = 0; /* for the model ids */
+
 NNDEF nn_model *nn_model_new(uint64_t seed)
 {
     nn_model *m = (nn_model *)NN_MALLOC(sizeof(nn_model));
@@ -5602,7 +5684,38 @@ NNDEF nn_model *nn_model_new(uint64_t seed)
     }
     memset(m, 0, sizeof *m);
     m->rng = nn_rng_new(seed);
+    m->id = (uint64_t)NN__ATOMIC_INCREMENT(nn__models_made);
     return m;
+}
+
+/* A model runs one pass at a time: its activations, gradients and settings are one set (until
+   per-thread contexts exist). Every public entry that reads or writes them holds the model
+   from its start to its return: nn__model_enter takes it (a thread already inside, such as an
+   nn_fit callback calling nn_evaluate, only goes one level deeper), nn__model_leave gives it
+   back, on every path. Another thread meanwhile gets NN_ERROR_STATE and changes nothing. A
+   thread is known by the address of a thread-local variable (without thread-local storage
+   every thread looks the same: unchecked, like the plain-access atomics). */
+static NN__THREAD_LOCAL char nn__thread_tag;
+
+static nn_status nn__model_enter(nn_model *m, const char *who)
+{
+    void *self = &nn__thread_tag;
+    if (!m) return NN_OK; /* the entry reports the null model */
+    if (NN__ATOMIC_LOAD_PTR(void *, m->busy_owner) == self) {
+        m->busy_depth++;
+        return NN_OK;
+    }
+    if (!NN__ATOMIC_CAS_PTR(m->busy_owner, (void *)NULL, self))
+        return nn__fail(NN_ERROR_STATE,
+                        "%s: the model is in use by another thread (a model runs one pass at a time: give each "
+                        "thread its own model; see THREADS in nn.h)", who);
+    m->busy_depth = 1;
+    return NN_OK;
+}
+
+static void nn__model_leave(nn_model *m)
+{
+    if (m && --m->busy_depth == 0) NN__ATOMIC_STORE_PTR(m->busy_owner, (void *)NULL);
 }
 
 static void nn__model_release_plan(nn_model *m)
@@ -6235,13 +6348,22 @@ static nn_status nn__init_params(nn_model *m, nn_node *layer, nn_init init, floa
     return NN_OK;
 }
 
+/* nn__init_params holding the model */
+static nn_status nn__init_params_held(nn_model *m, nn_node *layer, nn_init init, float a, float b, int biases, const char *who)
+{
+    nn_status st = nn__model_enter(m, who);
+    if (st != NN_OK) return st;
+    st = nn__init_params(m, layer, init, a, b, biases, who);
+    nn__model_leave(m);
+    return st;
+}
 NNDEF nn_status nn_init_weights(nn_model *m, nn_node *layer, nn_init init, float a, float b)
 {
-    return nn__init_params(m, layer, init, a, b, 0, "nn_init_weights");
+    return nn__init_params_held(m, layer, init, a, b, 0, "nn_init_weights");
 }
 NNDEF nn_status nn_init_biases(nn_model *m, nn_node *layer, nn_init init, float a, float b)
 {
-    return nn__init_params(m, layer, init, a, b, 1, "nn_init_biases");
+    return nn__init_params_held(m, layer, init, a, b, 1, "nn_init_biases");
 }
 
 /* ======================================================================================
@@ -6279,7 +6401,7 @@ static nn_status nn__plan_contexts(nn_model *m, int count, size_t arena, size_t 
     return NN_OK;
 }
 
-NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
+static nn_status nn__compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
 {
     size_t arena = 0, index_arena = 0, params = 0, state = 0, weights = 0, biggest = 0, col = 0;
     int i, out_size, splittable = 1;
@@ -6397,6 +6519,14 @@ NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_b
         if (n->live && nn__has_params(n)) nn__ops[n->op].init(m, n);
     }
     return NN_OK;
+}
+NNDEF nn_status nn_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch)
+{
+    nn_status st = nn__model_enter(m, "nn_compile");
+    if (st != NN_OK) return st;
+    st = nn__compile(m, output, loss, max_batch);
+    nn__model_leave(m);
+    return st;
 }
 
 NNDEF size_t nn_param_count(const nn_model *m) { return m && m->compiled ? m->param_count : 0; }
@@ -6673,7 +6803,7 @@ static nn_status nn__check_pass(const nn_model *m, const float *x, int count, co
     return NN_OK;
 }
 
-NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
+static nn_status nn__forward(nn_model *m, const float *x, int count, nn_mode mode)
 {
     nn_status st = nn__check_pass(m, x, count, "nn_forward");
     if (st != NN_OK) return st;
@@ -6686,6 +6816,14 @@ NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
     m->contexts[0].threads = m->workspace_threads;
     nn__forward_pass(m, &m->contexts[0], x);
     return NN_OK;
+}
+NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
+{
+    nn_status st = nn__model_enter(m, "nn_forward");
+    if (st != NN_OK) return st;
+    st = nn__forward(m, x, count, mode);
+    nn__model_leave(m);
+    return st;
 }
 
 NNDEF const float *nn_output(const nn_model *m) { return m && m->compiled && m->batch ? NN__OUT(m, m->output) : NULL; }
@@ -6758,7 +6896,7 @@ static double nn__loss(nn_model *m, nn__context *e, const int *labels, const flo
     return total;
 }
 
-NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
+static nn_status nn__compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
 {
     nn_status st;
     if (!m || !m->compiled || !m->batch) return nn__fail(NN_ERROR_STATE, "nn_compute_loss: run nn_forward first");
@@ -6767,6 +6905,14 @@ NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *tar
     m->contexts[0].batch = m->batch; /* after a split pass context 0's output covers the batch */
     if (loss) *loss = (float)nn__loss(m, &m->contexts[0], labels, targets, 0, m->batch);
     return NN_OK;
+}
+NNDEF nn_status nn_compute_loss(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    nn_status st = nn__model_enter(m, "nn_compute_loss");
+    if (st != NN_OK) return st;
+    st = nn__compute_loss(m, labels, targets, loss);
+    nn__model_leave(m);
+    return st;
 }
 
 /* Where a node's gradient for input `in` goes: straight into its buffer the first time this
@@ -6875,12 +7021,7 @@ static nn_status nn__backward(nn_model *m, const int *labels, const float *targe
     return NN_OK;
 }
 
-NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
-{
-    return nn__backward(m, labels, targets, loss, nn__grads_mode(m));
-}
-
-NNDEF nn_status nn_backward_from(nn_model *m, const float *dy)
+static nn_status nn__backward_from(nn_model *m, const float *dy)
 {
     size_t i, n;
     if (!m || !m->compiled || !m->batch || m->split_pass)
@@ -6894,6 +7035,22 @@ NNDEF nn_status nn_backward_from(nn_model *m, const float *dy)
     memcpy(NN__GRAD(m, m->output), dy, n * sizeof(float));
     nn__backward_whole(m, nn__grads_mode(m));
     return NN_OK;
+}
+NNDEF nn_status nn_backward_from(nn_model *m, const float *dy)
+{
+    nn_status st = nn__model_enter(m, "nn_backward_from");
+    if (st != NN_OK) return st;
+    st = nn__backward_from(m, dy);
+    nn__model_leave(m);
+    return st;
+}
+NNDEF nn_status nn_backward(nn_model *m, const int *labels, const float *targets, float *loss)
+{
+    nn_status st = nn__model_enter(m, "nn_backward");
+    if (st != NN_OK) return st;
+    st = nn__backward(m, labels, targets, loss, nn__grads_mode(m));
+    nn__model_leave(m);
+    return st;
 }
 
 /* How many parts a pass over count samples splits into: one per thread when the model has
@@ -7007,11 +7164,14 @@ static nn_status nn__compute_gradients(nn_model *m, const float *x, const int *l
     if (loss) *loss = (float)value;
     return NN_OK;
 }
-
 NNDEF nn_status nn_compute_gradients(nn_model *m, const float *x, const int *labels, const float *targets, int count,
                                      float *loss)
 {
-    return nn__compute_gradients(m, x, labels, targets, count, loss, m ? nn__grads_mode(m) : NN__GRADS_OVERWRITE);
+    nn_status st = nn__model_enter(m, "nn_compute_gradients");
+    if (st != NN_OK) return st;
+    st = nn__compute_gradients(m, x, labels, targets, count, loss, nn__grads_mode(m));
+    nn__model_leave(m);
+    return st;
 }
 
 NNDEF const float *nn_input_gradient(const nn_model *m)
@@ -7046,8 +7206,12 @@ NNDEF nn_status nn_set_grad_accumulation(nn_model *m, int enabled)
 NNDEF int nn_get_grad_accumulation(const nn_model *m) { return m ? m->accumulate : 0; }
 NNDEF nn_status nn_zero_grads(nn_model *m)
 {
+    nn_status st;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_zero_grads: null or uncompiled model");
+    st = nn__model_enter(m, "nn_zero_grads");
+    if (st != NN_OK) return st;
     memset(m->grads, 0, m->param_count * sizeof(float));
+    nn__model_leave(m);
     return NN_OK;
 }
 NNDEF void nn_set_input_gradient(nn_model *m, int enabled)
@@ -7091,22 +7255,51 @@ NNDEF nn_optimizer nn_adam(float lr, float weight_decay) { return nn__optimizer(
 NNDEF nn_optimizer nn_adamw(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_ADAMW, lr, weight_decay); }
 NNDEF nn_optimizer nn_rmsprop(float lr, float weight_decay) { return nn__optimizer(NN_OPTIMIZER_RMSPROP, lr, weight_decay); }
 
-NNDEF nn_status nn_optimizer_bind(nn_model *m, nn_optimizer *o)
+/* NN_ERROR_STATE if o's state belongs to another model than m (o and m not NULL). */
+static nn_status nn__optimizer_check_model(const nn_model *m, const nn_optimizer *o, const char *who)
+{
+    if (o->bound_model == 0 || o->bound_model == m->id) return NN_OK;
+    return nn__fail(NN_ERROR_STATE,
+                    "%s: this optimizer is bound to another model; nn_optimizer_free or nn_optimizer_reset it first", who);
+}
+
+/* The state belongs to one model, known by its id (an address could be reused by the next
+   model allocated). An unbound optimizer (new, reset or freed) adopts its state if the size
+   fits (reset zeroed it), else gets a new one. */
+static nn_status nn__optimizer_bind(nn_model *m, nn_optimizer *o, const char *who)
 {
     size_t per, need;
-    if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_optimizer_bind: null optimizer or uncompiled model");
+    float *state;
+    nn_status st;
+    if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: null optimizer or uncompiled model", who);
     if ((int)o->kind < 0 || (int)o->kind >= (int)NN_OPTIMIZER_COUNT)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_bind: unknown optimizer kind %d", (int)o->kind);
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: unknown optimizer kind %d", who, (int)o->kind);
+    st = nn__optimizer_check_model(m, o, who);
+    if (st != NN_OK) return st;
     per = m->param_count;
     need = o->kind == NN_OPTIMIZER_SGD ? per : 2 * per; /* velocity | m, v | square average, momentum */
-    if (o->state && o->state_count == need) return NN_OK;
+    if (o->state && o->state_count == need) {
+        o->bound_model = m->id;
+        return NN_OK;
+    }
+    state = nn__alloc_floats(need);
+    if (!state) return nn__fail(NN_ERROR_MEMORY, "%s: no memory for %zu floats of state", who, need);
     nn_optimizer_free(o);
-    o->state = nn__alloc_floats(need);
-    if (!o->state) return nn__fail(NN_ERROR_MEMORY, "nn_optimizer_bind: no memory for %zu floats of state", need);
-    memset(o->state, 0, need * sizeof(float));
+    memset(state, 0, need * sizeof(float));
+    o->state = state;
     o->state_count = need;
     o->step = 0;
+    o->bound_model = m->id;
     return NN_OK;
+}
+
+NNDEF nn_status nn_optimizer_bind(nn_model *m, nn_optimizer *o)
+{
+    nn_status st = nn__model_enter(m, "nn_optimizer_bind");
+    if (st != NN_OK) return st;
+    st = nn__optimizer_bind(m, o, "nn_optimizer_bind");
+    nn__model_leave(m);
+    return st;
 }
 
 NNDEF void nn_optimizer_reset(nn_optimizer *o)
@@ -7114,6 +7307,7 @@ NNDEF void nn_optimizer_reset(nn_optimizer *o)
     if (!o) return;
     if (o->state) memset(o->state, 0, o->state_count * sizeof(float));
     o->step = 0;
+    o->bound_model = 0;
 }
 
 NNDEF void nn_optimizer_free(nn_optimizer *o)
@@ -7122,6 +7316,7 @@ NNDEF void nn_optimizer_free(nn_optimizer *o)
     nn__free(o->state);
     o->state = NULL;
     o->state_count = 0;
+    o->bound_model = 0;
 }
 
 /* The update of parameters [first, first + count) and their state. */
@@ -7142,15 +7337,16 @@ static void nn__optimizer_update(nn_model *m, nn_optimizer *o, const nn__update 
     }
 }
 
-NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
+static nn_status nn__optimizer_step(nn_model *m, nn_optimizer *o)
 {
     size_t first = 0;
     int i;
     nn__update u;
     const float lr = o ? o->learning_rate : 0.0f, wd = o ? o->weight_decay : 0.0f;
-    nn_status st = nn_optimizer_bind(m, o);
-    if (st != NN_OK) return st;
+    nn_status st;
     if (!(lr >= 0.0f) || !(wd >= 0.0f)) return nn__fail(NN_ERROR_ARGUMENT, "nn_optimizer_step: negative or NaN rate");
+    st = nn__optimizer_bind(m, o, "nn_optimizer_step");
+    if (st != NN_OK) return st;
     memset(&u, 0, sizeof u);
     u.lr = lr;
     u.weight_decay = o->kind == NN_OPTIMIZER_ADAMW ? 0.0f : wd;
@@ -7177,11 +7373,19 @@ NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
     o->step++;
     return NN_OK;
 }
+NNDEF nn_status nn_optimizer_step(nn_model *m, nn_optimizer *o)
+{
+    nn_status st = nn__model_enter(m, "nn_optimizer_step");
+    if (st != NN_OK) return st;
+    st = nn__optimizer_step(m, o);
+    nn__model_leave(m);
+    return st;
+}
 
 /* ======================================================================================
    Gradient clipping (torch.nn.utils.clip_grad_norm_ and clip_grad_value_)
    ====================================================================================== */
-NNDEF nn_status nn_clip_grad_norm(nn_model *m, double max_norm, double *total_norm)
+static nn_status nn__clip_grad_norm(nn_model *m, double max_norm, double *total_norm)
 {
     double norm, coef;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_clip_grad_norm: compile the model first");
@@ -7196,7 +7400,7 @@ NNDEF nn_status nn_clip_grad_norm(nn_model *m, double max_norm, double *total_no
     return NN_OK;
 }
 
-NNDEF nn_status nn_clip_grad_value(nn_model *m, double clip_value)
+static nn_status nn__clip_grad_value(nn_model *m, double clip_value)
 {
     float limit, *g;
     size_t i, n;
@@ -7218,6 +7422,23 @@ NNDEF nn_status nn_clip_grad_value(nn_model *m, double clip_value)
     return NN_OK;
 }
 
+NNDEF nn_status nn_clip_grad_norm(nn_model *m, double max_norm, double *total_norm)
+{
+    nn_status st = nn__model_enter(m, "nn_clip_grad_norm");
+    if (st != NN_OK) return st;
+    st = nn__clip_grad_norm(m, max_norm, total_norm);
+    nn__model_leave(m);
+    return st;
+}
+NNDEF nn_status nn_clip_grad_value(nn_model *m, double clip_value)
+{
+    nn_status st = nn__model_enter(m, "nn_clip_grad_value");
+    if (st != NN_OK) return st;
+    st = nn__clip_grad_value(m, clip_value);
+    nn__model_leave(m);
+    return st;
+}
+
 /* nn_train_step, with the gradients clipped by value, then by norm, before the update when those
    limits are positive (nn_fit's options). */
 static nn_status nn__train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
@@ -7226,6 +7447,7 @@ static nn_status nn__train_step(nn_model *m, nn_optimizer *opt, const float *x, 
     float value = 0.0f;
     nn_status st;
     if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "nn_train_step: null optimizer");
+    if (m && nn__optimizer_check_model(m, opt, "nn_train_step") != NN_OK) return NN_ERROR_STATE; /* before any work */
     if (m && m->compiled && m->state_count) memcpy(m->state_backup, m->state, m->state_count * sizeof(float));
     st = nn__compute_gradients(m, x, labels, targets, count, &value, NN__GRADS_OVERWRITE); /* its batch's own gradient */
     if (st != NN_OK) {
@@ -7244,17 +7466,20 @@ static nn_status nn__train_step(nn_model *m, nn_optimizer *opt, const float *x, 
                             "batch-norm statistics restored", isfinite(value) ? "the gradient" : "the loss", (double)value);
         }
     }
-    if (clip_value > 0.0) st = nn_clip_grad_value(m, clip_value);
-    if (st == NN_OK && clip_norm > 0.0) st = nn_clip_grad_norm(m, clip_norm, NULL);
-    if (st == NN_OK) st = nn_optimizer_step(m, opt);
+    if (clip_value > 0.0) st = nn__clip_grad_value(m, clip_value);
+    if (st == NN_OK && clip_norm > 0.0) st = nn__clip_grad_norm(m, clip_norm, NULL);
+    if (st == NN_OK) st = nn__optimizer_step(m, opt);
     if (st != NN_OK && m->state_count) memcpy(m->state, m->state_backup, m->state_count * sizeof(float));
     return st;
 }
-
 NNDEF nn_status nn_train_step(nn_model *m, nn_optimizer *opt, const float *x, const int *labels, const float *targets,
                               int count, float *loss)
 {
-    return nn__train_step(m, opt, x, labels, targets, count, loss, 0.0, 0.0);
+    nn_status st = nn__model_enter(m, "nn_train_step");
+    if (st != NN_OK) return st;
+    st = nn__train_step(m, opt, x, labels, targets, count, loss, 0.0, 0.0);
+    nn__model_leave(m);
+    return st;
 }
 
 /* ======================================================================================
@@ -7834,7 +8059,7 @@ static nn_status nn__check_dataset(const nn_model *m, const nn_dataset *ds, int 
     return NN_OK;
 }
 
-NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
+static nn_status nn__evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
 {
     double loss_sum = 0.0;
     int first, correct = 0;
@@ -7866,8 +8091,16 @@ NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
     }
     return NN_OK;
 }
+NNDEF nn_status nn_evaluate(nn_model *m, const nn_dataset *ds, nn_metrics *out)
+{
+    nn_status st = nn__model_enter(m, "nn_evaluate");
+    if (st != NN_OK) return st;
+    st = nn__evaluate(m, ds, out);
+    nn__model_leave(m);
+    return st;
+}
 
-NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matrix)
+static nn_status nn__confusion_matrix(nn_model *m, const nn_dataset *ds, int *matrix)
 {
     int first;
     const int size = nn_dataset_sample_size(ds), k = nn_output_size(m);
@@ -7890,6 +8123,14 @@ NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matr
         }
     }
     return NN_OK;
+}
+NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matrix)
+{
+    nn_status st = nn__model_enter(m, "nn_confusion_matrix");
+    if (st != NN_OK) return st;
+    st = nn__confusion_matrix(m, ds, matrix);
+    nn__model_leave(m);
+    return st;
 }
 
 /* ======================================================================================
@@ -7967,31 +8208,41 @@ typedef struct nn__pass_totals {
     double loss_sum;          /* sum of each batch's mean loss times its size */
 } nn__pass_totals;
 
-/* nn_fit between the steps of its passes: the checks (validation, on_check, early stopping) and
-   the progress bar of the current epoch. */
-typedef struct nn__fit_state {
+/* nn_fit between the steps of its passes: the checks (validation, on_check, early stopping),
+   the progress bar of the current epoch, and the run's position (run, kept up to date after
+   every step so that a callback sees where the run stands). */
+typedef struct nn__fit_loop {
     nn_model *model;
     nn_optimizer *opt;
     const nn_fit_options *options;
+    nn_fit_state *run;          /* options->state, or one of nn_fit's own */
     nn_fit_result result;
     double rate;                /* the learning rate of the last step */
     nn_metrics val;             /* the latest validation */
-    double best;                /* the best validation loss so far */
-    int since_best, stop, show; /* checks since the best; stop requested; progress bar on */
+    int stop, show;             /* stop requested; progress bar on */
     /* the current epoch */
-    int epoch, checks, next_check, check_correct, check_seen;
+    int epoch, last_epoch, checks, next_check, check_correct, check_seen;
     double check_loss, t_check, val_time;
-} nn__fit_state;
+    uint64_t next_epoch_rng;    /* the shuffle generator after this epoch's shuffle: the next epoch's start */
+} nn__fit_loop;
 
 /* After step `step` (1-based) of `steps` in the epoch, on a batch of `samples` with `hits` right
-   predictions; totals covers the epoch so far. Sets f->stop to end training. */
-static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float loss, int samples, int hits,
+   predictions; totals covers the epoch's steps in this call. Sets f->stop to end training. */
+static nn_status nn__fit_after_step(nn__fit_loop *f, int step, int steps, float loss, int samples, int hits,
                                     const nn__pass_totals *totals)
 {
     const nn_fit_options *o = f->options;
+    nn_fit_state *run = f->run;
     nn_epoch_report check;
     double tv;
     f->result.steps++;
+    run->steps++;
+    run->batches_done = step;
+    if (step == steps) { /* the epoch is whole: the run stands at the next one's start */
+        run->epochs_done++;
+        run->batches_done = 0;
+        run->epoch_rng = f->next_epoch_rng;
+    }
     f->rate = f->opt->learning_rate;
     if (o->schedule && o->schedule_per_step) {
         nn_status st = nn_schedule_step(o->schedule, f->opt);
@@ -8001,7 +8252,7 @@ static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float
     f->check_seen += samples;
     f->check_correct += hits;
     if (f->show && ((step - 1) % NN__MAX(1, steps / 100) == 0 || step == steps))
-        nn__progress(f->epoch, o->epochs, step, steps, totals->loss_sum / totals->seen, f->rate);
+        nn__progress(f->epoch, f->last_epoch, step, steps, totals->loss_sum / totals->seen, f->rate);
     if ((!o->validation && !o->on_check) || step != (int)((long long)f->next_check * steps / f->checks)) return NN_OK;
     tv = nn_seconds();
     f->next_check++;
@@ -8011,10 +8262,17 @@ static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float
         if (st != NN_OK) return st;
         check.val_loss = f->val.loss;
         check.val_accuracy = f->val.accuracy;
+        if (f->val.loss < run->best_val_loss) {
+            run->best_val_loss = f->val.loss;
+            run->checks_since_best = 0;
+        } else if (o->patience > 0 && ++run->checks_since_best >= o->patience) {
+            f->stop = 1;
+            f->result.stopped_early = 1;
+        }
     }
     f->val_time += nn_seconds() - tv;
     check.epoch = f->epoch;
-    check.steps = f->result.steps;
+    check.steps = run->steps;
     check.train_loss = f->check_loss / f->check_seen;
     check.train_accuracy = 100.0 * f->check_correct / f->check_seen;
     check.seconds = tv - f->t_check;
@@ -8023,32 +8281,24 @@ static nn_status nn__fit_after_step(nn__fit_state *f, int step, int steps, float
     f->check_correct = f->check_seen = 0;
     if (o->on_check && o->on_check(&check, o->user)) f->stop = 1;
     f->t_check = nn_seconds();
-    if (o->validation) {
-        if (f->val.loss < f->best) {
-            f->best = f->val.loss;
-            f->since_best = 0;
-        } else if (o->patience > 0 && ++f->since_best >= o->patience) {
-            f->stop = 1;
-            f->result.stopped_early = 1;
-        }
-    }
     return NN_OK;
 }
 
 /* One pass over train in the order b->order, batch_size samples per nn_train_step (the last
-   batch may be smaller): the loop under nn_fit (fit not NULL: its checks after each step) and
-   nn_train_epoch (on_step, may be NULL). Stops after max_steps steps (0: the whole pass), at a
-   failed step, or when fit or on_step asks. totals covers the steps taken, also after a failure. */
+   batch may be smaller), from batch first_step (0-based; > 0 when nn_fit continues an epoch):
+   the loop under nn_fit (fit not NULL: its checks after each step) and nn_train_epoch (on_step,
+   may be NULL). Stops after max_steps steps (0: the whole pass), at a failed step, or when fit
+   or on_step asks. totals covers the steps taken, also after a failure. */
 static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn__batches *b,
-                                int batch_size, int max_steps, nn__fit_state *fit, nn_step_callback on_step,
-                                void *user, nn__pass_totals *totals)
+                                int batch_size, int first_step, int max_steps, nn__fit_loop *fit,
+                                nn_step_callback on_step, void *user, nn__pass_totals *totals)
 {
     const int steps = (train->count + batch_size - 1) / batch_size, k = nn_output_size(m);
     const size_t target_size = (size_t)train->target_size;
     int step;
     nn_status st = NN_OK;
     memset(totals, 0, sizeof *totals);
-    for (step = 0; step < steps && (max_steps == 0 || step < max_steps); step++) {
+    for (step = first_step; step < steps && (max_steps == 0 || step - first_step < max_steps); step++) {
         const int first = step * batch_size, n = NN__MIN(batch_size, train->count - first);
         float loss = 0.0f;
         int r, hits = 0;
@@ -8075,21 +8325,43 @@ static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset
     return st;
 }
 
-NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
-                       nn_fit_result *result)
+/* The run nn_fit continues: checked against this call's data before anything changes. */
+static nn_status nn__fit_check_state(const nn_fit_state *run, const nn_dataset *train, const nn_fit_options *options)
 {
-    nn__fit_state f;
+    const int steps = (train->count + options->batch_size - 1) / options->batch_size;
+    if (!run || !run->started) return NN_OK;
+    if (run->epochs_done < 0 || run->batches_done < 0 || run->steps < 0 || run->checks_since_best < 0 ||
+        options->epochs > INT_MAX - run->epochs_done)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: the state to continue is not a run's (epoch %d, batch %d, step %lld)",
+                        run->epochs_done, run->batches_done, (long long)run->steps);
+    if (run->batches_done > 0 &&
+        (run->sample_count != train->count || run->batch_size != options->batch_size || run->batches_done >= steps))
+        return nn__fail(NN_ERROR_ARGUMENT,
+                        "nn_fit: the run stopped after batch %d of an epoch of %d samples in batches of %d; continuing "
+                        "it needs the same (this call: %d samples in batches of %d)", run->batches_done,
+                        run->sample_count, run->batch_size, train->count, options->batch_size);
+    return NN_OK;
+}
+
+static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
+                         nn_fit_result *result)
+{
+    nn__fit_loop f;
     nn__batches b;
-    nn_rng rng;
+    nn_fit_state fresh;
+    int e, i;
     const double t_start = nn_seconds();
     nn_status st = nn__check_dataset(m, train, 1, "nn_fit");
     memset(&f, 0, sizeof f);
     memset(&b, 0, sizeof b);
+    memset(&fresh, 0, sizeof fresh);
     if (st != NN_OK) return st;
     if (!opt || !options) return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: null optimizer or options");
     if (options->epochs < 0 || options->batch_size <= 0 || options->batch_size > m->max_batch)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: batch size %d must be in [1, %d] and epochs non-negative",
                         options->batch_size, m->max_batch);
+    st = nn__fit_check_state(options->state, train, options);
+    if (st != NN_OK) return st;
     if (options->validation) {
         st = nn__check_dataset(m, options->validation, 0, "nn_fit (validation)");
         if (st != NN_OK) return st;
@@ -8102,39 +8374,52 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
     f.model = m;
     f.opt = opt;
     f.options = options;
-    f.best = INFINITY;
     st = nn__batches_alloc(&b, train, options->batch_size, "nn_fit");
     if (st != NN_OK) goto done;
-    st = nn_optimizer_bind(m, opt);
+    st = nn__optimizer_bind(m, opt, "nn_fit");
     if (st == NN_OK && options->schedule && !options->schedule->started) st = nn_schedule_start(options->schedule, opt);
     if (st != NN_OK) goto done;
-    rng = nn_rng_new(options->seed);
+    f.run = options->state ? options->state : &fresh;
+    if (!f.run->started) {
+        memset(f.run, 0, sizeof *f.run);
+        f.run->started = 1;
+        f.run->epoch_rng = nn_rng_new(options->seed).state;
+        f.run->best_val_loss = INFINITY;
+    }
     f.show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
-    f.result.best_val_loss = INFINITY;
-    for (f.epoch = 1; f.epoch <= options->epochs && !f.stop; f.epoch++) {
+    f.last_epoch = f.run->epochs_done + options->epochs;
+    for (e = 0; e < options->epochs && !f.stop; e++) {
         nn_epoch_report report;
         nn__pass_totals totals;
+        nn_rng rng = nn_rng_new(f.run->epoch_rng);
+        const int first_step = f.run->batches_done, steps = (train->count + options->batch_size - 1) / options->batch_size;
         const double t0 = nn_seconds();
+        f.epoch = f.run->epochs_done + 1;
         f.checks = NN__MAX(1, options->checks_per_epoch);
-        f.next_check = 1;
+        for (f.next_check = 1; (long long)f.next_check * steps / f.checks <= first_step; f.next_check++) {}
         f.check_loss = 0.0;
         f.check_correct = f.check_seen = 0;
         f.t_check = t0;
         f.val_time = 0.0;
+        /* this epoch's order: the dataset's, shuffled by the generator as it was at the epoch's start */
+        for (i = 0; i < train->count; i++) b.order[i] = i;
         if (options->shuffle) nn_rng_shuffle(&rng, b.order, train->count);
-        st = nn__train_pass(m, opt, train, &b, options->batch_size, 0, &f, NULL, NULL, &totals);
+        f.next_epoch_rng = rng.state;
+        f.run->sample_count = train->count;
+        f.run->batch_size = options->batch_size;
+        st = nn__train_pass(m, opt, train, &b, options->batch_size, first_step, 0, &f, NULL, NULL, &totals);
         if (st != NN_OK) goto done;
         if (f.show) fprintf(stderr, "\r%80s\r", "");
         memset(&report, 0, sizeof report);
         report.epoch = f.epoch;
-        report.steps = f.result.steps;
+        report.steps = f.run->steps;
         report.train_loss = totals.seen ? totals.loss_sum / totals.seen : 0.0;
         report.train_accuracy = totals.seen ? 100.0 * totals.correct / totals.seen : 0.0;
         report.val_loss = options->validation ? f.val.loss : 0.0;
         report.val_accuracy = options->validation ? f.val.accuracy : 0.0;
         report.seconds = nn_seconds() - t0 - f.val_time;
         report.learning_rate = f.rate;
-        f.result.epochs = f.epoch;
+        f.result.epochs = e + 1;
         if (options->schedule && !options->schedule_per_step) {
             st = options->schedule->kind == NN_SCHEDULE_PLATEAU
                      ? nn_schedule_plateau_step(options->schedule, opt, options->validation ? f.val.loss : report.train_loss)
@@ -8143,16 +8428,26 @@ NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, 
         }
         if (options->on_epoch && options->on_epoch(&report, options->user)) f.stop = 1;
     }
-    f.result.best_val_loss = f.best;
 done:
+    f.result.best_val_loss = f.run ? f.run->best_val_loss : INFINITY;
     f.result.seconds = nn_seconds() - t_start;
     if (result) *result = f.result;
     nn__batches_free(&b);
     return st;
 }
 
-NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
-                               int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
+NNDEF nn_status nn_fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
+                       nn_fit_result *result)
+{
+    nn_status st = nn__model_enter(m, "nn_fit");
+    if (st != NN_OK) return st;
+    st = nn__fit(m, opt, train, options, result);
+    nn__model_leave(m);
+    return st;
+}
+
+static nn_status nn__train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+                                 int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
 {
     nn__batches b;
     nn__pass_totals totals;
@@ -8167,7 +8462,7 @@ NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset 
     st = nn__batches_alloc(&b, train, batch_size, "nn_train_epoch");
     if (st != NN_OK) return st;
     if (rng) nn_rng_shuffle(rng, b.order, train->count);
-    st = nn__train_pass(m, opt, train, &b, batch_size, max_steps, NULL, on_step, user, &totals);
+    st = nn__train_pass(m, opt, train, &b, batch_size, 0, max_steps, NULL, on_step, user, &totals);
     if (metrics && totals.seen) {
         metrics->loss = totals.loss_sum / totals.seen;
         metrics->correct = totals.correct;
@@ -8175,6 +8470,15 @@ NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset 
         metrics->accuracy = train->labels ? 100.0 * totals.correct / totals.seen : 0.0;
     }
     nn__batches_free(&b);
+    return st;
+}
+NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+                               int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics)
+{
+    nn_status st = nn__model_enter(m, "nn_train_epoch");
+    if (st != NN_OK) return st;
+    st = nn__train_epoch(m, opt, train, batch_size, rng, max_steps, on_step, user, metrics);
+    nn__model_leave(m);
     return st;
 }
 
@@ -8302,7 +8606,7 @@ static int nn__write_new_file(const char *tmp, const unsigned char *buf, size_t 
 #endif
 }
 
-NNDEF nn_status nn_save(const nn_model *m, const char *path)
+static nn_status nn__save(const nn_model *m, const char *path)
 {
     size_t total, bad;
     unsigned char *buf;
@@ -8351,8 +8655,16 @@ NNDEF nn_status nn_save(const nn_model *m, const char *path)
     NN_FREE(tmp);
     return NN_OK;
 }
+NNDEF nn_status nn_save(const nn_model *m, const char *path)
+{
+    nn_status st = nn__model_enter((nn_model *)m, "nn_save");
+    if (st != NN_OK) return st;
+    st = nn__save(m, path);
+    nn__model_leave((nn_model *)m);
+    return st;
+}
 
-NNDEF nn_status nn_load(nn_model *m, const char *path)
+static nn_status nn__load(nn_model *m, const char *path)
 {
     unsigned char *buf;
     size_t size, expect;
@@ -8403,6 +8715,14 @@ NNDEF nn_status nn_load(nn_model *m, const char *path)
     nn__get_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);
 done:
     NN_FREE(buf);
+    return st;
+}
+NNDEF nn_status nn_load(nn_model *m, const char *path)
+{
+    nn_status st = nn__model_enter(m, "nn_load");
+    if (st != NN_OK) return st;
+    st = nn__load(m, path);
+    nn__model_leave(m);
     return st;
 }
 
@@ -8481,7 +8801,7 @@ NNDEF nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int he
     return NN_OK;
 }
 
-NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha)
+static nn_status nn__params_interpolate(nn_model *model, const float *a, const float *b, float alpha)
 {
     float *p = nn_params(model);
     const size_t n = nn_param_count(model);
@@ -8493,6 +8813,15 @@ NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const flo
     for (i = 0; i < n; i++) p[i] = (float)((1.0 - t) * (double)a[i] + t * (double)b[i]);
     return NN_OK;
 }
+NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha)
+{
+    nn_status st = nn__model_enter(model, "nn_params_interpolate");
+    if (st != NN_OK) return st;
+    st = nn__params_interpolate(model, a, b, alpha);
+    nn__model_leave(model);
+    return st;
+}
+
 static nn_status nn__params_copy_check(nn_model *a, nn_model *b)
 {
     if (!a || !b || !a->compiled || !b->compiled) return nn__fail(NN_ERROR_STATE, "nn_params_copy: compile both models first");
@@ -8505,14 +8834,22 @@ static nn_status nn__params_copy_check(nn_model *a, nn_model *b)
 
 NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src)
 {
-    nn_status st = nn__params_copy_check(dst, src);
-    if (st != NN_OK || dst == src) return st;
-    memcpy(dst->params, src->params, src->param_count * sizeof(float));
-    if (src->state_count) memcpy(dst->state, src->state, src->state_count * sizeof(float));
-    return NN_OK;
+    nn_status st = nn__model_enter(dst, "nn_params_copy");
+    if (st != NN_OK) return st;
+    st = nn__model_enter(src, "nn_params_copy");
+    if (st == NN_OK) {
+        st = nn__params_copy_check(dst, src);
+        if (st == NN_OK && dst != src) {
+            memcpy(dst->params, src->params, src->param_count * sizeof(float));
+            if (src->state_count) memcpy(dst->state, src->state, src->state_count * sizeof(float));
+        }
+        nn__model_leave(src);
+    }
+    nn__model_leave(dst);
+    return st;
 }
 
-NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int batch_size, double *norm)
+static nn_status nn__input_gradient_norm(nn_model *m, const nn_dataset *ds, int batch_size, double *norm)
 {
     const int size = nn_dataset_sample_size(ds), tsize = ds ? ds->target_size : 0;
     double total = 0.0;
@@ -8540,6 +8877,14 @@ NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int ba
     }
     *norm = sqrt(total);
     return NN_OK;
+}
+NNDEF nn_status nn_input_gradient_norm(nn_model *m, const nn_dataset *ds, int batch_size, double *norm)
+{
+    nn_status st = nn__model_enter(m, "nn_input_gradient_norm");
+    if (st != NN_OK) return st;
+    st = nn__input_gradient_norm(m, ds, batch_size, norm);
+    nn__model_leave(m);
+    return st;
 }
 
 #endif /* NN__IMPLEMENTATION_DONE */

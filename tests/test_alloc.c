@@ -402,6 +402,7 @@ static int session(const char *model_path, const char *img_path, const char *lab
     ds.x = x;
     ds.labels = labels;
     fo.progress = 0;
+    nn_optimizer_reset(&o); /* its moments were m's: reset unbinds it, so m2 may take the state over */
     errors += nn_fit(m2, &o, &ds, &fo, NULL) != NN_OK;
     if (nn_mnist_load(img_path, lab_path, &idx) == NN_OK) {
         nn_dataset part;

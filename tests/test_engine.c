@@ -40,6 +40,8 @@
       nn_grads, nn_optimizer_step against PyTorch's update rules written out here in double, the
       learning rate changed between steps: |got - ref| <= 1e-5 * max(1, |ref|) after each of 5
       steps; after nn_optimizer_reset (state zero, step 0) the next step is a first step again.
+      An optimizer bound to one model refuses another of the same size (and one allocated where
+      a freed model was) in every entry, changing nothing, until reset or freed.
    4. Initialisers: a 784x512 linear layer (784x128 in quick mode) and a 16->32 5x5 conv layer;
       mean and variance within 5 standard errors of their sampling distribution; uniform ones
       inside their bounds (to the float rounding of the bound) and filling them; normal ones
@@ -58,7 +60,9 @@
    10. Learning: MNIST (see test_learn_mnist) > 85% when data/mnist exists (relative to the
        current directory); a synthetic separable 4-class set > 95% in any case; nn_fit's
        patience (one and four checks per epoch), on_epoch reports and its stop request; one
-       epoch of nn_fit and nn_train_epoch bit-identical (they share the loop).
+       epoch of nn_fit and nn_train_epoch bit-identical (they share the loop); nn_fit continuing
+       a run (nn_fit_state): two calls of one epoch = one of two, also after a stop inside an
+       epoch, early stopping across calls, refused continuations.
    11. Errors: every builder's bad arguments, then nn_compile failing with the first builder
        error's status and message; nn_forward/nn_backward/nn_train_step misuse, labels out of
        range, NaN/Inf inputs (NN_ERROR_NONFINITE, nothing changed; applied with keep_going),
@@ -1095,8 +1099,80 @@ static void test_opt_bad_rate(void **state)
     if (o.step != 0) fail_msg("a rejected step counted");
     o.learning_rate = NAN;
     EXPECT_ERROR(nn_optimizer_step(m, &o), NN_ERROR_ARGUMENT, NULL);
+    if (o.state || o.bound_model) fail_msg("a rejected first step bound the optimizer");
     nn_optimizer_free(&o);
     nn_model_free(m);
+}
+
+/* An optimizer's moments belong to the model it was bound to (by nn_optimizer_bind or its first
+   step): another model, even of the same size, is refused by every entry that takes both
+   (NN_ERROR_STATE, nothing changed: that model's parameters and gradients, the optimizer's
+   state and step count) until nn_optimizer_reset or nn_optimizer_free; then it takes the other
+   model as a fresh optimizer would, bit for bit. The binding is to a model, not an address: a
+   model allocated where a freed one was is refused too. Copies of an unbound optimizer (a
+   template) bind independently. */
+static void test_opt_bound_to_one_model(void **state)
+{
+    nn_model *a = opt_model(), *b = opt_model(), *c = opt_model(), *d;
+    nn_optimizer o = nn_adam(0.1f, 0.0f), fresh = nn_adam(0.1f, 0.0f), template_ = nn_sgd(0.1f, 0.9f, 0.0f), copy1, copy2;
+    float state0[2 * OPT_N], x[3] = {0.5f, -1.0f, 2.0f}, loss;
+    int label = 1;
+    nn_dataset ds;
+    nn_fit_options fit = nn_fit_defaults(1, 1);
+    (void)state;
+    memset(&ds, 0, sizeof ds);
+    ds.count = 1;
+    ds.channels = 3;
+    ds.height = ds.width = 1;
+    ds.classes = 2;
+    ds.x = x;
+    ds.labels = &label;
+    fit.progress = 0;
+    memcpy(nn_grads(a), opt_g[0], sizeof opt_g[0]);
+    memcpy(nn_grads(b), opt_g[1], sizeof opt_g[1]);
+    ASSERT_OK(nn_optimizer_step(a, &o));
+    if (!o.bound_model || !o.state || o.step != 1) fail_msg("the first step did not bind the optimizer");
+    memcpy(state0, o.state, sizeof state0);
+    EXPECT_ERROR(nn_optimizer_step(b, &o), NN_ERROR_STATE, "nn_optimizer_step: this optimizer is bound to another model");
+    EXPECT_ERROR(nn_optimizer_bind(b, &o), NN_ERROR_STATE, "nn_optimizer_bind: this optimizer is bound to another model");
+    EXPECT_ERROR(nn_train_step(b, &o, x, &label, NULL, 1, &loss), NN_ERROR_STATE, "nn_optimizer_reset");
+    EXPECT_ERROR(nn_fit(b, &o, &ds, &fit, NULL), NN_ERROR_STATE, "nn_fit: this optimizer is bound to another model");
+    EXPECT_ERROR(nn_train_epoch(b, &o, &ds, 1, NULL, 0, NULL, NULL, NULL), NN_ERROR_STATE, "bound to another model");
+    if (memcmp(nn_params(b), opt_p0, sizeof opt_p0) != 0) fail_msg("a refused step changed the other model's parameters");
+    if (memcmp(nn_grads(b), opt_g[1], sizeof opt_g[1]) != 0) fail_msg("a refused nn_train_step computed gradients");
+    if (o.step != 1 || memcmp(state0, o.state, sizeof state0) != 0) fail_msg("a refused step changed the optimizer");
+    ASSERT_OK(nn_optimizer_step(a, &o)); /* its own model still works */
+    /* reset: unbound, and the next model starts afresh, bit for bit like a new optimizer */
+    nn_optimizer_reset(&o);
+    if (o.bound_model || o.step) fail_msg("nn_optimizer_reset left the optimizer bound or counting");
+    ASSERT_OK(nn_optimizer_step(b, &o));
+    memcpy(nn_grads(c), opt_g[1], sizeof opt_g[1]);
+    ASSERT_OK(nn_optimizer_step(c, &fresh));
+    if (memcmp(nn_params(b), nn_params(c), sizeof opt_p0) != 0)
+        fail_msg("after nn_optimizer_reset, the optimizer's step on another model differs from a new optimizer's");
+    EXPECT_ERROR(nn_optimizer_step(a, &o), NN_ERROR_STATE, "bound to another model");
+    /* free: unbound */
+    nn_optimizer_free(&o);
+    if (o.bound_model || o.state) fail_msg("nn_optimizer_free left the optimizer bound");
+    ASSERT_OK(nn_optimizer_step(a, &o));
+    /* a model where a freed one was: refused all the same */
+    nn_optimizer_free(&o);
+    ASSERT_OK(nn_optimizer_bind(b, &o));
+    nn_model_free(b);
+    d = opt_model(); /* often at b's address */
+    EXPECT_ERROR(nn_optimizer_step(d, &o), NN_ERROR_STATE, "bound to another model");
+    /* copies of an unbound optimizer are independent optimizers */
+    copy1 = template_;
+    copy2 = template_;
+    ASSERT_OK(nn_optimizer_step(a, &copy1));
+    ASSERT_OK(nn_optimizer_step(d, &copy2));
+    nn_optimizer_free(&copy1);
+    nn_optimizer_free(&copy2);
+    nn_optimizer_free(&o);
+    nn_optimizer_free(&fresh);
+    nn_model_free(a);
+    nn_model_free(c);
+    nn_model_free(d);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -2061,6 +2137,156 @@ static void test_train_epoch_matches_fit(void **state)
     free_dataset(&train);
 }
 
+/* nn_fit continues a run through nn_fit_options.state (model mlp(16, 8, 4), 100 samples in
+   batches of 16: 7 steps per epoch, the last of 4 samples; Adam):
+   - two calls of one epoch train as one call of two, bit for bit (parameters, optimizer step
+     count), and report epochs 1 and 2 after steps 7 and 14 with the same train losses; the
+     state then says 2 epochs, 14 steps, between epochs;
+   - each epoch is nn_train_epoch with one generator of the same seed continuing over the
+     epochs (the dataset order shuffled afresh each epoch);
+   - a run stopped inside an epoch (on_check asks to stop at the second of three checks of
+     epoch 2: after batch 4) holds epoch 1 done, 4 batches done, 11 steps; the next call
+     finishes epoch 2 (reported as epoch 2, 3 steps) to the same bits as the run that was not
+     stopped; continuing it with another batch size or dataset size is refused
+     (NN_ERROR_ARGUMENT) with nothing changed;
+   - early stopping counts across calls: with a learning rate of 0 (no check improves on the
+     first) and patience 2, one call of 3 epochs stops early in epoch 3, and so do 2 epochs
+     then 1 with a state (the second call stopping early), but not without one. */
+typedef struct stop_at_check { int calls, stop_at; } stop_at_check;
+static int stop_at_check_cb(const nn_epoch_report *r, void *user)
+{
+    stop_at_check *s = (stop_at_check *)user;
+    (void)r;
+    return ++s->calls == s->stop_at;
+}
+static void test_fit_continues(void **state)
+{
+    nn_dataset train, val, other;
+    nn_model *a = mlp(16, 8, 4, 155, 16), *b = mlp(16, 8, 4, 155, 16), *c = mlp(16, 8, 4, 155, 16),
+             *d = mlp(16, 8, 4, 155, 16);
+    nn_optimizer oa = nn_adam(0.01f, 0.0f), ob = nn_adam(0.01f, 0.0f), oc = nn_adam(0.01f, 0.0f), od = nn_adam(0.01f, 0.0f);
+    nn_fit_options opt = nn_fit_defaults(2, 16);
+    nn_fit_state run, saved;
+    nn_fit_result res;
+    epoch_log whole, parts;
+    stop_at_check stopper;
+    nn_rng rng = nn_rng_new(77);
+    float *p_mid;
+    const size_t np = nn_param_count(a);
+    int e;
+    (void)state;
+    make_separable(&train, 100, 8);
+    opt.progress = 0;
+    opt.seed = 77;
+    opt.on_epoch = on_epoch_cb;
+    /* one call of two epochs, two calls of one */
+    memset(&whole, 0, sizeof whole);
+    opt.user = &whole;
+    ASSERT_OK(nn_fit(a, &oa, &train, &opt, NULL));
+    memset(&parts, 0, sizeof parts);
+    memset(&run, 0, sizeof run);
+    opt.user = &parts;
+    opt.epochs = 1;
+    opt.state = &run;
+    ASSERT_OK(nn_fit(b, &ob, &train, &opt, &res));
+    if (res.epochs != 1 || res.steps != 7) fail_msg("first call: %d epochs, %ld steps", res.epochs, (long)res.steps);
+    ASSERT_OK(nn_fit(b, &ob, &train, &opt, &res));
+    if (res.epochs != 1 || res.steps != 7) fail_msg("second call: %d epochs, %ld steps in the call", res.epochs, (long)res.steps);
+    if (memcmp(nn_params(a), nn_params(b), np * sizeof(float)) != 0)
+        fail_msg("two nn_fit calls of one epoch differ from one call of two");
+    if (oa.step != 14 || ob.step != 14) fail_msg("optimizer steps %ld and %ld, want 14", (long)oa.step, (long)ob.step);
+    if (whole.calls != 2 || parts.calls != 2) fail_msg("on_epoch calls: %d and %d, want 2", whole.calls, parts.calls);
+    for (e = 0; e < 2; e++)
+        if (parts.epochs[e] != e + 1 || parts.steps[e] != 7 * (e + 1) || whole.epochs[e] != e + 1 ||
+            parts.loss[e] != whole.loss[e])
+            fail_msg("report %d: epoch %d after %ld steps, loss %.9g (one call: epoch %d, loss %.9g)", e + 1,
+                     parts.epochs[e], (long)parts.steps[e], parts.loss[e], whole.epochs[e], whole.loss[e]);
+    if (!run.started || run.epochs_done != 2 || run.batches_done != 0 || run.steps != 14 || run.sample_count != 100 ||
+        run.batch_size != 16)
+        fail_msg("state after 2 epochs: started %d, epochs %d, batches %d, steps %ld, %d samples in batches of %d",
+                 run.started, run.epochs_done, run.batches_done, (long)run.steps, run.sample_count, run.batch_size);
+    /* each epoch: nn_train_epoch with the generator continuing */
+    for (e = 0; e < 2; e++) ASSERT_OK(nn_train_epoch(c, &oc, &train, 16, &rng, 0, NULL, NULL, NULL));
+    if (memcmp(nn_params(a), nn_params(c), np * sizeof(float)) != 0)
+        fail_msg("two epochs of nn_fit differ from two of nn_train_epoch with one generator of the same seed");
+    if (run.epoch_rng != rng.state) fail_msg("the state's generator is not nn_train_epoch's after two epochs");
+    /* stopped inside epoch 2, then continued */
+    memset(&run, 0, sizeof run);
+    memset(&stopper, 0, sizeof stopper);
+    memset(&parts, 0, sizeof parts);
+    stopper.stop_at = 5; /* checks at batches 2, 4, 7 of epoch 1, then 2, 4 of epoch 2 */
+    opt.epochs = 2;
+    opt.checks_per_epoch = 3;
+    opt.on_check = stop_at_check_cb;
+    opt.on_epoch = NULL;
+    opt.user = &stopper;
+    ASSERT_OK(nn_fit(d, &od, &train, &opt, &res));
+    if (res.epochs != 2 || res.steps != 11 || run.epochs_done != 1 || run.batches_done != 4 || run.steps != 11 || od.step != 11)
+        fail_msg("stopped at batch 4 of epoch 2: %d epochs and %ld steps run, state: %d epochs, %d batches, %ld steps",
+                 res.epochs, (long)res.steps, run.epochs_done, run.batches_done, (long)run.steps);
+    /* inside an epoch, a continuation needs the same batch size and dataset size */
+    saved = run;
+    p_mid = fmalloc(np);
+    memcpy(p_mid, nn_params(d), np * sizeof(float));
+    opt.batch_size = 15;
+    EXPECT_ERROR(nn_fit(d, &od, &train, &opt, &res), NN_ERROR_ARGUMENT, "batches of 16");
+    opt.batch_size = 16;
+    make_separable(&other, 99, 9);
+    EXPECT_ERROR(nn_fit(d, &od, &other, &opt, &res), NN_ERROR_ARGUMENT, "100 samples");
+    if (memcmp(&saved, &run, sizeof run) != 0 || memcmp(p_mid, nn_params(d), np * sizeof(float)) != 0 || od.step != 11)
+        fail_msg("a refused continuation changed the state, the parameters or the optimizer");
+    opt.epochs = 1;
+    opt.on_check = NULL;
+    opt.on_epoch = on_epoch_cb;
+    opt.user = &parts;
+    ASSERT_OK(nn_fit(d, &od, &train, &opt, &res));
+    if (res.steps != 3 || parts.calls != 1 || parts.epochs[0] != 2 || parts.steps[0] != 14 || run.epochs_done != 2 ||
+        run.batches_done != 0)
+        fail_msg("the rest of epoch 2: %ld steps, report of epoch %d after %ld steps; state %d epochs, %d batches",
+                 (long)res.steps, parts.epochs[0], (long)parts.steps[0], run.epochs_done, run.batches_done);
+    if (memcmp(nn_params(a), nn_params(d), np * sizeof(float)) != 0)
+        fail_msg("a run stopped inside epoch 2 and continued differs from the run that was not stopped");
+    /* early stopping across calls */
+    {
+        nn_model *e3 = mlp(16, 8, 4, 150, 25);
+        nn_optimizer frozen = nn_sgd(0.0f, 0.0f, 0.0f);
+        nn_fit_options es = nn_fit_defaults(3, 25);
+        make_separable(&val, 100, 4);
+        es.progress = 0;
+        es.validation = &val;
+        es.patience = 2;
+        ASSERT_OK(nn_fit(e3, &frozen, &train, &es, &res));
+        if (!res.stopped_early || res.epochs != 3) fail_msg("one call: stopped early %d after %d epochs", res.stopped_early, res.epochs);
+        memset(&run, 0, sizeof run);
+        es.state = &run;
+        es.epochs = 2;
+        ASSERT_OK(nn_fit(e3, &frozen, &train, &es, &res));
+        if (res.stopped_early || run.checks_since_best != 1) fail_msg("2 epochs: stopped early %d, %d checks since the best",
+                                                                 res.stopped_early, run.checks_since_best);
+        es.epochs = 1;
+        ASSERT_OK(nn_fit(e3, &frozen, &train, &es, &res));
+        if (!res.stopped_early || run.epochs_done != 3) fail_msg("continued: stopped early %d after epoch %d", res.stopped_early,
+                                                                 run.epochs_done);
+        es.state = NULL;
+        ASSERT_OK(nn_fit(e3, &frozen, &train, &es, &res));
+        if (res.stopped_early) fail_msg("without a state, one epoch after others stopped early");
+        nn_optimizer_free(&frozen);
+        nn_model_free(e3);
+        free_dataset(&val);
+    }
+    free(p_mid);
+    free_dataset(&other);
+    free_dataset(&train);
+    nn_optimizer_free(&oa);
+    nn_optimizer_free(&ob);
+    nn_optimizer_free(&oc);
+    nn_optimizer_free(&od);
+    nn_model_free(a);
+    nn_model_free(b);
+    nn_model_free(c);
+    nn_model_free(d);
+}
+
 /* ---------------------------------------------------------------------------------------
    11. Errors
    --------------------------------------------------------------------------------------- */
@@ -2632,6 +2858,7 @@ static const struct CMUnitTest tests[] = {
     T(test_opt_rmsprop),
     T(test_opt_rmsprop_all),
     T(test_opt_bad_rate),
+    T(test_opt_bound_to_one_model),
     T(test_init_linear),
     T(test_init_conv),
     T(test_init_per_layer),
@@ -2651,6 +2878,7 @@ static const struct CMUnitTest tests[] = {
     T(test_fit_early_stopping),
     T(test_fit_on_epoch_stop),
     T(test_train_epoch_matches_fit),
+    T(test_fit_continues),
     T(test_builder_errors),
     T(test_builder_foreign_second_input),
     T(test_run_errors),

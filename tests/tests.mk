@@ -12,20 +12,41 @@ $(BUILD)/tests/nn_impl.o: tests/nn_impl.c nn.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(OPENMP) -c $< -o $@
 $(BUILD)/tests/%: tests/%.c $(BUILD)/tests/nn_impl.o tests/test_common.h nn.h
-	$(CC) $(TEST_CFLAGS) $(OPENMP) $< $(BUILD)/tests/nn_impl.o -lcmocka -lm -o $@
+	$(CC) $(TEST_CFLAGS) $(OPENMP) $< $(BUILD)/tests/nn_impl.o -lcmocka -lm -pthread -o $@
 
 $(BUILD)/tests-asan/nn_impl.o: tests/nn_impl.c nn.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) $(OPENMP) -c $< -o $@
 $(BUILD)/tests-asan/%: tests/%.c $(BUILD)/tests-asan/nn_impl.o tests/test_common.h nn.h
-	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) $(OPENMP) $< $(BUILD)/tests-asan/nn_impl.o -lcmocka -lm -o $@
+	$(CC) $(TEST_CFLAGS) -O1 $(ASAN_FLAGS) $(OPENMP) $< $(BUILD)/tests-asan/nn_impl.o -lcmocka -lm -pthread -o $@
 
 # aarch64: cmocka's API from the small shim in tests/cmocka_shim, linked statically for qemu.
 $(BUILD)/tests-arm64/nn_impl.o: tests/nn_impl.c nn.h
 	@mkdir -p $(@D)
 	$(ARM64_CC) $(TEST_CFLAGS) -c $< -o $@
 $(BUILD)/tests-arm64/%: tests/%.c $(BUILD)/tests-arm64/nn_impl.o tests/test_common.h nn.h
-	$(ARM64_CC) $(TEST_CFLAGS) -Itests/cmocka_shim $< $(BUILD)/tests-arm64/nn_impl.o -lm -static -o $@
+	$(ARM64_CC) $(TEST_CFLAGS) -Itests/cmocka_shim $< $(BUILD)/tests-arm64/nn_impl.o -lm -pthread -static -o $@
+
+# ThreadSanitizer on tests/test_threads.c (threads sharing models, first uses racing), on the best
+# backend with no backend named, so that the kernel table too is chosen lazily by racing threads.
+# Built without -fopenmp: libgomp is not instrumented for ThreadSanitizer, which would report
+# OpenMP's own synchronisation as races.
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -g
+$(BUILD)/tests-tsan/test_threads: tests/test_threads.c tests/nn_impl.c tests/test_common.h nn.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -O1 $(TSAN_FLAGS) tests/nn_impl.c $< -lcmocka -lm -pthread -o $@
+
+test-tsan: $(BUILD)/tests-tsan/test_threads
+	@mkdir -p $(BUILD)/extra-checks
+	@echo "== ThreadSanitizer: test_threads"
+	@if env -u NN_BACKEND TSAN_OPTIONS="halt_on_error=1" $< > $<.log 2>&1; then \
+	  p=$$(sed -nE 's/^SUMMARY .* passed=([0-9]+) failed=0$$/\1/p' $<.log); \
+	  echo "tsan $${p:-0} $$([ -n "$$p" ] && echo 0 || echo 1)" > $(BUILD)/extra-checks/tsan.summary; \
+	  echo "  ok    tsan test_threads ($${p:-no summary})"; [ -n "$$p" ]; \
+	else \
+	  echo "tsan 0 1" > $(BUILD)/extra-checks/tsan.summary; \
+	  echo "  FAIL  tsan test_threads: see $<.log"; grep -m1 -A30 "ThreadSanitizer\|FAIL" $<.log; exit 1; \
+	fi
 
 test-valgrind:
 	@scripts/valgrind_check.sh $(BUILD)
@@ -51,6 +72,7 @@ test: setup
 	@scripts/extra_check.sh mpi test-mpi $(BUILD)
 	@scripts/extra_check.sh fuzz fuzz-smoke $(BUILD)
 	@scripts/extra_check.sh valgrind test-valgrind $(BUILD)
+	@scripts/extra_check.sh tsan test-tsan $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
-.PHONY: test-header test-valgrind check-links
+.PHONY: test-header test-valgrind test-tsan check-links
