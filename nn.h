@@ -482,6 +482,21 @@ NNDEF nn_status nn_zero_grads(nn_model *model); /* sets every value of nn_grads 
 /* Runs the graph on count samples (count <= max_batch). */
 NNDEF nn_status nn_forward(nn_model *model, const float *x, int count, nn_mode mode);
 NNDEF const float *nn_output(const nn_model *model); /* [count][nn_output_size] of the last forward */
+
+/* Inference contexts: many threads run one model at once, each through its own context (its own
+   activation buffers and workspace for up to the model's max_batch samples, about
+   nn_model_summary's "activations" and "workspace" lines); the model's parameters and batch-norm
+   statistics are shared and only read. A context pass is an NN_EVAL forward on the calling
+   thread (its kernels do not fork), and gives bit for bit the outputs of nn_forward(NN_EVAL).
+   While any context pass runs, the model's own passes (training, nn_forward, nn_load, ...) are
+   refused with NN_ERROR_STATE, and the other way round: no context reads a model that is
+   changing. Free the contexts before the model. */
+typedef struct nn_context nn_context;
+NNDEF nn_status nn_context_new(nn_model *model, nn_context **out); /* for a compiled model; *out NULL on failure */
+NNDEF void nn_context_free(nn_context *context); /* NULL is fine */
+NNDEF int nn_context_max_batch(const nn_context *context); /* samples one nn_context_forward takes at most */
+NNDEF nn_status nn_context_forward(nn_context *context, const float *x, int count); /* NN_EVAL forward of 1..max_batch samples */
+NNDEF const float *nn_context_output(const nn_context *context); /* [count][nn_output_size] of the context's last forward */
 /* Loss of the last forward against labels (or float targets for NN_LOSS_MSE) and the gradients
    of every parameter (overwriting nn_grads). loss may be NULL. */
 NNDEF nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
@@ -855,11 +870,12 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
    only, so every shared value is one of those). Another compiler gets plain accesses: unchecked
    (a model used by two threads at once is not detected, first uses may race). */
 #if defined(__GNUC__) || defined(__clang__)
-#define NN__ATOMIC_LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define NN__ATOMIC_LOAD(p) __atomic_load_n(&(p), __ATOMIC_SEQ_CST)
 #define NN__ATOMIC_STORE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 #define NN__ATOMIC_CAS(p, expected, desired) __sync_bool_compare_and_swap(&(p), (expected), (desired)) /* 1 if swapped */
 #define NN__ATOMIC_INCREMENT(p) __atomic_add_fetch(&(p), 1, __ATOMIC_RELAXED) /* the new value */
-#define NN__ATOMIC_LOAD_PTR(type, p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define NN__ATOMIC_LOAD_PTR(type, p) __atomic_load_n(&(p), __ATOMIC_SEQ_CST)
+#define NN__ATOMIC_ADD(p, v) __atomic_add_fetch(&(p), (v), __ATOMIC_SEQ_CST) /* the new value */
 #define NN__ATOMIC_STORE_PTR(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 #define NN__ATOMIC_CAS_PTR(p, expected, desired) __sync_bool_compare_and_swap(&(p), (expected), (desired))
 #elif defined(_MSC_VER)
@@ -869,6 +885,7 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #define NN__ATOMIC_CAS(p, expected, desired) (_InterlockedCompareExchange((volatile long *)&(p), (desired), (expected)) == (expected))
 #define NN__ATOMIC_INCREMENT(p) _InterlockedIncrement((volatile long *)&(p))
 #define NN__ATOMIC_LOAD_PTR(type, p) ((type)_InterlockedCompareExchangePointer((void *volatile *)&(p), NULL, NULL))
+#define NN__ATOMIC_ADD(p, v) (_InterlockedExchangeAdd((volatile long *)&(p), (v)) + (v))
 #define NN__ATOMIC_STORE_PTR(p, v) ((void)_InterlockedExchangePointer((void *volatile *)&(p), (void *)(v)))
 #define NN__ATOMIC_CAS_PTR(p, expected, desired)                                                                      \
     (_InterlockedCompareExchangePointer((void *volatile *)&(p), (void *)(desired), (void *)(expected)) == (void *)(expected))
@@ -878,6 +895,7 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #define NN__ATOMIC_CAS(p, expected, desired) ((p) == (expected) ? ((p) = (desired), 1) : 0)
 #define NN__ATOMIC_INCREMENT(p) (++(p))
 #define NN__ATOMIC_LOAD_PTR(type, p) (p)
+#define NN__ATOMIC_ADD(p, v) ((p) += (v))
 #define NN__ATOMIC_STORE_PTR(p, v) ((p) = (v))
 #define NN__ATOMIC_CAS_PTR(p, expected, desired) ((p) == (expected) ? ((p) = (desired), 1) : 0)
 #endif
@@ -3854,6 +3872,9 @@ NNDEF int nn_backend_supported(const char *name) { return nn__is_backend_name(na
    Threads for element-wise work: fixed 64-byte-aligned chunks, one per thread, so every
    element sees the same arithmetic for any thread count (the result never depends on it).
    ====================================================================================== */
+/* Set inside an nn_context pass: its kernels stay on the calling thread (contexts run side by
+   side on threads of their own). */
+static NN__THREAD_LOCAL int nn__in_context_pass;
 #define NN__PARALLEL_MIN 262144 /* below this many elements one thread is faster */
 
 /* Runs BODY over [BEGIN, BEGIN+LEN) pieces of [0, total); NN__PARALLEL_FOR(work) before a loop
@@ -3865,7 +3886,7 @@ static int nn__chunk_threads(size_t total)
 {
     int t = nn_threads();
     /* inside a split training step each thread already has its own share of the batch */
-    if (total < NN__PARALLEL_MIN || t <= 1 || omp_in_parallel()) return 1;
+    if (total < NN__PARALLEL_MIN || t <= 1 || omp_in_parallel() || nn__in_context_pass) return 1;
     return (int)NN__MIN((size_t)t, total / (NN__PARALLEL_MIN / 4));
 }
 
@@ -5576,14 +5597,18 @@ struct nn_node {
     size_t out_offset, grad_offset, aux_offset, index_offset; /* into the float / int32 arenas */
 };
 
-/* What one forward/backward pass writes. Context 0 views the model's own buffers; contexts 1..
-   are replicas with buffers of their own, so that a training step can be split by samples over
-   threads (each thread one context). Parameters and batch-norm state stay in the model. */
+/* What one forward/backward pass writes. Every context owns its activation arena, index arena
+   and workspace. The model's contexts: [0] runs the model's own passes; [1..] are replicas that
+   also own their gradients, so that a training step can be split by samples over threads. An
+   nn_context (inference from many threads) is one more, without gradients. Parameters and
+   batch-norm state are the model's alone. */
 typedef struct nn__context {
     float *arena;               /* activations, gradients, masks, loss scratch */
     int32_t *index_arena;       /* max-pool argmax */
     float *workspace;           /* conv column matrix + GEMM slices */
-    float *grads;               /* parameter gradients (context 0: the model's, or backward_grads when accumulating) */
+    float *grads;               /* parameter gradients, where this pass writes them (context 0: the model's, or
+                                   backward_grads when accumulating; contexts 1..: their own) */
+    nn_mode mode;               /* of this pass: NN_TRAIN moves batch-norm statistics and draws dropout masks */
     unsigned char *grad_ready;  /* per node: its gradient buffer holds this backward's value */
     const float *samples;       /* the input of this pass */
     int batch;                  /* samples of this pass */
@@ -5604,20 +5629,17 @@ struct nn_model {
     size_t param_count, weight_count, state_count;
     float *params, *grads, *state;
     float *state_backup;        /* state before a training step, restored if the step is rejected */
-    float *arena;               /* activations, gradients, masks, loss scratch */
-    int32_t *index_arena;       /* max-pool argmax */
-    float *workspace;           /* conv column matrix + GEMM slices */
-    size_t arena_floats, index_ints; /* the sizes of arena and index_arena (and of each replica's) */
+    size_t arena_floats, index_ints; /* the sizes of every context's arena and index arena */
     size_t col_floats;
     int workspace_threads;
     size_t scratch_offset, loss_offset;
-    nn_mode mode;
     nn_grad_reduction reduction;
     int input_gradient, keep_going;
     int accumulate;             /* nn_set_grad_accumulation: backwards add into grads */
     float *backward_grads;      /* when accumulating (compiled): what context 0's backward writes, then added to grads */
     int backward_done;
-    nn__context *contexts;      /* [0] views the buffers above; [1..] replicas (see nn__split_parts) */
+    nn__context *contexts;      /* [0] the model's own passes; [1..] replicas (see nn__split_parts) */
+    long readers;               /* nn_context passes running now (they only read params and state) */
     int context_count;
     int split_pass;             /* the last pass ran split over contexts: only its output is whole */
     int no_split;               /* nn_set_sample_split(m, 0) */
@@ -5708,7 +5730,15 @@ static nn_status nn__model_enter(nn_model *m, const char *who)
     if (!NN__ATOMIC_CAS_PTR(m->busy_owner, (void *)NULL, self))
         return nn__fail(NN_ERROR_STATE,
                         "%s: the model is in use by another thread (a model runs one pass at a time: give each "
-                        "thread its own model; see THREADS in nn.h)", who);
+                        "thread its own model or, for inference, its own nn_context; see THREADS in nn.h)", who);
+    /* inference contexts read the parameters without holding the model: a pass of the model's
+       own (which may write them) waits until none runs. Both sides publish first, then look
+       (sequentially consistent), so that they cannot both go ahead. */
+    if (NN__ATOMIC_LOAD(m->readers) != 0) {
+        NN__ATOMIC_STORE_PTR(m->busy_owner, (void *)NULL);
+        return nn__fail(NN_ERROR_STATE, "%s: inference contexts are running on the model in other threads; it "
+                        "changes only when none is", who);
+    }
     m->busy_depth = 1;
     return NN_OK;
 }
@@ -5722,12 +5752,10 @@ static void nn__model_release_plan(nn_model *m)
 {
     int k;
     for (k = 0; m->contexts && k < m->context_count; k++) {
-        if (k > 0) {
-            nn__free(m->contexts[k].arena);
-            nn__free(m->contexts[k].index_arena);
-            nn__free(m->contexts[k].workspace);
-            nn__free(m->contexts[k].grads);
-        }
+        nn__free(m->contexts[k].arena);
+        nn__free(m->contexts[k].index_arena);
+        nn__free(m->contexts[k].workspace);
+        if (k > 0) nn__free(m->contexts[k].grads);
         nn__free(m->contexts[k].grad_ready);
     }
     nn__free(m->contexts);
@@ -5739,11 +5767,7 @@ static void nn__model_release_plan(nn_model *m)
     nn__free(m->state_backup);
     nn__free(m->backward_grads);
     m->backward_grads = NULL;
-    nn__free(m->arena);
-    nn__free(m->index_arena);
-    nn__free(m->workspace);
-    m->params = m->grads = m->state = m->state_backup = m->arena = m->workspace = NULL;
-    m->index_arena = NULL;
+    m->params = m->grads = m->state = m->state_backup = NULL;
     m->compiled = 0;
 }
 
@@ -5996,13 +6020,13 @@ static void nn__batchnorm_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     float *running_mean = m->state + n->state_offset;
     nn__batchnorm_forward(e->batch, n->c, n->h * n->w, NN__OUT(e, n->in[0]), m->params + n->weight_offset,
-                          m->params + n->bias_offset, running_mean, running_mean + n->c, m->mode == NN_TRAIN,
+                          m->params + n->bias_offset, running_mean, running_mean + n->c, e->mode == NN_TRAIN,
                           NN__AUX(e, n), NN__OUT(e, n));
 }
 static void nn__batchnorm_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     nn__batchnorm_backward(e->batch, n->c, n->h * n->w, NN__OUT(e, n->in[0]), NN__GRAD(e, n),
-                           m->params + n->weight_offset, NN__AUX(e, n), m->mode == NN_TRAIN,
+                           m->params + n->weight_offset, NN__AUX(e, n), e->mode == NN_TRAIN,
                            n->frozen ? NULL : e->grads + n->weight_offset, n->frozen ? NULL : e->grads + n->bias_offset, dx);
 }
 
@@ -6020,7 +6044,7 @@ static void nn__dropout_buffers(const nn_node *n, int max_batch, nn__buffers *ne
 static void nn__dropout_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     const size_t count = (size_t)e->batch * nn_node_size(n);
-    if (m->mode == NN_TRAIN && n->parameter > 0.0f)
+    if (e->mode == NN_TRAIN && n->parameter > 0.0f)
         nn__dropout_forward(count, n->parameter, &m->rng, NN__OUT(e, n->in[0]), NN__AUX(e, n), NN__OUT(e, n));
     else
         memcpy(NN__OUT(e, n), NN__OUT(e, n->in[0]), count * sizeof(float));
@@ -6028,8 +6052,9 @@ static void nn__dropout_forward_op(nn_model *m, nn__context *e, nn_node *n)
 static void nn__dropout_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     const size_t count = (size_t)e->batch * nn_node_size(n);
+    (void)m;
     if (!dx) return;
-    if (m->mode == NN_TRAIN && n->parameter > 0.0f)
+    if (e->mode == NN_TRAIN && n->parameter > 0.0f)
         nn__dropout_backward(count, NN__AUX(e, n), NN__GRAD(e, n), dx);
     else
         memcpy(dx, NN__GRAD(e, n), count * sizeof(float));
@@ -6371,8 +6396,24 @@ NNDEF nn_status nn_init_biases(nn_model *m, nn_node *layer, nn_init init, float 
    ====================================================================================== */
 static size_t nn__round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* Context 0 views the model's buffers; contexts 1..count-1 get buffers of the same sizes. */
-static nn_status nn__plan_contexts(nn_model *m, int count, size_t arena, size_t index_arena, size_t params)
+/* Buffers of one context: an arena of m->arena_floats, an index arena of m->index_ints, a
+   workspace with GEMM slices for `threads` threads; the arena zeroed (a pass reads nothing it did
+   not write, but the sanitizers and valgrind then see defined memory). */
+static int nn__context_alloc(const nn_model *m, nn__context *e, int threads)
+{
+    e->arena = nn__alloc_floats(m->arena_floats);
+    e->index_arena = (int32_t *)nn__alloc(m->index_ints ? m->index_ints * sizeof(int32_t) : 64);
+    e->workspace = nn__alloc_floats(m->col_floats + (size_t)threads * NN__GEMM_THREAD_FLOATS);
+    e->grad_ready = (unsigned char *)nn__alloc((size_t)m->count);
+    if (!e->arena || !e->index_arena || !e->workspace || !e->grad_ready) return -1;
+    memset(e->arena, 0, m->arena_floats * sizeof(float));
+    memset(e->grad_ready, 0, (size_t)m->count);
+    e->threads = threads;
+    return 0;
+}
+
+/* Context 0 writes the model's gradients; contexts 1..count-1 own theirs. */
+static nn_status nn__plan_contexts(nn_model *m, int count, size_t params)
 {
     int k;
     m->contexts = (nn__context *)nn__alloc((size_t)count * sizeof(nn__context));
@@ -6381,22 +6422,10 @@ static nn_status nn__plan_contexts(nn_model *m, int count, size_t arena, size_t 
     m->context_count = count;
     for (k = 0; k < count; k++) {
         nn__context *e = &m->contexts[k];
-        e->grad_ready = (unsigned char *)nn__alloc((size_t)m->count);
-        if (k == 0) {
-            e->arena = m->arena;
-            e->index_arena = m->index_arena;
-            e->workspace = m->workspace;
-            e->grads = m->grads;
-        } else {
-            e->arena = nn__alloc_floats(arena);
-            e->index_arena = (int32_t *)nn__alloc(index_arena ? index_arena * sizeof(int32_t) : 64);
-            e->workspace = nn__alloc_floats(m->col_floats + NN__GEMM_THREAD_FLOATS);
-            e->grads = nn__alloc_floats(params);
-            if (e->arena) memset(e->arena, 0, arena * sizeof(float));
-            if (e->grads) memset(e->grads, 0, params * sizeof(float)); /* frozen nodes' slices stay 0 */
-        }
-        if (!e->grad_ready || !e->arena || !e->index_arena || !e->workspace || !e->grads) return NN_ERROR_MEMORY;
-        memset(e->grad_ready, 0, (size_t)m->count);
+        if (nn__context_alloc(m, e, k == 0 ? m->workspace_threads : 1) != 0) return NN_ERROR_MEMORY;
+        e->grads = k == 0 ? m->grads : nn__alloc_floats(params);
+        if (!e->grads) return NN_ERROR_MEMORY;
+        if (k > 0) memset(e->grads, 0, params * sizeof(float)); /* frozen nodes' slices stay 0 */
     }
     return NN_OK;
 }
@@ -6476,17 +6505,14 @@ static nn_status nn__compile(nn_model *m, nn_node *output, nn_loss loss, int max
     m->grads = nn__alloc_floats(params);
     m->state = nn__alloc_floats(state);
     m->state_backup = nn__alloc_floats(state);
-    m->arena = nn__alloc_floats(arena);
-    m->index_arena = (int32_t *)nn__alloc(index_arena ? index_arena * sizeof(int32_t) : 64);
-    m->workspace = nn__alloc_floats(m->col_floats + (size_t)m->workspace_threads * NN__GEMM_THREAD_FLOATS);
+    m->arena_floats = arena;
+    m->index_ints = index_arena;
     m->backward_grads = m->accumulate ? nn__alloc_floats(params) : NULL;
-    if (!m->params || !m->grads || !m->state || !m->state_backup || !m->arena || !m->index_arena || !m->workspace ||
-        (m->accumulate && !m->backward_grads)) {
+    if (!m->params || !m->grads || !m->state || !m->state_backup || (m->accumulate && !m->backward_grads)) {
         nn__model_release_plan(m);
         return nn__fail(NN_ERROR_MEMORY, "nn_compile: out of memory planning %.1f MB of buffers",
                         (double)(arena + 2 * params + m->col_floats) * 4e-6);
     }
-    memset(m->arena, 0, arena * sizeof(float));
     memset(m->grads, 0, params * sizeof(float));
     if (m->backward_grads) memset(m->backward_grads, 0, params * sizeof(float));
     /* Replicas for steps split by samples: batch norm's statistics span the whole batch and
@@ -6498,14 +6524,12 @@ static nn_status nn__compile(nn_model *m, nn_node *output, nn_loss loss, int max
         const int extra = NN__MIN(m->workspace_threads, max_batch) - 1;
         if (extra < 1 || (size_t)extra > NN_SPLIT_MAX_BYTES / replica_bytes) splittable = 0;
     }
-    if (nn__plan_contexts(m, splittable ? NN__MIN(m->workspace_threads, max_batch) : 1, arena, index_arena, params) != NN_OK) {
+    if (nn__plan_contexts(m, splittable ? NN__MIN(m->workspace_threads, max_batch) : 1, params) != NN_OK) {
         nn__model_release_plan(m);
         return nn__fail(NN_ERROR_MEMORY, "nn_compile: out of memory planning %d copies of %.1f MB of buffers for threads",
                         m->workspace_threads, (double)(arena + params + m->col_floats) * 4e-6);
     }
     m->sample_macs = macs;
-    m->arena_floats = arena;
-    m->index_ints = index_arena;
     m->param_count = params;
     m->weight_count = weights;
     m->state_count = state;
@@ -6809,9 +6833,9 @@ static nn_status nn__forward(nn_model *m, const float *x, int count, nn_mode mod
     if (st != NN_OK) return st;
     if (mode != NN_TRAIN && mode != NN_EVAL) return nn__fail(NN_ERROR_ARGUMENT, "nn_forward: unknown mode");
     m->batch = count;
-    m->mode = mode;
     m->backward_done = 0;
     m->split_pass = 0;
+    m->contexts[0].mode = mode;
     m->contexts[0].batch = count;
     m->contexts[0].threads = m->workspace_threads;
     nn__forward_pass(m, &m->contexts[0], x);
@@ -6826,7 +6850,7 @@ NNDEF nn_status nn_forward(nn_model *m, const float *x, int count, nn_mode mode)
     return st;
 }
 
-NNDEF const float *nn_output(const nn_model *m) { return m && m->compiled && m->batch ? NN__OUT(m, m->output) : NULL; }
+NNDEF const float *nn_output(const nn_model *m) { return m && m->compiled && m->batch ? NN__OUT(&m->contexts[0], m->output) : NULL; }
 
 /* The loss needs these labels (or targets) for count samples: a clear error if not. */
 static nn_status nn__check_targets(const nn_model *m, const int *labels, const float *targets, int count)
@@ -7032,7 +7056,7 @@ static nn_status nn__backward_from(nn_model *m, const float *dy)
         if (!isfinite(dy[i]))
             return nn__fail(NN_ERROR_NONFINITE, "nn_backward_from: the output gradient's value %zu (sample %zu) is %g",
                             i, i / (size_t)nn_node_size(m->output), (double)dy[i]);
-    memcpy(NN__GRAD(m, m->output), dy, n * sizeof(float));
+    memcpy(NN__GRAD(&m->contexts[0], m->output), dy, n * sizeof(float));
     nn__backward_whole(m, nn__grads_mode(m));
     return NN_OK;
 }
@@ -7082,6 +7106,7 @@ static double nn__split_pass(nn_model *m, const float *x, const int *labels, con
     for (k = 0; k < parts; k++) {
         m->contexts[k].batch = (int)((long long)(k + 1) * count / parts) - (int)((long long)k * count / parts);
         m->contexts[k].threads = 1;
+        m->contexts[k].mode = backward ? NN_TRAIN : NN_EVAL;
     }
     if (backward) nn__begin_backward(m, into);
 #ifdef _OPENMP
@@ -7116,13 +7141,97 @@ static double nn__split_pass(nn_model *m, const float *x, const int *labels, con
         for (part = t; part < parts; part += team) {
             const nn__context *e = &m->contexts[part];
             if (part > 0)
-                memcpy(NN__OUT(m, m->output) + (size_t)((long long)part * count / parts) * K, NN__OUT(e, m->output),
+                memcpy(NN__OUT(&m->contexts[0], m->output) + (size_t)((long long)part * count / parts) * K, NN__OUT(e, m->output),
                        (size_t)e->batch * K * sizeof(float));
         }
     }
     for (k = 0; k < parts; k++) total += m->contexts[k].loss * m->contexts[k].batch;
     m->contexts[0].batch = count; /* context 0's output now covers the batch */
     return total / count;
+}
+
+/* ---- inference contexts: many threads, one model ---- */
+struct nn_context {
+    nn_model *model;            /* read only: parameters, statistics, the plan */
+    nn__context pass;           /* this context's own arena, index arena and workspace */
+    int batch;                  /* samples of the last nn_context_forward (0: none yet) */
+};
+
+NNDEF nn_status nn_context_new(nn_model *m, nn_context **out)
+{
+    nn_context *c;
+    if (!out) return nn__fail(NN_ERROR_ARGUMENT, "nn_context_new: null result pointer");
+    *out = NULL;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_context_new: compile the model first");
+    c = (nn_context *)NN_MALLOC(sizeof *c);
+    if (!c) return nn__fail(NN_ERROR_MEMORY, "nn_context_new: no memory");
+    memset(c, 0, sizeof *c);
+    c->model = m;
+    if (nn__context_alloc(m, &c->pass, 1) != 0) {
+        nn_context_free(c);
+        return nn__fail(NN_ERROR_MEMORY, "nn_context_new: no memory for %.1f MB of activations",
+                        (double)(m->arena_floats + m->col_floats + NN__GEMM_THREAD_FLOATS) * 4e-6);
+    }
+    c->pass.mode = NN_EVAL;
+    *out = c;
+    return NN_OK;
+}
+
+NNDEF void nn_context_free(nn_context *c)
+{
+    if (!c) return;
+    nn__free(c->pass.arena);
+    nn__free(c->pass.index_arena);
+    nn__free(c->pass.workspace);
+    nn__free(c->pass.grad_ready);
+    NN_FREE(c);
+}
+
+NNDEF int nn_context_max_batch(const nn_context *c) { return c ? c->model->max_batch : 0; }
+
+/* Enters a read of c's model: refused while the model runs a pass of its own on another thread
+   (the thread holding the model, inside an nn_fit callback say, may read it). */
+static nn_status nn__context_enter(nn_context *c, const char *who)
+{
+    nn_model *m = c->model;
+    void *owner;
+    (void)NN__ATOMIC_ADD(m->readers, 1);
+    owner = NN__ATOMIC_LOAD_PTR(void *, m->busy_owner);
+    if (owner != NULL && owner != (void *)&nn__thread_tag) {
+        (void)NN__ATOMIC_ADD(m->readers, -1);
+        return nn__fail(NN_ERROR_STATE, "%s: the model is running a pass of its own (training, loading, ...) on "
+                        "another thread; contexts read it when it is not", who);
+    }
+    return NN_OK;
+}
+static void nn__context_leave(nn_context *c) { (void)NN__ATOMIC_ADD(c->model->readers, -1); }
+
+/* An NN_EVAL forward of count samples (1..max_batch) in context c, on the calling thread. */
+static void nn__context_pass(nn_context *c, const float *x, int count)
+{
+    c->pass.batch = count;
+    c->pass.mode = NN_EVAL;
+    nn__in_context_pass = 1;
+    nn__forward_pass(c->model, &c->pass, x);
+    nn__in_context_pass = 0;
+    c->batch = count;
+}
+
+NNDEF nn_status nn_context_forward(nn_context *c, const float *x, int count)
+{
+    nn_status st;
+    if (!c) return nn__fail(NN_ERROR_ARGUMENT, "nn_context_forward: null context");
+    st = nn__check_pass(c->model, x, count, "nn_context_forward");
+    if (st == NN_OK) st = nn__context_enter(c, "nn_context_forward");
+    if (st != NN_OK) return st;
+    nn__context_pass(c, x, count);
+    nn__context_leave(c);
+    return NN_OK;
+}
+
+NNDEF const float *nn_context_output(const nn_context *c)
+{
+    return c && c->batch ? NN__OUT(&c->pass, c->model->output) : NULL;
 }
 
 /* nn_forward in NN_EVAL mode, split over threads by samples when that pays (nn_evaluate and
@@ -7135,7 +7244,6 @@ static nn_status nn__forward_eval(nn_model *m, const float *x, int count)
     parts = nn__split_parts(m, count, 0);
     if (parts < 2) return nn_forward(m, x, count, NN_EVAL);
     m->batch = count;
-    m->mode = NN_EVAL;
     m->backward_done = 0;
     m->split_pass = 1;
     nn__split_pass(m, x, NULL, NULL, count, parts, 0, NN__GRADS_OVERWRITE);
@@ -7157,7 +7265,6 @@ static nn_status nn__compute_gradients(nn_model *m, const float *x, const int *l
         return st != NN_OK ? st : nn__backward(m, labels, targets, loss, into);
     }
     m->batch = count;
-    m->mode = NN_TRAIN;
     m->split_pass = 1;
     value = nn__split_pass(m, x, labels, targets, count, parts, 1, into);
     m->backward_done = 1;
@@ -7179,7 +7286,7 @@ NNDEF const float *nn_input_gradient(const nn_model *m)
     if (!m || !m->compiled || !m->backward_done || m->split_pass || !m->input_gradient ||
         !m->contexts[0].grad_ready[m->input->index])
         return NULL;
-    return NN__GRAD(m, m->input);
+    return NN__GRAD(&m->contexts[0], m->input);
 }
 
 NNDEF void nn_set_grad_reduction(nn_model *m, nn_grad_reduction reduction)

@@ -27,6 +27,9 @@
       holding the model: nn_output's pointer is read outside any pass, so another thread's
       next pass may overwrite what it points to (the manual says so).
 
+   5. Inference contexts: 4 threads, one model, a context each, many batches: bit for bit the
+      model's own eval forward; a context refuses a model held by another thread's pass.
+
    make test also builds this file with -fsanitize=thread, without -fopenmp (libgomp is not
    built with ThreadSanitizer, so its own synchronisation would be reported as races), and
    runs it on the best backend with no backend argument (the kernel table is chosen lazily by
@@ -565,12 +568,153 @@ static void test_hammer_one_model(void **state)
     nn_model_free(m);
 }
 
+/* ------------------------------------------------------------------ 5. inference contexts */
+#define CTX_THREADS 4
+#define CTX_BATCHES 12
+#define CTX_ROUNDS 6
+#define CTX_IN (3 * 10 * 10)
+#define CTX_OUT 5
+
+/* conv 8@3x3 - batch norm - ReLU, a residual conv block, max-pool, dropout, linear 5: every kind
+   of buffer a pass writes (arena, argmax, conv workspace, batch-norm saved statistics). */
+static nn_model *build_cnn(void)
+{
+    nn_model *m = nn_model_new(11);
+    nn_node *x = nn_input(m, 3, 10, 10), *a, *h;
+    a = nn_relu(m, nn_batchnorm(m, nn_conv2d(m, x, 8, 3, 1, 1, NN_NO_BIAS)));
+    h = nn_relu(m, nn_add_nodes(m, nn_conv2d(m, a, 8, 3, 1, 1, NN_BIAS), a));
+    h = nn_dropout(m, nn_maxpool2d(m, h, 2, 2), 0.3f);
+    h = nn_linear(m, h, CTX_OUT, NN_BIAS);
+    if (nn_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 8) != NN_OK) fail_msg("nn_compile: %s", nn_last_error());
+    return m;
+}
+
+typedef struct ctx_worker {
+    nn_model *model;
+    const float *x;             /* CTX_BATCHES batches of 8 samples */
+    const int *counts;          /* samples of each batch */
+    const float *want;          /* the model's own nn_forward(NN_EVAL) outputs, per batch */
+    int index, passes, wrong;
+    nn_status st;
+    char message[256];
+} ctx_worker;
+
+static void *ctx_body(void *arg)
+{
+    ctx_worker *w = (ctx_worker *)arg;
+    nn_context *c = NULL;
+    int round, i;
+    w->st = nn_context_new(w->model, &c);
+    if (w->st != NN_OK) {
+        snprintf(w->message, sizeof w->message, "%s", nn_last_error());
+        return NULL;
+    }
+    for (round = 0; round < CTX_ROUNDS; round++)
+        for (i = 0; i < CTX_BATCHES; i++) {
+            const int b = (i * (w->index + 1) + round) % CTX_BATCHES; /* each thread its own order */
+            w->st = nn_context_forward(c, w->x + (size_t)b * 8 * CTX_IN, w->counts[b]);
+            if (w->st != NN_OK) {
+                snprintf(w->message, sizeof w->message, "%s", nn_last_error());
+                nn_context_free(c);
+                return NULL;
+            }
+            w->passes++;
+            if (memcmp(nn_context_output(c), w->want + (size_t)b * 8 * CTX_OUT, (size_t)w->counts[b] * CTX_OUT * sizeof(float)))
+                w->wrong++;
+        }
+    nn_context_free(c);
+    return NULL;
+}
+
+/* 4 threads, each with its own context on one shared model, run 12 batches (1 to 8 samples) 6
+   times each in their own orders: every output equals, bit for bit, the model's own
+   nn_forward(NN_EVAL) of that batch, and the model is unchanged. While another thread holds the
+   model inside a training pass, a context refuses to run (NN_ERROR_STATE); the holding thread
+   itself may use one. */
+static void test_inference_contexts(void **state)
+{
+    nn_model *m = build_cnn();
+    nn_optimizer opt = nn_sgd(0.05f, 0.9f, 0.0f);
+    float *x = (float *)xmalloc((size_t)CTX_BATCHES * 8 * CTX_IN * sizeof(float));
+    float *want = (float *)xmalloc((size_t)CTX_BATCHES * 8 * CTX_OUT * sizeof(float));
+    float *params = (float *)xmalloc(nn_param_count(m) * sizeof(float));
+    int counts[CTX_BATCHES], labels[8] = {0, 1, 2, 3, 4, 0, 1, 2}, i;
+    ctx_worker w[CTX_THREADS];
+    pthread_t t[CTX_THREADS];
+    nn_context *c = NULL;
+    (void)state;
+    nn_test_fill(x, (size_t)CTX_BATCHES * 8 * CTX_IN, -1.0f, 1.0f);
+    for (i = 0; i < 3; i++) ASSERT_OK(nn_train_step(m, &opt, x + (size_t)i * 8 * CTX_IN, labels, NULL, 8, NULL));
+    for (i = 0; i < CTX_BATCHES; i++) {
+        counts[i] = 1 + (i * 5) % 8;
+        ASSERT_OK(nn_forward(m, x + (size_t)i * 8 * CTX_IN, counts[i], NN_EVAL));
+        memcpy(want + (size_t)i * 8 * CTX_OUT, nn_output(m), (size_t)counts[i] * CTX_OUT * sizeof(float));
+    }
+    memcpy(params, nn_params(m), nn_param_count(m) * sizeof(float));
+    for (i = 0; i < CTX_THREADS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].model = m;
+        w[i].x = x;
+        w[i].counts = counts;
+        w[i].want = want;
+        w[i].index = i;
+        start(&t[i], ctx_body, &w[i]);
+    }
+    for (i = 0; i < CTX_THREADS; i++) pthread_join(t[i], NULL);
+    for (i = 0; i < CTX_THREADS; i++) {
+        if (w[i].st != NN_OK) fail_msg("context thread %d: %s (%s)", i, nn_status_name(w[i].st), w[i].message);
+        if (w[i].passes != CTX_ROUNDS * CTX_BATCHES || w[i].wrong)
+            fail_msg("context thread %d: %d of %d passes differ from the model's own forward", i, w[i].wrong, w[i].passes);
+    }
+    if (memcmp(params, nn_params(m), nn_param_count(m) * sizeof(float))) fail_msg("context passes changed the parameters");
+    /* a model held by a training pass on another thread: contexts wait their turn */
+    {
+        nn_dataset data;
+        holder h;
+        pthread_t ht;
+        nn_model *small = build(5, 1);
+        nn_context *sc = NULL;
+        float in[IN];
+        make_data(&data, SAMPLES);
+        memcpy(in, data.x, sizeof in);
+        ASSERT_OK(nn_context_new(small, &sc));
+        hold_start(&h, &ht, small, &data, 1);
+        pthread_barrier_wait(&h.inside);
+        {
+            const nn_status st = nn_context_forward(sc, in, 1);
+            pthread_barrier_wait(&h.release);
+            pthread_join(ht, NULL);
+            if (st != NN_ERROR_STATE || !strstr(nn_last_error(), "nn_context_forward: the model is running a pass"))
+                fail_msg("a context on a model inside another thread's training pass: %s (%s)", nn_status_name(st),
+                         nn_last_error());
+        }
+        hold_finish(&h, NULL);
+        ASSERT_OK(nn_context_forward(sc, in, 1));
+        nn_context_free(sc);
+        free_data(&data);
+        nn_model_free(small);
+    }
+    /* arguments */
+    if (nn_context_new(NULL, &c) != NN_ERROR_STATE || c) fail_msg("nn_context_new(NULL): %s", nn_last_error());
+    ASSERT_OK(nn_context_new(m, &c));
+    if (nn_context_max_batch(c) != 8 || nn_context_output(c)) fail_msg("a new context: max batch or output wrong");
+    if (nn_context_forward(c, x, 9) != NN_ERROR_ARGUMENT || nn_context_forward(c, NULL, 1) != NN_ERROR_ARGUMENT)
+        fail_msg("nn_context_forward accepted 9 samples or a null input");
+    nn_context_free(c);
+    nn_optimizer_free(&opt);
+    free(x);
+    free(want);
+    free(params);
+    nn_model_free(m);
+}
+
 /* test_first_compiles_race must come first: nothing may have chosen the thread count before. */
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_first_compiles_race),
     cmocka_unit_test(test_busy_model_refuses_every_entry),
     cmocka_unit_test(test_hold_released_on_errors),
     cmocka_unit_test(test_hammer_one_model),
+    cmocka_unit_test(test_inference_contexts),
 };
 
 NN_TEST_MAIN("threads", tests)
