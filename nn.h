@@ -128,6 +128,16 @@
 #endif
 #endif
 
+/* printf-style format checking of nn.h's own formatting functions. mingw-w64: they format
+   through mingw's C99 printf (__mingw_vsnprintf), which knows %zu where msvcrt's does not. */
+#if defined(__MINGW32__) && !defined(__clang__)
+#define NN__PRINTF_FORMAT(format_index, first_arg) __attribute__((format(gnu_printf, format_index, first_arg)))
+#elif defined(__GNUC__) || defined(__clang__)
+#define NN__PRINTF_FORMAT(format_index, first_arg) __attribute__((format(printf, format_index, first_arg)))
+#else
+#define NN__PRINTF_FORMAT(format_index, first_arg)
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -156,10 +166,7 @@ NNDEF const char *nn_last_error(void);
 NNDEF const char *nn_status_name(nn_status status); /* a short fixed name for a status */
 /* Records a message as this thread's last error and returns status: for companion code (such as
    nn_mpi.h) whose errors should read like the library's own. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 2, 3)))
-#endif
-NNDEF nn_status nn_set_error(nn_status status, const char *format, ...);
+NNDEF nn_status nn_set_error(nn_status status, const char *format, ...) NN__PRINTF_FORMAT(2, 3);
 
 /* ======================================================================================
    2. Platform: backends, threads, time, random numbers
@@ -656,6 +663,12 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #include <arm_neon.h>
 #endif
 
+#ifdef __MINGW32__
+#define NN__VSNPRINTF __mingw_vsnprintf /* C99's %zu even where msvcrt's vsnprintf lacks it */
+#else
+#define NN__VSNPRINTF vsnprintf
+#endif
+
 #define NN__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define NN__MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -664,14 +677,11 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
    ====================================================================================== */
 static NN__THREAD_LOCAL char nn__error_text[512];
 
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static nn_status nn__fail(nn_status status, const char *format, ...)
+NN__PRINTF_FORMAT(2, 3) static nn_status nn__fail(nn_status status, const char *format, ...)
 {
     va_list args;
     va_start(args, format);
-    vsnprintf(nn__error_text, sizeof nn__error_text, format, args);
+    NN__VSNPRINTF(nn__error_text, sizeof nn__error_text, format, args);
     va_end(args);
     return status;
 }
@@ -685,7 +695,7 @@ NNDEF nn_status nn_set_error(nn_status status, const char *format, ...)
     text[0] = 0;
     if (format) {
         va_start(args, format);
-        vsnprintf(text, sizeof text, format, args);
+        NN__VSNPRINTF(text, sizeof text, format, args);
         va_end(args);
     }
     return nn__fail(status, "%s", text);
@@ -5407,15 +5417,12 @@ typedef struct nn__op_info {
 } nn__op_info;
 
 /* Records the first builder error in the model (nn_compile reports it) and as the last error. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static nn_status nn__model_error(nn_model *m, nn_status status, const char *format, ...)
+NN__PRINTF_FORMAT(3, 4) static nn_status nn__model_error(nn_model *m, nn_status status, const char *format, ...)
 {
     char message[256];
     va_list args;
     va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
+    NN__VSNPRINTF(message, sizeof message, format, args);
     va_end(args);
     if (m && m->build_status == NN_OK) {
         m->build_status = status;
