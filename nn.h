@@ -36,6 +36,9 @@
        NN_ASSERT(x)        replace assert() for the library's own invariants
        NN_SPLIT_MAX_BYTES  most memory nn_compile spends on per-thread replicas for split
                            steps (default 512 MiB; above it the model threads its kernels)
+       NN_NODISCARD        put on every function that returns nn_status: gcc and clang warn when
+                           a caller ignores the status (gcc even through a (void) cast);
+                           define it empty to turn that off
    Environment at run time:
        NN_BACKEND=scalar|avx2|avx512|neon   force a kernel table (default: the fastest available)
        NN_THREADS=N                          thread count when built with -fopenmp
@@ -128,6 +131,16 @@
 #endif
 #endif
 
+/* Functions that return nn_status warn when the caller ignores it (gcc and clang; gcc warns even
+   through a (void) cast: test the status, or define NN_NODISCARD empty to turn the warning off). */
+#ifndef NN_NODISCARD
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_NODISCARD __attribute__((warn_unused_result))
+#else
+#define NN_NODISCARD
+#endif
+#endif
+
 /* printf-style format checking of nn.h's own formatting functions. mingw-w64: they format
    through mingw's C99 printf (__mingw_vsnprintf), which knows %zu where msvcrt's does not. */
 #if defined(__MINGW32__) && !defined(__clang__)
@@ -165,18 +178,19 @@ typedef enum nn_status {
 NNDEF const char *nn_last_error(void);
 NNDEF const char *nn_status_name(nn_status status); /* a short fixed name for a status */
 /* Records a message as this thread's last error and returns status: for companion code (such as
-   nn_mpi.h) whose errors should read like the library's own. */
+   nn_mpi.h) whose errors should read like the library's own. Not NN_NODISCARD: the result is the
+   status passed in, for `return nn_set_error(...)`. */
 NNDEF nn_status nn_set_error(nn_status status, const char *format, ...) NN__PRINTF_FORMAT(2, 3);
 
 /* ======================================================================================
    2. Platform: backends, threads, time, random numbers
    ====================================================================================== */
 /* "scalar", "avx2", "avx512", "neon", or "best". An unsupported name keeps the current one. */
-NNDEF nn_status nn_set_backend(const char *name);
+NNDEF NN_NODISCARD nn_status nn_set_backend(const char *name);
 NNDEF const char *nn_backend_name(void); /* the backend that runs now: scalar, avx2, avx512 or neon */
 NNDEF int nn_backend_supported(const char *name); /* 1 if this CPU (and OS) can run the named backend */
 /* Threads for the kernels when built with -fopenmp (1 otherwise). 0 means all cores. */
-NNDEF nn_status nn_set_threads(int threads);
+NNDEF NN_NODISCARD nn_status nn_set_threads(int threads);
 NNDEF int nn_threads(void); /* the thread count the kernels use */
 /* Monotonic wall-clock seconds. */
 NNDEF double nn_seconds(void);
@@ -201,7 +215,7 @@ typedef enum nn_transpose { NN_NO_TRANSPOSE = 0, NN_TRANSPOSE = 1 } nn_transpose
    the call allocate its own. nn_sgemm_workspace_size() is enough for nn_threads() threads; a
    smaller workspace runs on as many threads as it has room for (at least one slice is needed). */
 NNDEF size_t nn_sgemm_workspace_size(void);
-NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
+NNDEF NN_NODISCARD nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
                          float *c, int ldc, float *workspace, size_t workspace_floats); /* see above: C = alpha*op(A)*op(B) + beta*C */
 
@@ -212,20 +226,20 @@ typedef struct nn_conv2d_shape {
     int stride_height, stride_width, pad_height, pad_width;
 } nn_conv2d_shape;
 /* Checks the shape; fills the output size. */
-NNDEF nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_height, int *out_width);
+NNDEF NN_NODISCARD nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_height, int *out_width);
 /* Floats of workspace for nn_threads() threads (0 for an invalid shape). Each pass takes a
    workspace and its size in floats, or NULL and 0 to allocate one per call; like nn_sgemm, a
    smaller workspace runs on fewer threads. */
 NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape);
 /* y = conv(x, w) + bias (bias may be NULL). */
-NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *shape, const float *x, const float *w,
+NNDEF NN_NODISCARD nn_status nn_conv2d_forward(const nn_conv2d_shape *shape, const float *x, const float *w,
                                   const float *bias, float *y, float *workspace, size_t workspace_floats);
 /* dx = gradient with respect to x (overwritten). */
-NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *shape, const float *dy,
+NNDEF NN_NODISCARD nn_status nn_conv2d_backward_data(const nn_conv2d_shape *shape, const float *dy,
                                         const float *w, float *dx, float *workspace, size_t workspace_floats);
 /* dw (and dbias if not NULL) = gradients with respect to the weights, summed over the batch
    (overwritten). */
-NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *shape, const float *x,
+NNDEF NN_NODISCARD nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *shape, const float *x,
                                           const float *dy, float *dw, float *dbias, float *workspace,
                                           size_t workspace_floats);
 
@@ -235,17 +249,17 @@ typedef struct nn_pool2d_shape {
     int batch, channels, in_height, in_width;
     int kernel_height, kernel_width, stride_height, stride_width, pad_height, pad_width;
 } nn_pool2d_shape;
-NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width); /* checks the shape; fills the output size */
+NNDEF NN_NODISCARD nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width); /* checks the shape; fills the output size */
 /* Each pooling kernel checks the shape (as nn_pool2d_output_size) and its pointers, and on an error
    returns NN_ERROR_SHAPE or NN_ERROR_ARGUMENT without writing anything.
    argmax (may be NULL) records the input index of each output's maximum, for the backward. */
-NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
-NNDEF nn_status nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum, argmax from nn_maxpool2d_forward (dx overwritten) */
-NNDEF nn_status nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
-NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
+NNDEF NN_NODISCARD nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
+NNDEF NN_NODISCARD nn_status nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum, argmax from nn_maxpool2d_forward (dx overwritten) */
+NNDEF NN_NODISCARD nn_status nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
+NNDEF NN_NODISCARD nn_status nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
 /* x [batch][channels][spatial] -> y [batch][channels]; sizes must be positive */
-NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
-NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
+NNDEF NN_NODISCARD nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
+NNDEF NN_NODISCARD nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
 
 typedef enum nn_activation {
     NN_ACTIVATION_IDENTITY = 0,
@@ -295,14 +309,14 @@ NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy
    which stay as they are. saved [2*channels] receives each channel's mean, then its
    1/sqrt(var + eps), for the backward. y may be x. A size below 1 (NN_ERROR_SHAPE) or a NULL
    pointer (NN_ERROR_ARGUMENT) is refused with nothing written. */
-NNDEF nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+NNDEF NN_NODISCARD nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
                                      const float *beta, float *running_mean, float *running_var, int training,
                                      float *saved, float *y);
 /* The gradients of nn_batchnorm_forward, from its x, gamma, saved and training, and dy:
    dgamma and dbeta [channels] and, when dx is not NULL, dx (each overwritten; dx may be dy).
    training == 0 treats the statistics as constants: dx = gamma * dy / sqrt(running_var + eps).
    Refuses as nn_batchnorm_forward does (only dx may be NULL). */
-NNDEF nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+NNDEF NN_NODISCARD nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
                                       const float *gamma, const float *saved, int training, float *dgamma,
                                       float *dbeta, float *dx);
 
@@ -363,7 +377,7 @@ NNDEF nn_node *nn_log_softmax(nn_model *model, nn_node *x); /* log-softmax over 
 
 /* Plans every buffer for batches of up to max_batch samples, allocates the parameters and
    initialises them with PyTorch's defaults. Smaller batches run without re-planning. */
-NNDEF nn_status nn_compile(nn_model *model, nn_node *output, nn_loss loss, int max_batch);
+NNDEF NN_NODISCARD nn_status nn_compile(nn_model *model, nn_node *output, nn_loss loss, int max_batch);
 
 /* Shapes and counts. */
 NNDEF int nn_node_size(const nn_node *node); /* features per sample: channels*height*width */
@@ -406,20 +420,20 @@ NNDEF nn_grad_reduction nn_get_grad_reduction(const nn_model *model); /* as set 
 NNDEF int nn_get_nonfinite_policy(const nn_model *model); /* 1 when non-finite updates are applied */
 
 /* Runs the graph on count samples (count <= max_batch). */
-NNDEF nn_status nn_forward(nn_model *model, const float *x, int count, nn_mode mode);
+NNDEF NN_NODISCARD nn_status nn_forward(nn_model *model, const float *x, int count, nn_mode mode);
 NNDEF const float *nn_output(const nn_model *model); /* [count][nn_output_size] of the last forward */
 /* Loss of the last forward against labels (or float targets for NN_LOSS_MSE) and the gradients
    of every parameter (overwriting nn_grads). loss may be NULL. */
-NNDEF nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
+NNDEF NN_NODISCARD nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
 /* Loss only, no gradients (evaluation). */
-NNDEF nn_status nn_compute_loss(nn_model *model, const int *labels, const float *targets, float *loss);
+NNDEF NN_NODISCARD nn_status nn_compute_loss(nn_model *model, const int *labels, const float *targets, float *loss);
 /* nn_forward in NN_TRAIN mode then nn_backward, in one call, so that it can be split by samples:
    with several threads (nn_set_threads before nn_compile) and a model without batch norm or
    dropout, each thread runs a share of the batch through the whole graph and the gradients are
    summed, instead of every layer splitting its own work. The gradients then match one pass to
    float rounding, not bit for bit, and are the same on every run with that thread count.
    Afterwards nn_output and nn_grads cover the batch; nn_backward needs a new nn_forward. */
-NNDEF nn_status nn_compute_gradients(nn_model *model, const float *x, const int *labels, const float *targets,
+NNDEF NN_NODISCARD nn_status nn_compute_gradients(nn_model *model, const float *x, const int *labels, const float *targets,
                                      int count, float *loss);
 /* enabled = 0 keeps every pass whole (threads only inside the kernels), so that results are
    bit-identical for any thread count; 1 (the default) allows the split described above. */
@@ -449,13 +463,13 @@ NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_deca
 NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay); /* Adam with L2 weight decay added to the gradient */
 NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay); /* Adam with decoupled weight decay (p *= 1 - lr*wd) */
 NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay); /* RMSProp; set .momentum for the momentum variant */
-NNDEF nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt); /* allocates the state */
-NNDEF nn_status nn_optimizer_step(nn_model *model, nn_optimizer *opt); /* one update of the model's parameters from nn_grads */
+NNDEF NN_NODISCARD nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt); /* allocates the state */
+NNDEF NN_NODISCARD nn_status nn_optimizer_step(nn_model *model, nn_optimizer *opt); /* one update of the model's parameters from nn_grads */
 NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count */
 NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state (the optimizer can be bound again) */
 
 /* nn_compute_gradients + optimizer step. loss may be NULL. */
-NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
+NNDEF NN_NODISCARD nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
                               const float *targets, int count, float *loss);
 
 /* Flat-vector analysis (the buffers above make these plain vector work). */
@@ -468,9 +482,9 @@ NNDEF double nn_param_norm(nn_model *model); /* 2-norm of the whole parameter bu
 NNDEF size_t nn_weights_gather(nn_model *model, float *out);
 /* params = (1 - alpha) * a + alpha * b over the whole parameter buffer (alpha may lie outside
    [0, 1]); a and b hold nn_param_count floats and may alias nn_params. */
-NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha);
+NNDEF NN_NODISCARD nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha);
 /* dst's parameters and batch-norm state become src's (same architecture). */
-NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src);
+NNDEF NN_NODISCARD nn_status nn_params_copy(nn_model *dst, nn_model *src);
 
 typedef enum nn_init {
     NN_INIT_PYTORCH = 0,       /* weights Kaiming-uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)) */
@@ -487,8 +501,8 @@ typedef enum nn_init {
 } nn_init;
 /* Re-initialise one layer's weights or biases (layer NULL: every layer that has them) from
    the model's random stream. */
-NNDEF nn_status nn_init_weights(nn_model *model, nn_node *layer, nn_init init, float a, float b);
-NNDEF nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, float a, float b); /* same as nn_init_weights, for biases */
+NNDEF NN_NODISCARD nn_status nn_init_weights(nn_model *model, nn_node *layer, nn_init init, float a, float b);
+NNDEF NN_NODISCARD nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, float a, float b); /* same as nn_init_weights, for biases */
 
 /* ======================================================================================
    6. Data, metrics, training loop, model files
@@ -513,10 +527,10 @@ typedef struct nn_dataset {
 /* Reads an IDX image file and its label file (MNIST, Fashion-MNIST). Pixels become floats with
    their raw values 0..255; scale or normalise afterwards. Every header field is checked
    against the others and against the file size. */
-NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out);
+NNDEF NN_NODISCARD nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out);
 /* A zero-filled dataset of count samples (labels when classes > 0, targets of target_size floats
    when target_size > 0), from the library's allocator so that nn_dataset_free releases it. */
-NNDEF nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int height, int width, int classes,
+NNDEF NN_NODISCARD nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int height, int width, int classes,
                                  int target_size);
 NNDEF void nn_dataset_free(nn_dataset *ds); /* frees the arrays and zeroes the struct */
 NNDEF int nn_dataset_sample_size(const nn_dataset *ds); /* channels * height * width */
@@ -526,7 +540,7 @@ NNDEF void nn_dataset_stats(const nn_dataset *ds, double *mean, double *std);
 NNDEF void nn_dataset_normalize(nn_dataset *ds, double mean, double std);
 NNDEF void nn_dataset_scale(nn_dataset *ds, double factor); /* x *= factor for every value */
 /* A copy of samples [first, first+count). */
-NNDEF nn_status nn_dataset_slice(const nn_dataset *ds, int first, int count, nn_dataset *out);
+NNDEF NN_NODISCARD nn_status nn_dataset_slice(const nn_dataset *ds, int first, int count, nn_dataset *out);
 /* Shuffles the labels among the samples (the random-labels experiment). */
 NNDEF void nn_dataset_shuffle_labels(nn_dataset *ds, nn_rng *rng);
 /* Copies the samples idx[0..count) into x and labels (either may be NULL). */
@@ -534,13 +548,13 @@ NNDEF void nn_dataset_gather(const nn_dataset *ds, const int *idx, int count, fl
 
 typedef struct nn_metrics { double loss; double accuracy; int correct, count; } nn_metrics;
 /* Mean loss and accuracy (percent) in eval mode, in batches of the compiled size. */
-NNDEF nn_status nn_evaluate(nn_model *model, const nn_dataset *ds, nn_metrics *out);
+NNDEF NN_NODISCARD nn_status nn_evaluate(nn_model *model, const nn_dataset *ds, nn_metrics *out);
 /* sqrt(sum over samples i of |d loss_i / d x_i|^2), each sample's own loss, in eval mode, in
    batches of batch_size (1..max_batch); independent of the batch size and the gradient
    reduction. Needs nn_set_input_gradient(model, 1). */
-NNDEF nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, int batch_size, double *norm);
+NNDEF NN_NODISCARD nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, int batch_size, double *norm);
 /* matrix[true_label*classes + predicted] counts, classes = ds->classes. */
-NNDEF nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
+NNDEF NN_NODISCARD nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
 
 typedef struct nn_epoch_report {
     int epoch;                  /* 1-based */
@@ -575,7 +589,7 @@ typedef struct nn_fit_result {
     double seconds;
 } nn_fit_result;
 NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options with epochs and batch size set; shuffle on, seed 1, one validation per epoch, no early stopping, progress bar when stderr is a terminal */
-NNDEF nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
+NNDEF NN_NODISCARD nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
                        const nn_fit_options *options, nn_fit_result *result); /* trains for options->epochs, with optional validation and early stopping; result may be NULL */
 
 typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
@@ -585,7 +599,7 @@ typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
    the 1-based step and that batch's loss; metrics (may be NULL) gets the mean batch loss and the
    accuracy of the training-mode predictions over the samples seen. For loops nn_fit cannot
    express (a step budget, per-step logging). */
-NNDEF nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+NNDEF NN_NODISCARD nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
                                int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics);
 
 /* Model files: magic, version, architecture fingerprint, counts and CRC-32, little-endian.
@@ -593,8 +607,8 @@ NNDEF nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_data
    to the disk) and renames it over path; it refuses (NN_ERROR_NONFINITE, writing nothing) a
    model with a NaN or infinite value. nn_load checks everything, finiteness included, before it
    changes the model and leaves it untouched on any error. */
-NNDEF nn_status nn_save(const nn_model *model, const char *path); /* see above */
-NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
+NNDEF NN_NODISCARD nn_status nn_save(const nn_model *model, const char *path); /* see above */
+NNDEF NN_NODISCARD nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
 
 #ifdef __cplusplus
 }
@@ -5626,6 +5640,9 @@ static void nn__conv2d_backward_op(nn_model *m, nn__context *e, nn_node *n, floa
 }
 
 /* ---- maxpool2d, avgpool2d: square window, no padding; global_avgpool ---- */
+/* The pooling kernels' statuses are NN_OK here (nn_compile checked the shapes); gcc's
+   warn_unused_result does not yield to a (void) cast, hence this. */
+static void nn__ignore_status(nn_status status) { (void)status; }
 static nn_pool2d_shape nn__pool_shape_of(const nn_node *n, int batch)
 {
     nn_pool2d_shape s;
@@ -5655,25 +5672,25 @@ static void nn__maxpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    (void)nn_maxpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n), e->index_arena + n->index_offset);
+    nn__ignore_status(nn_maxpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n), e->index_arena + n->index_offset));
 }
 static void nn__maxpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    if (dx) (void)nn_maxpool2d_backward(&s, NN__GRAD(e, n), e->index_arena + n->index_offset, dx);
+    if (dx) nn__ignore_status(nn_maxpool2d_backward(&s, NN__GRAD(e, n), e->index_arena + n->index_offset, dx));
 }
 static void nn__avgpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    (void)nn_avgpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+    nn__ignore_status(nn_avgpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n)));
 }
 static void nn__avgpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    if (dx) (void)nn_avgpool2d_backward(&s, NN__GRAD(e, n), dx);
+    if (dx) nn__ignore_status(nn_avgpool2d_backward(&s, NN__GRAD(e, n), dx));
 }
 static nn_status nn__global_avgpool_shape(nn_node *n)
 {
@@ -5683,12 +5700,12 @@ static nn_status nn__global_avgpool_shape(nn_node *n)
 static void nn__global_avgpool_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     (void)m;
-    (void)nn_global_avgpool_forward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+    nn__ignore_status(nn_global_avgpool_forward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__OUT(e, n->in[0]), NN__OUT(e, n)));
 }
 static void nn__global_avgpool_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     (void)m;
-    if (dx) (void)nn_global_avgpool_backward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__GRAD(e, n), dx);
+    if (dx) nn__ignore_status(nn_global_avgpool_backward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__GRAD(e, n), dx));
 }
 
 /* ---- batchnorm: per channel; weight = gamma, bias = beta, state = running mean and variance ---- */
