@@ -305,7 +305,7 @@ static void test_everything_released(void **state)
     if (live_blocks != live0) fail_msg("uncompiled model: %ld blocks live after nn_model_free", live_blocks - live0);
     /* save, load, fit */
     strcpy(dir, "/tmp/nn_test_alloc_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(dir)) fail_msg("mkdtemp failed");
     snprintf(path, sizeof path, "%s/m.nn", dir);
     m = mlp(8);
     m2 = mlp(8);
@@ -426,7 +426,7 @@ static void test_allocation_failures(void **state)
     int errors;
     (void)state;
     strcpy(dir, "/tmp/nn_test_alloc_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(dir)) fail_msg("mkdtemp failed");
     snprintf(model_path, sizeof model_path, "%s/m.nn", dir);
     snprintf(img_path, sizeof img_path, "%s/img", dir);
     snprintf(lab_path, sizeof lab_path, "%s/lab", dir);

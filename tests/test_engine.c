@@ -1869,7 +1869,7 @@ static void test_learn_mnist(void **state)
     }
     fclose(f);
     strcpy(dir, "/tmp/nn_test_engine_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(dir)) fail_msg("mkdtemp failed");
     snprintf(ti, sizeof ti, "%s/train-images", dir);
     snprintf(tl, sizeof tl, "%s/train-labels", dir);
     snprintf(ei, sizeof ei, "%s/test-images", dir);

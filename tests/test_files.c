@@ -51,9 +51,9 @@ typedef struct tmpdir { char path[64]; } tmpdir;
 static void tmpdir_new(tmpdir *d)
 {
     strcpy(d->path, "/dev/shm/nn_test_files_XXXXXX");
-    if (mkdtemp(d->path)) return;
+    if (nn_test_mkdtemp(d->path)) return;
     strcpy(d->path, "/tmp/nn_test_files_XXXXXX");
-    if (!mkdtemp(d->path)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(d->path)) fail_msg("mkdtemp failed");
 }
 static const char *tmp_path(const tmpdir *d, const char *name, char *buf, size_t size)
 {
@@ -484,7 +484,7 @@ static void test_model_save_errors(void **state)
     /* the temporary cannot be created (a directory in its way): NN_ERROR_IO, target intact */
     before = read_file(target, &size_before);
     if (!before) fail_msg("cannot read %s", target);
-    if (mkdir(tmp, 0700) != 0) fail_msg("cannot create the directory %s", tmp);
+    if (nn_test_mkdir(tmp) != 0) fail_msg("cannot create the directory %s", tmp);
     st = nn_save(a, target);
     after = read_file(target, &size_after);
     rmdir(tmp);
