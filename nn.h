@@ -35,6 +35,8 @@
    ---------------------------------------
        NN_IMPLEMENTATION   emit the implementation in this translation unit
        NN_STATIC           make every function static (private to one file)
+       NNDEF               what every declaration starts with (default extern; static with
+                           NN_STATIC); define it for something else, such as __declspec(dllexport)
        NN_MALLOC(size) / NN_FREE(ptr)   replace malloc/free (define both)
        NN_NO_SIMD          compile only the portable scalar kernels
        NN_ASSERT(x)        replace assert() for the library's own invariants
@@ -139,6 +141,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The library's version: NN_VERSION_MAJOR.NN_VERSION_MINOR. */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 1
 
@@ -232,15 +235,15 @@ NNDEF void nn_rng_shuffle(nn_rng *rng, int *values, int count); /* Fisher-Yates 
    ====================================================================================== */
 typedef enum nn_transpose { NN_NO_TRANSPOSE = 0, NN_TRANSPOSE = 1 } nn_transpose;
 
+NNDEF size_t nn_sgemm_workspace_size(void); /* floats of nn_sgemm workspace for nn_threads() threads */
 /* C = alpha*op(A)*op(B) + beta*C, row-major. op(A) is m x k, op(B) is k x n.
    When beta == 0, C is not read (it may hold NaNs).
    workspace: packing memory of workspace_floats floats (64-byte aligned is best), or NULL to let
    the call allocate its own. nn_sgemm_workspace_size() is enough for nn_threads() threads; a
    smaller workspace runs on as many threads as it has room for (at least one slice is needed). */
-NNDEF size_t nn_sgemm_workspace_size(void);
 NNDEF NN_NODISCARD nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
-                         float *c, int ldc, float *workspace, size_t workspace_floats); /* see above: C = alpha*op(A)*op(B) + beta*C */
+                         float *c, int ldc, float *workspace, size_t workspace_floats);
 
 /* 2-D convolution, NCHW input, weights [out_channels][in_channels][kernel_h][kernel_w]. */
 typedef struct nn_conv2d_shape {
@@ -276,7 +279,7 @@ NNDEF NN_NODISCARD nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape,
 /* Each pooling kernel checks the shape (as nn_pool2d_output_size) and its pointers, and on an error
    returns NN_ERROR_SHAPE or NN_ERROR_ARGUMENT without writing anything.
    argmax (may be NULL) records the input index of each output's maximum, for the backward. */
-NNDEF NN_NODISCARD nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
+NNDEF NN_NODISCARD nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax); /* y = max of each window */
 NNDEF NN_NODISCARD nn_status nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum, argmax from nn_maxpool2d_forward (dx overwritten) */
 NNDEF NN_NODISCARD nn_status nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
 NNDEF NN_NODISCARD nn_status nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
@@ -349,8 +352,8 @@ NNDEF NN_NODISCARD nn_status nn_batchnorm_backward(int batch, int channels, int 
 typedef struct nn_model nn_model;
 typedef struct nn_node nn_node;
 
-#define NN_BIAS 1
-#define NN_NO_BIAS 0
+#define NN_BIAS 1    /* the bias argument of nn_linear and nn_conv2d: the layer has a bias */
+#define NN_NO_BIAS 0 /* the bias argument of nn_linear and nn_conv2d: no bias */
 
 typedef enum nn_loss {
     NN_LOSS_NONE = 0,                  /* inference only */
@@ -376,7 +379,7 @@ NNDEF void nn_model_free(nn_model *model); /* frees the model, its nodes and buf
 
 /* Node builders. They return NULL on a bad argument (and the model remembers the error, so
    nn_compile fails with that message: builders can be chained without checks). */
-NNDEF nn_node *nn_input(nn_model *model, int channels, int height, int width);
+NNDEF nn_node *nn_input(nn_model *model, int channels, int height, int width); /* the model's input: samples of channels x height x width */
 NNDEF nn_node *nn_linear(nn_model *model, nn_node *x, int out_features, int bias); /* fully connected: out_features outputs, bias NN_BIAS or NN_NO_BIAS; flattens its input */
 NNDEF nn_node *nn_conv2d(nn_model *model, nn_node *x, int out_channels, int kernel, int stride,
                          int padding, int bias); /* square kernel, stride and zero padding; weights [out][in][k][k] */
@@ -482,7 +485,7 @@ typedef struct nn_optimizer {
 } nn_optimizer;
 /* PyTorch's defaults: SGD dampening 0, no Nesterov; Adam betas (0.9, 0.999), eps 1e-8; AdamW
    the same with decoupled decay; RMSProp alpha 0.99, eps 1e-8, momentum 0. Fields may be set. */
-NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_decay);
+NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_decay); /* SGD with momentum and L2 weight decay */
 NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay); /* Adam with L2 weight decay added to the gradient */
 NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay); /* Adam with decoupled weight decay (p *= 1 - lr*wd) */
 NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay); /* RMSProp; set .momentum for the momentum variant */
@@ -633,7 +636,7 @@ NNDEF NN_NODISCARD nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, 
    to the disk) and renames it over path; it refuses (NN_ERROR_NONFINITE, writing nothing) a
    model with a NaN or infinite value. nn_load checks everything, finiteness included, before it
    changes the model and leaves it untouched on any error. */
-NNDEF NN_NODISCARD nn_status nn_save(const nn_model *model, const char *path); /* see above */
+NNDEF NN_NODISCARD nn_status nn_save(const nn_model *model, const char *path);
 NNDEF NN_NODISCARD nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
 
 #ifdef __cplusplus
