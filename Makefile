@@ -20,7 +20,7 @@ all: examples
 
 help:
 	@echo "make demo          fetch MNIST, build, train 784-64-32-10 for 5 epochs, print test accuracy"
-	@echo "make test          every test (all backends, NEON under qemu, sanitizers, examples --quick)"
+	@echo "make test          every test (all backends, NEON under qemu, Windows under wine, sanitizers, examples --quick)"
 	@echo "make examples      build every example into $(BUILD)/examples/"
 	@echo "make experiments   run every example at the reports' settings (long)"
 	@echo "make plots         draw every figure from results/ with gnuplot"

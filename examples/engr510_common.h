@@ -17,7 +17,7 @@ EX_API int engr510_load(const ex_options *o, const char *scale, nn_dataset *trai
 {
     if (strcmp(scale, "unit") && strcmp(scale, "raw") && strcmp(scale, "standard")) return 0;
     /* layers this small lose time to thread wake-ups */
-    if (!o->threads && !getenv("NN_THREADS")) nn_set_threads(1);
+    if (!o->threads && !getenv("NN_THREADS")) ex_check(nn_set_threads(1), "nn_set_threads");
     ex_load_mnist(o, train, test);
     if (o->quick) {
         ex_truncate(train, 10000);

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     if (batch <= 0 || !(lr > 0.0f) || (strcmp(only, "all") && strcmp(only, variants[0]) && strcmp(only, variants[1]))) {
         ex_usage_error(&o, summary, flags, n_flags, "bad --variant, --batch or --lr");
     }
-    if (!o.threads && !getenv("NN_THREADS")) nn_set_threads(1);
+    if (!o.threads && !getenv("NN_THREADS")) ex_check(nn_set_threads(1), "nn_set_threads");
     ex_load_mnist(&o, &train, &test);
     if (o.quick) {
         ex_truncate(&train, 10000);

@@ -124,7 +124,7 @@ int main(int argc, char **argv)
     }
     /* Models this small run fastest on one thread (the kernels' threading costs more than it saves,
        the more so on a busy machine), so that is the default here. */
-    if (o.threads == 0 && !getenv("NN_THREADS")) nn_set_threads(1);
+    if (o.threads == 0 && !getenv("NN_THREADS")) ex_check(nn_set_threads(1), "nn_set_threads");
     if (o.quick && !o.epochs_given) o.epochs = 300;
     if (batch == 0 || batch > points) batch = points;
 

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
         !(step_x > 0))
         bad_usage(&o, flags, n_flags,
                   "--points and --step must be positive, --batch >= 0, --lr > 0, the others >= 0");
-    if (o.threads == 0 && !getenv("NN_THREADS")) nn_set_threads(1); /* tiny model: one thread is fastest */
+    if (o.threads == 0 && !getenv("NN_THREADS")) ex_check(nn_set_threads(1), "nn_set_threads"); /* tiny model: one thread is fastest */
     if (o.quick && !o.epochs_given) o.epochs = 400;
     if (batch == 0 || batch > points) batch = points;
 

@@ -79,7 +79,7 @@ int main(int argc, char **argv)
     }
     /* One thread unless asked: on a shared 2-core machine the kernels' OpenMP threads lose far more
        to waiting than they gain on these GEMMs (batch 50). */
-    if (o.threads == 0 && !getenv("NN_THREADS")) nn_set_threads(1);
+    if (o.threads == 0 && !getenv("NN_THREADS")) ex_check(nn_set_threads(1), "nn_set_threads");
     ex_load_mnist(&o, &train, &test);
     if (train_subset) ex_truncate(&train, train_subset);
     nn_dataset_scale(&train, 1.0 / 255.0);

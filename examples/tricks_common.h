@@ -33,7 +33,7 @@ EX_API void tricks_load(const ex_options *o, nn_dataset *train, nn_dataset *val,
 {
     double lib_mean, lib_std;
     /* 1 thread unless asked otherwise: layers this small lose time to thread wake-ups */
-    if (!o->threads && !getenv("NN_THREADS")) nn_set_threads(1);
+    if (!o->threads && !getenv("NN_THREADS")) ex_check(nn_set_threads(1), "nn_set_threads");
     ex_load_mnist(o, train, val);
     nn_dataset_stats(train, mean, std);
     nn_dataset_stats(train, &lib_mean, &lib_std);

@@ -189,7 +189,7 @@ int main(int argc, char **argv)
     }
     /* A model this small gains nothing from the kernels' threads (and loses much on a busy
        machine), so one thread is the default here. */
-    if (o.threads == 0 && !getenv("NN_THREADS")) nn_set_threads(1);
+    if (o.threads == 0 && !getenv("NN_THREADS")) ex_check(nn_set_threads(1), "nn_set_threads");
     ex_load_mnist(&o, &train, &test);
     if (train_subset) ex_truncate(&train, train_subset);
     nn_dataset_scale(&train, 1.0 / 255.0);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # nn.h must build warning-free as C99 (gcc, clang; at -O2, -O3 and -Os), as C++ (g++, clang++), with
-# NN_STATIC, with NN_NO_SIMD, and for aarch64, with no -m flags. Prints one line per build; exits 1 on any failure.
+# NN_STATIC, with NN_NO_SIMD, for aarch64 and for Windows (mingw-w64), with no -m flags. Prints one line per build; exits 1 on any failure.
 set -u
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf '#define NN_IMPLEMENTATION\n#include "nn.h"\nint main(void) { return nn_backend_name() == 0; }\n' > "$tmp/one.c"
@@ -26,6 +26,21 @@ check gcc -std=c99 -Os
 check clang -std=c99 -O3
 check clang -std=c99 -Os
 command -v aarch64-linux-gnu-gcc >/dev/null && check aarch64-linux-gnu-gcc -std=c99
+command -v x86_64-w64-mingw32-gcc >/dev/null && check x86_64-w64-mingw32-gcc -std=c99
+# an ignored nn_status is a warning (NN_NODISCARD on every public function that returns one, but
+# nn_set_error), and NN_NODISCARD defined empty turns it off
+missing=$(sed '/#endif \/\* NN_H_INCLUDED/q' nn.h | grep '^NNDEF nn_status ' | grep -v ' nn_set_error(')
+printf '#include "nn.h"\nvoid f(void) { nn_set_threads(1); }\n' > "$tmp/ignored.c"
+if [ -n "$missing" ]; then
+  echo "header FAIL: public functions returning nn_status without NN_NODISCARD:"; echo "$missing"; status=1; bad=$((bad + 1))
+elif gcc -std=c99 -I. -Werror -c "$tmp/ignored.c" -o "$tmp/ignored.o" 2>/dev/null ||
+     clang -std=c99 -I. -Werror -c "$tmp/ignored.c" -o "$tmp/ignored.o" 2>/dev/null; then
+  echo "header FAIL: ignoring an nn_status is not a warning"; status=1; bad=$((bad + 1))
+elif ! out=$(gcc -std=c99 -I. -DNN_NODISCARD= -Werror -c "$tmp/ignored.c" -o "$tmp/ignored.o" 2>&1); then
+  echo "header FAIL: -DNN_NODISCARD= does not silence an ignored status"; echo "$out" | head -5; status=1; bad=$((bad + 1))
+else
+  echo "header ok:   an ignored nn_status warns (NN_NODISCARD), -DNN_NODISCARD= silences it"; ok=$((ok + 1))
+fi
 # the README's program must stay a program that builds
 awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md > "$tmp/readme.c"
 if out=$(gcc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -fopenmp -I. "$tmp/readme.c" -o "$tmp/readme" -lm 2>&1); then

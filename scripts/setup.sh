@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only those missing. Quiet when all is there.
-# Usage: scripts/setup.sh GROUP...   groups: build test neon bench torch plots mpi fuzz
+# Usage: scripts/setup.sh GROUP...   groups: build test neon windows bench torch plots mpi fuzz
 set -eu
 want=()
 for group in "$@"; do
@@ -8,6 +8,7 @@ for group in "$@"; do
     build) want+=(gcc g++ clang make) ;;
     test)  want+=(gcc g++ clang make libcmocka-dev valgrind) ;;
     neon)  want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user) ;;
+    windows) want+=(gcc-mingw-w64-x86-64 wine64 wine) ;;
     bench) want+=(g++ libbenchmark-dev libopenblas-dev libdnnl-dev) ;;
     torch) want+=(python3-torch python3-numpy) ;;
     plots) want+=(gnuplot-nox) ;;

@@ -84,6 +84,15 @@ static const char *status_text(nn_status st)
     return "?";
 }
 
+/* A step that sets up the rows after it: if it fails, they would mean nothing. */
+static void setup_ok(nn_status st, const char *what)
+{
+    if (st != NN_OK) {
+        fprintf(stderr, "reliability_probe: %s: %s\n", what, nn_last_error());
+        exit(1);
+    }
+}
+
 static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
 
 static void write_file(const char *path, const unsigned char *data, size_t n)
@@ -221,20 +230,20 @@ static nn_model *model_a(void) /* 8 -> 6 (batch norm, ReLU) -> 3 */
 {
     nn_model *m = nn_model_new(5);
     nn_node *h = nn_relu(m, nn_batchnorm(m, nn_linear(m, nn_input(m, 1, 1, 8), 6, NN_BIAS)));
-    nn_compile(m, nn_linear(m, h, 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+    setup_ok(nn_compile(m, nn_linear(m, h, 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4), "nn_compile");
     return m;
 }
 static nn_model *model_tanh(void) /* same parameter count, another activation */
 {
     nn_model *m = nn_model_new(5);
     nn_node *h = nn_tanh(m, nn_batchnorm(m, nn_linear(m, nn_input(m, 1, 1, 8), 6, NN_BIAS)));
-    nn_compile(m, nn_linear(m, h, 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+    setup_ok(nn_compile(m, nn_linear(m, h, 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4), "nn_compile");
     return m;
 }
 static nn_model *model_other(void) /* a different parameter count */
 {
     nn_model *m = nn_model_new(5);
-    nn_compile(m, nn_linear(m, nn_input(m, 1, 1, 8), 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+    setup_ok(nn_compile(m, nn_linear(m, nn_input(m, 1, 1, 8), 3, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4), "nn_compile");
     return m;
 }
 
@@ -343,7 +352,7 @@ static void probe_model(void)
     path_in(path, sizeof path, "good.nn");
     path_in(other, sizeof other, "other.nn");
     path_in(missing, sizeof missing, "missing.nn");
-    nn_save(m, path);
+    setup_ok(nn_save(m, path), "nn_save");
     n = read_all(path, good, sizeof good);
 
     model_case(m, "valid (reference)", "nn_save of the same architecture", good, n);
@@ -390,12 +399,12 @@ static void probe_model(void)
     le32(buf + 8, 0);
     fix_crc(buf, n);
     model_case(m, "older version", "version field 0, CRC recomputed", buf, n);
-    nn_save(o, other);
+    setup_ok(nn_save(o, other), "nn_save");
     {
         size_t no = read_all(other, buf, sizeof buf);
         model_case(m, "other architecture", "saved from a 8->3 linear model (27 parameters)", buf, no);
     }
-    nn_save(t, other);
+    setup_ok(nn_save(t, other), "nn_save");
     {
         size_t no = read_all(other, buf, sizeof buf);
         model_case(m, "other architecture, same sizes", "saved from the same layers with tanh instead of ReLU", buf, no);
@@ -616,7 +625,7 @@ static void probe_save(const char *tiny_fs)
     char path[600], sub[600], cmd[700];
     struct stat sb;
     path_in(path, sizeof path, "good.nn");
-    nn_save(m, path);
+    setup_ok(nn_save(m, path), "nn_save");
     save_case("replace (reference)", "nn_save over a good file", m, path, 1, 0);
     path_in(path, sizeof path, "no/such/dir/m.nn");
     save_case("missing directory", "a path under a directory that does not exist", m, path, 0, 0);
@@ -625,7 +634,7 @@ static void probe_save(const char *tiny_fs)
     snprintf(path, sizeof path, "%s/m.nn", sub);
     save_case("parent is a file", "plain/m.nn where plain is a regular file (ENOTDIR)", m, path, 0, 0);
     path_in(path, sizeof path, "eisdir.nn");
-    nn_save(m, path);
+    setup_ok(nn_save(m, path), "nn_save");
     snprintf(sub, sizeof sub, "%s.tmp", path);
     mkdir(sub, 0700);
     save_case("temporary name is a directory", "m.nn.tmp exists as a directory (EISDIR)", m, path, 1, 1);
@@ -634,7 +643,7 @@ static void probe_save(const char *tiny_fs)
         /* a file-size limit: the write fails part way with EFBIG, as on a full disk */
         struct rlimit old, small;
         path_in(path, sizeof path, "full.nn");
-        nn_save(m, path);
+        setup_ok(nn_save(m, path), "nn_save");
         if (getrlimit(RLIMIT_FSIZE, &old) == 0) {
             void (*handler)(int) = signal(SIGXFSZ, SIG_IGN);
             small = old;
@@ -652,7 +661,7 @@ static void probe_save(const char *tiny_fs)
         char victim[600];
         unsigned char back[16];
         path_in(path, sizeof path, "linked-tmp.nn");
-        nn_save(m, path);
+        setup_ok(nn_save(m, path), "nn_save");
         path_in(victim, sizeof victim, "victim.txt");
         write_file(victim, (const unsigned char *)"precious", 8);
         snprintf(sub, sizeof sub, "%s.tmp", path);
@@ -669,7 +678,7 @@ static void probe_save(const char *tiny_fs)
     {
         const float keep = nn_params(m)[2];
         path_in(path, sizeof path, "nan.nn");
-        nn_save(m, path);
+        setup_ok(nn_save(m, path), "nn_save");
         nn_params(m)[2] = NAN;
         save_case("model with a NaN", "parameter 2 is NaN", m, path, 1, 0);
         nn_params(m)[2] = keep;
@@ -681,7 +690,7 @@ static void probe_save(const char *tiny_fs)
     path_in(sub, sizeof sub, "ro");
     mkdir(sub, 0700);
     snprintf(path, sizeof path, "%s/m.nn", sub);
-    nn_save(m, path);
+    setup_ok(nn_save(m, path), "nn_save");
     chmod(sub, 0500);
     if (access(sub, W_OK) != 0) save_case("read-only directory", "chmod 0500 on the directory (not root)", m, path, 1, 0);
     else printf("| read-only directory | chmod 0500 on the directory | (not testable: running as root, which ignores the mode) | | |\n");
@@ -689,7 +698,7 @@ static void probe_save(const char *tiny_fs)
     {
         char linked[600];
         path_in(linked, sizeof linked, "target.nn");
-        nn_save(m, linked);
+        setup_ok(nn_save(m, linked), "nn_save");
         path_in(path, sizeof path, "link.nn");
         if (symlink(linked, path) == 0) {
             save_case("destination is a symlink", "link.nn -> target.nn", m, path, 1, 0);
@@ -704,7 +713,7 @@ static void probe_save(const char *tiny_fs)
         char filler[600];
         FILE *f;
         snprintf(path, sizeof path, "%s/m.nn", tiny_fs);
-        nn_save(m, path);
+        setup_ok(nn_save(m, path), "nn_save");
         snprintf(filler, sizeof filler, "%s/filler", tiny_fs);
         f = fopen(filler, "wb");
         if (f) {
@@ -738,7 +747,7 @@ static int probe_crash(const char *which)
         nn_dataset ds;
         float x[4] = {1, 2, 3, 4};
         int labels[2] = {0, 7}, *matrix = (int *)malloc(9 * sizeof(int));
-        nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 2);
+        setup_ok(nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 2), "nn_compile");
         memset(&ds, 0, sizeof ds);
         ds.count = 2; ds.channels = ds.height = 1; ds.width = 2; ds.classes = 3; ds.x = x; ds.labels = labels;
         st = nn_confusion_matrix(m, &ds, matrix);

@@ -180,7 +180,7 @@ static void cnn_case(int threads)
     no_alloc_after_first_step(m, &o, 8, 5, 1, what);
     nn_optimizer_free(&o);
     nn_model_free(m);
-    nn_set_threads(saved);
+    ASSERT_OK(nn_set_threads(saved));
     if (live_blocks != live0) fail_msg("%ld blocks still live after nn_model_free and nn_optimizer_free", live_blocks - live0);
 }
 static void test_cnn_train_step_no_alloc(void **state)
@@ -213,7 +213,7 @@ static void test_split_train_step_no_alloc(void **state)
     no_alloc_after_first_step(m, &o, 16, 5, 0, "CNN without batch norm, Adam, steps split over 2 threads");
     nn_optimizer_free(&o);
     nn_model_free(m);
-    nn_set_threads(saved);
+    ASSERT_OK(nn_set_threads(saved));
     if (live_blocks != live0) fail_msg("%ld blocks still live after nn_model_free and nn_optimizer_free", live_blocks - live0);
 }
 
@@ -239,7 +239,7 @@ static void test_split_memory_cap(void **state)
         nn_optimizer_free(&o);
         nn_model_free(m);
     }
-    nn_set_threads(saved);
+    ASSERT_OK(nn_set_threads(saved));
     free(x);
 #ifdef _OPENMP
     if (!split[0]) fail_msg("max batch 16 (a ~1.3 MB replica): the step did not split");
@@ -305,7 +305,7 @@ static void test_everything_released(void **state)
     if (live_blocks != live0) fail_msg("uncompiled model: %ld blocks live after nn_model_free", live_blocks - live0);
     /* save, load, fit */
     strcpy(dir, "/tmp/nn_test_alloc_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(dir)) fail_msg("mkdtemp failed");
     snprintf(path, sizeof path, "%s/m.nn", dir);
     m = mlp(8);
     m2 = mlp(8);
@@ -354,7 +354,7 @@ static int split_session(void)
     nn_optimizer o = nn_sgd(0.01f, 0.9f, 0.0f);
     nn_model *m = nn_model_new(7);
     nn_node *a, *h;
-    nn_set_threads(2);
+    ASSERT_OK(nn_set_threads(2));
     nn_test_fill(x, 16 * 256, 0.0f, 1.0f);
     for (i = 0; i < 16; i++) labels[i] = i % 10;
     a = nn_relu(m, nn_conv2d(m, nn_input(m, 1, 16, 16), 8, 3, 1, 1, NN_BIAS));
@@ -364,7 +364,7 @@ static int split_session(void)
     errors += nn_train_step(m, &o, x, labels, NULL, 16, NULL) != NN_OK;
     nn_optimizer_free(&o);
     nn_model_free(m);
-    nn_set_threads(saved);
+    ASSERT_OK(nn_set_threads(saved));
     return errors;
 }
 
@@ -427,7 +427,7 @@ static void test_allocation_failures(void **state)
     int errors;
     (void)state;
     strcpy(dir, "/tmp/nn_test_alloc_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(dir)) fail_msg("mkdtemp failed");
     snprintf(model_path, sizeof model_path, "%s/m.nn", dir);
     snprintf(img_path, sizeof img_path, "%s/img", dir);
     snprintf(lab_path, sizeof lab_path, "%s/lab", dir);

@@ -136,7 +136,7 @@ static void ensure_setup(void)
     int i;
     if (dir[0]) return;
     snprintf(dir, sizeof dir, "/tmp/nn_alloc_fail.XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("cannot create a temporary directory");
+    if (!nn_test_mkdtemp(dir)) fail_msg("cannot create a temporary directory");
     atexit(remove_files);
     snprintf(images_path, sizeof images_path, "%s/images-idx3-ubyte", dir);
     snprintf(labels_path, sizeof labels_path, "%s/labels-idx1-ubyte", dir);

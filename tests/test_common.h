@@ -15,6 +15,21 @@
 
 #define NN_TEST_SKIP_EXIT 77
 
+/* The file-system calls the tests share, on POSIX and on Windows (mingw-w64, run under wine):
+   nn_test_mkdtemp makes a fresh directory from a template ending in XXXXXX (mkdtemp), and
+   nn_test_mkdir one of mode 0700. A test that needs what Windows lacks (symlinks, file-size
+   limits, permission bits) skips there with NN_TEST_SKIP_ON_WINDOWS("why"). */
+#ifdef _WIN32
+#include <direct.h>
+#include <io.h>
+static inline char *nn_test_mkdtemp(char *path) { return _mktemp(path) && _mkdir(path) == 0 ? path : NULL; }
+#define nn_test_mkdir(path) _mkdir(path)
+#define NN_TEST_SKIP_ON_WINDOWS(why) do { print_message("  skipping on Windows: %s\n", why); skip(); } while (0)
+#else
+#define nn_test_mkdtemp(path) mkdtemp(path)
+#define nn_test_mkdir(path) mkdir(path, 0700)
+#endif
+
 /* Runs the tests on the backend named by argv[1] (or NN_BACKEND, or the best one), prints
    "SUMMARY <backend> passed=N failed=M", and returns the exit status for main. */
 static int nn_test_run(const char *group, const struct CMUnitTest *tests, size_t count, int argc, char **argv)

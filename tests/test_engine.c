@@ -1945,7 +1945,7 @@ static void test_learn_mnist(void **state)
     }
     fclose(f);
     strcpy(dir, "/tmp/nn_test_engine_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(dir)) fail_msg("mkdtemp failed");
     snprintf(ti, sizeof ti, "%s/train-images", dir);
     snprintf(tl, sizeof tl, "%s/train-labels", dir);
     snprintf(ei, sizeof ei, "%s/test-images", dir);
@@ -2813,7 +2813,7 @@ static int t_setup(void **state)
     (void)state;
     const char *seed = getenv("NN_ENGINE_SEED");
     t_threads = nn_threads();
-    nn_set_threads(1);
+    if (nn_set_threads(1) != NN_OK) return -1;
     /* every test draws its data from the same start, whatever ran before it */
     nn_test_seed = seed && *seed ? strtoull(seed, NULL, 0) : 0x9E3779B97F4A7C15ull;
     t_start = nn_seconds();
@@ -2823,7 +2823,7 @@ static int t_teardown(void **state)
 {
     const char *v = getenv("NN_TEST_TIMES");
     (void)state;
-    nn_set_threads(t_threads);
+    if (nn_set_threads(t_threads) != NN_OK) return -1;
     if (v && *v && *v != '0') printf("  (%.3f s)\n", nn_seconds() - t_start);
     return 0;
 }

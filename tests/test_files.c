@@ -51,9 +51,9 @@ typedef struct tmpdir { char path[64]; } tmpdir;
 static void tmpdir_new(tmpdir *d)
 {
     strcpy(d->path, "/dev/shm/nn_test_files_XXXXXX");
-    if (mkdtemp(d->path)) return;
+    if (nn_test_mkdtemp(d->path)) return;
     strcpy(d->path, "/tmp/nn_test_files_XXXXXX");
-    if (!mkdtemp(d->path)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(d->path)) fail_msg("mkdtemp failed");
 }
 static const char *tmp_path(const tmpdir *d, const char *name, char *buf, size_t size)
 {
@@ -484,7 +484,7 @@ static void test_model_save_errors(void **state)
     /* the temporary cannot be created (a directory in its way): NN_ERROR_IO, target intact */
     before = read_file(target, &size_before);
     if (!before) fail_msg("cannot read %s", target);
-    if (mkdir(tmp, 0700) != 0) fail_msg("cannot create the directory %s", tmp);
+    if (nn_test_mkdir(tmp) != 0) fail_msg("cannot create the directory %s", tmp);
     st = nn_save(a, target);
     after = read_file(target, &size_after);
     rmdir(tmp);
@@ -586,6 +586,52 @@ static void test_idx_good(void **state)
     nn_dataset_free(&part);
     nn_dataset_free(&ds);
     if (ds.x || ds.labels || ds.count) fail_msg("nn_dataset_free did not clear the dataset");
+}
+
+/* nn_mnist_load_scaled: every byte value v loads as v / 255 in float, torchvision's ToTensor
+   (PyTorch 1.13: torch.arange(256, dtype=torch.uint8).float().div(255)[1] has the bits 0x3B808081),
+   so 0 -> 0 and 255 -> 1 exactly; a broken file fails as nn_mnist_load does, out untouched. */
+static void test_idx_scaled(void **state)
+{
+    tmpdir d;
+    char pi[160], pl[160];
+    static const char *names[] = {"img", "lab", "short"};
+    unsigned char img[16 + 256], lab[8 + 1];
+    nn_dataset ds, sentinel;
+    uint32_t bits;
+    int v;
+    (void)state;
+    tmpdir_new(&d);
+    tmp_path(&d, "img", pi, sizeof pi);
+    tmp_path(&d, "lab", pl, sizeof pl);
+    put_be32(img, 0x803);
+    put_be32(img + 4, 1);
+    put_be32(img + 8, 16);
+    put_be32(img + 12, 16);
+    for (v = 0; v < 256; v++) img[16 + v] = (unsigned char)v;
+    put_be32(lab, 0x801);
+    put_be32(lab + 4, 1);
+    lab[8] = 7;
+    write_or_fail(pi, img, sizeof img);
+    write_or_fail(pl, lab, sizeof lab);
+    ASSERT_OK(nn_mnist_load_scaled(pi, pl, &ds));
+    if (ds.count != 1 || ds.height != 16 || ds.width != 16 || ds.labels[0] != 7) fail_msg("wrong shape or label");
+    for (v = 0; v < 256; v++)
+        if (ds.x[v] != (float)v / 255.0f) fail_msg("byte %d loads as %.9g, not %d/255", v, (double)ds.x[v], v);
+    memcpy(&bits, &ds.x[1], 4);
+    if (bits != 0x3B808081u || ds.x[0] != 0.0f || ds.x[255] != 1.0f)
+        fail_msg("bytes 0, 1, 255 load as %.9g, %.9g (bits 0x%08lX), %.9g", (double)ds.x[0], (double)ds.x[1],
+                 (unsigned long)bits, (double)ds.x[255]);
+    nn_dataset_free(&ds);
+    /* a truncated image file: the error nn_mnist_load gives, nothing written */
+    tmp_path(&d, "short", pi, sizeof pi);
+    write_or_fail(pi, img, sizeof img - 1);
+    memset(&ds, 0x5A, sizeof ds);
+    sentinel = ds;
+    if (nn_mnist_load_scaled(pi, pl, &ds) != NN_ERROR_FORMAT || !strstr(nn_last_error(), "short"))
+        fail_msg("a truncated image file: \"%s\"", nn_last_error());
+    if (memcmp(&ds, &sentinel, sizeof ds) != 0) fail_msg("a failed nn_mnist_load_scaled changed its output");
+    tmpdir_remove(&d, names, COUNT(names));
 }
 
 /* One broken pair: the load must fail with `expected`, a message naming `culprit`, and leave
@@ -768,6 +814,7 @@ static const struct CMUnitTest tests[] = {
     T(test_model_save_errors),
     T(test_idx_good),
     T(test_idx_broken),
+    T(test_idx_scaled),
     T(test_mnist_files),
 };
 

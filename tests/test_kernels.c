@@ -63,7 +63,7 @@ static int teardown(void **state)
 {
     const char *times = getenv("NN_TEST_TIMES");
     (void)state;
-    if (strcmp(nn_backend_name(), g_backend) != 0) nn_set_backend(g_backend);
+    if (strcmp(nn_backend_name(), g_backend) != 0 && nn_set_backend(g_backend) != NN_OK) return -1;
     if (times && *times && strcmp(times, "0") != 0) printf("    (%.3f s)\n", nn_seconds() - g_started);
     return 0;
 }
@@ -437,14 +437,14 @@ static void test_sgemm_threads(void **state)
     nn_test_fill(b, (size_t)k * n, -1, 1);
     ref_sgemm(&g, a, k, b, n, NULL, n, ref);
 
-    nn_set_threads(1);
+    CHECK_OK("nn_set_threads", nn_set_threads(1));
     size1 = nn_sgemm_workspace_size();
     guard = 3 * size1 + 64;
     ws = falloc(size1 + guard);
     fill_value(ws + size1, guard, SENTINEL);
     s = nn_sgemm(NN_NO_TRANSPOSE, NN_NO_TRANSPOSE, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n, NULL, 0);
     CHECK(s == NN_OK, "sgemm 200x300x100 with 1 thread: %s", nn_status_name(s));
-    nn_set_threads(4);
+    CHECK_OK("nn_set_threads", nn_set_threads(4));
     fill_value(c2, (size_t)m * n, NAN);
     s = nn_sgemm(NN_NO_TRANSPOSE, NN_NO_TRANSPOSE, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n, ws, size1);
     CHECK(s == NN_OK, "sgemm 200x300x100 with 4 threads: %s", nn_status_name(s));
@@ -457,10 +457,10 @@ static void test_sgemm_threads(void **state)
         }
     check_close("sgemm NN m=200 n=300 k=100 after nn_set_threads(4)", c2, ref, (size_t)m * n, 1e-5 * k + 1e-6, 0, NULL);
     /* thread count does not change the result */
-    nn_set_threads(2);
+    CHECK_OK("nn_set_threads", nn_set_threads(2));
     fill_value(c2, (size_t)m * n, NAN);
     s = nn_sgemm(NN_NO_TRANSPOSE, NN_NO_TRANSPOSE, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n, NULL, 0);
-    nn_set_threads(saved);
+    CHECK_OK("nn_set_threads", nn_set_threads(saved));
     if (!same_bits(c1, c2, (size_t)m * n, &where))
         note("sgemm NN m=200 n=300 k=100: 1 thread and 2 threads differ at [%zu]: %.9g vs %.9g", where,
              (double)c1[where], (double)c2[where]);
@@ -619,7 +619,7 @@ static void run_conv(const nn_conv2d_shape *sh, int use_bias, int use_dbias)
     check_close(label, y2, ry, ny, tol, 0, NULL);
     if (!is_scalar()) {
         fill_value(y2, ny, NAN);
-        if (to_scalar()) { nn_conv2d_forward(sh, x, w, use_bias ? bias : NULL, y2, NULL, 0); back(); }
+        if (to_scalar()) { CHECK_OK(label, nn_conv2d_forward(sh, x, w, use_bias ? bias : NULL, y2, NULL, 0)); back(); }
         check_vs_scalar(label, y, y2, ny, tol, 0, NULL);
     }
 
@@ -638,7 +638,7 @@ static void run_conv(const nn_conv2d_shape *sh, int use_bias, int use_dbias)
         check_close(l2, dx2, rdx, nx, tol, 0, NULL);
         if (!is_scalar()) {
             fill_value(dx2, nx, NAN);
-            if (to_scalar()) { nn_conv2d_backward_data(sh, dy, w, dx2, NULL, 0); back(); }
+            if (to_scalar()) { CHECK_OK(l2, nn_conv2d_backward_data(sh, dy, w, dx2, NULL, 0)); back(); }
             check_vs_scalar(l2, dx, dx2, nx, tol, 0, NULL);
         }
 
@@ -663,7 +663,7 @@ static void run_conv(const nn_conv2d_shape *sh, int use_bias, int use_dbias)
         if (use_dbias) check_close(l2, db2, rdb, sh->out_channels, 1e-5 * k_bwd_w * max_abs(dy, ny) + 1e-6, 0, NULL);
         if (!is_scalar()) {
             fill_value(dw2, nw, NAN);
-            if (to_scalar()) { nn_conv2d_backward_weight(sh, x, dy, dw2, NULL, NULL, 0); back(); }
+            if (to_scalar()) { CHECK_OK(l2, nn_conv2d_backward_weight(sh, x, dy, dw2, NULL, NULL, 0)); back(); }
             check_vs_scalar(l2, dw, dw2, nw, tol, 0, NULL);
         }
     }
@@ -909,7 +909,11 @@ static void run_pool(const nn_pool2d_shape *p, int data)
         fill_value(y2, ny, NAN);
         fill_value(dx2, nx, NAN);
         for (q = 0; q < ny; q++) am2[q] = -5;
-        if (to_scalar()) { nn_maxpool2d_forward(p, x, y2, am2); nn_maxpool2d_backward(p, dy, am, dx2); back(); }
+        if (to_scalar()) {
+            CHECK_OK(label, nn_maxpool2d_forward(p, x, y2, am2));
+            CHECK_OK(label, nn_maxpool2d_backward(p, dy, am, dx2));
+            back();
+        }
         check_vs_scalar(label, y, y2, ny, 0, 0, NULL);
         CHECK(memcmp(am, am2, ny * sizeof(int32_t)) == 0, "%s: argmax differs from the scalar backend's", label);
         check_vs_scalar(l2, dx, dx2, nx, 1e-6, 1e-6, NULL);
@@ -930,7 +934,11 @@ static void run_pool(const nn_pool2d_shape *p, int data)
         if (!is_scalar()) {
             fill_value(y2, ny, NAN);
             fill_value(dx2, nx, NAN);
-            if (to_scalar()) { nn_avgpool2d_forward(p, x, y2); nn_avgpool2d_backward(p, dy, dx2); back(); }
+            if (to_scalar()) {
+                CHECK_OK(label, nn_avgpool2d_forward(p, x, y2));
+                CHECK_OK(label, nn_avgpool2d_backward(p, dy, dx2));
+                back();
+            }
             check_vs_scalar(label, y, y2, ny, tol, 0, NULL);
             check_vs_scalar(l2, dx, dx2, nx, tolb, 0, NULL);
         }
@@ -1221,9 +1229,9 @@ static void test_global_avgpool(void **state)
             check_close(l2, dx, rdx, nx, 0, 1.2e-7, NULL);
             check_guard(l2, dx, nx);
             if (!is_scalar()) {
-                if (to_scalar()) { nn_global_avgpool_forward(batch, channels, sp, x, t); back(); }
+                if (to_scalar()) { CHECK_OK(label, nn_global_avgpool_forward(batch, channels, sp, x, t)); back(); }
                 check_vs_scalar(label, y, t, ny, tol, 0, NULL);
-                if (to_scalar()) { nn_global_avgpool_backward(batch, channels, sp, dy, t); back(); }
+                if (to_scalar()) { CHECK_OK(l2, nn_global_avgpool_backward(batch, channels, sp, dy, t)); back(); }
                 check_vs_scalar(l2, dx, t, nx, 0, 1.2e-7, NULL);
             }
             ffree(x); ffree(y); ffree(dy); ffree(dx); ffree(t); free(ry); free(rdx);
@@ -2192,11 +2200,11 @@ static void test_batchnorm_threads(void **state)
     bn_inputs in = bn_inputs_new(64, 8, 784);
     bn_outputs one = bn_alloc(&in), two = bn_alloc(&in);
     (void)state;
-    nn_set_threads(1);
+    CHECK_OK("nn_set_threads", nn_set_threads(1));
     bn_run("batchnorm 64x8x784, 1 thread", &in, 1, 0, &one);
-    nn_set_threads(2);
+    CHECK_OK("nn_set_threads", nn_set_threads(2));
     bn_run("batchnorm 64x8x784, 2 threads", &in, 1, 0, &two);
-    nn_set_threads(saved);
+    CHECK_OK("nn_set_threads", nn_set_threads(saved));
     bn_compare("batchnorm 64x8x784, 1 vs 2 threads", &in, &two, &one, 1);
     bn_check_reference("batchnorm 64x8x784", &in, 1, &one);
     bn_free(&one); bn_free(&two); bn_inputs_free(&in);

@@ -707,15 +707,13 @@ static int t_setup(void **state)
 {
     (void)state;
     t_threads = nn_threads();
-    nn_set_threads(1);
     nn_test_seed = 0x9E3779B97F4A7C15ull;
-    return 0;
+    return nn_set_threads(1) == NN_OK ? 0 : -1;
 }
 static int t_teardown(void **state)
 {
     (void)state;
-    nn_set_threads(t_threads);
-    return 0;
+    return nn_set_threads(t_threads) == NN_OK ? 0 : -1;
 }
 #define T(f) cmocka_unit_test_setup_teardown(f, t_setup, t_teardown)
 

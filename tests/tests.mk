@@ -1,4 +1,5 @@
-# make test: header builds, unit tests on every backend (NEON under qemu), sanitizers, examples.
+# make test: header builds, unit tests on every backend (NEON under qemu, Windows under wine),
+# sanitizers, examples.
 TEST_SOURCES := $(filter-out tests/nn_impl.c,$(wildcard tests/test_*.c))
 TEST_NAMES   := $(notdir $(TEST_SOURCES:.c=))
 TEST_NATIVE  := $(addprefix $(BUILD)/tests/,$(TEST_NAMES))
@@ -7,6 +8,8 @@ TEST_ARM64   := $(addprefix $(BUILD)/tests-arm64/,$(TEST_NAMES))
 TEST_CFLAGS  := $(CSTD) -O2 $(WARN) -I. -Itests
 ASAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ARM64_CC     := aarch64-linux-gnu-gcc
+TEST_WIN64   := $(addprefix $(BUILD)/tests-win64/,$(addsuffix .exe,$(TEST_NAMES)))
+WIN64_CC     := x86_64-w64-mingw32-gcc
 
 $(BUILD)/tests/nn_impl.o: tests/nn_impl.c nn.h
 	@mkdir -p $(@D)
@@ -48,6 +51,20 @@ test-tsan: $(BUILD)/tests-tsan/test_threads
 	  echo "  FAIL  tsan test_threads: see $<.log"; grep -m1 -A30 "ThreadSanitizer\|FAIL" $<.log; exit 1; \
 	fi
 
+# Windows x86-64: mingw-w64, cmocka's API from the shim, linked statically for wine. nn_impl.o is
+# built as a user would build nn.h; the tests' own printf calls use %zu, so they get mingw's C99
+# printf (__USE_MINGW_ANSI_STDIO).
+$(BUILD)/tests-win64/nn_impl.o: tests/nn_impl.c nn.h
+	@mkdir -p $(@D)
+	$(WIN64_CC) $(TEST_CFLAGS) $(OPENMP) -c $< -o $@
+$(BUILD)/tests-win64/%.exe: tests/%.c $(BUILD)/tests-win64/nn_impl.o tests/test_common.h nn.h
+	$(WIN64_CC) $(TEST_CFLAGS) $(OPENMP) -D__USE_MINGW_ANSI_STDIO=1 -Itests/cmocka_shim $< $(BUILD)/tests-win64/nn_impl.o \
+	  -lm -static -o $@
+
+# The Windows build of the tests under wine, best backend and scalar (scripts/windows_check.sh).
+test-windows:
+	@scripts/windows_check.sh $(BUILD) $(TEST_NAMES)
+
 test-valgrind:
 	@scripts/valgrind_check.sh $(BUILD)
 
@@ -60,7 +77,7 @@ check-links:
 
 # Every check; each extra one is counted through build/extra-checks/*.summary (scripts/extra_check.sh).
 test: setup
-	@$(SETUP) data bench mpi fuzz
+	@$(SETUP) data bench mpi fuzz windows
 	@rm -rf $(BUILD)/extra-checks
 	@mkdir -p $(BUILD)/extra-checks
 	@scripts/fetch_mnist.sh $(DATA)
@@ -73,6 +90,7 @@ test: setup
 	@scripts/extra_check.sh fuzz fuzz-smoke $(BUILD)
 	@scripts/extra_check.sh valgrind test-valgrind $(BUILD)
 	@scripts/extra_check.sh tsan test-tsan $(BUILD)
+	@scripts/extra_check.sh windows test-windows $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
-.PHONY: test-header test-valgrind test-tsan check-links
+.PHONY: test-header test-valgrind test-tsan test-windows check-links

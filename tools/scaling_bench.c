@@ -39,6 +39,15 @@ static float *random_floats(size_t n, uint64_t seed)
     return x;
 }
 
+/* Ends the program when a library call fails (none should: the sizes here are fixed). */
+static void must(nn_status status, const char *what)
+{
+    if (status != NN_OK) {
+        fprintf(stderr, "scaling_bench: %s: %s\n", what, nn_last_error());
+        exit(1);
+    }
+}
+
 typedef void (*work_fn)(void *ctx);
 
 static double cpu_seconds(clockid_t clock)
@@ -58,13 +67,13 @@ static void time_both(work_fn fn, void *ctx, int reps, double best[2])
     int r, t, i;
     best[0] = best[1] = cpu_main[0] = cpu_main[1] = cpu_all[0] = cpu_all[1] = 1e30;
     for (t = 1; t <= 2; t++) { /* warm-up */
-        nn_set_threads(t);
+        must(nn_set_threads(t), "nn_set_threads");
         fn(ctx);
     }
     for (r = 0; r < rounds; r++)
         for (t = 0; t < 2; t++) {
             double t0, c0, p0;
-            nn_set_threads(t + 1);
+            must(nn_set_threads(t + 1), "nn_set_threads");
             t0 = nn_seconds();
             c0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
             p0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
@@ -92,8 +101,8 @@ typedef struct { float *a, *b, *c, *ws; size_t ws_floats; } gemm_ctx;
 static void gemm_run(void *p)
 {
     gemm_ctx *g = (gemm_ctx *)p;
-    nn_sgemm(NN_NO_TRANSPOSE, NN_NO_TRANSPOSE, 512, 512, 512, 1.0f, g->a, 512, g->b, 512, 0.0f, g->c, 512, g->ws,
-             g->ws_floats);
+    must(nn_sgemm(NN_NO_TRANSPOSE, NN_NO_TRANSPOSE, 512, 512, 512, 1.0f, g->a, 512, g->b, 512, 0.0f, g->c, 512, g->ws,
+                  g->ws_floats), "nn_sgemm");
 }
 
 /* ---- LeNet's convolutions --------------------------------------------------------------------- */
@@ -107,9 +116,11 @@ static void conv_run(void *p)
     conv_ctx *c = (conv_ctx *)p;
     int l;
     for (l = 0; l < 2; l++) {
-        nn_conv2d_forward(&c->s[l], c->x[l], c->w[l], c->b[l], c->y[l], c->ws, c->ws_floats);
-        if (l == 1) nn_conv2d_backward_data(&c->s[l], c->dy[l], c->w[l], c->dx[l], c->ws, c->ws_floats);
-        nn_conv2d_backward_weight(&c->s[l], c->x[l], c->dy[l], c->dw[l], c->db[l], c->ws, c->ws_floats);
+        must(nn_conv2d_forward(&c->s[l], c->x[l], c->w[l], c->b[l], c->y[l], c->ws, c->ws_floats), "conv forward");
+        if (l == 1)
+            must(nn_conv2d_backward_data(&c->s[l], c->dy[l], c->w[l], c->dx[l], c->ws, c->ws_floats), "conv backward");
+        must(nn_conv2d_backward_weight(&c->s[l], c->x[l], c->dy[l], c->dw[l], c->db[l], c->ws, c->ws_floats),
+             "conv backward");
     }
 }
 
@@ -123,12 +134,12 @@ static nn_model *lenet(int threads_at_compile)
     h = nn_relu(m, nn_maxpool2d(m, nn_conv2d(m, h, 16, 5, 1, 0, NN_BIAS), 2, 2));
     h = nn_relu(m, nn_linear(m, nn_flatten(m, h), 120, NN_BIAS));
     h = nn_relu(m, nn_linear(m, h, 84, NN_BIAS));
-    nn_set_threads(threads_at_compile);
+    must(nn_set_threads(threads_at_compile), "nn_set_threads");
     if (nn_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64) != NN_OK) {
         fprintf(stderr, "compile: %s\n", nn_last_error());
         exit(1);
     }
-    nn_set_threads(saved);
+    must(nn_set_threads(saved), "nn_set_threads");
     return m;
 }
 
@@ -158,19 +169,20 @@ static void forward_run(void *p)
 {
     train_ctx *t = (train_ctx *)p;
     int i;
-    for (i = 0; i < t->count; i++) nn_forward(t->m, t->ds->x, 64, NN_TRAIN);
+    for (i = 0; i < t->count; i++) must(nn_forward(t->m, t->ds->x, 64, NN_TRAIN), "nn_forward");
 }
 static void backward_run(void *p) /* forward + backward */
 {
     train_ctx *t = (train_ctx *)p;
     int i;
-    for (i = 0; i < t->count; i++) nn_compute_gradients(t->m, t->ds->x, t->ds->labels, NULL, 64, NULL);
+    for (i = 0; i < t->count; i++)
+        must(nn_compute_gradients(t->m, t->ds->x, t->ds->labels, NULL, 64, NULL), "nn_compute_gradients");
 }
 static void optimizer_run(void *p)
 {
     train_ctx *t = (train_ctx *)p;
     int i;
-    for (i = 0; i < t->count; i++) nn_optimizer_step(t->m, &t->opt);
+    for (i = 0; i < t->count; i++) must(nn_optimizer_step(t->m, &t->opt), "nn_optimizer_step");
 }
 
 /* Two LeNets compiled on 2 threads (split steps allowed or not), trained check_steps steps on
@@ -190,7 +202,7 @@ static int train_pair(int allow_split, int threads_a, int threads_b, double *dif
         t->opt = nn_sgd(0.01f, 0.9f, 0.0f);
         t->next = 0;
         t->count = check_steps;
-        nn_set_threads(k ? threads_b : threads_a);
+        must(nn_set_threads(k ? threads_b : threads_a), "nn_set_threads");
         train_run(t);
         nn_optimizer_free(&t->opt);
     }
@@ -242,7 +254,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    nn_set_threads(2);
+    must(nn_set_threads(2), "nn_set_threads");
     if (nn_threads() != 2) {
         fprintf(stderr, "scaling_bench: built without OpenMP (build with -fopenmp)\n");
         return 1;
@@ -271,7 +283,7 @@ int main(int argc, char **argv)
         s->out_channels = l ? 16 : 6;
         s->kernel_height = s->kernel_width = 5;
         s->stride_height = s->stride_width = 1;
-        nn_conv2d_output_size(s, &oh, &ow);
+        must(nn_conv2d_output_size(s, &oh, &ow), "nn_conv2d_output_size");
         in = (size_t)64 * s->in_channels * s->in_height * s->in_width;
         out = (size_t)64 * s->out_channels * oh * ow;
         wn = (size_t)s->out_channels * s->in_channels * 25;
@@ -338,7 +350,7 @@ int main(int argc, char **argv)
         for (run = 0; run < epoch_runs; run++)
             for (th = 1; th <= 2; th++) {
                 double t0;
-                nn_set_threads(th);
+                must(nn_set_threads(th), "nn_set_threads");
                 nn_optimizer_reset(&t.opt);
                 t.next = 0;
                 t.count = (ds.count + 63) / 64;
@@ -369,7 +381,7 @@ int main(int argc, char **argv)
         float *c1 = (float *)malloc(512 * 512 * sizeof(float)), *y1[2], *dw1[2], *dx1;
         int same_gemm, same_conv = 1, same_train, same_kernel_train, same_split_runs;
         double split_diff = 0.0;
-        nn_set_threads(1);
+        must(nn_set_threads(1), "nn_set_threads");
         gemm_run(&g);
         memcpy(c1, g.c, 512 * 512 * sizeof(float));
         conv_run(&c);
@@ -382,7 +394,7 @@ int main(int argc, char **argv)
         }
         dx1 = (float *)malloc((size_t)64 * 6 * 12 * 12 * sizeof(float));
         memcpy(dx1, c.dx[1], (size_t)64 * 6 * 12 * 12 * sizeof(float));
-        nn_set_threads(2);
+        must(nn_set_threads(2), "nn_set_threads");
         gemm_run(&g);
         same_gemm = !memcmp(c1, g.c, 512 * 512 * sizeof(float));
         conv_run(&c);

@@ -104,7 +104,7 @@ int main(int argc, char **argv)
 #else
         int cores = 1;
 #endif
-        nn_set_threads(cores > local_ranks ? cores / local_ranks : 1);
+        ex_check(nn_set_threads(cores > local_ranks ? cores / local_ranks : 1), "nn_set_threads");
     }
 
     /* every rank loads the data; if any cannot, every rank says so and exits */
