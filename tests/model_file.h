@@ -23,7 +23,7 @@ typedef struct mf_buf {
     size_t size;
 } mf_buf;
 
-static unsigned char *mf_space(mf_buf *b, size_t n)
+static inline unsigned char *mf_space(mf_buf *b, size_t n)
 {
     if (n > MF_CAPACITY - b->size) {
         fprintf(stderr, "model_file.h: buffer full\n");
@@ -32,39 +32,39 @@ static unsigned char *mf_space(mf_buf *b, size_t n)
     b->size += n;
     return b->data + b->size - n;
 }
-static void mf_le32(unsigned char *p, uint32_t v)
+static inline void mf_le32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
 }
-static uint32_t mf_get32(const unsigned char *p)
+static inline uint32_t mf_get32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static void mf_u32(mf_buf *b, uint32_t v) { mf_le32(mf_space(b, 4), v); }
-static void mf_u64(mf_buf *b, uint64_t v)
+static inline void mf_u32(mf_buf *b, uint32_t v) { mf_le32(mf_space(b, 4), v); }
+static inline void mf_u64(mf_buf *b, uint64_t v)
 {
     mf_u32(b, (uint32_t)v);
     mf_u32(b, (uint32_t)(v >> 32));
 }
-static void mf_f32(mf_buf *b, float v)
+static inline void mf_f32(mf_buf *b, float v)
 {
     uint32_t bits;
     memcpy(&bits, &v, 4);
     mf_u32(b, bits);
 }
-static void mf_bytes(mf_buf *b, const void *p, size_t n)
+static inline void mf_bytes(mf_buf *b, const void *p, size_t n)
 {
     if (n) memcpy(mf_space(b, n), p, n);
 }
 /* u32 length, then the bytes */
-static void mf_string(mf_buf *b, const char *s)
+static inline void mf_string(mf_buf *b, const char *s)
 {
     mf_u32(b, (uint32_t)strlen(s));
     mf_bytes(b, s, strlen(s));
 }
 
 /* CRC-32 (zlib's: reflected polynomial 0xEDB88320, initial value and final xor 0xFFFFFFFF), bitwise */
-static uint32_t mf_crc32(const unsigned char *p, size_t n)
+static inline uint32_t mf_crc32(const unsigned char *p, size_t n)
 {
     uint32_t c = 0xFFFFFFFFu;
     size_t i;
@@ -76,7 +76,7 @@ static uint32_t mf_crc32(const unsigned char *p, size_t n)
     return c ^ 0xFFFFFFFFu;
 }
 /* the last 4 bytes become the CRC-32 of the rest */
-static void mf_fix_crc(unsigned char *p, size_t n)
+static inline void mf_fix_crc(unsigned char *p, size_t n)
 {
     if (n >= 4) mf_le32(p + n - 4, mf_crc32(p, n - 4));
 }
@@ -104,7 +104,7 @@ typedef struct mf_node {
 #define MF_ACTIVATION(x, c, h, w, kind, param, name) MF_NODE(10, x, -1, c, h, w, 0, 0, 0, 0, 0, kind, param, name)
 
 /* the GRPH payload: node count, loss, records */
-static void mf_graph(mf_buf *b, uint32_t loss, const mf_node *nodes, int count)
+static inline void mf_graph(mf_buf *b, uint32_t loss, const mf_node *nodes, int count)
 {
     int i;
     mf_u32(b, (uint32_t)count);
@@ -128,7 +128,7 @@ static void mf_graph(mf_buf *b, uint32_t loss, const mf_node *nodes, int count)
     }
 }
 /* the META payload: pair count, then key and value strings */
-static void mf_meta(mf_buf *b, const char *const *keys, const char *const *values, int count)
+static inline void mf_meta(mf_buf *b, const char *const *keys, const char *const *values, int count)
 {
     int i;
     mf_u32(b, (uint32_t)count);
@@ -138,7 +138,7 @@ static void mf_meta(mf_buf *b, const char *const *keys, const char *const *value
     }
 }
 /* the PARM or STAT payload: float32 values */
-static void mf_floats(mf_buf *b, const float *x, size_t n)
+static inline void mf_floats(mf_buf *b, const float *x, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++) mf_f32(b, x[i]);
@@ -149,7 +149,7 @@ typedef struct mf_section {
     const mf_buf *payload;
 } mf_section;
 /* header (magic, version 2, section count), the sections in the order given, the CRC */
-static void mf_file(mf_buf *out, const mf_section *sections, int count)
+static inline void mf_file(mf_buf *out, const mf_section *sections, int count)
 {
     int i;
     out->size = 0;
@@ -166,7 +166,7 @@ static void mf_file(mf_buf *out, const mf_section *sections, int count)
 
 /* Where the payload of the section `tag` starts in a file (walking the section headers), and
    its length; -1 when the file has no such section. */
-static long mf_find_section(const unsigned char *file, size_t size, const char *tag, uint64_t *length)
+static inline long mf_find_section(const unsigned char *file, size_t size, const char *tag, uint64_t *length)
 {
     size_t at = 16;
     while (at + 12 <= size - 4) {
