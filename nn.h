@@ -718,10 +718,12 @@ __attribute__((format(printf, 2, 3)))
 #endif
 static nn_status nn__fail(nn_status status, const char *format, ...)
 {
+    char text[sizeof nn__error_text]; /* an argument may be nn_last_error() itself, to prefix it */
     va_list args;
     va_start(args, format);
-    vsnprintf(nn__error_text, sizeof nn__error_text, format, args);
+    vsnprintf(text, sizeof text, format, args);
     va_end(args);
+    memcpy(nn__error_text, text, sizeof text);
     return status;
 }
 
