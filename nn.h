@@ -8455,9 +8455,9 @@ static nn_status nn__planned_size(const nn_model *m, const nn__file *f, int max_
         floats += (double)max_batch * (3.0 * nn_node_size(n) + (n->op == NN_OP_CONV2D ? (double)n->fan_in * n->h * n->w : 0.0));
         floats += 2.0 * ((double)n->weight_count + (double)n->bias_count + (double)n->state_count);
         if (floats * 4.0 > (double)(NN_LOAD_MAX_BYTES))
-            return nn__fail(NN_ERROR_MEMORY, "%s: the model needs more than %.0f MB of buffers for batches of %d "
+            return nn__fail(NN_ERROR_MEMORY, "%s: the model needs more than %.0f MiB of buffers for batches of %d "
                             "(NN_LOAD_MAX_BYTES); a smaller max_batch or a larger NN_LOAD_MAX_BYTES would do", f->path,
-                            (double)(NN_LOAD_MAX_BYTES) * 1e-6, max_batch);
+                            (double)(NN_LOAD_MAX_BYTES) / 1048576.0, max_batch);
         *params += n->weight_count + n->bias_count;
         *state += n->state_count;
     }
