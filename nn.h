@@ -23,9 +23,18 @@
        nn_optimizer opt = nn_sgd(0.01f, 0.9f, 0.0f);
        float loss;
        nn_train_step(m, &opt, images, labels, NULL, 64, &loss);   // images: 64*784 floats
-       nn_save(m, "lenet.nn");                                   // nn_load() checks everything
+       nn_save(m, "lenet.nn");                                   // the graph, parameters, metadata
        nn_optimizer_free(&opt);
        nn_model_free(m);
+
+   and in another program, with no graph code (docs/format.md has the file's layout):
+
+       nn_model *net;
+       int classes[100];
+       if (nn_model_load("lenet.nn", 64, &net) != NN_OK)         // rebuilds and compiles it
+           fprintf(stderr, "%s\n", nn_last_error());
+       nn_predict_classes(net, images, 100, classes);            // any count; nn_predict: probabilities
+       nn_model_free(net);
 
    BUILD OPTIONS (define before including)
    ---------------------------------------
@@ -80,7 +89,7 @@
    graph         nn_model_new, nn_model_free, nn_input, nn_linear, nn_conv2d, nn_maxpool2d,
                  nn_avgpool2d, nn_global_avgpool, nn_batchnorm, nn_dropout, nn_flatten,
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
-                 nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_compile
+                 nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_set_name, nn_node_name, nn_compile
    shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer, nn_node_op,
                  nn_op_name
    flat vectors  nn_param_count, nn_weight_count, nn_params, nn_grads, nn_state_count, nn_state,
@@ -95,8 +104,8 @@
    data          nn_mnist_load, nn_dataset_* (alloc, free, sample_size, stats, normalize, scale,
                  slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_train_epoch, nn_evaluate, nn_confusion_matrix,
-                 nn_input_gradient_norm
-   files         nn_save, nn_load
+                 nn_input_gradient_norm, nn_predict, nn_predict_classes
+   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta
 
    INSIDE (for contributors; each part uses only the parts above it)
    ------
