@@ -8277,6 +8277,9 @@ NNDEF nn_status nn_save(const nn_model *m, const char *path)
     if ((bad = nn__first_nonfinite(m->state, m->state_count)) < m->state_count)
         return nn__fail(NN_ERROR_NONFINITE, "nn_save: batch-norm statistic %zu is %g; nothing was written", bad,
                         (double)m->state[bad]);
+    if (nn__saved_count(m) > NN__MAX_NODES)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_save: %d layers, more than the %d a model file holds; nothing was written",
+                        nn__saved_count(m), NN__MAX_NODES);
     memset(&w, 0, sizeof w);
     nn__writer_reserve(&w, 4 * (m->param_count + m->state_count) + 4096);
     nn__write_file_header(&w, NN__SECTION_KINDS);

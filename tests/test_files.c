@@ -1,22 +1,39 @@
-/* test_files.c - cmocka tests of nn.h's file formats (section 6): model files (nn_save,
-   nn_load) and IDX files (nn_mnist_load), plus the MNIST files themselves when data/mnist
-   exists (relative to the current directory; skipped with a message otherwise).
+/* test_files.c - cmocka tests of nn.h's file formats (section 6): model files (nn_save, nn_load,
+   nn_model_load), node names and metadata, prediction, and IDX files (nn_mnist_load), plus the
+   MNIST files themselves when data/mnist exists (relative to the current directory; skipped with a
+   message otherwise).
 
-   Model files. A round trip restores the parameters and the batch-norm statistics bit for bit.
-   Every damaged file must be refused with an error and a message, and must leave the model
-   bit for bit as it was: every truncation (lengths 0 .. size-1 of a 212-byte file), every
-   byte position flipped with three different masks, a wrong magic, a newer version, a NaN
-   parameter and an infinite value (all with the CRC recomputed, so that only the field itself
-   is wrong; the values as NN_ERROR_NONFINITE), files from two other
-   architectures (one with the same parameter count), and a missing file. nn_save into a
-   directory that does not exist fails with NN_ERROR_IO; nn_save whose temporary file cannot be
-   created fails with NN_ERROR_IO and leaves the existing file intact; nn_save over an existing
-   file replaces it and leaves no temporary behind.
-   Format assumptions (from the header's description, "magic, version, architecture
-   fingerprint, counts and CRC-32, little-endian", and "writes a temporary file and renames it
-   over path"): the magic is the first 8 bytes, the version a little-endian u32 at offset 8,
-   the last 4 bytes the CRC-32 (zlib's polynomial) of everything before them, and the temporary
-   file is "<path>.tmp". A test that depends on one of these says so when it fails.
+   Model files (format 2, docs/format.md). A round trip restores the parameters and the batch-norm
+   statistics bit for bit, into a model built in code (nn_load) and into one rebuilt from the
+   file alone (nn_model_load: an MLP, a CNN with batch norm and dropout, a residual block, a model
+   with unused nodes), which computes the same outputs, saves the same bytes and trains on
+   bit for bit like the original. Every damaged file must be refused with an error and a message,
+   and must leave the model bit for bit as it was (nn_load) or return no model (nn_model_load):
+   every truncation, every byte position flipped with three masks, a wrong magic, a newer
+   version, a NaN parameter and an infinite value (all with the CRC recomputed), files from other
+   architectures, a missing file; every byte inverted with the CRC recomputed is either refused or
+   accepted as a model that saves exactly those bytes. Hostile files written byte by byte with
+   tests/model_file.h (bad op, activation and loss codes, inputs out of range, absurd counts and
+   lengths, bad names, unused layers, settings a builder would not make, sections duplicated,
+   unknown, missing or out of order, bad metadata, a graph needing more than NN_LOAD_MAX_BYTES)
+   are refused with the expected status and message by both readers, and a failed nn_load keeps
+   the metadata; a file from that writer and from nn_save agree byte for byte. nn_load's
+   mismatch messages are checked word for word for every kind of difference; names and the loss
+   may differ. The committed format-1 file (tests/fixtures/model_v1.h, from the last nn.h that
+   wrote it) still loads exactly, and its damaged copies are refused. nn_save into a directory
+   that does not exist fails with NN_ERROR_IO; nn_save whose temporary file cannot be created
+   fails with NN_ERROR_IO and leaves the existing file intact; nn_save over an existing file
+   replaces it and leaves no temporary behind; a model of more layers than a file holds (4096)
+   is refused, writing nothing.
+   Names: the defaults ("conv2d1", "relu2", "leaky_relu1"), nn_set_name's rules and duplicates,
+   nn_compile refusing a name a later default takes. Metadata: set, replace, remove, limits,
+   through a file both ways. Prediction: nn_predict equals the library's softmax (or exp, or
+   the raw outputs, by loss) of nn_forward's outputs bit for bit and a softmax in double to 3e-6,
+   for more samples than max_batch; nn_predict_classes is the argmax; bad arguments.
+   Format assumptions the older tests make (docs/format.md): the magic is the first 8 bytes,
+   the version a little-endian u32 at offset 8, the last 4 bytes the CRC-32 (zlib's polynomial)
+   of everything before them, and the temporary file is "<path>.tmp". A test that depends on one
+   of these says so when it fails.
 
    IDX files are written by the tests into a fresh temporary directory: a good pair must load
    exactly; a wrong magic (either file), a count that disagrees with the file size (truncated
@@ -527,6 +544,29 @@ static void test_model_save_errors(void **state)
     if (st != NN_ERROR_ARGUMENT) fail_msg("nn_save to NULL: %s", nn_status_name(st));
     st = nn_load(a, NULL);
     if (st == NN_OK) fail_msg("nn_load from NULL succeeded");
+    /* a file holds at most 4096 layers: 4096 save and load again, 4097 are refused, writing nothing */
+    {
+        int layers;
+        for (layers = 4096; layers <= 4097; layers++) {
+            nn_model *deep = nn_model_new(1), *back = NULL;
+            nn_node *h = nn_input(deep, 1, 1, 2);
+            int i;
+            for (i = 1; i < layers; i++) h = nn_relu(deep, h);
+            deep = compiled(deep, h, NN_LOSS_NONE, 1);
+            remove(target);
+            st = nn_save(deep, target);
+            if (layers == 4096) {
+                ASSERT_OK(st);
+                ASSERT_OK(nn_model_load(target, 1, &back));
+                if (strcmp(nn_node_name(h), "relu4095") != 0) fail_msg("the last of 4096 layers is called %s", nn_node_name(h));
+                nn_model_free(back);
+            } else if (st != NN_ERROR_ARGUMENT || exists(target) || !strstr(nn_last_error(), "4097 layers")) {
+                fail_msg("nn_save of 4097 layers: %s (\"%s\"), expected NN_ERROR_ARGUMENT and no file", nn_status_name(st),
+                         nn_last_error());
+            }
+            nn_model_free(deep);
+        }
+    }
     nn_model_free(raw);
     nn_model_free(a);
     nn_model_free(b);
@@ -610,6 +650,23 @@ static void test_model_load_rebuilds(void **state)
     models[2] = residual_model(23);
     train_a_little(models[0], 2);
     train_a_little(models[1], 2);
+    {
+        /* nodes the output does not depend on are not saved: the rebuilt model has only the others
+           (and their names, "linear2" staying "linear2") */
+        nn_model *m = nn_model_new(24);
+        nn_node *x = nn_input(m, 1, 1, 5), *h = nn_tanh(m, nn_linear(m, x, 4, NN_BIAS));
+        nn_node *y;
+        (void)nn_linear(m, h, 7, NN_BIAS);      /* linear2: a dead branch */
+        (void)nn_relu(m, x);                    /* another */
+        y = nn_linear(m, h, 3, NN_BIAS);        /* linear3 */
+        m = compiled(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 4);
+        b = check_rebuild(m, &d, "a model with unused nodes");
+        if (nn_param_count(b) != 4 * 5 + 4 + 3 * 4 + 3 || strcmp(nn_node_name(nn_layer(b, 1)), "linear3") != 0)
+            fail_msg("unused nodes: %lu parameters and a last layer called %s after nn_model_load",
+                     (unsigned long)nn_param_count(b), nn_node_name(nn_layer(b, 1)));
+        nn_model_free(b);
+        nn_model_free(m);
+    }
     for (k = 0; k < 3; k++) {
         b = check_rebuild(models[k], &d, what[k]);
         if (k == 0) {
