@@ -622,8 +622,8 @@ NNDEF nn_status nn_save(const nn_model *model, const char *path); /* see above *
    files (parameters and statistics only, checked by an architecture fingerprint). */
 NNDEF nn_status nn_load(nn_model *model, const char *path);
 /* Rebuilds the model saved in a format-2 file (graph, node names, loss, parameters, statistics,
-   metadata) and compiles it for batches of up to max_batch, with no code of the caller's.
-   *out is the new model (free it with nn_model_free), or NULL on any error. Refuses buffers
+   metadata) and compiles it for batches of up to max_batch, with no code of the caller's. On
+   success *out is the new model (free it with nn_model_free), on any error NULL. Refuses buffers
    above NN_LOAD_MAX_BYTES (a build option, default 4 GiB) for that batch size. */
 NNDEF nn_status nn_model_load(const char *path, int max_batch, nn_model **out);
 /* Metadata: string pairs saved with the model (normalisation, class names, ...). Keys follow the
@@ -5927,8 +5927,8 @@ NNDEF nn_op nn_node_op(const nn_node *node) { return node ? node->op : NN_OP_COU
 /* What a node computes, in a word: its op's name, or for an activation node its function's. */
 static const char *nn__kind_name(nn_op op, nn_activation activation)
 {
-    static const char *const activations[NN_ACTIVATION_COUNT] = {"identity", "relu",        "leaky_relu",
-                                                                 "sigmoid",  "tanh",        "scaled_tanh"};
+    static const char *const activations[NN_ACTIVATION_COUNT] = {"identity", "relu", "leaky_relu", "sigmoid", "tanh",
+                                                                 "scaled_tanh"};
     if (op == NN_OP_ACTIVATION) return (unsigned)activation < (unsigned)NN_ACTIVATION_COUNT ? activations[activation] : "unknown";
     return nn_op_name(op);
 }
