@@ -632,7 +632,7 @@ NNDEF nn_status nn_model_load(const char *path, int max_batch, nn_model **out);
 #define NN_META_MAX_VALUE 65535
 #define NN_META_MAX_ENTRIES 256
 NNDEF nn_status nn_set_meta(nn_model *model, const char *key, const char *value);
-NNDEF const char *nn_get_meta(const nn_model *model, const char *key); /* the value saved under key, or NULL */
+NNDEF const char *nn_get_meta(const nn_model *model, const char *key); /* the value of key (NULL if none), valid until the key is set again */
 
 #ifdef __cplusplus
 }
@@ -6159,7 +6159,7 @@ NNDEF nn_status nn_set_name(nn_node *node, const char *name)
     if ((other = nn__node_named(node, name)) != NULL)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_set_name: layer %d (%s) is already called \"%s\"", other->index,
                         nn__kind_name(other->op, other->activation), name);
-    strcpy(node->name, name);
+    memmove(node->name, name, strlen(name) + 1); /* name may be node->name itself */
     return NN_OK;
 }
 NNDEF const char *nn_node_name(const nn_node *node) { return node ? node->name : ""; }

@@ -725,6 +725,7 @@ static void test_node_names(void **state)
     ASSERT_OK(nn_set_name(l1, "a12345678901234567890123456789012345678901234567890123456789012"));
     ASSERT_OK(nn_set_name(l1, "fc1"));
     ASSERT_OK(nn_set_name(l1, "fc1"));
+    ASSERT_OK(nn_set_name(l1, nn_node_name(l1)));
     st = nn_set_name(l2, "fc1");
     if (st != NN_ERROR_ARGUMENT || !strstr(nn_last_error(), "fc1")) fail_msg("a duplicate name: %s (\"%s\")", nn_status_name(st), nn_last_error());
     if (strcmp(nn_node_name(l2), "linear2") != 0) fail_msg("a refused duplicate renamed the node");
