@@ -7698,10 +7698,11 @@ static float nn__read_f32(nn__reader *r)
     return v;
 }
 
-/* The sections a file may hold, in the order they must come, each at most once. Model files
-   hold all four; GRPH is the graph, META the metadata, PARM the parameters (nn_params order),
-   STAT the batch-norm statistics (nn_state order). */
-enum { NN__GRPH, NN__META, NN__PARM, NN__STAT, NN__SECTION_KINDS };
+/* The sections a file may hold, in the order they must come, each at most once: GRPH the graph,
+   META the metadata, PARM the parameters (nn_params order), STAT the batch-norm statistics
+   (nn_state order). Every file holds these first NN__MODEL_SECTIONS; sections a later kind of
+   file adds (a checkpoint's optimiser state, ...) go after them, here and in the tags. */
+enum { NN__GRPH, NN__META, NN__PARM, NN__STAT, NN__MODEL_SECTIONS, NN__SECTION_KINDS = NN__MODEL_SECTIONS };
 static const char nn__section_tags[NN__SECTION_KINDS][5] = {"GRPH", "META", "PARM", "STAT"};
 
 /* A file read whole, its frame checked: each section's payload as a reader of its own. */
@@ -7721,8 +7722,8 @@ static void nn__file_free(nn__file *f)
 }
 
 /* Reads path and checks its frame: the magic and the version; for version 2 also the sections
-   (known tags in the order above, each once, every one present, lengths inside the file, the
-   file ending right after the last one's CRC) and the CRC. A version-1 file is only checked
+   (known tags in the order above, each once, the model sections present, lengths inside the
+   file, the file ending right after the last one's CRC) and the CRC. A version-1 file is only checked
    for its magic here (nn__load_v1 does the rest). */
 static nn_status nn__file_read(const char *path, nn__file *f)
 {
@@ -7792,7 +7793,7 @@ static nn_status nn__file_read(const char *path, nn__file *f)
                       (unsigned)k);
         goto fail;
     }
-    for (kind = 0; kind < NN__SECTION_KINDS; kind++)
+    for (kind = 0; kind < NN__MODEL_SECTIONS; kind++)
         if (!f->present[kind]) {
             st = nn__fail(NN_ERROR_FORMAT, "%s: no %s section", path, nn__section_tags[kind]);
             goto fail;
@@ -8282,7 +8283,7 @@ NNDEF nn_status nn_save(const nn_model *m, const char *path)
                         nn__saved_count(m), NN__MAX_NODES);
     memset(&w, 0, sizeof w);
     nn__writer_reserve(&w, 4 * (m->param_count + m->state_count) + 4096);
-    nn__write_file_header(&w, NN__SECTION_KINDS);
+    nn__write_file_header(&w, NN__MODEL_SECTIONS);
     nn__write_model_sections(&w, m);
     nn__write_crc(&w);
     if (w.failed) return nn__fail(NN_ERROR_MEMORY, "nn_save: out of memory assembling the file; nothing was written");
