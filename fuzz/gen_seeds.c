@@ -81,8 +81,8 @@ static nn_model *every_op_model(void)
     h = nn_sigmoid(m, nn_global_avgpool(m, nn_avgpool2d(m, h, 2, 1)));
     h = nn_tanh(m, nn_linear(m, nn_dropout(m, nn_flatten(m, h), 0.2f), 5, NN_BIAS));
     h = nn_log_softmax(m, nn_linear(m, nn_scaled_tanh(m, h), 3, NN_BIAS));
-    nn_set_name(h, "log_probabilities");
-    if (nn_compile(m, h, NN_LOSS_NLL, 2) != NN_OK || nn_set_meta(m, "mean", "0.1307") != NN_OK ||
+    if (nn_set_name(h, "log_probabilities") != NN_OK || nn_compile(m, h, NN_LOSS_NLL, 2) != NN_OK ||
+        nn_set_meta(m, "mean", "0.1307") != NN_OK ||
         nn_set_meta(m, "classes", "cat,dog,bird") != NN_OK) {
         fprintf(stderr, "every_op_model: %s\n", nn_last_error());
         exit(1);

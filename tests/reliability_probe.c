@@ -480,11 +480,19 @@ static void probe_model(void)
 static nn_model *code2;
 static float *code2_params, *code2_state;
 
+/* a step that must work for the table to mean anything */
+static void must(nn_status st, const char *what)
+{
+    if (st == NN_OK) return;
+    fprintf(stderr, "reliability_probe: %s: %s\n", what, nn_last_error());
+    exit(1);
+}
+
 static void code2_reset(void)
 {
     memcpy(nn_params(code2), code2_params, nn_param_count(code2) * sizeof(float));
     memcpy(nn_state(code2), code2_state, nn_state_count(code2) * sizeof(float));
-    nn_set_meta(code2, "mean", "0.5");
+    must(nn_set_meta(code2, "mean", "0.5"), "nn_set_meta");
 }
 
 typedef struct answer2 {
@@ -633,10 +641,10 @@ static void probe_model2(void)
     code2_state = (float *)malloc(nn_state_count(code2) * sizeof(float));
     memcpy(code2_params, nn_params(code2), nn_param_count(code2) * sizeof(float));
     memcpy(code2_state, nn_state(code2), nn_state_count(code2) * sizeof(float));
-    nn_set_meta(code2, "mean", "0.5");
+    must(nn_set_meta(code2, "mean", "0.5"), "nn_set_meta");
     path_in(path, sizeof path, "good2.nn");
     path_in(other, sizeof other, "other2.nn");
-    nn_save(code2, path);
+    must(nn_save(code2, path), "nn_save");
     n = read_all(path, good, sizeof good);
 
     case2("valid (reference)", "nn_save of the model, with the metadata mean=0.5", good, n);
@@ -823,12 +831,12 @@ static void probe_model2(void)
         case2_u32("infinite statistic", "a running variance +inf, valid CRC", good, n, -1, (size_t)stat + 4 * 6, 0x7F800000u);
         case2_u32("negative variance", "a running variance of -1, valid CRC", good, n, -1, (size_t)stat + 4 * 6, 0xBF800000u);
     }
-    nn_save(t, other);
+    must(nn_save(t, other), "nn_save");
     {
         size_t no = read_all(other, buf, sizeof buf);
         case2("other architecture, same sizes", "saved from the same layers with tanh instead of ReLU", buf, no);
     }
-    nn_save(o, other);
+    must(nn_save(o, other), "nn_save");
     {
         size_t no = read_all(other, buf, sizeof buf);
         case2("other architecture", "saved from a 8->3 linear model", buf, no);
