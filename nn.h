@@ -25,10 +25,19 @@
        float loss;
        int failed = nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, 64) != NN_OK ||   // builder errors land here
                     nn_train_step(m, &opt, images, labels, NULL, 64, &loss) != NN_OK || // images: 64*784 floats
-                    nn_save(m, "lenet.nn") != NN_OK;                                 // nn_load() checks everything
+                    nn_save(m, "lenet.nn") != NN_OK;                                 // the graph, parameters, metadata
        if (failed) fprintf(stderr, "%s\n", nn_last_error());
        nn_optimizer_free(&opt);
        nn_model_free(m);
+
+   and in another program, with no graph code (docs/format.md has the file's layout):
+
+       nn_model *net;
+       int classes[100];
+       if (nn_model_load("lenet.nn", 64, &net) != NN_OK)         // rebuilds and compiles it
+           fprintf(stderr, "%s\n", nn_last_error());
+       nn_predict_classes(net, images, 100, classes);            // any count; nn_predict: probabilities
+       nn_model_free(net);
 
    BUILD OPTIONS (define before including)
    ---------------------------------------
@@ -44,6 +53,8 @@
        NN_NODISCARD        put on every function that returns nn_status: gcc and clang warn when
                            a caller ignores the status (gcc even through a (void) cast);
                            define it empty to turn that off
+       NN_LOAD_MAX_BYTES   most buffer memory nn_model_load lets a file's model ask for (default
+                           4 GiB), so that a hostile file cannot make it allocate without bound
    Environment at run time:
        NN_BACKEND=scalar|avx2|avx512|neon   force a kernel table (default: the fastest available)
        NN_THREADS=N                          thread count when built with -fopenmp
@@ -130,7 +141,7 @@
    graph         nn_model_new, nn_model_free, nn_input, nn_linear, nn_conv2d, nn_maxpool2d,
                  nn_avgpool2d, nn_global_avgpool, nn_batchnorm, nn_dropout, nn_flatten,
                  nn_add_nodes, nn_activation_node, nn_relu, nn_leaky_relu, nn_sigmoid, nn_tanh,
-                 nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_compile
+                 nn_scaled_tanh, nn_softmax, nn_log_softmax, nn_set_name, nn_node_name, nn_compile
    shapes        nn_node_size, nn_node_shape, nn_input_size, nn_output_size, nn_layer, nn_node_op,
                  nn_op_name, nn_node_count, nn_node_at, nn_model_summary
    flat vectors  nn_param_count, nn_weight_count, nn_params, nn_grads, nn_state_count, nn_state,
@@ -152,8 +163,8 @@
    data          nn_mnist_load, nn_mnist_load_scaled, nn_dataset_* (alloc, free, sample_size, stats,
                  normalize, scale, slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_fit_state (continuing a run), nn_train_epoch, nn_evaluate,
-                 nn_confusion_matrix, nn_input_gradient_norm
-   files         nn_save, nn_load
+                 nn_confusion_matrix, nn_input_gradient_norm, nn_predict, nn_predict_classes
+   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta
 
    INSIDE (for contributors; each part uses only the parts above it)
    ------
@@ -441,6 +452,14 @@ NNDEF int nn_node_size(const nn_node *node); /* features per sample: channels*he
 NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *width); /* a node's per-sample output shape */
 NNDEF nn_op nn_node_op(const nn_node *node); /* a node's kind (NN_OP_COUNT for NULL) */
 NNDEF const char *nn_op_name(nn_op op); /* "linear", "conv2d", "batchnorm", ... ("unknown" outside the enum) */
+/* Node names: 1 to NN_NAME_MAX printable ASCII characters, no spaces, unique within a model (a
+   name another node has is refused here, a clash with a later default name by nn_compile). A
+   node not named is called by its kind and its 1-based count among the nodes of that kind in
+   build order: "input1", "conv2d1", "relu3", "linear2" (activations by their function). Model
+   files keep the names; nn_model_load restores them. */
+#define NN_NAME_MAX 63
+NNDEF NN_NODISCARD nn_status nn_set_name(nn_node *node, const char *name);
+NNDEF const char *nn_node_name(const nn_node *node); /* the node's name ("" for NULL) */
 NNDEF int nn_input_size(const nn_model *model); /* values per input sample */
 NNDEF int nn_output_size(const nn_model *model); /* values per output sample */
 
@@ -543,6 +562,8 @@ NNDEF void nn_context_free(nn_context *context); /* NULL is fine */
 NNDEF int nn_context_max_batch(const nn_context *context); /* samples one nn_context_forward takes at most */
 NNDEF NN_NODISCARD nn_status nn_context_forward(nn_context *context, const float *x, int count); /* NN_EVAL forward of 1..max_batch samples */
 NNDEF const float *nn_context_output(const nn_context *context); /* [count][nn_output_size] of the context's last forward */
+NNDEF NN_NODISCARD nn_status nn_context_predict(nn_context *context, const float *x, int count, float *out); /* nn_predict through the context */
+NNDEF NN_NODISCARD nn_status nn_context_predict_classes(nn_context *context, const float *x, int count, int *classes); /* nn_predict_classes through the context */
 /* Loss of the last forward against labels (or float targets for NN_LOSS_MSE) and the gradients
    of every parameter (overwriting nn_grads). loss may be NULL. */
 NNDEF NN_NODISCARD nn_status nn_backward(nn_model *model, const int *labels, const float *targets, float *loss);
@@ -772,6 +793,13 @@ NNDEF NN_NODISCARD nn_status nn_evaluate(nn_model *model, const nn_dataset *ds, 
 NNDEF NN_NODISCARD nn_status nn_input_gradient_norm(nn_model *model, const nn_dataset *ds, int batch_size, double *norm);
 /* matrix[true_label*classes + predicted] counts, classes = ds->classes. */
 NNDEF NN_NODISCARD nn_status nn_confusion_matrix(nn_model *model, const nn_dataset *ds, int *matrix);
+/* Eval-mode outputs of count samples (any count, run in batches of up to max_batch) into out
+   [count][nn_output_size]: probabilities for NN_LOSS_SOFTMAX_CROSS_ENTROPY and
+   NN_LOSS_SOFTMAX_MSE (the softmax of the logits) and for NN_LOSS_NLL (exp of the
+   log-probabilities), the raw outputs for NN_LOSS_MSE and NN_LOSS_NONE. */
+NNDEF NN_NODISCARD nn_status nn_predict(nn_model *model, const float *x, int count, float *out);
+/* The index of each sample's largest output (the first one on a tie) into classes [count]. */
+NNDEF NN_NODISCARD nn_status nn_predict_classes(nn_model *model, const float *x, int count, int *classes);
 
 typedef struct nn_epoch_report {
     int epoch;                  /* 1-based (continuing the run's numbering with nn_fit_options.state) */
@@ -849,13 +877,32 @@ typedef int (*nn_step_callback)(int64_t step, float loss, void *user);
 NNDEF NN_NODISCARD nn_status nn_train_epoch(nn_model *model, nn_optimizer *opt, const nn_dataset *train, int batch_size, nn_rng *rng,
                                int max_steps, nn_step_callback on_step, void *user, nn_metrics *metrics);
 
-/* Model files: magic, version, architecture fingerprint, counts and CRC-32, little-endian.
+/* Model files (format 2, byte layout in docs/format.md): a header, then tagged sections (the
+   graph with every node's kind, inputs, settings and name, the loss and the input shape; the
+   metadata; the parameters; the batch-norm statistics) and a CRC-32, little-endian.
    nn_save writes a temporary file (path + ".tmp", created anew, never through a symlink, synced
    to the disk) and renames it over path; it refuses (NN_ERROR_NONFINITE, writing nothing) a
-   model with a NaN or infinite value. nn_load checks everything, finiteness included, before it
-   changes the model and leaves it untouched on any error. */
-NNDEF NN_NODISCARD nn_status nn_save(const nn_model *model, const char *path);
-NNDEF NN_NODISCARD nn_status nn_load(nn_model *model, const char *path); /* reads parameters and state saved by nn_save into a model of the same architecture */
+   model with a NaN or infinite value. The readers check everything, finiteness included, before
+   they change or return anything, and leave the model untouched on any error. */
+NNDEF NN_NODISCARD nn_status nn_save(const nn_model *model, const char *path); /* the model file described above */
+/* Reads the parameters, batch-norm statistics and metadata of a file into a model built and
+   compiled in code. The graphs must agree node by node in kind, inputs and settings (names and
+   the loss may differ); if they do not, NN_ERROR_SHAPE names the first node that differs and
+   how ("model.nn: layer 3 (relu2): the file has tanh, this model relu"). Also reads format-1
+   files (parameters and statistics only, checked by an architecture fingerprint). */
+NNDEF NN_NODISCARD nn_status nn_load(nn_model *model, const char *path);
+/* Rebuilds the model saved in a format-2 file (graph, node names, loss, parameters, statistics,
+   metadata) and compiles it for batches of up to max_batch, with no code of the caller's. On
+   success *out is the new model (free it with nn_model_free), on any error NULL. Refuses buffers
+   above NN_LOAD_MAX_BYTES (a build option, default 4 GiB) for that batch size. */
+NNDEF NN_NODISCARD nn_status nn_model_load(const char *path, int max_batch, nn_model **out);
+/* Metadata: string pairs saved with the model (normalisation, class names, ...). Keys follow the
+   rules of node names; values are up to NN_META_MAX_VALUE bytes (no NUL); at most
+   NN_META_MAX_ENTRIES pairs. A NULL value removes the key. */
+#define NN_META_MAX_VALUE 65535
+#define NN_META_MAX_ENTRIES 256
+NNDEF NN_NODISCARD nn_status nn_set_meta(nn_model *model, const char *key, const char *value);
+NNDEF const char *nn_get_meta(const nn_model *model, const char *key); /* the value of key (NULL if none), valid until the key is set again */
 
 #ifdef __cplusplus
 }
@@ -887,6 +934,16 @@ NNDEF NN_NODISCARD nn_status nn_load(nn_model *model, const char *path); /* read
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef _WIN32 /* nn_save's MoveFileExA and _commit */
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#include <io.h>
+#endif
 
 #if defined(NN_MALLOC) != defined(NN_FREE)
 #error "nn.h: define both NN_MALLOC and NN_FREE, or neither"
@@ -897,6 +954,9 @@ NNDEF NN_NODISCARD nn_status nn_load(nn_model *model, const char *path); /* read
 #endif
 #ifndef NN_SPLIT_MAX_BYTES
 #define NN_SPLIT_MAX_BYTES ((size_t)512 << 20)
+#endif
+#ifndef NN_LOAD_MAX_BYTES
+#define NN_LOAD_MAX_BYTES 4294967296.0
 #endif
 #ifndef NN_ASSERT
 #include <assert.h>
@@ -976,10 +1036,12 @@ static NN__THREAD_LOCAL char nn__error_text[512];
 
 NN__PRINTF_FORMAT(2, 3) static nn_status nn__fail(nn_status status, const char *format, ...)
 {
+    char text[sizeof nn__error_text]; /* an argument may be nn_last_error() itself, to prefix it */
     va_list args;
     va_start(args, format);
-    NN__VSNPRINTF(nn__error_text, sizeof nn__error_text, format, args);
+    NN__VSNPRINTF(text, sizeof text, format, args);
     va_end(args);
+    memcpy(nn__error_text, text, sizeof text);
     return status;
 }
 
@@ -5630,6 +5692,7 @@ struct nn_node {
     nn_op op;
     int index;                  /* position in the model's build order */
     nn_model *model;            /* the model that owns it */
+    char name[NN_NAME_MAX + 1]; /* nn_set_name's, or the default "<kind><count>" ("conv2d1", "relu3") */
     nn_node *in[2];
     int inputs;
     int c, h, w;                /* output shape of one sample */
@@ -5668,9 +5731,17 @@ typedef struct nn__context {
     double loss;                /* mean loss of its part of a split pass */
 } nn__context;
 
+/* One metadata pair (nn_set_meta); the value is the model's own copy. */
+typedef struct nn__meta {
+    char key[NN_NAME_MAX + 1];
+    char *value;
+} nn__meta;
+
 struct nn_model {
     nn_node **nodes;
     int count, capacity;
+    nn__meta *meta;             /* [meta_count] in the order the keys were first set */
+    int meta_count;
     nn_status build_status;     /* first builder error, reported by nn_compile */
     char build_message[256];
     nn_rng rng;
@@ -5820,11 +5891,19 @@ static void nn__model_release_plan(nn_model *m)
     m->compiled = 0;
 }
 
+static void nn__meta_free(nn__meta *meta, int count)
+{
+    int i;
+    for (i = 0; meta && i < count; i++) NN_FREE(meta[i].value);
+    NN_FREE(meta);
+}
+
 NNDEF void nn_model_free(nn_model *m)
 {
     int i;
     if (!m) return;
     nn__model_release_plan(m);
+    nn__meta_free(m->meta, m->meta_count);
     for (i = 0; i < m->count; i++) NN_FREE(m->nodes[i]);
     NN_FREE(m->nodes);
     NN_FREE(m);
@@ -6144,6 +6223,7 @@ static nn_status nn__activation_shape(nn_node *n)
 {
     if ((int)n->activation < 0 || (int)n->activation >= (int)NN_ACTIVATION_COUNT)
         return nn__fail(NN_ERROR_ARGUMENT, "unknown activation");
+    if (!isfinite(n->parameter)) return nn__fail(NN_ERROR_ARGUMENT, "the parameter %g is not finite", (double)n->parameter);
     return NN_OK;
 }
 static void nn__activation_forward_op(nn_model *m, nn__context *e, nn_node *n)
@@ -6209,6 +6289,15 @@ typedef char nn__op_table_has_one_row_per_op[sizeof nn__ops / sizeof nn__ops[0] 
 NNDEF const char *nn_op_name(nn_op op) { return (unsigned)op < (unsigned)NN_OP_COUNT ? nn__ops[op].name : "unknown"; }
 NNDEF nn_op nn_node_op(const nn_node *node) { return node ? node->op : NN_OP_COUNT; }
 
+/* What a node computes, in a word: its op's name, or for an activation node its function's. */
+static const char *nn__kind_name(nn_op op, nn_activation activation)
+{
+    static const char *const activations[NN_ACTIVATION_COUNT] = {"identity", "relu", "leaky_relu", "sigmoid", "tanh",
+                                                                 "scaled_tanh"};
+    if (op == NN_OP_ACTIVATION) return (unsigned)activation < (unsigned)NN_ACTIVATION_COUNT ? activations[activation] : "unknown";
+    return nn_op_name(op);
+}
+
 /* ======================================================================================
    Builders: each fills a node's settings and hands it to nn__add_node, which checks the inputs
    and the op's shape rule before the node joins the model.
@@ -6247,6 +6336,7 @@ static nn_node *nn__add_node(nn_model *m, const nn_node *proto, const char *who)
     candidate.index = m->count;
     candidate.model = m;
     candidate.inputs = op->inputs;
+    candidate.model = m;
     if (a) {
         candidate.c = a->c;
         candidate.h = a->h;
@@ -6275,6 +6365,13 @@ static nn_node *nn__add_node(nn_model *m, const nn_node *proto, const char *who)
     if (!node) {
         nn__model_error(m, NN_ERROR_MEMORY, "out of memory while building the model");
         return NULL;
+    }
+    {
+        /* the default name: its kind and its count among the nodes of that kind, this one included */
+        const char *kind = nn__kind_name(candidate.op, candidate.activation);
+        int same = 1;
+        for (i = 0; i < m->count; i++) same += strcmp(nn__kind_name(m->nodes[i]->op, m->nodes[i]->activation), kind) == 0;
+        snprintf(candidate.name, sizeof candidate.name, "%s%d", kind, same);
     }
     *node = candidate;
     m->nodes[m->count++] = node;
@@ -6390,6 +6487,48 @@ NNDEF void nn_node_shape(const nn_node *node, int *channels, int *height, int *w
     if (width) *width = node ? node->w : 0;
 }
 NNDEF int nn_input_size(const nn_model *m) { return m && m->input ? nn_node_size(m->input) : 0; }
+
+/* strlen(s), or limit + 1 when s is longer than limit (it reads at most limit + 1 bytes). */
+static size_t nn__bounded_length(const char *s, size_t limit)
+{
+    size_t n = 0;
+    while (n <= limit && s[n]) n++;
+    return n;
+}
+
+/* A node name or metadata key: length 1..NN_NAME_MAX, printable ASCII, no spaces. */
+static int nn__valid_name(const char *name, size_t length)
+{
+    size_t i;
+    if (length < 1 || length > NN_NAME_MAX) return 0;
+    for (i = 0; i < length; i++)
+        if ((unsigned char)name[i] < 0x21 || (unsigned char)name[i] > 0x7E) return 0;
+    return 1;
+}
+
+/* The other node of n's model named name, or NULL. */
+static const nn_node *nn__node_named(const nn_node *n, const char *name)
+{
+    int i;
+    for (i = 0; i < n->model->count; i++)
+        if (n->model->nodes[i] != n && strcmp(n->model->nodes[i]->name, name) == 0) return n->model->nodes[i];
+    return NULL;
+}
+
+NNDEF nn_status nn_set_name(nn_node *node, const char *name)
+{
+    const nn_node *other;
+    if (!node) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_name: null node");
+    if (!name || !nn__valid_name(name, nn__bounded_length(name, NN_NAME_MAX)))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_name: \"%.80s\" is not a name (1 to %d printable ASCII characters, no spaces)",
+                        name ? name : "(null)", NN_NAME_MAX);
+    if ((other = nn__node_named(node, name)) != NULL)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_name: layer %d (%s) is already called \"%s\"", other->index,
+                        nn__kind_name(other->op, other->activation), name);
+    memmove(node->name, name, strlen(name) + 1); /* name may be node->name itself */
+    return NN_OK;
+}
+NNDEF const char *nn_node_name(const nn_node *node) { return node ? node->name : ""; }
 NNDEF int nn_output_size(const nn_model *m) { return m && m->output ? nn_node_size(m->output) : 0; }
 
 static int nn__has_params(const nn_node *n) { return n->weight_count > 0; }
@@ -6490,6 +6629,13 @@ static nn_status nn__compile(nn_model *m, nn_node *output, nn_loss loss, int max
     if (!m) return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: null model");
     if (m->build_status != NN_OK) return nn__fail(m->build_status, "nn_compile: %s", m->build_message);
     if (m->compiled) return nn__fail(NN_ERROR_STATE, "nn_compile: the model is already compiled");
+    for (i = 0; i < m->count; i++) {
+        /* a name given with nn_set_name may equal the default name of a node built later */
+        const nn_node *twin = nn__node_named(m->nodes[i], m->nodes[i]->name);
+        if (twin)
+            return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: layers %d and %d are both called \"%s\" (rename one with nn_set_name)",
+                            i, twin->index, twin->name);
+    }
     if (!output || output->index >= m->count || m->nodes[output->index] != output)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_compile: the output is not a node of this model");
     if (!m->input) return nn__fail(NN_ERROR_STATE, "nn_compile: the model has no input node");
@@ -6762,15 +6908,12 @@ NNDEF size_t nn_trainable_param_count(const nn_model *m)
 /* ---- nn_model_summary: text into a buffer that is measured first, then written ---- */
 typedef struct nn__text { char *buf; size_t cap, len; } nn__text; /* buf NULL: only count */
 
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void nn__text_add(nn__text *t, const char *format, ...)
+NN__PRINTF_FORMAT(2, 3) static void nn__text_add(nn__text *t, const char *format, ...)
 {
     va_list args;
     int n;
     va_start(args, format);
-    n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, format, args);
+    n = NN__VSNPRINTF(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, format, args);
     va_end(args);
     if (n > 0) t->len += (size_t)n;
 }
@@ -8302,6 +8445,93 @@ NNDEF nn_status nn_confusion_matrix(nn_model *m, const nn_dataset *ds, int *matr
     return st;
 }
 
+/* What a prediction makes of one batch's eval-mode outputs y: their argmax into classes, or into
+   out the probabilities (when the loss gives them) or the outputs as they are. */
+static void nn__predict_batch(const nn_model *m, const float *y, int batch, float *out, int *classes)
+{
+    const int k = nn_output_size(m);
+    int r;
+    if (classes)
+        for (r = 0; r < batch; r++) classes[r] = nn__argmax(y + (size_t)r * k, k);
+    else if (m->loss == NN_LOSS_SOFTMAX_CROSS_ENTROPY || m->loss == NN_LOSS_SOFTMAX_MSE)
+        nn_softmax_forward(batch, k, y, out);
+    else if (m->loss == NN_LOSS_NLL)
+        nn_vec_exp((size_t)batch * k, y, out);
+    else
+        memcpy(out, y, (size_t)batch * k * sizeof(float));
+}
+
+static nn_status nn__predict_check(const nn_model *m, const float *x, int count, const void *out, const char *who)
+{
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
+    if (!x || !out || count < 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: null input or output, or a negative count (%d)", who, count);
+    return NN_OK;
+}
+
+/* Eval-mode passes of the model over count samples in batches of up to max_batch. */
+static nn_status nn__predict(nn_model *m, const float *x, int count, float *out, int *classes, const char *who)
+{
+    int first;
+    nn_status st = nn__predict_check(m, x, count, out ? (const void *)out : (const void *)classes, who);
+    if (st != NN_OK) return st;
+    for (first = 0; first < count; first += m->max_batch) {
+        const int batch = NN__MIN(m->max_batch, count - first);
+        st = nn__forward_eval(m, x + (size_t)first * nn_input_size(m), batch);
+        if (st != NN_OK) return nn__fail(st, "%s: %s", who, nn_last_error());
+        nn__predict_batch(m, nn_output(m), batch, out ? out + (size_t)first * nn_output_size(m) : NULL,
+                          classes ? classes + first : NULL);
+    }
+    return NN_OK;
+}
+
+NNDEF nn_status nn_predict(nn_model *m, const float *x, int count, float *out)
+{
+    nn_status st = nn__model_enter(m, "nn_predict");
+    if (st != NN_OK) return st;
+    st = nn__predict(m, x, count, out, NULL, "nn_predict");
+    nn__model_leave(m);
+    return st;
+}
+
+NNDEF nn_status nn_predict_classes(nn_model *m, const float *x, int count, int *classes)
+{
+    nn_status st = nn__model_enter(m, "nn_predict_classes");
+    if (st != NN_OK) return st;
+    st = nn__predict(m, x, count, NULL, classes, "nn_predict_classes");
+    nn__model_leave(m);
+    return st;
+}
+
+/* nn_predict and nn_predict_classes through a context: its passes, in batches of max_batch. */
+static nn_status nn__context_predict(nn_context *c, const float *x, int count, float *out, int *classes, const char *who)
+{
+    nn_model *m;
+    int first;
+    nn_status st;
+    if (!c) return nn__fail(NN_ERROR_ARGUMENT, "%s: null context", who);
+    m = c->model;
+    st = nn__predict_check(m, x, count, out ? (const void *)out : (const void *)classes, who);
+    if (st == NN_OK) st = nn__context_enter(c, who);
+    if (st != NN_OK) return st;
+    for (first = 0; first < count; first += m->max_batch) {
+        const int batch = NN__MIN(m->max_batch, count - first);
+        nn__context_pass(c, x + (size_t)first * nn_input_size(m), batch);
+        nn__predict_batch(m, NN__OUT(&c->pass, m->output), batch, out ? out + (size_t)first * nn_output_size(m) : NULL,
+                          classes ? classes + first : NULL);
+    }
+    nn__context_leave(c);
+    return NN_OK;
+}
+NNDEF nn_status nn_context_predict(nn_context *c, const float *x, int count, float *out)
+{
+    return nn__context_predict(c, x, count, out, NULL, "nn_context_predict");
+}
+NNDEF nn_status nn_context_predict_classes(nn_context *c, const float *x, int count, int *classes)
+{
+    return nn__context_predict(c, x, count, NULL, classes, "nn_context_predict_classes");
+}
+
 /* ======================================================================================
    Training loop
    ====================================================================================== */
@@ -8652,11 +8882,18 @@ NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset 
 }
 
 /* ======================================================================================
-   Model files
+   Model files (docs/format.md): a 16-byte header (magic, version, section count), then
+   sections, each a 4-byte tag, a u64 length and that many bytes, then a CRC-32 of everything
+   before it; little-endian throughout. Files are assembled in an nn__writer and parsed through
+   nn__reader views, so that every read is bounds-checked in one place; a later kind of file
+   (checkpoints) adds its sections to nn__section_tags and reuses both.
    ====================================================================================== */
 #define NN__FILE_MAGIC "NNHMODEL"
-#define NN__FILE_VERSION 1u
-#define NN__FILE_HEADER 40
+#define NN__FILE_VERSION 2u     /* what nn_save writes; nn_load also reads version 1 */
+#define NN__FILE_HEADER 16      /* magic, version, section count */
+#define NN__FILE_V1_HEADER 40   /* version 1: magic, version, reserved, fingerprint, two counts */
+#define NN__MAX_NODES 4096      /* most nodes a file's graph may have */
+#define NN__NODE_RECORD 56      /* bytes of a graph record before its name */
 
 static uint32_t nn__crc32(const unsigned char *data, size_t n)
 {
@@ -8691,31 +8928,6 @@ static uint32_t nn__get_u32(const unsigned char *p)
 }
 static uint64_t nn__get_u64(const unsigned char *p) { return (uint64_t)nn__get_u32(p) | ((uint64_t)nn__get_u32(p + 4) << 32); }
 
-/* FNV-1a over what makes two models' parameter layouts interchangeable. */
-static uint64_t nn__fingerprint(const nn_model *m)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    int i, k;
-    for (i = 0; i <= m->output->index; i++) {
-        const nn_node *n = m->nodes[i];
-        int fields[12];
-        if (!n->live) continue;
-        fields[0] = (int)n->op; fields[1] = n->c; fields[2] = n->h; fields[3] = n->w;
-        fields[4] = n->units; fields[5] = n->kernel; fields[6] = n->stride; fields[7] = n->pad;
-        fields[8] = n->has_bias; fields[9] = (int)n->activation;
-        fields[10] = n->in[0] ? n->in[0]->index : -1; fields[11] = n->in[1] ? n->in[1]->index : -1;
-        for (k = 0; k < 12; k++) {
-            uint32_t v = (uint32_t)fields[k];
-            int b;
-            for (b = 0; b < 4; b++) {
-                h ^= (v >> (8 * b)) & 0xFF;
-                h *= 0x100000001b3ull;
-            }
-        }
-    }
-    return h;
-}
-
 static void nn__put_floats(unsigned char *p, const float *x, size_t n)
 {
     size_t i;
@@ -8741,6 +8953,641 @@ static size_t nn__first_nonfinite(const float *x, size_t n)
     for (i = 0; i < n; i++)
         if (!isfinite(x[i])) break;
     return i;
+}
+
+/* ---- writing: a growable buffer; `failed` is set (and the bytes dropped) when memory runs out,
+   so that a writer checks once, at the end ---- */
+typedef struct nn__writer {
+    unsigned char *data;
+    size_t size, capacity;
+    int failed;
+} nn__writer;
+
+/* n more bytes at the end of the buffer, to be filled by the caller (NULL once failed). */
+static unsigned char *nn__writer_space(nn__writer *w, size_t n)
+{
+    if (w->failed) return NULL;
+    if (n > w->capacity - w->size) {
+        size_t cap = NN__MAX(w->capacity, (size_t)4096);
+        unsigned char *grown;
+        while (cap - w->size < n && cap <= (size_t)-1 / 2) cap *= 2;
+        grown = cap - w->size >= n ? (unsigned char *)NN_MALLOC(cap) : NULL;
+        if (!grown) {
+            NN_FREE(w->data);
+            memset(w, 0, sizeof *w);
+            w->failed = 1;
+            return NULL;
+        }
+        if (w->size) memcpy(grown, w->data, w->size);
+        NN_FREE(w->data);
+        w->data = grown;
+        w->capacity = cap;
+    }
+    w->size += n;
+    return w->data + w->size - n;
+}
+/* Makes room for n more bytes without writing them (one allocation for a file of known size). */
+static void nn__writer_reserve(nn__writer *w, size_t n)
+{
+    if (nn__writer_space(w, n)) w->size -= n;
+}
+static void nn__write_bytes(nn__writer *w, const void *bytes, size_t n)
+{
+    unsigned char *p = nn__writer_space(w, n);
+    if (p && n) memcpy(p, bytes, n);
+}
+static void nn__write_u32(nn__writer *w, uint32_t v)
+{
+    unsigned char *p = nn__writer_space(w, 4);
+    if (p) nn__put_u32(p, v);
+}
+static void nn__write_u64(nn__writer *w, uint64_t v)
+{
+    unsigned char *p = nn__writer_space(w, 8);
+    if (p) nn__put_u64(p, v);
+}
+static void nn__write_f32(nn__writer *w, float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    nn__write_u32(w, bits);
+}
+static void nn__write_floats(nn__writer *w, const float *x, size_t n)
+{
+    unsigned char *p = n <= ((size_t)-1) / 4 ? nn__writer_space(w, 4 * n) : NULL;
+    if (p) nn__put_floats(p, x, n);
+    if (!p && n) w->failed = 1;
+}
+/* A length-prefixed string: u32 length, then the bytes (no terminator). */
+static void nn__write_string(nn__writer *w, const char *s)
+{
+    const size_t n = strlen(s);
+    nn__write_u32(w, (uint32_t)n);
+    nn__write_bytes(w, s, n);
+}
+/* The file header: magic, version, the number of sections that follow. */
+static void nn__write_file_header(nn__writer *w, uint32_t sections)
+{
+    nn__write_bytes(w, NN__FILE_MAGIC, 8);
+    nn__write_u32(w, NN__FILE_VERSION);
+    nn__write_u32(w, sections);
+}
+/* A section: its tag and a length that nn__section_end fills in once the payload is written.
+   Returns where the payload starts. */
+static size_t nn__section_begin(nn__writer *w, const char *tag)
+{
+    nn__write_bytes(w, tag, 4);
+    nn__write_u64(w, 0);
+    return w->size;
+}
+static void nn__section_end(nn__writer *w, size_t start)
+{
+    if (!w->failed) nn__put_u64(w->data + start - 8, (uint64_t)(w->size - start));
+}
+/* The CRC-32 of everything written so far, appended. */
+static void nn__write_crc(nn__writer *w)
+{
+    if (!w->failed) nn__write_u32(w, nn__crc32(w->data, w->size));
+}
+
+/* ---- reading: a view of bytes whose every read is checked against its end; a read past it
+   returns zeros and sets `overrun`, so that a parser checks once per record ---- */
+typedef struct nn__reader {
+    const unsigned char *data;
+    size_t size, at;
+    int overrun;
+} nn__reader;
+
+static const unsigned char *nn__read_bytes(nn__reader *r, size_t n)
+{
+    if (r->overrun || n > r->size - r->at) {
+        r->overrun = 1;
+        return NULL;
+    }
+    r->at += n;
+    return r->data + r->at - n;
+}
+static uint32_t nn__read_u32(nn__reader *r)
+{
+    const unsigned char *p = nn__read_bytes(r, 4);
+    return p ? nn__get_u32(p) : 0;
+}
+static uint64_t nn__read_u64(nn__reader *r)
+{
+    const unsigned char *p = nn__read_bytes(r, 8);
+    return p ? nn__get_u64(p) : 0;
+}
+static int32_t nn__read_i32(nn__reader *r)
+{
+    const uint32_t bits = nn__read_u32(r);
+    int32_t v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+static float nn__read_f32(nn__reader *r)
+{
+    const uint32_t bits = nn__read_u32(r);
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+/* The sections a file may hold, in the order they must come, each at most once: GRPH the graph,
+   META the metadata, PARM the parameters (nn_params order), STAT the batch-norm statistics
+   (nn_state order). Every file holds these first NN__MODEL_SECTIONS; sections a later kind of
+   file adds (a checkpoint's optimiser state, ...) go after them, here and in the tags. */
+enum { NN__GRPH, NN__META, NN__PARM, NN__STAT, NN__MODEL_SECTIONS, NN__SECTION_KINDS = NN__MODEL_SECTIONS };
+static const char nn__section_tags[NN__SECTION_KINDS][5] = {"GRPH", "META", "PARM", "STAT"};
+
+/* A file read whole, its frame checked: each section's payload as a reader of its own. */
+typedef struct nn__file {
+    const char *path;
+    unsigned char *data;
+    size_t size;
+    uint32_t version;
+    int present[NN__SECTION_KINDS];
+    nn__reader section[NN__SECTION_KINDS];
+} nn__file;
+
+static void nn__file_free(nn__file *f)
+{
+    NN_FREE(f->data);
+    f->data = NULL;
+}
+
+/* Reads path and checks its frame: the magic and the version; for version 2 also the sections
+   (known tags in the order above, each once, the model sections present, lengths inside the
+   file, the file ending right after the last one's CRC) and the CRC. A version-1 file is only checked
+   for its magic here (nn__load_v1 does the rest). */
+static nn_status nn__file_read(const char *path, nn__file *f)
+{
+    nn__reader r;
+    uint32_t sections, k;
+    int last = -1, kind;
+    nn_status st;
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    st = nn__read_file(path, &f->data, &f->size, (size_t)1 << 34);
+    if (st != NN_OK) return st;
+    if (f->size < 12 || memcmp(f->data, NN__FILE_MAGIC, 8) != 0) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h model file (bad magic or shorter than a header)", path);
+        goto fail;
+    }
+    f->version = nn__get_u32(f->data + 8);
+    if (f->version == 1) return NN_OK;
+    if (f->version != NN__FILE_VERSION) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: file version %u, this build reads versions 1 and %u", path, (unsigned)f->version,
+                      NN__FILE_VERSION);
+        goto fail;
+    }
+    if (f->size < NN__FILE_HEADER + 4) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, shorter than a header and a checksum", path, f->size);
+        goto fail;
+    }
+    r.data = f->data;
+    r.size = f->size - 4; /* the CRC */
+    r.at = NN__FILE_HEADER;
+    r.overrun = 0;
+    sections = nn__get_u32(f->data + 12);
+    for (k = 0; r.at < r.size; k++) {
+        const unsigned char *tag = nn__read_bytes(&r, 4);
+        const uint64_t length = nn__read_u64(&r);
+        if (r.overrun) {
+            st = nn__fail(NN_ERROR_FORMAT, "%s: the header of section %u is cut off (truncated or corrupt)", path, (unsigned)k);
+            goto fail;
+        }
+        for (kind = 0; kind < NN__SECTION_KINDS; kind++)
+            if (memcmp(tag, nn__section_tags[kind], 4) == 0) break;
+        if (kind == NN__SECTION_KINDS) {
+            char shown[5];
+            int c;
+            for (c = 0; c < 4; c++) shown[c] = tag[c] >= 0x20 && tag[c] < 0x7F ? (char)tag[c] : '?';
+            shown[4] = 0;
+            st = nn__fail(NN_ERROR_FORMAT, "%s: unknown section \"%s\" (corrupt, or written by a newer nn.h)", path, shown);
+            goto fail;
+        }
+        if (kind <= last) {
+            st = nn__fail(NN_ERROR_FORMAT, "%s: section %s %s", path, nn__section_tags[kind],
+                          kind == last ? "appears twice" : "is out of order");
+            goto fail;
+        }
+        if (length > r.size - r.at) {
+            st = nn__fail(NN_ERROR_FORMAT, "%s: section %s announces %llu bytes but only %zu remain (truncated or corrupt)", path,
+                          nn__section_tags[kind], (unsigned long long)length, r.size - r.at);
+            goto fail;
+        }
+        f->present[kind] = 1;
+        f->section[kind].data = f->data + r.at;
+        f->section[kind].size = (size_t)length;
+        r.at += (size_t)length;
+        last = kind;
+    }
+    if (k != sections) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: the header announces %u sections, the file holds %u", path, (unsigned)sections,
+                      (unsigned)k);
+        goto fail;
+    }
+    for (kind = 0; kind < NN__MODEL_SECTIONS; kind++)
+        if (!f->present[kind]) {
+            st = nn__fail(NN_ERROR_FORMAT, "%s: no %s section", path, nn__section_tags[kind]);
+            goto fail;
+        }
+    if (nn__get_u32(f->data + f->size - 4) != nn__crc32(f->data, f->size - 4)) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: checksum mismatch (the file is corrupt)", path);
+        goto fail;
+    }
+    return NN_OK;
+fail:
+    nn__file_free(f);
+    return st;
+}
+
+/* ---- the graph section: a node count, the loss, then one record per node in build order ---- */
+typedef struct nn__record {
+    uint32_t op, activation;
+    int32_t in[2];              /* positions of the inputs among the saved nodes, -1 for none */
+    int32_t c, h, w;            /* output shape of one sample */
+    int32_t units, kernel, stride, pad, has_bias;
+    float parameter;
+    char name[NN_NAME_MAX + 1];
+    int used;                   /* reading: some later node takes this one as an input */
+} nn__record;
+
+/* The record of node n, whose inputs were saved at positions in0 and in1. */
+static void nn__record_of(const nn_node *n, int in0, int in1, nn__record *r)
+{
+    memset(r, 0, sizeof *r);
+    r->op = (uint32_t)n->op;
+    r->activation = (uint32_t)n->activation;
+    r->in[0] = n->in[0] ? in0 : -1;
+    r->in[1] = n->in[1] ? in1 : -1;
+    r->c = n->c;
+    r->h = n->h;
+    r->w = n->w;
+    r->units = n->units;
+    r->kernel = n->kernel;
+    r->stride = n->stride;
+    r->pad = n->pad;
+    r->has_bias = n->has_bias;
+    r->parameter = n->parameter;
+    memcpy(r->name, n->name, sizeof r->name);
+}
+
+/* A compiled model saves its live nodes only (the output and what it depends on), so a node's
+   position in the file counts the live nodes before it. */
+static int nn__saved_position(const nn_model *m, const nn_node *n)
+{
+    int i, position = 0;
+    for (i = 0; i < n->index; i++) position += m->nodes[i]->live;
+    return position;
+}
+static int nn__saved_count(const nn_model *m) { return nn__saved_position(m, m->output) + 1; }
+
+/* The record of a compiled model's live node n. */
+static void nn__saved_record(const nn_model *m, const nn_node *n, nn__record *r)
+{
+    nn__record_of(n, n->in[0] ? nn__saved_position(m, n->in[0]) : -1, n->in[1] ? nn__saved_position(m, n->in[1]) : -1, r);
+}
+
+static void nn__write_graph(nn__writer *w, const nn_model *m)
+{
+    const size_t start = nn__section_begin(w, nn__section_tags[NN__GRPH]);
+    int i;
+    nn__write_u32(w, (uint32_t)nn__saved_count(m));
+    nn__write_u32(w, (uint32_t)m->loss);
+    for (i = 0; i <= m->output->index; i++) {
+        nn__record r;
+        if (!m->nodes[i]->live) continue;
+        nn__saved_record(m, m->nodes[i], &r);
+        nn__write_u32(w, r.op);
+        nn__write_u32(w, (uint32_t)r.in[0]);
+        nn__write_u32(w, (uint32_t)r.in[1]);
+        nn__write_u32(w, (uint32_t)r.c);
+        nn__write_u32(w, (uint32_t)r.h);
+        nn__write_u32(w, (uint32_t)r.w);
+        nn__write_u32(w, (uint32_t)r.units);
+        nn__write_u32(w, (uint32_t)r.kernel);
+        nn__write_u32(w, (uint32_t)r.stride);
+        nn__write_u32(w, (uint32_t)r.pad);
+        nn__write_u32(w, (uint32_t)r.has_bias);
+        nn__write_u32(w, r.activation);
+        nn__write_f32(w, r.parameter);
+        nn__write_string(w, r.name);
+    }
+    nn__section_end(w, start);
+}
+
+/* A graph read from a file: g->nodes[g->count] records and the loss. */
+typedef struct nn__graph {
+    int count;
+    nn_loss loss;
+    nn__record *nodes;
+} nn__graph;
+
+/* Parses and checks the graph section: sizes, op and activation codes, inputs that are earlier
+   nodes and as many as the op takes, the input first and only first, names valid and unique,
+   every node leading to the last one (the output), no bytes left over. The settings themselves
+   are the builders' to check (nn_model_load) or the model's to match (nn_load). */
+static nn_status nn__read_graph(const nn__file *f, nn__graph *g)
+{
+    nn__reader r = f->section[NN__GRPH];
+    const char *path = f->path;
+    uint32_t count, loss;
+    int i, j, k;
+    memset(g, 0, sizeof *g);
+    count = nn__read_u32(&r);
+    loss = nn__read_u32(&r);
+    if (r.overrun) return nn__fail(NN_ERROR_FORMAT, "%s: the graph section is shorter than its 8-byte header", path);
+    if (count < 1 || count > NN__MAX_NODES)
+        return nn__fail(NN_ERROR_FORMAT, "%s: the graph has %u nodes (1 to %d allowed)", path, (unsigned)count, NN__MAX_NODES);
+    if (loss >= (uint32_t)NN_LOSS_COUNT) return nn__fail(NN_ERROR_FORMAT, "%s: unknown loss %u", path, (unsigned)loss);
+    if ((size_t)count * (NN__NODE_RECORD + 1) > r.size - r.at)
+        return nn__fail(NN_ERROR_FORMAT, "%s: %u nodes cannot fit in a graph section of %zu bytes (truncated or corrupt)", path,
+                        (unsigned)count, r.size);
+    g->nodes = (nn__record *)NN_MALLOC((size_t)count * sizeof(nn__record));
+    if (!g->nodes) return nn__fail(NN_ERROR_MEMORY, "%s: out of memory for a graph of %u nodes", path, (unsigned)count);
+    g->count = (int)count;
+    g->loss = (nn_loss)loss;
+    for (i = 0; i < g->count; i++) {
+        nn__record *n = &g->nodes[i];
+        const unsigned char *name;
+        uint32_t length;
+        int inputs;
+        memset(n, 0, sizeof *n);
+        n->op = nn__read_u32(&r);
+        n->in[0] = nn__read_i32(&r);
+        n->in[1] = nn__read_i32(&r);
+        n->c = nn__read_i32(&r);
+        n->h = nn__read_i32(&r);
+        n->w = nn__read_i32(&r);
+        n->units = nn__read_i32(&r);
+        n->kernel = nn__read_i32(&r);
+        n->stride = nn__read_i32(&r);
+        n->pad = nn__read_i32(&r);
+        n->has_bias = nn__read_i32(&r);
+        n->activation = nn__read_u32(&r);
+        n->parameter = nn__read_f32(&r);
+        length = nn__read_u32(&r);
+        name = length <= NN_NAME_MAX ? nn__read_bytes(&r, length) : NULL;
+        if (r.overrun) {
+            nn__fail(NN_ERROR_FORMAT, "%s: the graph section ends inside layer %d's record (truncated or corrupt)", path, i);
+            goto fail;
+        }
+        if (n->op >= (uint32_t)NN_OP_COUNT || n->activation >= (uint32_t)NN_ACTIVATION_COUNT) {
+            nn__fail(NN_ERROR_FORMAT, "%s: layer %d: unknown %s %u", path, i, n->op >= (uint32_t)NN_OP_COUNT ? "op" : "activation",
+                     (unsigned)(n->op >= (uint32_t)NN_OP_COUNT ? n->op : n->activation));
+            goto fail;
+        }
+        if (!name || !nn__valid_name((const char *)name, length)) {
+            nn__fail(NN_ERROR_FORMAT, "%s: layer %d (%s): its name (%u bytes) is not 1 to %d printable ASCII characters without "
+                     "spaces", path, i, nn_op_name((nn_op)n->op), (unsigned)length, NN_NAME_MAX);
+            goto fail;
+        }
+        memcpy(n->name, name, length);
+        n->name[length] = 0;
+        if ((i == 0) != (n->op == NN_OP_INPUT)) {
+            nn__fail(NN_ERROR_FORMAT, "%s: layer %d (%s): %s", path, i, n->name,
+                     i == 0 ? "the first layer must be the input" : "a second input layer");
+            goto fail;
+        }
+        inputs = nn__ops[n->op].inputs;
+        for (k = 0; k < 2; k++) {
+            if (k < inputs ? n->in[k] < 0 || n->in[k] >= i : n->in[k] != -1) {
+                nn__fail(NN_ERROR_FORMAT, "%s: layer %d (%s): input %d is %d; %s layers take %d input%s, each an earlier layer",
+                         path, i, n->name, k, (int)n->in[k], nn_op_name((nn_op)n->op), inputs, inputs == 1 ? "" : "s");
+                goto fail;
+            }
+            if (k < inputs) g->nodes[n->in[k]].used = 1;
+        }
+        for (j = 0; j < i; j++)
+            if (strcmp(g->nodes[j].name, n->name) == 0) {
+                nn__fail(NN_ERROR_FORMAT, "%s: layers %d and %d are both called \"%s\"", path, j, i, n->name);
+                goto fail;
+            }
+    }
+    if (r.at != r.size) {
+        nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes after the last layer of the graph section", path, r.size - r.at);
+        goto fail;
+    }
+    for (i = 0; i + 1 < g->count; i++)
+        if (!g->nodes[i].used) {
+            nn__fail(NN_ERROR_FORMAT, "%s: layer %d (%s) does not lead to the output, the last layer (nn_save writes only the "
+                     "layers the output depends on)", path, i, g->nodes[i].name);
+            goto fail;
+        }
+    return NN_OK;
+fail:
+    NN_FREE(g->nodes);
+    g->nodes = NULL;
+    return NN_ERROR_FORMAT;
+}
+
+/* Writes into text how the file's record a differs from the model's b (names aside) and
+   returns 1, or returns 0 when they agree. */
+static int nn__record_differs(const nn__record *a, const nn__record *b, char *text, size_t size)
+{
+    const char *kind = nn__kind_name((nn_op)a->op, (nn_activation)a->activation);
+    const char *other = nn__kind_name((nn_op)b->op, (nn_activation)b->activation);
+    if (a->op != b->op || (a->op == NN_OP_ACTIVATION && a->activation != b->activation))
+        snprintf(text, size, "the file has %s, this model %s", kind, other);
+    else if (a->in[0] != b->in[0] || a->in[1] != b->in[1]) {
+        if (a->op == NN_OP_ADD)
+            snprintf(text, size, "the file adds layers %d and %d, this model %d and %d", (int)a->in[0], (int)a->in[1], (int)b->in[0],
+                     (int)b->in[1]);
+        else
+            snprintf(text, size, "the file's %s takes layer %d, this model's layer %d", kind, (int)a->in[0], (int)b->in[0]);
+    } else if (a->units != b->units)
+        snprintf(text, size, "the file has %s with %d outputs, this model %d", kind, (int)a->units, (int)b->units);
+    else if (a->kernel != b->kernel)
+        snprintf(text, size, "the file has %s with kernel %d, this model %d", kind, (int)a->kernel, (int)b->kernel);
+    else if (a->stride != b->stride)
+        snprintf(text, size, "the file has %s with stride %d, this model %d", kind, (int)a->stride, (int)b->stride);
+    else if (a->pad != b->pad)
+        snprintf(text, size, "the file has %s with padding %d, this model %d", kind, (int)a->pad, (int)b->pad);
+    else if (a->has_bias != b->has_bias) {
+        if ((a->has_bias == 0 || a->has_bias == 1) && (b->has_bias == 0 || b->has_bias == 1))
+            snprintf(text, size, "the file has %s %s a bias, this model %s", kind, a->has_bias ? "with" : "without",
+                     b->has_bias ? "with one" : "without");
+        else
+            snprintf(text, size, "the file has %s with bias flag %d, this model %d", kind, (int)a->has_bias, (int)b->has_bias);
+    } else if (a->activation != b->activation)
+        snprintf(text, size, "the file has %s with activation code %u, this model %u", kind, (unsigned)a->activation,
+                 (unsigned)b->activation);
+    else if (memcmp(&a->parameter, &b->parameter, sizeof(float)) != 0)
+        snprintf(text, size, "the file has %s with %s %g, this model %g", kind,
+                 a->op == NN_OP_DROPOUT ? "probability" : a->activation == NN_ACTIVATION_LEAKY_RELU ? "negative slope" : "parameter",
+                 (double)a->parameter, (double)b->parameter);
+    else if (a->c != b->c || a->h != b->h || a->w != b->w)
+        snprintf(text, size, "the file has %s %s %dx%dx%d, this model %dx%dx%d", kind, a->op == NN_OP_INPUT ? "of" : "with output",
+                 (int)a->c, (int)a->h, (int)a->w, (int)b->c, (int)b->h, (int)b->w);
+    else
+        return 0;
+    return 1;
+}
+
+/* ---- metadata: a pair count, then each key and value as length-prefixed strings ---- */
+static void nn__write_meta(nn__writer *w, const nn_model *m)
+{
+    const size_t start = nn__section_begin(w, nn__section_tags[NN__META]);
+    int i;
+    nn__write_u32(w, (uint32_t)m->meta_count);
+    for (i = 0; i < m->meta_count; i++) {
+        nn__write_string(w, m->meta[i].key);
+        nn__write_string(w, m->meta[i].value);
+    }
+    nn__section_end(w, start);
+}
+
+/* A copy of the n bytes at s as a C string (NULL when out of memory). */
+static char *nn__string_copy(const char *s, size_t n)
+{
+    char *copy = (char *)NN_MALLOC(n + 1);
+    if (copy) {
+        if (n) memcpy(copy, s, n);
+        copy[n] = 0;
+    }
+    return copy;
+}
+
+/* Parses the metadata section into a fresh array (*out, *count), checking every key and value
+   as nn_set_meta does and refusing a key given twice. */
+static nn_status nn__read_meta(const nn__file *f, nn__meta **out, int *count)
+{
+    nn__reader r = f->section[NN__META];
+    const uint32_t pairs = nn__read_u32(&r);
+    nn__meta *meta;
+    nn_status st;
+    int i, j;
+    *out = NULL;
+    *count = 0;
+    if (r.overrun || pairs > NN_META_MAX_ENTRIES)
+        return nn__fail(NN_ERROR_FORMAT, "%s: the metadata section holds %u pairs (at most %d allowed)", f->path,
+                        (unsigned)pairs, NN_META_MAX_ENTRIES);
+    meta = (nn__meta *)NN_MALLOC((pairs ? pairs : 1) * sizeof(nn__meta));
+    if (!meta) return nn__fail(NN_ERROR_MEMORY, "%s: out of memory for the metadata", f->path);
+    for (i = 0; i < (int)pairs; i++) {
+        const uint32_t key_length = nn__read_u32(&r);
+        const unsigned char *key = key_length <= NN_NAME_MAX ? nn__read_bytes(&r, key_length) : NULL;
+        const uint32_t value_length = nn__read_u32(&r);
+        const unsigned char *value = value_length <= NN_META_MAX_VALUE ? nn__read_bytes(&r, value_length) : NULL;
+        if (!key || !nn__valid_name((const char *)key, key_length)) {
+            st = nn__fail(NN_ERROR_FORMAT, "%s: metadata key %d (%u bytes) is not 1 to %d printable ASCII characters without spaces",
+                     f->path, i, (unsigned)key_length, NN_NAME_MAX);
+            goto fail;
+        }
+        if (!value || memchr(value, 0, value_length)) {
+            st = nn__fail(NN_ERROR_FORMAT, "%s: the value of metadata key \"%.*s\" (%u bytes) is cut off, longer than %d bytes or "
+                     "holds a NUL", f->path, (int)key_length, (const char *)key, (unsigned)value_length, NN_META_MAX_VALUE);
+            goto fail;
+        }
+        memcpy(meta[i].key, key, key_length);
+        meta[i].key[key_length] = 0;
+        for (j = 0; j < i; j++)
+            if (strcmp(meta[j].key, meta[i].key) == 0) {
+                st = nn__fail(NN_ERROR_FORMAT, "%s: metadata key \"%s\" appears twice", f->path, meta[i].key);
+                goto fail;
+            }
+        meta[i].value = nn__string_copy((const char *)value, value_length);
+        if (!meta[i].value) {
+            st = nn__fail(NN_ERROR_MEMORY, "%s: out of memory for the metadata", f->path);
+            goto fail;
+        }
+    }
+    if (r.at != r.size) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes after the last pair of the metadata section", f->path, r.size - r.at);
+        goto fail;
+    }
+    *out = meta;
+    *count = (int)pairs;
+    return NN_OK;
+fail:
+    nn__meta_free(meta, i); /* pairs 0..i-1 hold values; pair i's was not made */
+    return st;
+}
+
+static int nn__meta_index(const nn_model *m, const char *key)
+{
+    int i;
+    for (i = 0; i < m->meta_count; i++)
+        if (strcmp(m->meta[i].key, key) == 0) return i;
+    return -1;
+}
+
+NNDEF const char *nn_get_meta(const nn_model *m, const char *key)
+{
+    int i;
+    if (!m || !key) return NULL;
+    i = nn__meta_index(m, key);
+    return i < 0 ? NULL : m->meta[i].value;
+}
+
+NNDEF nn_status nn_set_meta(nn_model *m, const char *key, const char *value)
+{
+    size_t length = 0;
+    char *copy = NULL;
+    int i;
+    if (!m) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_meta: null model");
+    if (!key || !nn__valid_name(key, nn__bounded_length(key, NN_NAME_MAX)))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_meta: the key \"%.80s\" is not 1 to %d printable ASCII characters without spaces",
+                        key ? key : "(null)", NN_NAME_MAX);
+    i = nn__meta_index(m, key);
+    if (!value) { /* remove the key, keeping the others in order */
+        if (i >= 0) {
+            NN_FREE(m->meta[i].value);
+            memmove(m->meta + i, m->meta + i + 1, (size_t)(m->meta_count - i - 1) * sizeof(nn__meta));
+            m->meta_count--;
+        }
+        return NN_OK;
+    }
+    if ((length = nn__bounded_length(value, NN_META_MAX_VALUE)) > NN_META_MAX_VALUE)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_meta: the value of \"%s\" is longer than %d bytes", key, NN_META_MAX_VALUE);
+    if (i < 0 && m->meta_count == NN_META_MAX_ENTRIES)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_meta: the model already has %d metadata keys", NN_META_MAX_ENTRIES);
+    copy = nn__string_copy(value, length);
+    if (!copy) return nn__fail(NN_ERROR_MEMORY, "nn_set_meta: out of memory");
+    if (i < 0) {
+        nn__meta *grown = (nn__meta *)NN_MALLOC((size_t)(m->meta_count + 1) * sizeof(nn__meta));
+        if (!grown) {
+            NN_FREE(copy);
+            return nn__fail(NN_ERROR_MEMORY, "nn_set_meta: out of memory");
+        }
+        if (m->meta_count) memcpy(grown, m->meta, (size_t)m->meta_count * sizeof(nn__meta));
+        NN_FREE(m->meta);
+        m->meta = grown;
+        i = m->meta_count++;
+        strcpy(m->meta[i].key, key);
+        m->meta[i].value = NULL;
+    }
+    NN_FREE(m->meta[i].value);
+    m->meta[i].value = copy;
+    return NN_OK;
+}
+
+/* ---- parameters and statistics: the floats of nn_params and nn_state ---- */
+static void nn__write_values(nn__writer *w, int kind, const float *x, size_t n)
+{
+    const size_t start = nn__section_begin(w, nn__section_tags[kind]);
+    nn__write_floats(w, x, n);
+    nn__section_end(w, start);
+}
+
+/* The PARM and STAT sections hold params and state floats, every one finite. */
+static nn_status nn__check_values(const nn__file *f, size_t params, size_t state)
+{
+    static const char *const what[2] = {"parameter", "batch-norm statistic"};
+    const size_t counts[2] = {params, state};
+    int k;
+    for (k = 0; k < 2; k++) {
+        const nn__reader *r = &f->section[k == 0 ? NN__PARM : NN__STAT];
+        size_t i;
+        if (r->size / 4 != counts[k] || r->size % 4 != 0)
+            return nn__fail(NN_ERROR_FORMAT, "%s: its graph has %zu %ss but the %s section holds %zu bytes", f->path, counts[k],
+                            what[k], nn__section_tags[k == 0 ? NN__PARM : NN__STAT], r->size);
+        for (i = 0; i < counts[k]; i++)
+            if ((nn__get_u32(r->data + 4 * i) & 0x7F800000u) == 0x7F800000u) /* exponent bits all ones: NaN or infinity */
+                return nn__fail(NN_ERROR_NONFINITE, "%s: %s %zu is not finite", f->path, what[k], i);
+    }
+    return NN_OK;
 }
 
 /* Writes the whole buffer to a new file at tmp (never through whatever is already there: a
@@ -8769,17 +9616,54 @@ static int nn__write_new_file(const char *tmp, const unsigned char *buf, size_t 
     int ok;
     if (!f) return -1;
     ok = fwrite(buf, 1, total, f) == total && fflush(f) == 0;
+#ifdef _WIN32
+    ok = ok && _commit(_fileno(f)) == 0; /* to the disk, like fsync */
+#endif
     ok = fclose(f) == 0 && ok;
     if (!ok) remove(tmp);
     return ok ? 0 : -1;
 #endif
 }
 
+/* Replaces path with the bytes atomically: a temporary path + ".tmp", synced, then renamed
+   over path (on Windows MoveFileEx, which replaces in one step), so that path holds either
+   its old contents or the new, never a part. who names the caller in messages. */
+static nn_status nn__write_atomically(const char *path, const unsigned char *data, size_t size, const char *who)
+{
+    char *tmp = (char *)NN_MALLOC(strlen(path) + 5);
+    int moved;
+    if (!tmp) return nn__fail(NN_ERROR_MEMORY, "%s: out of memory", who);
+    sprintf(tmp, "%s.tmp", path);
+    if (nn__write_new_file(tmp, data, size) != 0) {
+        NN_FREE(tmp);
+        return nn__fail(NN_ERROR_IO, "%s: creating or writing %s.tmp failed (disk full? not writable?); %s is unchanged", who,
+                        path, path);
+    }
+#ifdef _WIN32
+    moved = MoveFileExA(tmp, path, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH) != 0;
+#else
+    moved = rename(tmp, path) == 0;
+#endif
+    if (!moved) remove(tmp);
+    NN_FREE(tmp);
+    if (!moved) return nn__fail(NN_ERROR_IO, "%s: cannot rename the temporary file onto %s", who, path);
+    return NN_OK;
+}
+
+/* The sections of a model file, in order: graph, metadata, parameters, statistics. */
+static void nn__write_model_sections(nn__writer *w, const nn_model *m)
+{
+    nn__write_graph(w, m);
+    nn__write_meta(w, m);
+    nn__write_values(w, NN__PARM, m->params, m->param_count);
+    nn__write_values(w, NN__STAT, m->state, m->state_count);
+}
+
 static nn_status nn__save(const nn_model *m, const char *path)
 {
-    size_t total, bad;
-    unsigned char *buf;
-    char *tmp;
+    nn__writer w;
+    size_t bad;
+    nn_status st;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_save: compile the model first");
     if (!path || !*path) return nn__fail(NN_ERROR_ARGUMENT, "nn_save: empty file name");
     /* a file nn_load would refuse is not written at all */
@@ -8788,40 +9672,74 @@ static nn_status nn__save(const nn_model *m, const char *path)
     if ((bad = nn__first_nonfinite(m->state, m->state_count)) < m->state_count)
         return nn__fail(NN_ERROR_NONFINITE, "nn_save: batch-norm statistic %zu is %g; nothing was written", bad,
                         (double)m->state[bad]);
-    total = NN__FILE_HEADER + 4 * (m->param_count + m->state_count) + 4;
-    buf = (unsigned char *)NN_MALLOC(total);
-    tmp = (char *)NN_MALLOC(strlen(path) + 5);
-    if (!buf || !tmp) {
-        NN_FREE(buf);
-        NN_FREE(tmp);
-        return nn__fail(NN_ERROR_MEMORY, "nn_save: no memory for %zu bytes", total);
+    if (nn__saved_count(m) > NN__MAX_NODES)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_save: %d layers, more than the %d a model file holds; nothing was written",
+                        nn__saved_count(m), NN__MAX_NODES);
+    memset(&w, 0, sizeof w);
+    nn__writer_reserve(&w, 4 * (m->param_count + m->state_count) + 4096);
+    nn__write_file_header(&w, NN__MODEL_SECTIONS);
+    nn__write_model_sections(&w, m);
+    nn__write_crc(&w);
+    if (w.failed) return nn__fail(NN_ERROR_MEMORY, "nn_save: out of memory assembling the file; nothing was written");
+    st = nn__write_atomically(path, w.data, w.size, "nn_save");
+    NN_FREE(w.data);
+    return st;
+}
+
+/* FNV-1a over what makes two models' parameter layouts interchangeable: version 1's check
+   that a file fits the model (version 2 compares the graphs node by node). */
+static uint64_t nn__fingerprint(const nn_model *m)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    int i, k;
+    for (i = 0; i <= m->output->index; i++) {
+        const nn_node *n = m->nodes[i];
+        int fields[12];
+        if (!n->live) continue;
+        fields[0] = (int)n->op; fields[1] = n->c; fields[2] = n->h; fields[3] = n->w;
+        fields[4] = n->units; fields[5] = n->kernel; fields[6] = n->stride; fields[7] = n->pad;
+        fields[8] = n->has_bias; fields[9] = (int)n->activation;
+        fields[10] = n->in[0] ? n->in[0]->index : -1; fields[11] = n->in[1] ? n->in[1]->index : -1;
+        for (k = 0; k < 12; k++) {
+            uint32_t v = (uint32_t)fields[k];
+            int b;
+            for (b = 0; b < 4; b++) {
+                h ^= (v >> (8 * b)) & 0xFF;
+                h *= 0x100000001b3ull;
+            }
+        }
     }
-    memcpy(buf, NN__FILE_MAGIC, 8);
-    nn__put_u32(buf + 8, NN__FILE_VERSION);
-    nn__put_u32(buf + 12, 0);
-    nn__put_u64(buf + 16, nn__fingerprint(m));
-    nn__put_u64(buf + 24, m->param_count);
-    nn__put_u64(buf + 32, m->state_count);
-    nn__put_floats(buf + NN__FILE_HEADER, m->params, m->param_count);
-    nn__put_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);
-    nn__put_u32(buf + total - 4, nn__crc32(buf, total - 4));
-    sprintf(tmp, "%s.tmp", path);
-    if (nn__write_new_file(tmp, buf, total) != 0) {
-        NN_FREE(buf);
-        NN_FREE(tmp);
-        return nn__fail(NN_ERROR_IO, "nn_save: creating or writing %s.tmp failed (disk full? not writable?); %s is unchanged",
-                        path, path);
-    }
-    NN_FREE(buf);
-#ifdef _WIN32
-    remove(path);
-#endif
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        NN_FREE(tmp);
-        return nn__fail(NN_ERROR_IO, "nn_save: cannot rename the temporary file onto %s", path);
-    }
-    NN_FREE(tmp);
+    return h;
+}
+
+/* Version 1: the 40-byte header (magic, version, reserved, fingerprint, parameter and state
+   counts), the parameters, the statistics, the CRC. */
+static nn_status nn__load_v1(nn_model *m, const nn__file *f)
+{
+    const unsigned char *buf = f->data;
+    const size_t size = f->size;
+    const char *path = f->path;
+    uint64_t params, state;
+    size_t i;
+    if (size < NN__FILE_V1_HEADER + 4)
+        return nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h model file (bad magic or shorter than a header)", path);
+    params = nn__get_u64(buf + 24);
+    state = nn__get_u64(buf + 32);
+    if (params > ((size_t)1 << 32) || state > ((size_t)1 << 32) || size != NN__FILE_V1_HEADER + 4 + 4 * (size_t)(params + state))
+        return nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, but its header announces %llu parameters and %llu state values "
+                        "(truncated or corrupt)", path, size, (unsigned long long)params, (unsigned long long)state);
+    if (nn__get_u32(buf + size - 4) != nn__crc32(buf, size - 4))
+        return nn__fail(NN_ERROR_FORMAT, "%s: checksum mismatch (the file is corrupt)", path);
+    if (params != m->param_count || state != m->state_count || nn__get_u64(buf + 16) != nn__fingerprint(m))
+        return nn__fail(NN_ERROR_SHAPE, "%s: saved from a different architecture (%llu parameters, this model has %zu)", path,
+                        (unsigned long long)params, m->param_count);
+    /* NaN or infinity (exponent bits all ones) anywhere: refused before anything changes */
+    for (i = 0; i < params + state; i++)
+        if ((nn__get_u32(buf + NN__FILE_V1_HEADER + 4 * i) & 0x7F800000u) == 0x7F800000u)
+            return nn__fail(NN_ERROR_NONFINITE, "%s: %s %zu is not finite; the model is unchanged", path,
+                            i < params ? "parameter" : "batch-norm statistic", i < params ? (size_t)i : (size_t)(i - params));
+    nn__get_floats(buf + NN__FILE_V1_HEADER, m->params, m->param_count);
+    nn__get_floats(buf + NN__FILE_V1_HEADER + 4 * m->param_count, m->state, m->state_count);
     return NN_OK;
 }
 NNDEF nn_status nn_save(const nn_model *m, const char *path)
@@ -8833,57 +9751,190 @@ NNDEF nn_status nn_save(const nn_model *m, const char *path)
     return st;
 }
 
+/* Version 2 into a model built in code: the graphs must agree node by node (names and the loss
+   aside); then the values and the metadata replace the model's. */
+static nn_status nn__load_v2(nn_model *m, const nn__file *f)
+{
+    nn__graph g;
+    nn__meta *meta = NULL;
+    int i, position = 0, meta_count = 0;
+    const int count = nn__saved_count(m);
+    nn_status st = nn__read_graph(f, &g);
+    if (st != NN_OK) return st;
+    for (i = 0; i <= m->output->index; i++) {
+        const nn_node *n = m->nodes[i];
+        nn__record mine;
+        char how[200];
+        if (!n->live) continue;
+        if (position == g.count) {
+            st = nn__fail(NN_ERROR_SHAPE, "%s: the file's graph has %d layers, this model %d: layer %d (%s) is not in the file",
+                          f->path, g.count, count, position, n->name);
+            goto done;
+        }
+        nn__saved_record(m, n, &mine);
+        if (nn__record_differs(&g.nodes[position], &mine, how, sizeof how)) {
+            st = nn__fail(NN_ERROR_SHAPE, "%s: layer %d (%s): %s", f->path, position, n->name, how);
+            goto done;
+        }
+        position++;
+    }
+    if (g.count != count) {
+        st = nn__fail(NN_ERROR_SHAPE, "%s: the file's graph has %d layers, this model %d: the file goes on with layer %d (%s, %s)",
+                      f->path, g.count, count, count, g.nodes[count].name,
+                      nn__kind_name((nn_op)g.nodes[count].op, (nn_activation)g.nodes[count].activation));
+        goto done;
+    }
+    st = nn__check_values(f, m->param_count, m->state_count);
+    if (st == NN_OK) st = nn__read_meta(f, &meta, &meta_count);
+    if (st != NN_OK) goto done;
+    nn__get_floats(f->section[NN__PARM].data, m->params, m->param_count);
+    nn__get_floats(f->section[NN__STAT].data, m->state, m->state_count);
+    nn__meta_free(m->meta, m->meta_count);
+    m->meta = meta;
+    m->meta_count = meta_count;
+done:
+    NN_FREE(g.nodes);
+    return st;
+}
+
 static nn_status nn__load(nn_model *m, const char *path)
 {
-    unsigned char *buf;
-    size_t size, expect;
-    uint32_t version;
-    uint64_t params, state;
+    nn__file f;
     nn_status st;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_load: compile the model first");
-    st = nn__read_file(path, &buf, &size, (size_t)1 << 34);
+    st = nn__file_read(path, &f);
     if (st != NN_OK) return st;
-    if (size < NN__FILE_HEADER + 4 || memcmp(buf, NN__FILE_MAGIC, 8) != 0) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h model file (bad magic or shorter than a header)", path);
+    st = f.version == 1 ? nn__load_v1(m, &f) : nn__load_v2(m, &f);
+    nn__file_free(&f);
+    return st;
+}
+
+/* One node of a file's graph, built with its public builder from the settings that builder
+   takes (built[] holds the nodes made so far). Adding an op: a case here. */
+static nn_node *nn__rebuild_node(nn_model *m, const nn__record *r, nn_node *const *built)
+{
+    nn_node *a = r->in[0] >= 0 ? built[r->in[0]] : NULL, *b = r->in[1] >= 0 ? built[r->in[1]] : NULL;
+    switch ((nn_op)r->op) {
+    case NN_OP_INPUT: return nn_input(m, r->c, r->h, r->w);
+    case NN_OP_LINEAR: return nn_linear(m, a, r->units, r->has_bias);
+    case NN_OP_CONV2D: return nn_conv2d(m, a, r->units, r->kernel, r->stride, r->pad, r->has_bias);
+    case NN_OP_MAXPOOL2D: return nn_maxpool2d(m, a, r->kernel, r->stride);
+    case NN_OP_AVGPOOL2D: return nn_avgpool2d(m, a, r->kernel, r->stride);
+    case NN_OP_GLOBAL_AVGPOOL: return nn_global_avgpool(m, a);
+    case NN_OP_BATCHNORM: return nn_batchnorm(m, a);
+    case NN_OP_DROPOUT: return nn_dropout(m, a, r->parameter);
+    case NN_OP_FLATTEN: return nn_flatten(m, a);
+    case NN_OP_ADD: return nn_add_nodes(m, a, b);
+    case NN_OP_ACTIVATION: return nn_activation_node(m, a, (nn_activation)r->activation, r->parameter);
+    case NN_OP_SOFTMAX: return nn_softmax(m, a);
+    case NN_OP_LOG_SOFTMAX: return nn_log_softmax(m, a);
+    case NN_OP_COUNT: break;
+    }
+    return NULL;
+}
+
+/* Builds the graph g into m node by node; each node's record, rebuilt, must be the file's
+   exactly (a setting the builder normalises or ignores, such as a stride of 0 or a kernel for a
+   linear layer, is refused), and takes the file's name. */
+static nn_status nn__rebuild_graph(nn_model *m, const nn__file *f, const nn__graph *g, nn_node **built)
+{
+    int i;
+    for (i = 0; i < g->count; i++) {
+        const nn__record *r = &g->nodes[i];
+        nn__record again;
+        char how[200];
+        built[i] = nn__rebuild_node(m, r, built);
+        if (!built[i]) {
+            const nn_status st = m->build_status == NN_ERROR_MEMORY ? NN_ERROR_MEMORY : NN_ERROR_FORMAT;
+            return nn__fail(st, "%s: layer %d (%s): %s", f->path, i, r->name, m->build_message);
+        }
+        nn__record_of(built[i], r->in[0], r->in[1], &again);
+        if (nn__record_differs(r, &again, how, sizeof how))
+            return nn__fail(NN_ERROR_FORMAT, "%s: layer %d (%s): its settings are not what the builder makes of them (%s)",
+                            f->path, i, r->name, how);
+        if (nn_set_name(built[i], r->name) != NN_OK) return nn__fail(NN_ERROR_FORMAT, "%s: layer %d: %s", f->path, i, nn_last_error());
+    }
+    return NN_OK;
+}
+
+/* The values the rebuilt graph holds, and a bound on the buffers nn_compile would plan for
+   max_batch (outputs, gradients and masks of every node, convolution columns, parameters and
+   their gradients), refused above NN_LOAD_MAX_BYTES before anything is allocated. */
+static nn_status nn__planned_size(const nn_model *m, const nn__file *f, int max_batch, size_t *params, size_t *state)
+{
+    double floats = 0.0;
+    int i;
+    *params = *state = 0;
+    for (i = 0; i < m->count; i++) {
+        const nn_node *n = m->nodes[i];
+        floats += (double)max_batch * (3.0 * nn_node_size(n) + (n->op == NN_OP_CONV2D ? (double)n->fan_in * n->h * n->w : 0.0));
+        floats += 2.0 * ((double)n->weight_count + (double)n->bias_count + (double)n->state_count);
+        if (floats * 4.0 > (double)(NN_LOAD_MAX_BYTES))
+            return nn__fail(NN_ERROR_MEMORY, "%s: the model needs more than %.0f MiB of buffers for batches of %d "
+                            "(NN_LOAD_MAX_BYTES); a smaller max_batch or a larger NN_LOAD_MAX_BYTES would do", f->path,
+                            (double)(NN_LOAD_MAX_BYTES) / 1048576.0, max_batch);
+        *params += n->weight_count + n->bias_count;
+        *state += n->state_count;
+    }
+    return NN_OK;
+}
+
+NNDEF nn_status nn_model_load(const char *path, int max_batch, nn_model **out)
+{
+    nn__file f;
+    nn__graph g;
+    nn__meta *meta = NULL;
+    nn_model *m = NULL;
+    nn_node **built = NULL;
+    size_t params = 0, state = 0;
+    int meta_count = 0;
+    nn_status st;
+    if (!out) return nn__fail(NN_ERROR_ARGUMENT, "nn_model_load: null result pointer");
+    *out = NULL;
+    if (max_batch < 1 || max_batch > (1 << 24))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_model_load: max_batch %d is not in [1, 2^24]", max_batch);
+    st = nn__file_read(path, &f);
+    if (st != NN_OK) return st;
+    memset(&g, 0, sizeof g);
+    if (f.version == 1) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: a version-1 file holds no graph: build the model in code and read the file with "
+                      "nn_load", path);
         goto done;
     }
-    version = nn__get_u32(buf + 8);
-    if (version != NN__FILE_VERSION) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: file version %u, this build reads version %u", path, (unsigned)version,
-                      NN__FILE_VERSION);
+    st = nn__read_graph(&f, &g);
+    if (st == NN_OK) st = nn__read_meta(&f, &meta, &meta_count);
+    if (st != NN_OK) goto done;
+    m = nn_model_new(0);
+    built = (nn_node **)NN_MALLOC((size_t)g.count * sizeof(nn_node *));
+    if (!m || !built) {
+        st = nn__fail(NN_ERROR_MEMORY, "nn_model_load: out of memory");
         goto done;
     }
-    params = nn__get_u64(buf + 24);
-    state = nn__get_u64(buf + 32);
-    expect = NN__FILE_HEADER + 4;
-    if (params > ((size_t)1 << 32) || state > ((size_t)1 << 32) || size != expect + 4 * (size_t)(params + state)) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, but its header announces %llu parameters and %llu state values "
-                      "(truncated or corrupt)", path, size, (unsigned long long)params, (unsigned long long)state);
+    st = nn__rebuild_graph(m, &f, &g, built);
+    if (st == NN_OK) st = nn__planned_size(m, &f, max_batch, &params, &state);
+    if (st == NN_OK) st = nn__check_values(&f, params, state);
+    if (st != NN_OK) goto done;
+    st = nn_compile(m, built[g.count - 1], g.loss, max_batch);
+    if (st != NN_OK) {
+        if (st != NN_ERROR_MEMORY) st = NN_ERROR_FORMAT;
+        nn__fail(st, "%s: %s", path, nn_last_error());
         goto done;
     }
-    if (nn__get_u32(buf + size - 4) != nn__crc32(buf, size - 4)) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: checksum mismatch (the file is corrupt)", path);
-        goto done;
-    }
-    if (params != m->param_count || state != m->state_count || nn__get_u64(buf + 16) != nn__fingerprint(m)) {
-        st = nn__fail(NN_ERROR_SHAPE, "%s: saved from a different architecture (%llu parameters, this model has %zu)", path,
-                      (unsigned long long)params, m->param_count);
-        goto done;
-    }
-    {
-        /* NaN or infinity (exponent bits all ones) anywhere: refused before anything changes */
-        size_t i;
-        for (i = 0; i < params + state; i++)
-            if ((nn__get_u32(buf + NN__FILE_HEADER + 4 * i) & 0x7F800000u) == 0x7F800000u) {
-                st = nn__fail(NN_ERROR_NONFINITE, "%s: %s %zu is not finite; the model is unchanged", path,
-                              i < params ? "parameter" : "batch-norm statistic", i < params ? (size_t)i : (size_t)(i - params));
-                goto done;
-            }
-    }
-    nn__get_floats(buf + NN__FILE_HEADER, m->params, m->param_count);
-    nn__get_floats(buf + NN__FILE_HEADER + 4 * m->param_count, m->state, m->state_count);
+    NN_ASSERT(m->param_count == params && m->state_count == state);
+    nn__get_floats(f.section[NN__PARM].data, m->params, m->param_count);
+    nn__get_floats(f.section[NN__STAT].data, m->state, m->state_count);
+    m->meta = meta;
+    m->meta_count = meta_count;
+    meta = NULL;
+    meta_count = 0;
+    *out = m;
+    m = NULL;
 done:
-    NN_FREE(buf);
+    nn__meta_free(meta, meta_count);
+    nn_model_free(m);
+    NN_FREE(built);
+    NN_FREE(g.nodes);
+    nn__file_free(&f);
     return st;
 }
 NNDEF nn_status nn_load(nn_model *m, const char *path)

@@ -4,7 +4,8 @@
 #   make fuzz-smoke    each target for FUZZ_SMOKE_SECONDS (default 3); writes
 #                      $(BUILD)/extra-checks/fuzz.summary ("fuzz <passed> <failed>", targets)
 #   make fuzz-seeds    regenerate the checked-in seed corpora fuzz/corpus/<target>/
-# Targets: fuzz_idx (nn_mnist_load), fuzz_model (nn_load), fuzz_args (examples' ex_parse).
+# Targets: fuzz_idx (nn_mnist_load), fuzz_model (nn_load and nn_model_load, model file formats 1 and 2),
+# fuzz_args (examples' ex_parse).
 FUZZ_CC        ?= clang
 FUZZ_SECONDS   ?= 60
 FUZZ_SMOKE_SECONDS ?= 3

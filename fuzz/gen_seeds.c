@@ -2,7 +2,10 @@
    run `make fuzz-seeds` to regenerate them). Each seed is in the input format of its target:
      fuzz_idx/:   a variant byte, then (even) an image file, or (odd) a 2-byte image length, the
              image file and the label file;
-     fuzz_model/: a flag byte (odd: the target fixes the CRC), then a model file written by nn_save;
+     fuzz_model/: a flag byte (odd: the target fixes the CRC), then a model file written by nn_save
+             (format 2: the fixed model of fuzz_model.h, another architecture, a model with every
+             op kind and metadata, one ending in softmax). The v1-* seeds are format-1 files
+             written by the nn.h of that format (commit ed410dd) and are kept as they are;
      fuzz_args/:  NUL-separated command-line arguments.
    Usage: gen_seeds DIR  (DIR/fuzz_idx, DIR/fuzz_model, DIR/fuzz_args must exist) */
 #define _POSIX_C_SOURCE 200809L
@@ -66,13 +69,43 @@ static void idx_seed(const char *name, unsigned count, unsigned rows, unsigned c
     }
 }
 
-static void model_seed(const char *name, int other, int flag)
+/* every op kind, several activations, metadata: input 2x6x6, conv, batch norm, leaky ReLU,
+   max-pool, 1x1 conv without bias, residual add, average pool, global average, sigmoid,
+   flatten, dropout, linear, tanh, scaled tanh, linear, log-softmax (NLL) */
+static nn_model *every_op_model(void)
+{
+    nn_model *m = nn_model_new(3);
+    nn_node *h = nn_leaky_relu(m, nn_batchnorm(m, nn_conv2d(m, nn_input(m, 2, 6, 6), 4, 3, 1, 1, NN_BIAS)), 0.1f);
+    nn_node *p = nn_maxpool2d(m, h, 2, 2);
+    h = nn_add_nodes(m, p, nn_conv2d(m, p, 4, 1, 1, 0, NN_NO_BIAS));
+    h = nn_sigmoid(m, nn_global_avgpool(m, nn_avgpool2d(m, h, 2, 1)));
+    h = nn_tanh(m, nn_linear(m, nn_dropout(m, nn_flatten(m, h), 0.2f), 5, NN_BIAS));
+    h = nn_log_softmax(m, nn_linear(m, nn_scaled_tanh(m, h), 3, NN_BIAS));
+    if (nn_set_name(h, "log_probabilities") != NN_OK || nn_compile(m, h, NN_LOSS_NLL, 2) != NN_OK ||
+        nn_set_meta(m, "mean", "0.1307") != NN_OK ||
+        nn_set_meta(m, "classes", "cat,dog,bird") != NN_OK) {
+        fprintf(stderr, "every_op_model: %s\n", nn_last_error());
+        exit(1);
+    }
+    return m;
+}
+
+/* input 4 -> linear 3 -> softmax, no loss */
+static nn_model *softmax_model(void)
+{
+    nn_model *m = nn_model_new(4);
+    if (nn_compile(m, nn_softmax(m, nn_linear(m, nn_input(m, 1, 1, 4), 3, NN_BIAS)), NN_LOSS_NONE, 2) != NN_OK) exit(1);
+    return m;
+}
+
+/* which: 0 the fixed model, 1 another architecture, 2 every op, 3 softmax */
+static void model_seed(const char *name, int which, int flag)
 {
     char tmp[] = "/tmp/nn_seed_XXXXXX";
     unsigned char buf[1 << 16];
     size_t n;
     FILE *f;
-    nn_model *m = fz_build_model(other);
+    nn_model *m = which == 2 ? every_op_model() : which == 3 ? softmax_model() : fz_build_model(which);
     int fd = mkstemp(tmp);
     if (fd < 0) exit(1);
     close(fd);
@@ -112,9 +145,11 @@ int main(int argc, char **argv)
     idx_seed("pair-3x4x4", 3, 4, 4, 1);
     idx_seed("pair-1x28x28", 1, 28, 28, 1);
     idx_seed("pair-12x2x3", 12, 2, 3, 1);
-    model_seed("model-raw", 0, 0);
-    model_seed("model-fixcrc", 0, 1);
-    model_seed("other-arch-fixcrc", 1, 1);
+    model_seed("v2-model-raw", 0, 0);
+    model_seed("v2-model-fixcrc", 0, 1);
+    model_seed("v2-other-arch-fixcrc", 1, 1);
+    model_seed("v2-every-op-fixcrc", 2, 1);
+    model_seed("v2-softmax-fixcrc", 3, 1);
     {
         static const char *const a1[] = {"--epochs", "3", "--seed", "7", "--quick", NULL};
         static const char *const a2[] = {"--data", "d", "--out", "o", "--threads", "2", "--lr", "0.5", NULL};

@@ -41,13 +41,16 @@ elif ! out=$(gcc -std=c99 -I. -DNN_NODISCARD= -Werror -c "$tmp/ignored.c" -o "$t
 else
   echo "header ok:   an ignored nn_status warns (NN_NODISCARD), -DNN_NODISCARD= silences it"; ok=$((ok + 1))
 fi
-# the README's program must stay a program that builds
-awk '/^```c$/{on=1; next} /^```$/{on=0} on' README.md > "$tmp/readme.c"
-if out=$(gcc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -fopenmp -I. "$tmp/readme.c" -o "$tmp/readme" -lm 2>&1); then
-  echo "header ok:   README example builds"; ok=$((ok + 1))
-else
-  echo "header FAIL: README example"; echo "$out" | head -20; status=1; bad=$((bad + 1))
-fi
+# each of the README's C blocks must stay a program that builds
+awk -v dir="$tmp" '/^```c$/{n++; on=1; next} /^```$/{on=0} on {print > (dir "/readme" n ".c")}' README.md
+for f in "$tmp"/readme*.c; do
+  n=${f##*/readme}; n=${n%.c}
+  if out=$(gcc -std=c99 -O1 -Wall -Wextra -Wpedantic -Werror -fopenmp -I. "$f" -o "${f%.c}" -lm 2>&1); then
+    echo "header ok:   README example $n builds"; ok=$((ok + 1))
+  else
+    echo "header FAIL: README example $n"; echo "$out" | head -20; status=1; bad=$((bad + 1))
+  fi
+done
 # docs/api.md is generated from the header: it must match
 if python3 scripts/gen_api_doc.py "$tmp/api.md" >/dev/null && cmp -s "$tmp/api.md" docs/api.md; then
   echo "header ok:   docs/api.md matches nn.h"; ok=$((ok + 1))

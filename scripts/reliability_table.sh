@@ -77,7 +77,7 @@ the Answer column rather than pass silently.
 Reproduce everything: `scripts/reliability_table.sh` (add `REL_FUZZ=1` to fuzz first).
 Reproduce one table: build the probe with
 `cc -std=c99 -g -O1 -fsanitize=address,undefined -I. tests/reliability_probe.c -o probe -lm`
-and run `./probe idx`, `./probe model`, `./probe save`, `./probe api`, `./probe args ...`,
+and run `./probe idx`, `./probe model2`, `./probe model`, `./probe save`, `./probe api`, `./probe args ...`,
 `./probe crash CASE`.
 
 Related tests (in `make test`): `tests/test_reliability.c` (non-finite steps, saving never
@@ -94,10 +94,28 @@ header
 "$probe" idx 2>&1
 echo
 
-echo "## 2. Model files (\`nn_load\`)"
+echo "## 2. Model files (\`nn_model_load\`, \`nn_load\`)"
 echo
-echo "Command: \`./probe model\`. The model: linear 8->6, batch norm, ReLU, linear 6->3 (87 parameters,"
-echo "12 running statistics). On every error the parameters and statistics were compared"
+echo "The model: linear 8->6, batch norm, ReLU, linear 6->3 (87 parameters, 12 running statistics)."
+echo "The byte layout and the checks are in [format.md](format.md)."
+echo
+echo "### Format 2 (what \`nn_save\` writes)"
+echo
+echo "Command: \`./probe model2\`. Each file goes to \`nn_model_load(path, 4, &model)\` (rebuilding the model"
+echo "from the file alone) and to \`nn_load\` into the model built in code (saved with the metadata"
+echo "mean=0.5). The message is \`nn_model_load\`'s, or \`nn_load\`'s when only that one failed. Flagged in"
+echo "bold would be: a model returned with an error, a file \`nn_model_load\` accepts that does not"
+echo "save back to the same bytes, and a failed \`nn_load\` that changed the parameters, statistics or"
+echo "metadata (compared bit for bit with a snapshot)."
+echo
+echo "| Kind | How it is made | nn_model_load | nn_load | Message |"
+echo "|---|---|---|---|---|"
+"$probe" model2 2>&1
+echo
+echo "### Format 1 (files saved before format 2)"
+echo
+echo "Command: \`./probe model\`. The probe writes these files the way \`nn_save\` did before format 2;"
+echo "\`nn_load\` still reads them. On every error the parameters and statistics were compared"
 echo "bit for bit with a snapshot (a change would be flagged in bold)."
 echo
 header
@@ -213,9 +231,11 @@ echo
 cat <<'EOF'
 Targets (fuzz/): `fuzz_idx` (nn_mnist_load: image file alone with matching labels, or both files
 fuzzed; an independent re-implementation of the IDX rules must agree with the status, and
-accepted data must match the bytes), `fuzz_model` (nn_load into a compiled conv + batch-norm
-model; one flag byte lets the fuzzer repair the CRC so it gets past the checksum; on error
-parameters and state must be bit-identical, `memcmp` + `abort()`), `fuzz_args` (ex_parse with
+accepted data must match the bytes), `fuzz_model` (model files of formats 1 and 2: nn_load into a
+compiled conv + batch-norm model, where on error parameters, state and metadata must be
+bit-identical and on success equal the file's values; and nn_model_load, where on error no model
+comes back and nothing leaks, and an accepted file must save back to the same bytes; one flag
+byte lets the fuzzer repair the CRC so it gets past the checksum; `abort()` on a violation), `fuzz_args` (ex_parse with
 `exit` redirected to a longjmp stub; an independent oracle of the documented rules must
 predict success and the parsed values, exit 2 or exit 0 for --help). Seeds in
 `fuzz/corpus/<target>/`. Commands: `make fuzz` (FUZZ_SECONDS each, default 60),
@@ -247,12 +267,14 @@ cat <<EOF
 Command: \`$B/test_alloc_fail\` (\`NN_ALLOC_VERBOSE=1\` lists every N). A counting allocator
 (NN_MALLOC/NN_FREE) fails the N-th allocation of one workflow: kernels with self-allocated
 workspaces, model build (17 nodes) + compile, 3 Adam steps, nn_save over an existing file, a
-second model + nn_load, nn_mnist_load, nn_dataset_slice, nn_fit with validation. A clean run makes
+second model + nn_load, the file rebuilt with nn_model_load, nn_mnist_load, nn_dataset_slice, nn_fit
+with validation. A clean run makes
 **${total:-?} allocations**; N = 1..${total:-?} were swept twice (one-shot: only the N-th fails, the
 step is then retried and must succeed; persistent: every call from N on fails, the workflow
 stops). Every failure had to be \`NN_ERROR_MEMORY\` with a message containing "memory", leave the
 caller's objects unchanged (parameters bit-identical, old model file intact, no \`.tmp\`, output
-dataset untouched) and leak nothing once the caller freed what it owns. Result: exit status $arc,
+dataset untouched, no model back from nn_model_load) and leak nothing once the caller freed what it
+owns. Result: exit status $arc,
 \`$(grep -m1 SUMMARY "$B/alloc.log")\`.
 
 Where the refused allocation was (one-shot sweep):
@@ -323,8 +345,9 @@ nn.h (reported to the integrator; each has a reproducer):
    seekable file. I/O messages carry no `strerror(errno)` ("cannot create X.tmp" does not say
    whether it was ENOENT, EACCES or EROFS). `nn_input(m, 65536, 65536, 65536)` says "sizes must
    be positive" for sizes that are too large.
-6. Observations on model files: the reserved u32 at offset 12 is written as 0 but never
-   checked on load; a negative running variance loads with NN_OK. (Fixed since the first
+6. Observations on model files: in format 1 the reserved u32 at offset 12 is written as 0 but
+   never checked on load (format 2 has no unchecked byte: a file `nn_model_load` accepts saves
+   back to the same bytes); a negative running variance loads with NN_OK. (Fixed since the first
    version of this page: NaN or infinite values are refused by `nn_load` and by `nn_save`
    with NN_ERROR_NONFINITE; `nn_save` removes whatever is at `<path>.tmp` and creates it with
    `O_CREAT|O_EXCL`, so a symlink there is not written through, and it `fsync`s the

@@ -2,12 +2,18 @@
    Markdown table rows of docs/reliability.md (scripts/reliability_table.sh builds this with
    AddressSanitizer + UndefinedBehaviorSanitizer and runs it; a sanitizer report or a crash in
    a row shows up in the document).
-   Usage: reliability_probe idx|model|save [DIR]|api | args [ARGS...] | crash CASE
+   Usage: reliability_probe idx|model2|model|save [DIR]|api | args [ARGS...] | crash CASE
      idx    IDX image/label files: wrong magic, truncated headers, count vs size both ways,
             zero and huge dimensions, label count mismatch, missing file, a directory, a pipe
-     model  model files: truncated at every length, every single bit flipped, wrong magic, a
-            newer version, another architecture (different count; same count), a huge count,
-            an appended byte, NaN weights, missing file, a directory
+     model2 model files of format 2 (what nn_save writes), through nn_model_load and nn_load:
+            truncated at every length and at every section boundary, every bit flipped, every
+            byte changed with the CRC fixed, a bad CRC, bad op, activation and loss codes,
+            inputs out of range, absurd sizes, sections duplicated, unknown, missing or out of
+            order, bad names, a graph nn_compile or a builder refuses, bad metadata, NaN values
+     model  model files of format 1 (written here the way nn.h wrote them before format 2):
+            truncated at every length, every single bit flipped, wrong magic, a newer version,
+            another architecture (different count; same count), a huge count, an appended
+            byte, NaN weights, missing file, a directory
      save   nn_save over a good file when the save cannot succeed (optional argument: a small
             tmpfs mount point for a real "disk full" and a read-only remount; needs root)
      api    API misuse: null pointers, training before nn_compile, count > max batch, labels out
@@ -32,6 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "../examples/common.h"
+#include "model_file.h"
 
 static char dir[64];
 
@@ -265,6 +272,26 @@ static void fix_crc(unsigned char *p, size_t n)
 }
 static void le32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24); }
 
+/* A format-1 file, the way nn_save wrote them before format 2 (magic, version 1, reserved,
+   architecture fingerprint, parameter and state counts, the values, CRC-32): the probe is built
+   with the implementation, so it uses the fingerprint nn_load still checks such files with. */
+static void save_v1(nn_model *m, const char *path)
+{
+    const size_t total = NN__FILE_V1_HEADER + 4 * (m->param_count + m->state_count) + 4;
+    unsigned char *buf = (unsigned char *)malloc(total);
+    memcpy(buf, "NNHMODEL", 8);
+    nn__put_u32(buf + 8, 1);
+    nn__put_u32(buf + 12, 0);
+    nn__put_u64(buf + 16, nn__fingerprint(m));
+    nn__put_u64(buf + 24, m->param_count);
+    nn__put_u64(buf + 32, m->state_count);
+    nn__put_floats(buf + NN__FILE_V1_HEADER, m->params, m->param_count);
+    nn__put_floats(buf + NN__FILE_V1_HEADER + 4 * m->param_count, m->state, m->state_count);
+    nn__put_u32(buf + total - 4, nn__crc32(buf, total - 4));
+    write_file(path, buf, total);
+    free(buf);
+}
+
 static size_t read_all(const char *path, unsigned char *buf, size_t cap)
 {
     FILE *f = fopen(path, "rb");
@@ -352,10 +379,10 @@ static void probe_model(void)
     path_in(path, sizeof path, "good.nn");
     path_in(other, sizeof other, "other.nn");
     path_in(missing, sizeof missing, "missing.nn");
-    setup_ok(nn_save(m, path), "nn_save");
+    save_v1(m, path);
     n = read_all(path, good, sizeof good);
 
-    model_case(m, "valid (reference)", "nn_save of the same architecture", good, n);
+    model_case(m, "valid (reference)", "a format-1 file of the same architecture", good, n);
     memset(&tr, 0, sizeof tr);
     for (i = 0; i < n; i++) {
         path_in(path, sizeof path, "trunc.nn");
@@ -392,19 +419,19 @@ static void probe_model(void)
     model_case(m, "wrong magic", "first byte 'X'", buf, n);
     model_case(m, "wrong magic", "an IDX file (magic 0x00000803) of the same size", (const unsigned char *)"\0\0\x08\x03", 4);
     memcpy(buf, good, n);
-    le32(buf + 8, 2);
+    le32(buf + 8, 3);
     fix_crc(buf, n);
-    model_case(m, "newer version", "version field 2, CRC recomputed", buf, n);
+    model_case(m, "newer version", "version field 3, CRC recomputed", buf, n);
     memcpy(buf, good, n);
     le32(buf + 8, 0);
     fix_crc(buf, n);
     model_case(m, "older version", "version field 0, CRC recomputed", buf, n);
-    setup_ok(nn_save(o, other), "nn_save");
+    save_v1(o, other);
     {
         size_t no = read_all(other, buf, sizeof buf);
         model_case(m, "other architecture", "saved from a 8->3 linear model (27 parameters)", buf, no);
     }
-    setup_ok(nn_save(t, other), "nn_save");
+    save_v1(t, other);
     {
         size_t no = read_all(other, buf, sizeof buf);
         model_case(m, "other architecture, same sizes", "saved from the same layers with tanh instead of ReLU", buf, no);
@@ -452,6 +479,411 @@ static void probe_model(void)
     nn_model_free(m);
     nn_model_free(o);
     nn_model_free(t);
+}
+
+/* ---- model files, format 2 -------------------------------------------------------------------- */
+/* Each file goes to nn_model_load (max batch 4) and to nn_load into model_a() built in code. The
+   row shows both statuses and the first failure's message; it flags in bold a model returned
+   with an error, a model in code changed by a failed nn_load, and a file nn_model_load accepts
+   that does not save back to the same bytes. */
+static nn_model *code2;
+static float *code2_params, *code2_state;
+
+/* a step that must work for the table to mean anything */
+static void must(nn_status st, const char *what)
+{
+    if (st == NN_OK) return;
+    fprintf(stderr, "reliability_probe: %s: %s\n", what, nn_last_error());
+    exit(1);
+}
+
+static void code2_reset(void)
+{
+    memcpy(nn_params(code2), code2_params, nn_param_count(code2) * sizeof(float));
+    memcpy(nn_state(code2), code2_state, nn_state_count(code2) * sizeof(float));
+    must(nn_set_meta(code2, "mean", "0.5"), "nn_set_meta");
+}
+
+typedef struct answer2 {
+    nn_status rebuilt, loaded;
+    int bad_out, changed, not_canonical;
+    char message[700];
+} answer2;
+
+/* path holds the file (written from data unless data is NULL) */
+static answer2 load_both(const char *path, const unsigned char *data, size_t n)
+{
+    static unsigned char again[1 << 14];
+    char again_path[128];
+    answer2 a;
+    nn_model *out = (nn_model *)&out;
+    memset(&a, 0, sizeof a);
+    if (data) write_file(path, data, n);
+    a.rebuilt = nn_model_load(path, 4, &out);
+    if (a.rebuilt != NN_OK) {
+        a.bad_out = out != NULL;
+        snprintf(a.message, sizeof a.message, "%s", message());
+    } else {
+        path_in(again_path, sizeof again_path, "again.nn");
+        a.not_canonical = nn_save(out, again_path) != NN_OK || read_all(again_path, again, sizeof again) != n ||
+                          (data && memcmp(again, data, n) != 0);
+        remove(again_path);
+        nn_model_free(out);
+    }
+    a.loaded = nn_load(code2, path);
+    if (a.loaded != NN_OK) {
+        const char *v = nn_get_meta(code2, "mean");
+        a.changed = memcmp(nn_params(code2), code2_params, nn_param_count(code2) * sizeof(float)) != 0 ||
+                    memcmp(nn_state(code2), code2_state, nn_state_count(code2) * sizeof(float)) != 0 || !v || strcmp(v, "0.5");
+        if (!a.message[0]) snprintf(a.message, sizeof a.message, "%s", message());
+    }
+    if (!a.message[0]) snprintf(a.message, sizeof a.message, "accepted by both");
+    code2_reset();
+    return a;
+}
+
+static void row2(const char *kind, const char *how, const answer2 *a)
+{
+    printf("| %s | %s | %s%s%s | %s%s | %s |\n", kind, how, status_text(a->rebuilt), a->bad_out ? " **(a model came back!)**" : "",
+           a->not_canonical ? " **(saves other bytes!)**" : "", status_text(a->loaded),
+           a->changed ? " **(the model was changed!)**" : "", a->message);
+    fflush(stdout);
+}
+
+static void case2(const char *kind, const char *how, const unsigned char *data, size_t n)
+{
+    char path[128];
+    answer2 a;
+    path_in(path, sizeof path, "case2.nn");
+    a = load_both(path, data, n);
+    row2(kind, how, &a);
+}
+
+/* many cases in one row: the statuses of each reader with counts, the distinct messages of
+   nn_model_load's failures (up to 4) */
+typedef struct tally2 {
+    tally rebuilt, loaded;
+    int bad_out, not_canonical;
+} tally2;
+
+static void tally2_add(tally2 *t, const answer2 *a)
+{
+    int i;
+    t->rebuilt.count[a->rebuilt]++;
+    t->loaded.count[a->loaded]++;
+    t->loaded.changed += a->changed;
+    t->bad_out += a->bad_out;
+    t->not_canonical += a->not_canonical;
+    if (a->rebuilt == NN_OK) return;
+    for (i = 0; i < t->rebuilt.n_messages; i++)
+        if (!strcmp(t->rebuilt.messages[i], a->message)) return;
+    if (t->rebuilt.n_messages < 4) snprintf(t->rebuilt.messages[t->rebuilt.n_messages++], sizeof t->rebuilt.messages[0], "%s", a->message);
+}
+
+static void tally_counts(const tally *t)
+{
+    int s, first = 1;
+    for (s = 0; s < 9; s++)
+        if (t->count[s]) {
+            printf("%s%s x%d", first ? "" : ", ", status_text((nn_status)s), t->count[s]);
+            first = 0;
+        }
+}
+
+static void tally2_row(const tally2 *t, const char *kind, const char *how)
+{
+    int i;
+    printf("| %s | %s | ", kind, how);
+    tally_counts(&t->rebuilt);
+    if (t->bad_out) printf(" **(%d returned a model!)**", t->bad_out);
+    if (t->not_canonical) printf(" **(%d saved other bytes!)**", t->not_canonical);
+    printf(" | ");
+    tally_counts(&t->loaded);
+    if (t->loaded.changed) printf(" **(%d changed the model!)**", t->loaded.changed);
+    printf(" | ");
+    for (i = 0; i < t->rebuilt.n_messages; i++) printf("%s\"%s\"", i ? "; " : "", t->rebuilt.messages[i]);
+    printf(" |\n");
+    fflush(stdout);
+}
+
+/* offset of graph record i in a format-2 file (records follow the GRPH payload's 8-byte head) */
+static size_t record_at(const unsigned char *file, size_t n, int i)
+{
+    size_t at = (size_t)mf_find_section(file, n, "GRPH", NULL) + 8;
+    while (i-- > 0) at += 56 + mf_get32(file + at + 52);
+    return at;
+}
+enum { R_OP = 0, R_IN0 = 4, R_IN1 = 8, R_C = 12, R_H = 16, R_W = 20, R_UNITS = 24, R_KERNEL = 28, R_BIAS = 40, R_ACT = 44,
+       R_NAME_LENGTH = 52, R_NAME = 56 };
+
+/* the reference file with the u32 at record `layer`'s field (layer -1: at the absolute offset
+   `field`) set to v, the CRC fixed */
+static void case2_u32(const char *kind, const char *how, const unsigned char *good, size_t n, int layer, size_t field, uint32_t v)
+{
+    static unsigned char buf[1 << 14];
+    memcpy(buf, good, n);
+    le32(buf + (layer >= 0 ? record_at(good, n, layer) : 0) + field, v);
+    fix_crc(buf, n);
+    case2(kind, how, buf, n);
+}
+
+/* a payload of the reference file copied into b */
+static void payload(mf_buf *b, const unsigned char *good, size_t n, const char *tag)
+{
+    uint64_t length = 0;
+    long at = mf_find_section(good, n, tag, &length);
+    b->size = 0;
+    mf_bytes(b, good + at, (size_t)length);
+}
+
+static void probe_model2(void)
+{
+    static unsigned char good[1 << 14], buf[1 << 14];
+    static mf_buf g, mt, pa, stt, extra, file;
+    char path[128], other[128], how[200];
+    nn_model *t = model_tanh(), *o = model_other();
+    size_t n, i, boundary[8];
+    int bit, k;
+    tally2 tr, tf;
+    code2 = model_a();
+    code2_params = (float *)malloc(nn_param_count(code2) * sizeof(float));
+    code2_state = (float *)malloc(nn_state_count(code2) * sizeof(float));
+    memcpy(code2_params, nn_params(code2), nn_param_count(code2) * sizeof(float));
+    memcpy(code2_state, nn_state(code2), nn_state_count(code2) * sizeof(float));
+    must(nn_set_meta(code2, "mean", "0.5"), "nn_set_meta");
+    path_in(path, sizeof path, "good2.nn");
+    path_in(other, sizeof other, "other2.nn");
+    must(nn_save(code2, path), "nn_save");
+    n = read_all(path, good, sizeof good);
+
+    case2("valid (reference)", "nn_save of the model, with the metadata mean=0.5", good, n);
+    memset(&tr, 0, sizeof tr);
+    for (i = 0; i < n; i++) {
+        answer2 a = load_both(path, good, i);
+        tally2_add(&tr, &a);
+    }
+    snprintf(how, sizeof how, "the valid %zu-byte file cut at every length 0..%zu", n, n - 1);
+    tally2_row(&tr, "truncated (every length)", how);
+    /* at each section boundary: after the file header, after each section's header, after each payload */
+    k = 0;
+    boundary[k++] = 16;
+    {
+        static const char *const tags[4] = {"GRPH", "META", "PARM", "STAT"};
+        int s;
+        for (s = 0; s < 4; s++) {
+            uint64_t length;
+            long at = mf_find_section(good, n, tags[s], &length);
+            boundary[k++] = (size_t)at;
+            if (s == 3) boundary[k++] = (size_t)at + (size_t)length;
+        }
+    }
+    {
+        static const char *const where[6] = {"after the file header", "after the GRPH section's header", "after the graph",
+                                             "after the metadata", "after the parameters", "after the statistics (no CRC)"};
+        for (i = 0; i < (size_t)k; i++) {
+            snprintf(how, sizeof how, "cut %s (%zu of %zu bytes)", where[i], boundary[i], n);
+            case2("truncated at a section boundary", how, good, boundary[i]);
+        }
+    }
+    memset(&tf, 0, sizeof tf);
+    for (i = 0; i < n; i++)
+        for (bit = 0; bit < 8; bit++) {
+            answer2 a;
+            memcpy(buf, good, n);
+            buf[i] ^= (unsigned char)(1u << bit);
+            a = load_both(path, buf, n);
+            tally2_add(&tf, &a);
+        }
+    snprintf(how, sizeof how, "each of the %zu bits of the valid file flipped, one at a time", n * 8);
+    tally2_row(&tf, "flipped bits (every bit)", how);
+    memset(&tf, 0, sizeof tf);
+    for (i = 0; i + 4 < n; i++) {
+        answer2 a;
+        memcpy(buf, good, n);
+        buf[i] ^= 0xFF;
+        fix_crc(buf, n);
+        a = load_both(path, buf, n);
+        tally2_add(&tf, &a);
+    }
+    snprintf(how, sizeof how, "each of the %zu bytes before the CRC inverted, CRC recomputed (accepted files must save back "
+             "the same bytes)", n - 4);
+    tally2_row(&tf, "changed bytes, valid CRC", how);
+
+    memcpy(buf, good, n);
+    buf[n - 1] ^= 1;
+    case2("bad CRC", "last byte of the CRC flipped", buf, n);
+    memcpy(buf, good, n);
+    buf[0] = 'X';
+    case2("wrong magic", "first byte 'X'", buf, n);
+    case2_u32("newer version", "version field 3, CRC recomputed", good, n, -1, 8, 3);
+    case2_u32("bad op code", "layer 2's op 99, CRC recomputed", good, n, 2, R_OP, 99);
+    case2_u32("bad activation code", "layer 3's (ReLU) activation 77, CRC recomputed", good, n, 3, R_ACT, 77);
+    case2_u32("bad loss code", "loss 12, CRC recomputed", good, n, -1, (size_t)mf_find_section(good, n, "GRPH", NULL) + 4, 12);
+    case2_u32("input out of range", "layer 1's input is layer 3 (a later one)", good, n, 1, R_IN0, 3);
+    case2_u32("input out of range", "layer 2's input is layer 2 (itself)", good, n, 2, R_IN0, 2);
+    case2_u32("input out of range", "layer 2's input is -2", good, n, 2, R_IN0, (uint32_t)-2);
+    case2_u32("input out of range", "layer 4's input is 2^31-1", good, n, 4, R_IN0, 0x7FFFFFFFu);
+    case2_u32("extra input", "layer 3 (ReLU) gets a second input, layer 0", good, n, 3, R_IN1, 0);
+    case2_u32("absurd size", "node count 2^32-1", good, n, -1, (size_t)mf_find_section(good, n, "GRPH", NULL), 0xFFFFFFFFu);
+    case2_u32("absurd size", "node count 5000", good, n, -1, (size_t)mf_find_section(good, n, "GRPH", NULL), 5000);
+    {
+        long at = mf_find_section(good, n, "GRPH", NULL);
+        memcpy(buf, good, n);
+        le32(buf + at - 8, 0);
+        le32(buf + at - 4, 0x80000000u);
+        fix_crc(buf, n);
+        case2("absurd size", "GRPH section length 2^63", buf, n);
+        at = mf_find_section(good, n, "PARM", NULL);
+        memcpy(buf, good, n);
+        le32(buf + at - 4, 0x100);
+        fix_crc(buf, n);
+        case2("absurd size", "PARM section length + 2^40", buf, n);
+    }
+    case2_u32("absurd size", "layer 1's name length 2^32-1", good, n, 1, R_NAME_LENGTH, 0xFFFFFFFFu);
+    {
+        memcpy(buf, good, n);
+        le32(buf + record_at(good, n, 1) + R_UNITS, 1u << 30);
+        le32(buf + record_at(good, n, 1) + R_C, 1u << 30);
+        fix_crc(buf, n);
+        case2("absurd size", "layer 1 (linear) with 2^30 outputs", buf, n);
+        memcpy(buf, good, n);
+        le32(buf + record_at(good, n, 0) + R_H, 65536);
+        le32(buf + record_at(good, n, 0) + R_W, 65536);
+        fix_crc(buf, n);
+        case2("absurd size", "an input of 1x65536x65536", buf, n);
+    }
+    {
+        /* valid files of graphs too big or that nn_compile refuses, written with tests/model_file.h */
+        const mf_node big[2] = {MF_INPUT(64, 1024, 1024, "in"), MF_ACTIVATION(0, 64, 1024, 1024, 1, 0.0f, "act")};
+        const mf_node one[2] = {MF_INPUT(1, 1, 4, "in"), MF_LINEAR(0, 1, 1, "fc")};
+        mf_section sections[4] = {{"GRPH", &g}, {"META", &mt}, {"PARM", &pa}, {"STAT", &stt}};
+        g.size = mt.size = pa.size = stt.size = 0;
+        mf_graph(&g, 0, big, 2);
+        mf_u32(&mt, 0);
+        mf_file(&file, sections, 4);
+        case2("absurd size", "a valid file: input 64x1024x1024 and a ReLU (768 MiB per sample in buffers)", file.data, file.size);
+        g.size = 0;
+        mf_graph(&g, 1, one, 2);
+        for (i = 0; i < 5; i++) mf_f32(&pa, 0.5f);
+        mf_file(&file, sections, 4);
+        case2("graph nn_compile refuses", "a valid file: linear 4 -> 1 with softmax cross-entropy (one class)", file.data, file.size);
+    }
+    case2_u32("setting a builder ignores", "layer 1 (linear) with kernel 5", good, n, 1, R_KERNEL, 5);
+    case2_u32("setting a builder changes", "layer 1's bias flag 2", good, n, 1, R_BIAS, 2);
+    case2_u32("wrong output shape", "layer 1 (linear 6) says 7 outputs", good, n, 1, R_C, 7);
+    case2_u32("second input layer", "layer 3 (ReLU) made an input layer", good, n, 3, R_OP, 0);
+    case2_u32("layer leading nowhere", "layer 4 (the output) takes layer 2, so layer 3 leads nowhere", good, n, 4, R_IN0, 2);
+    {
+        size_t at = record_at(good, n, 1) + R_NAME;
+        memcpy(buf, good, n);
+        buf[at + 2] = ' ';
+        fix_crc(buf, n);
+        case2("bad name", "a space in layer 1's name", buf, n);
+        memcpy(buf, good, n);
+        memcpy(buf + at, "linear2", 7); /* layer 1 "linear1" becomes layer 4's "linear2" */
+        fix_crc(buf, n);
+        case2("duplicate names", "layer 1 renamed linear2, the name of layer 4", buf, n);
+    }
+    /* sections rearranged */
+    payload(&g, good, n, "GRPH");
+    payload(&mt, good, n, "META");
+    payload(&pa, good, n, "PARM");
+    payload(&stt, good, n, "STAT");
+    extra.size = 0;
+    mf_u32(&extra, 1);
+    {
+        const mf_section twice[5] = {{"GRPH", &g}, {"GRPH", &g}, {"META", &mt}, {"PARM", &pa}, {"STAT", &stt}};
+        const mf_section unknown[5] = {{"GRPH", &g}, {"META", &mt}, {"PARM", &pa}, {"STAT", &stt}, {"OPTM", &extra}};
+        const mf_section missing[3] = {{"GRPH", &g}, {"META", &mt}, {"PARM", &pa}};
+        const mf_section swapped[4] = {{"GRPH", &g}, {"PARM", &pa}, {"META", &mt}, {"STAT", &stt}};
+        mf_file(&file, twice, 5);
+        case2("duplicate section", "GRPH twice", file.data, file.size);
+        mf_file(&file, unknown, 5);
+        case2("unknown section", "a section tagged OPTM after STAT (4 bytes)", file.data, file.size);
+        mf_file(&file, missing, 3);
+        case2("missing section", "no STAT section", file.data, file.size);
+        mf_file(&file, swapped, 4);
+        case2("sections out of order", "PARM before META", file.data, file.size);
+    }
+    case2_u32("wrong section count", "the header announces 5 sections", good, n, -1, 12, 5);
+    memcpy(buf, good, n);
+    buf[n] = 0;
+    case2("appended byte", "one 0 byte after the CRC", buf, n + 1);
+    /* metadata */
+    {
+        const mf_section sections[4] = {{"GRPH", &g}, {"META", &mt}, {"PARM", &pa}, {"STAT", &stt}};
+        static const char *const dup_keys[2] = {"mean", "mean"}, *const dup_values[2] = {"1", "2"};
+        static const char *const space_key[1] = {"my mean"}, *const one_value[1] = {"1"};
+        for (k = 0; k < 5; k++) {
+            static const char *const hows[5] = {"pair count 2^32-1", "a value length of 2^31", "the key mean twice",
+                                                "a key with a space", "a value holding a NUL byte"};
+            mt.size = 0;
+            if (k == 0) mf_u32(&mt, 0xFFFFFFFFu);
+            if (k == 1) { mf_u32(&mt, 1); mf_string(&mt, "mean"); mf_u32(&mt, 0x80000000u); }
+            if (k == 2) mf_meta(&mt, dup_keys, dup_values, 2);
+            if (k == 3) mf_meta(&mt, space_key, one_value, 1);
+            if (k == 4) { mf_u32(&mt, 1); mf_string(&mt, "mean"); mf_u32(&mt, 3); mf_bytes(&mt, "0\0.5", 3); }
+            mf_file(&file, sections, 4);
+            case2("bad metadata", hows[k], file.data, file.size);
+        }
+        payload(&mt, good, n, "META");
+        pa.size -= 4;
+        mf_file(&file, sections, 4);
+        case2("one parameter missing", "PARM 4 bytes short (and the file too)", file.data, file.size);
+    }
+    {
+        long parm = mf_find_section(good, n, "PARM", NULL), stat = mf_find_section(good, n, "STAT", NULL);
+        memcpy(buf, good, n);
+        for (i = (size_t)parm; i < (size_t)stat - 12; i += 4) le32(buf + i, 0x7FC00000u);
+        fix_crc(buf, n);
+        case2("NaN weights", "every parameter a quiet NaN, valid CRC", buf, n);
+        case2_u32("infinite statistic", "a running variance +inf, valid CRC", good, n, -1, (size_t)stat + 4 * 6, 0x7F800000u);
+        case2_u32("negative variance", "a running variance of -1, valid CRC", good, n, -1, (size_t)stat + 4 * 6, 0xBF800000u);
+    }
+    must(nn_save(t, other), "nn_save");
+    {
+        size_t no = read_all(other, buf, sizeof buf);
+        case2("other architecture, same sizes", "saved from the same layers with tanh instead of ReLU", buf, no);
+    }
+    must(nn_save(o, other), "nn_save");
+    {
+        size_t no = read_all(other, buf, sizeof buf);
+        case2("other architecture", "saved from a 8->3 linear model", buf, no);
+    }
+    save_v1(code2, other);
+    {
+        size_t no = read_all(other, buf, sizeof buf);
+        case2("format 1", "the same model in a format-1 file (no graph)", buf, no);
+    }
+    case2("empty file", "0 bytes", buf, 0);
+    {
+        char missing[128];
+        answer2 a;
+        path_in(missing, sizeof missing, "missing.nn");
+        a = load_both(missing, NULL, 0);
+        row2("missing file", "a path that does not exist", &a);
+        a = load_both(dir, NULL, 0);
+        row2("a directory", "the temporary directory as the model file", &a);
+    }
+    {
+        nn_model *out = (nn_model *)&out;
+        nn_status st = nn_model_load(NULL, 4, &out);
+        printf("| NULL path | nn_model_load(NULL, 4, &model), nn_load(model, NULL) | %s%s | %s | %s |\n", status_text(st),
+               out ? " **(a model came back!)**" : "", status_text(nn_load(code2, NULL)), message());
+        st = nn_model_load(path, 0, &out);
+        printf("| max batch 0 | nn_model_load(path, 0, &model) | %s | | %s |\n", status_text(st), message());
+        st = nn_model_load(path, 4, NULL);
+        printf("| NULL result | nn_model_load(path, 4, NULL) | %s | | %s |\n", status_text(st), message());
+    }
+    remove(path);
+    remove(other);
+    path_in(path, sizeof path, "case2.nn");
+    remove(path);
+    nn_model_free(code2);
+    nn_model_free(t);
+    nn_model_free(o);
+    free(code2_params);
+    free(code2_state);
 }
 
 /* ---- API misuse -------------------------------------------------------------------------------- */
@@ -815,7 +1247,7 @@ static int probe_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: reliability_probe idx|model|api|args [ARGS...]\n");
+        fprintf(stderr, "usage: reliability_probe idx|model2|model|save [DIR]|api|args [ARGS...]|crash CASE\n");
         return 2;
     }
     if (!strcmp(argv[1], "args")) return probe_args(argc - 1, argv + 1);
@@ -827,6 +1259,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "idx")) probe_idx();
     else if (!strcmp(argv[1], "model")) probe_model();
+    else if (!strcmp(argv[1], "model2")) probe_model2();
     else if (!strcmp(argv[1], "api")) probe_api();
     else if (!strcmp(argv[1], "save")) probe_save(argc > 2 ? argv[2] : NULL);
     rmdir(dir);

@@ -14,7 +14,8 @@
    scaled tanh; 17 nodes so the node array grows past its first 16 slots); nn_compile; the
    kernels' self-allocated workspaces (nn_sgemm and the three nn_conv2d_* passes with a NULL
    workspace); three nn_train_step (Adam: the optimizer state is allocated on the first);
-   nn_save over an existing file; a second model built, compiled and nn_load-ed; nn_mnist_load
+   nn_save over an existing file; a second model built, compiled and nn_load-ed; the file rebuilt
+   by nn_model_load; nn_mnist_load
    of tiny IDX files written by the test; nn_dataset_slice; nn_fit with a validation set.
 
    Sweep: a clean run counts the calls to NN_MALLOC (T). Then for N = 1..T, twice:
@@ -254,7 +255,7 @@ static int kernels(void)
 /* Runs the workflow; the checks fail the test. */
 static void scenario(long fail_at, int persistent)
 {
-    nn_model *m = NULL, *m2 = NULL;
+    nn_model *m = NULL, *m2 = NULL, *m3 = NULL;
     nn_optimizer opt, opt2;
     nn_dataset ds, part, sentinel;
     nn_fit_options fit;
@@ -340,6 +341,23 @@ static void scenario(long fail_at, int persistent)
     CHECK(memcmp(nn_params(m), nn_params(m2), np * sizeof(float)) == 0);
     CHECK(memcmp(nn_state(m), nn_state(m2), nn_state_count(m) * sizeof(float)) == 0);
 
+    /* the same file rebuilt with no code: on failure no model comes back (and nothing leaks) */
+    step_name = "nn_model_load";
+    before = fa_injected;
+    m3 = (nn_model *)&m3;
+    st = nn_model_load(model_path, BATCH, &m3);
+    if (st != NN_OK) {
+        CHECK(injected_since(before));
+        check_memory_error(st);
+        CHECK(m3 == NULL);
+        if (persistent) goto cleanup;
+        st = nn_model_load(model_path, BATCH, &m3);
+    }
+    CHECK(st == NN_OK && m3 != NULL);
+    CHECK(memcmp(nn_params(m), nn_params(m3), np * sizeof(float)) == 0);
+    nn_model_free(m3);
+    m3 = NULL;
+
     /* IDX files */
     step_name = "nn_mnist_load";
     memset(&sentinel, 0x5A, sizeof sentinel);
@@ -399,6 +417,7 @@ cleanup:
     nn_dataset_free(&part);
     nn_model_free(m);
     nn_model_free(m2);
+    nn_model_free(m3);
     remove(tmp_path);
     CHECK(fa_live == live_at_start); /* nothing leaked */
     if (fail_at > 0 && !persistent) CHECK(fa_injected <= 1);

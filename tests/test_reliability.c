@@ -21,7 +21,7 @@
         RLIMIT_FSIZE, makes the write fail part way), a destination that is a directory
         (rename fails), and, when not running as root, a read-only directory:
         each returns NN_ERROR_IO with a message, the previous file is byte-identical and still
-        loads, and no temporary file is left behind;
+        loads (nn_load and nn_model_load), and no temporary file is left behind;
       - a successful save replaces the file (it then loads the new parameters) and leaves no
         temporary file; a symlink planted at the temporary's name is not written through;
       - a model with a NaN parameter or an infinite statistic is refused (NN_ERROR_NONFINITE)
@@ -367,17 +367,21 @@ static saved good_file(const char *name)
     return s;
 }
 
-/* The previous file is byte-identical and loads; no temporary file is left. */
+/* The previous file is byte-identical and loads, into a model built in code and rebuilt by
+   nn_model_load alike; no temporary file is left. */
 static void still_good(saved *s)
 {
     unsigned char *now;
     size_t n = file_bytes(s->path, &now);
-    nn_model *fresh = mlp(1, NN_LOSS_SOFTMAX_CROSS_ENTROPY);
+    nn_model *fresh = mlp(1, NN_LOSS_SOFTMAX_CROSS_ENTROPY), *rebuilt = NULL;
     assert_int_equal(n, s->size);
     assert_memory_equal(now, s->bytes, n);
     assert_int_equal(nn_load(fresh, s->path), NN_OK);
+    assert_int_equal(nn_model_load(s->path, 2, &rebuilt), NN_OK);
+    assert_memory_equal(nn_params(rebuilt), nn_params(fresh), nn_param_count(fresh) * sizeof(float));
     free(now);
     nn_model_free(fresh);
+    nn_model_free(rebuilt);
 }
 
 static void release(saved *s)

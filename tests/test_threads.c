@@ -219,14 +219,14 @@ typedef enum entry {
     E_FORWARD, E_BACKWARD, E_COMPUTE_LOSS, E_COMPUTE_GRADIENTS, E_TRAIN_STEP, E_OPTIMIZER_BIND, E_OPTIMIZER_STEP, E_EVALUATE,
     E_CONFUSION_MATRIX, E_INPUT_GRADIENT_NORM, E_FIT, E_TRAIN_EPOCH, E_SAVE, E_LOAD, E_COMPILE, E_INIT_WEIGHTS,
     E_INIT_BIASES, E_PARAMS_INTERPOLATE, E_PARAMS_COPY_TO, E_PARAMS_COPY_FROM, E_BACKWARD_FROM, E_ZERO_GRADS,
-    E_CLIP_GRAD_NORM, E_CLIP_GRAD_VALUE, E_COUNT
+    E_CLIP_GRAD_NORM, E_CLIP_GRAD_VALUE, E_PREDICT, E_PREDICT_CLASSES, E_COUNT
 } entry;
 static const char *const entry_names[E_COUNT] = {
     "nn_forward", "nn_backward", "nn_compute_loss", "nn_compute_gradients", "nn_train_step", "nn_optimizer_bind",
     "nn_optimizer_step",
     "nn_evaluate", "nn_confusion_matrix", "nn_input_gradient_norm", "nn_fit", "nn_train_epoch", "nn_save", "nn_load",
     "nn_compile", "nn_init_weights", "nn_init_biases", "nn_params_interpolate", "nn_params_copy", "nn_params_copy",
-    "nn_backward_from", "nn_zero_grads", "nn_clip_grad_norm", "nn_clip_grad_value"};
+    "nn_backward_from", "nn_zero_grads", "nn_clip_grad_norm", "nn_clip_grad_value", "nn_predict", "nn_predict_classes"};
 
 typedef struct caller {
     nn_model *other;            /* a free model of the same architecture */
@@ -274,6 +274,8 @@ static nn_status call_entry(nn_model *m, entry e, caller *c)
     case E_ZERO_GRADS: return nn_zero_grads(m);
     case E_CLIP_GRAD_NORM: return nn_clip_grad_norm(m, 1e-3, &norm);
     case E_CLIP_GRAD_VALUE: return nn_clip_grad_value(m, 1e-3);
+    case E_PREDICT: return nn_predict(m, d->x, 8, c->ab);
+    case E_PREDICT_CLASSES: return nn_predict_classes(m, d->x, 8, labels);
     case E_COUNT: break;
     }
     return NN_OK;

@@ -75,6 +75,11 @@ test-header:
 check-links:
 	@python3 scripts/check_links.py
 
+# Two programs built from nn.h alone: one trains and saves, the other rebuilds the model with
+# nn_model_load and must predict the same classes (tests/standalone/).
+test-standalone:
+	@scripts/standalone_check.sh $(BUILD)
+
 # Every check; each extra one is counted through build/extra-checks/*.summary (scripts/extra_check.sh).
 test: setup
 	@$(SETUP) data bench mpi fuzz windows
@@ -84,6 +89,7 @@ test: setup
 	-@$(MAKE) --no-print-directory test-header
 	@$(MAKE) --no-print-directory -j2 $(TEST_NATIVE) $(TEST_ASAN) $(TEST_ARM64) $(EXAMPLES)
 	@scripts/extra_check.sh links check-links $(BUILD)
+	@scripts/extra_check.sh standalone test-standalone $(BUILD)
 	@scripts/extra_check.sh examples test-examples $(BUILD)
 	@scripts/extra_check.sh bench bench-smoke $(BUILD)
 	@scripts/extra_check.sh mpi test-mpi $(BUILD)
@@ -93,4 +99,4 @@ test: setup
 	@scripts/extra_check.sh windows test-windows $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
-.PHONY: test-header test-valgrind test-tsan test-windows check-links
+.PHONY: test-header test-valgrind test-tsan test-windows check-links test-standalone
