@@ -904,6 +904,24 @@ NNDEF NN_NODISCARD nn_status nn_model_load(const char *path, int max_batch, nn_m
 NNDEF NN_NODISCARD nn_status nn_set_meta(nn_model *model, const char *key, const char *value);
 NNDEF const char *nn_get_meta(const nn_model *model, const char *key); /* the value of key (NULL if none), valid until the key is set again */
 
+/* safetensors (the weight format of Hugging Face and current PyTorch): the model's parameters and
+   batch-norm statistics as F32 tensors named "<node name>.<tensor>" with PyTorch's tensor names
+   (weight, bias, running_mean, running_var, and num_batches_tracked as I64 0), shaped as PyTorch
+   shapes them (linear weight [out, in], conv2d weight [out, in, kh, kw]). Name the nodes as the
+   PyTorch module names them (nn_set_name(node, "features.0")) and the files move both ways
+   (docs/interop.md). Written atomically like nn_save; a model with a NaN or infinity is refused. */
+NNDEF NN_NODISCARD nn_status nn_save_safetensors(const nn_model *model, const char *path);
+#define NN_SAFETENSORS_STRICT 0  /* every tensor of the model in the file, nothing else, shapes equal */
+#define NN_SAFETENSORS_PARTIAL 1 /* load what matches; list the rest in report */
+/* Loads a safetensors file into a compiled model, matching tensors by name and checking every
+   shape and dtype (F32; F16, BF16 and F64 are converted; num_batches_tracked is read and ignored).
+   NN_SAFETENSORS_STRICT: a missing, extra or mis-shaped tensor is NN_ERROR_SHAPE naming it, and
+   the model is unchanged. NN_SAFETENSORS_PARTIAL: the tensors that match are loaded, and report
+   (report_size bytes, may be NULL) gets one line per tensor that did not. Either way a malformed
+   file (NN_ERROR_FORMAT) or a non-finite value (NN_ERROR_NONFINITE) changes nothing. */
+NNDEF NN_NODISCARD nn_status nn_load_safetensors(nn_model *model, const char *path, int mode, char *report,
+                                                 size_t report_size);
+
 #ifdef __cplusplus
 }
 #endif
@@ -9942,6 +9960,689 @@ NNDEF nn_status nn_load(nn_model *m, const char *path)
     nn_status st = nn__model_enter(m, "nn_load");
     if (st != NN_OK) return st;
     st = nn__load(m, path);
+    nn__model_leave(m);
+    return st;
+}
+
+/* ======================================================================================
+   safetensors: weights in PyTorch's names (the format of Hugging Face and current PyTorch:
+   an 8-byte little-endian header length, a JSON header, then the raw little-endian tensors).
+   The reader is a hostile-input surface: its JSON parser is its own, bounded in
+   length, and every size and offset is overflow-checked before it is used.
+   ====================================================================================== */
+#define NN__ST_MAX_HEADER ((uint64_t)100 << 20) /* the reference implementation's limit */
+#define NN__ST_MAX_RANK 8
+#define NN__ST_MAX_NAME 256
+
+/* The dtypes of the specification; nn.h converts the float ones (and reads I64 for
+   num_batches_tracked). */
+static const struct nn__st_dtype {
+    const char *name;
+    int bytes;
+} nn__st_dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"I64", 8},     {"BOOL", 1},
+                     {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2},
+                     {"I32", 4}, {"U32", 4}, {"U64", 8}};
+enum { NN__ST_F32, NN__ST_F16, NN__ST_BF16, NN__ST_F64, NN__ST_I64, NN__ST_DTYPES = 15 };
+
+typedef struct nn__st_tensor {
+    char name[NN__ST_MAX_NAME];
+    int dtype;                         /* index into nn__st_dtypes */
+    int rank;
+    uint64_t shape[NN__ST_MAX_RANK];
+    uint64_t begin, end;               /* byte offsets into the data section */
+    int used;                          /* matched by a model tensor */
+} nn__st_tensor;
+
+typedef struct nn__st_file {
+    nn__st_tensor *tensors;
+    int count, capacity;
+    const unsigned char *data;         /* the data section */
+    uint64_t data_size;
+} nn__st_file;
+
+/* ---- a small JSON reader: RFC 8259's grammar for the values safetensors has (objects, arrays of
+   integers, strings); anything else in the header is an error ---- */
+typedef struct nn__json {
+    const unsigned char *start, *p, *end;
+    const char *error;                 /* the first problem, or NULL */
+} nn__json;
+
+static int nn__json_fail(nn__json *j, const char *what)
+{
+    if (!j->error) j->error = what;
+    return -1;
+}
+static void nn__json_space(nn__json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+/* Skips white space and consumes c if it comes next: 1 if it did. */
+static int nn__json_eat(nn__json *j, unsigned char c)
+{
+    nn__json_space(j);
+    if (j->p < j->end && *j->p == c) {
+        j->p++;
+        return 1;
+    }
+    return 0;
+}
+static int nn__json_hex4(nn__json *j, uint32_t *v)
+{
+    int i;
+    *v = 0;
+    if (j->end - j->p < 4) return nn__json_fail(j, "a \\u escape is cut short");
+    for (i = 0; i < 4; i++) {
+        const unsigned char c = *j->p++;
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return nn__json_fail(j, "a \\u escape has a non-hex digit");
+        *v = *v << 4 | (uint32_t)d;
+    }
+    return 0;
+}
+/* A string, decoded to UTF-8 into out[cap] (NUL-terminated; out NULL: checked and skipped). A
+   string longer than cap - 1 bytes, a raw control character, a bad escape or a lone surrogate
+   is an error. */
+static int nn__json_string(nn__json *j, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (!nn__json_eat(j, '"')) return nn__json_fail(j, "a string was expected");
+    for (;;) {
+        uint32_t cp;
+        unsigned char bytes[4];
+        int count = 1, k;
+        if (j->p >= j->end) return nn__json_fail(j, "a string is not closed");
+        cp = *j->p++;
+        if (cp == '"') break;
+        if (cp < 0x20) return nn__json_fail(j, "a control character inside a string");
+        bytes[0] = (unsigned char)cp; /* raw bytes (UTF-8) pass through; names are compared as bytes */
+        if (cp == '\\') {
+            if (j->p >= j->end) return nn__json_fail(j, "a string is not closed");
+            switch (*j->p++) {
+            case '"': cp = '"'; break;
+            case '\\': cp = '\\'; break;
+            case '/': cp = '/'; break;
+            case 'b': cp = '\b'; break;
+            case 'f': cp = '\f'; break;
+            case 'n': cp = '\n'; break;
+            case 'r': cp = '\r'; break;
+            case 't': cp = '\t'; break;
+            case 'u':
+                if (nn__json_hex4(j, &cp) != 0) return -1;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) return nn__json_fail(j, "a lone low surrogate");
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    uint32_t low;
+                    if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
+                        return nn__json_fail(j, "a high surrogate without its low half");
+                    j->p += 2;
+                    if (nn__json_hex4(j, &low) != 0) return -1;
+                    if (low < 0xDC00 || low > 0xDFFF) return nn__json_fail(j, "a high surrogate without its low half");
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                }
+                break;
+            default: return nn__json_fail(j, "an unknown escape in a string");
+            }
+            /* the escaped code point, encoded as UTF-8 */
+            if (cp < 0x80) {
+                bytes[0] = (unsigned char)cp;
+            } else if (cp < 0x800) {
+                bytes[0] = (unsigned char)(0xC0 | cp >> 6);
+                bytes[1] = (unsigned char)(0x80 | (cp & 0x3F));
+                count = 2;
+            } else if (cp < 0x10000) {
+                bytes[0] = (unsigned char)(0xE0 | cp >> 12);
+                bytes[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                bytes[2] = (unsigned char)(0x80 | (cp & 0x3F));
+                count = 3;
+            } else {
+                bytes[0] = (unsigned char)(0xF0 | cp >> 18);
+                bytes[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+                bytes[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+                bytes[3] = (unsigned char)(0x80 | (cp & 0x3F));
+                count = 4;
+            }
+        }
+        for (k = 0; k < count; k++) {
+            if (out) {
+                if (n + 1 >= cap) return nn__json_fail(j, "a name is longer than this reader accepts");
+                out[n] = (char)bytes[k];
+            }
+            n++;
+        }
+    }
+    if (out) out[n] = '\0';
+    return 0;
+}
+/* A non-negative integer without sign, fraction or exponent, at most 2^53 (what every JSON
+   reader holds exactly). */
+static int nn__json_uint(nn__json *j, uint64_t *v)
+{
+    uint64_t x = 0;
+    const unsigned char *first;
+    nn__json_space(j);
+    first = j->p;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        x = x * 10 + (uint64_t)(*j->p++ - '0');
+        if (x > ((uint64_t)1 << 53)) return nn__json_fail(j, "an integer is too large");
+    }
+    if (j->p == first) return nn__json_fail(j, "a non-negative integer was expected");
+    if (j->p - first > 1 && *first == '0') return nn__json_fail(j, "an integer has a leading zero");
+    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
+        return nn__json_fail(j, "an integer was expected, not a fraction");
+    *v = x;
+    return 0;
+}
+/* One tensor's entry: {"dtype": ..., "shape": [...], "data_offsets": [begin, end]}, members in
+   any order, each exactly once; unknown members are an error (the specification has none). */
+static int nn__st_entry(nn__json *j, nn__st_tensor *t)
+{
+    int seen = 0;
+    if (!nn__json_eat(j, '{')) return nn__json_fail(j, "a tensor entry must be an object");
+    if (nn__json_eat(j, '}')) return nn__json_fail(j, "a tensor entry is empty");
+    do {
+        char key[16];
+        if (nn__json_string(j, key, sizeof key) != 0) return nn__json_fail(j, "an unknown member in a tensor entry");
+        if (!nn__json_eat(j, ':')) return nn__json_fail(j, "':' was expected");
+        if (strcmp(key, "dtype") == 0 && !(seen & 1)) {
+            char dtype[16];
+            int d;
+            if (nn__json_string(j, dtype, sizeof dtype) != 0) return nn__json_fail(j, "an unknown dtype");
+            for (d = 0; d < NN__ST_DTYPES; d++)
+                if (strcmp(dtype, nn__st_dtypes[d].name) == 0) break;
+            if (d == NN__ST_DTYPES) return nn__json_fail(j, "an unknown dtype");
+            t->dtype = d;
+            seen |= 1;
+        } else if (strcmp(key, "shape") == 0 && !(seen & 2)) {
+            t->rank = 0;
+            if (!nn__json_eat(j, '[')) return nn__json_fail(j, "a shape must be an array");
+            if (!nn__json_eat(j, ']')) {
+                do {
+                    if (t->rank == NN__ST_MAX_RANK) return nn__json_fail(j, "a shape has more than 8 dimensions");
+                    if (nn__json_uint(j, &t->shape[t->rank]) != 0) return -1;
+                    if (t->shape[t->rank] > ((uint64_t)1 << 40)) return nn__json_fail(j, "a dimension is too large");
+                    t->rank++;
+                } while (nn__json_eat(j, ','));
+                if (!nn__json_eat(j, ']')) return nn__json_fail(j, "']' or ',' was expected in a shape");
+            }
+            seen |= 2;
+        } else if (strcmp(key, "data_offsets") == 0 && !(seen & 4)) {
+            if (!nn__json_eat(j, '[') || nn__json_uint(j, &t->begin) != 0 || !nn__json_eat(j, ',') ||
+                nn__json_uint(j, &t->end) != 0 || !nn__json_eat(j, ']'))
+                return nn__json_fail(j, "data_offsets must be [begin, end]");
+            seen |= 4;
+        } else {
+            return nn__json_fail(j, "an unknown or repeated member in a tensor entry");
+        }
+    } while (nn__json_eat(j, ','));
+    if (!nn__json_eat(j, '}')) return nn__json_fail(j, "'}' or ',' was expected");
+    if (seen != 7) return nn__json_fail(j, "a tensor entry lacks dtype, shape or data_offsets");
+    return 0;
+}
+
+/* Parses and checks a whole file already in memory: the header, every entry, and that the
+   entries cover the data section exactly (no overlap, no hole, sizes equal to shape x dtype).
+   On success f->tensors is allocated (nn__st_file_free); on failure nothing is. */
+static nn_status nn__st_parse(const unsigned char *buf, size_t size, const char *path, nn__st_file *f)
+{
+    nn__json j;
+    uint64_t header, covered = 0;
+    int i;
+    memset(f, 0, sizeof *f);
+    if (size < 8) return nn__fail(NN_ERROR_FORMAT, "%s: %zu bytes, shorter than a safetensors header", path, size);
+    header = nn__get_u64(buf);
+    if (header < 2 || header > NN__ST_MAX_HEADER || header > size - 8)
+        return nn__fail(NN_ERROR_FORMAT, "%s: a safetensors header of %llu bytes does not fit a %zu-byte file", path,
+                        (unsigned long long)header, size);
+    j.start = j.p = buf + 8;
+    j.end = buf + 8 + header;
+    j.error = NULL;
+    if (!nn__json_eat(&j, '{')) {
+        nn__json_fail(&j, "the header is not a JSON object");
+    } else if (!nn__json_eat(&j, '}')) {
+        do {
+            char name[NN__ST_MAX_NAME];
+            nn__st_tensor *t;
+            if (nn__json_string(&j, name, sizeof name) != 0 || !nn__json_eat(&j, ':')) {
+                nn__json_fail(&j, "':' was expected");
+                break;
+            }
+            if (strcmp(name, "__metadata__") == 0) {
+                /* string -> string, kept as it is (nn.h does not interpret it) */
+                if (!nn__json_eat(&j, '{')) {
+                    nn__json_fail(&j, "__metadata__ must be an object of strings");
+                    break;
+                }
+                if (!nn__json_eat(&j, '}')) {
+                    do {
+                        if (nn__json_string(&j, NULL, 0) != 0 || !nn__json_eat(&j, ':') || nn__json_string(&j, NULL, 0) != 0)
+                            nn__json_fail(&j, "__metadata__ must be an object of strings");
+                    } while (!j.error && nn__json_eat(&j, ','));
+                    if (!j.error && !nn__json_eat(&j, '}')) nn__json_fail(&j, "'}' or ',' was expected");
+                }
+                if (j.error) break;
+                continue;
+            }
+            for (i = 0; i < f->count; i++)
+                if (strcmp(f->tensors[i].name, name) == 0) break;
+            if (i < f->count) {
+                nn__json_fail(&j, "a tensor name appears twice");
+                break;
+            }
+            if (f->count == f->capacity) {
+                const int grown = f->capacity ? 2 * f->capacity : 16;
+                nn__st_tensor *more;
+                if (grown > (int)(header / 16) + 16) { /* an entry takes more than 16 bytes of JSON */
+                    nn__json_fail(&j, "more entries than the header can hold");
+                    break;
+                }
+                more = (nn__st_tensor *)NN_MALLOC((size_t)grown * sizeof *more);
+                if (!more) {
+                    NN_FREE(f->tensors);
+                    f->tensors = NULL;
+                    return nn__fail(NN_ERROR_MEMORY, "%s: no memory for %d tensor entries", path, grown);
+                }
+                if (f->count) memcpy(more, f->tensors, (size_t)f->count * sizeof *more);
+                NN_FREE(f->tensors);
+                f->tensors = more;
+                f->capacity = grown;
+            }
+            t = &f->tensors[f->count];
+            memset(t, 0, sizeof *t);
+            memcpy(t->name, name, sizeof name);
+            if (nn__st_entry(&j, t) != 0) break;
+            f->count++;
+        } while (nn__json_eat(&j, ','));
+        if (!j.error && !nn__json_eat(&j, '}')) nn__json_fail(&j, "'}' or ',' was expected");
+    }
+    if (!j.error) {
+        nn__json_space(&j);
+        if (j.p != j.end) nn__json_fail(&j, "bytes after the header's object");
+    }
+    if (j.error) {
+        NN_FREE(f->tensors);
+        memset(f, 0, sizeof *f);
+        return nn__fail(NN_ERROR_FORMAT, "%s: safetensors header, byte %zu: %s", path, (size_t)(j.p - j.start) + 8, j.error);
+    }
+    f->data = buf + 8 + header;
+    f->data_size = size - 8 - header;
+    /* sizes, then coverage: sorted by begin (insertion sort of indices is enough for the sizes
+       nn.h meets, but the order is checked in O(n log n) by sorting a copy) */
+    for (i = 0; i < f->count; i++) {
+        const nn__st_tensor *t = &f->tensors[i];
+        uint64_t bytes = (uint64_t)nn__st_dtypes[t->dtype].bytes;
+        int d;
+        for (d = 0; d < t->rank; d++) {
+            if (t->shape[d] && bytes > UINT64_MAX / t->shape[d]) break;
+            bytes *= t->shape[d];
+        }
+        if (d < t->rank || t->begin > t->end || t->end > f->data_size || t->end - t->begin != bytes) {
+            nn_status st = nn__fail(NN_ERROR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] do not hold its shape and "
+                                    "dtype in a %llu-byte data section", path, t->name, (unsigned long long)t->begin,
+                                    (unsigned long long)t->end, (unsigned long long)f->data_size);
+            NN_FREE(f->tensors);
+            memset(f, 0, sizeof *f);
+            return st;
+        }
+    }
+    {
+        /* the buffers must tile the data section: sort entries by begin, then walk */
+        int a, b;
+        for (a = 1; a < f->count; a++) { /* insertion sort; entries are few (hundreds at most) */
+            nn__st_tensor key = f->tensors[a];
+            for (b = a - 1; b >= 0 && f->tensors[b].begin > key.begin; b--) f->tensors[b + 1] = f->tensors[b];
+            f->tensors[b + 1] = key;
+        }
+        for (a = 0; a < f->count; a++) {
+            if (f->tensors[a].begin != covered) break;
+            covered = f->tensors[a].end;
+        }
+        if (a < f->count || covered != f->data_size) {
+            nn_status st = nn__fail(NN_ERROR_FORMAT, "%s: the tensors do not cover the %llu-byte data section exactly "
+                                    "(an overlap or a hole at byte %llu)", path, (unsigned long long)f->data_size,
+                                    (unsigned long long)covered);
+            NN_FREE(f->tensors);
+            memset(f, 0, sizeof *f);
+            return st;
+        }
+    }
+    return NN_OK;
+}
+
+static void nn__st_file_free(nn__st_file *f)
+{
+    NN_FREE(f->tensors);
+    memset(f, 0, sizeof *f);
+}
+
+static nn__st_tensor *nn__st_find(const nn__st_file *f, const char *name)
+{
+    int i;
+    for (i = 0; i < f->count; i++)
+        if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
+    return NULL;
+}
+
+/* IEEE half to float, exactly (every half is a float). */
+static float nn__half_to_float(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t exponent = (h >> 10) & 0x1Fu, mantissa = h & 0x3FFu;
+    uint32_t bits;
+    float f;
+    if (exponent == 0) {
+        f = (float)mantissa * (1.0f / 16777216.0f); /* subnormal: mantissa * 2^-24 */
+        return sign ? -f : f;
+    }
+    if (exponent == 31) bits = sign | 0x7F800000u | (mantissa << 13);
+    else bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* The float value of element i of a tensor in a float dtype (F32, F16, BF16, F64). */
+static float nn__st_float(const nn__st_file *f, const nn__st_tensor *t, uint64_t i)
+{
+    const unsigned char *p = f->data + t->begin + i * (uint64_t)nn__st_dtypes[t->dtype].bytes;
+    uint32_t bits;
+    float v;
+    switch (t->dtype) {
+    case NN__ST_F16: return nn__half_to_float((uint16_t)(p[0] | p[1] << 8));
+    case NN__ST_BF16: bits = (uint32_t)(p[0] | p[1] << 8) << 16; break;
+    case NN__ST_F64: {
+        const uint64_t b = nn__get_u64(p);
+        double d;
+        memcpy(&d, &b, 8);
+        if (d != d) return (float)d;
+        if (d > FLT_MAX || d < -FLT_MAX) return d > 0 ? HUGE_VALF : -HUGE_VALF; /* refused by the caller */
+        return (float)d;
+    }
+    default: bits = nn__get_u32(p); break;
+    }
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+/* ---- the model's side: which tensors a node has, their PyTorch shapes and where they live ---- */
+#define NN__ST_BATCHES "num_batches_tracked"
+
+/* The PyTorch shape of tensor k (the op table's tensors[k]) of node n; its rank. */
+static int nn__st_shape(const nn_node *n, int k, uint64_t shape[4])
+{
+    if (n->op == NN_OP_LINEAR && k == 0) {
+        shape[0] = (uint64_t)n->units;
+        shape[1] = (uint64_t)n->fan_in;
+        return 2;
+    }
+    if (n->op == NN_OP_CONV2D && k == 0) {
+        shape[0] = (uint64_t)n->units;
+        shape[1] = (uint64_t)n->in[0]->c;
+        shape[2] = shape[3] = (uint64_t)n->kernel;
+        return 4;
+    }
+    shape[0] = (uint64_t)n->units; /* biases; batch norm's four per-channel vectors */
+    return 1;
+}
+
+/* Tensor k of node n: its values (NULL when the node does not have it, as a linear layer without
+   bias, or has no values, as a node the output does not use) and their count. Slot
+   NN__TENSOR_SLOTS is batch norm's num_batches_tracked, which has no values in nn.h. */
+static float *nn__st_values(const nn_model *m, const nn_node *n, int k, size_t *count)
+{
+    *count = 0;
+    if (!n->live || k >= NN__TENSOR_SLOTS || !nn__has_tensor(n, k)) return NULL;
+    return nn__tensor((nn_model *)m, (nn_node *)n, nn__ops[n->op].tensors[k], count, 0, "safetensors");
+}
+
+static void nn__st_key(char *key, const nn_node *n, const char *tensor)
+{
+    snprintf(key, NN__ST_MAX_NAME, "%s.%s", nn_node_name(n), tensor);
+}
+
+static void nn__st_shape_text(char *text, size_t cap, const uint64_t *shape, int rank)
+{
+    size_t used = 0;
+    int d;
+    text[0] = '\0';
+    used += (size_t)snprintf(text, cap, "[");
+    for (d = 0; d < rank && used < cap; d++)
+        used += (size_t)snprintf(text + used, cap - used, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
+    if (used < cap) snprintf(text + used, cap - used, "]");
+}
+
+/* Appends one line to the caller's report (NUL-terminated, truncated when full). */
+static void nn__report_line(char *report, size_t report_size, const char *line)
+{
+    size_t used;
+    if (!report || report_size == 0) return;
+    used = strlen(report);
+    if (used + 1 < report_size) snprintf(report + used, report_size - used, "%s\n", line);
+}
+
+/* JSON string content of s, escaped (names are printable ASCII, but a quote or a backslash is
+   legal in them). */
+static size_t nn__json_escape(char *out, const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') {
+            if (out) out[n] = '\\';
+            n++;
+        }
+        if (out) out[n] = *s;
+        n++;
+    }
+    return n;
+}
+
+static nn_status nn__save_safetensors(const nn_model *m, const char *path)
+{
+    /* Two passes over the tensors: the first measures the header, the second writes it. */
+    size_t header = 0, data = 0, total, bad;
+    unsigned char *buf = NULL;
+    int pass;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_save_safetensors: compile the model first");
+    if (!path || !*path) return nn__fail(NN_ERROR_ARGUMENT, "nn_save_safetensors: empty file name");
+    if ((bad = nn__first_nonfinite(m->params, m->param_count)) < m->param_count)
+        return nn__fail(NN_ERROR_NONFINITE, "nn_save_safetensors: parameter %zu is %g; nothing was written", bad,
+                        (double)m->params[bad]);
+    if ((bad = nn__first_nonfinite(m->state, m->state_count)) < m->state_count)
+        return nn__fail(NN_ERROR_NONFINITE, "nn_save_safetensors: batch-norm statistic %zu is %g; nothing was written",
+                        bad, (double)m->state[bad]);
+    for (pass = 0; pass < 2; pass++) {
+        char *json = pass ? (char *)buf + 8 : NULL;
+        size_t at = 0, offset = 0;
+        int i, k;
+#define NN__ST_EMIT(text)                                                                                            \
+    do {                                                                                                             \
+        const char *emit_text_ = (text);                                                                             \
+        const size_t emit_n_ = strlen(emit_text_);                                                                   \
+        if (json) memcpy(json + at, emit_text_, emit_n_);                                                            \
+        at += emit_n_;                                                                                               \
+    } while (0)
+        NN__ST_EMIT("{\"__metadata__\":{\"format\":\"pt\",\"writer\":\"nn.h\"}");
+        for (i = 0; i < m->count; i++) {
+            const nn_node *n = m->nodes[i];
+            for (k = 0; k <= NN__TENSOR_SLOTS; k++) {
+                char key[NN__ST_MAX_NAME], line[160], shape_text[96];
+                uint64_t shape[4];
+                size_t count;
+                const char *dtype = "F32";
+                int rank;
+                if (k < NN__TENSOR_SLOTS) {
+                    if (!nn__st_values(m, n, k, &count)) continue;
+                    nn__st_key(key, n, nn__ops[n->op].tensors[k]);
+                    rank = nn__st_shape(n, k, shape);
+                } else {
+                    if (n->op != NN_OP_BATCHNORM || !n->live) continue;
+                    nn__st_key(key, n, NN__ST_BATCHES);
+                    rank = 0;
+                    count = 2; /* one I64 = two floats' bytes */
+                    dtype = "I64";
+                }
+                nn__st_shape_text(shape_text, sizeof shape_text, shape, rank);
+                NN__ST_EMIT(",\"");
+                if (json) nn__json_escape(json + at, key);
+                at += nn__json_escape(NULL, key);
+                snprintf(line, sizeof line, "\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}", dtype,
+                         shape_text, offset, offset + 4 * count);
+                NN__ST_EMIT(line);
+                if (pass) {
+                    unsigned char *out = buf + 8 + header + offset;
+                    if (k < NN__TENSOR_SLOTS) nn__put_floats(out, nn__st_values(m, n, k, &count), count);
+                    else memset(out, 0, 8); /* nn.h does not count batches: 0, which PyTorch only uses with momentum None */
+                }
+                offset += 4 * count;
+            }
+        }
+        NN__ST_EMIT("}");
+#undef NN__ST_EMIT
+        if (pass == 0) {
+            header = (at + 7) & ~(size_t)7; /* padded with spaces to 8 bytes, as the reference writer does */
+            data = offset;
+            total = 8 + header + data;
+            buf = (unsigned char *)NN_MALLOC(total);
+            if (!buf) return nn__fail(NN_ERROR_MEMORY, "nn_save_safetensors: no memory for %zu bytes", total);
+            nn__put_u64(buf, header);
+            memset(buf + 8, ' ', header);
+        }
+    }
+    total = 8 + header + data;
+    {
+        const nn_status st = nn__write_atomically(path, buf, total, "nn_save_safetensors");
+        NN_FREE(buf);
+        return st;
+    }
+}
+
+static nn_status nn__load_safetensors(nn_model *m, const char *path, int mode, char *report, size_t report_size)
+{
+    unsigned char *buf = NULL;
+    size_t size;
+    nn__st_file f;
+    float *params = NULL, *state = NULL;
+    nn_status st;
+    int i, k, problems = 0;
+    char line[2 * NN__ST_MAX_NAME + 160];
+    const int partial = mode == NN_SAFETENSORS_PARTIAL;
+    if (report && report_size) report[0] = '\0';
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_load_safetensors: compile the model first");
+    if (mode != NN_SAFETENSORS_STRICT && mode != NN_SAFETENSORS_PARTIAL)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_load_safetensors: unknown mode %d", mode);
+    st = nn__read_file(path, &buf, &size, (size_t)1 << 34);
+    if (st != NN_OK) return st;
+    st = nn__st_parse(buf, size, path, &f);
+    if (st != NN_OK) {
+        NN_FREE(buf);
+        return st;
+    }
+    /* everything goes into copies first; the model changes only when all of it is good */
+    params = (float *)NN_MALLOC((m->param_count + 1) * sizeof(float));
+    state = (float *)NN_MALLOC((m->state_count + 1) * sizeof(float));
+    if (!params || !state) {
+        st = nn__fail(NN_ERROR_MEMORY, "nn_load_safetensors: no memory for a copy of the parameters");
+        goto done;
+    }
+    memcpy(params, m->params, m->param_count * sizeof(float));
+    memcpy(state, m->state, m->state_count * sizeof(float));
+    for (i = 0; i < m->count && st == NN_OK; i++) {
+        const nn_node *n = m->nodes[i];
+        for (k = 0; k <= NN__TENSOR_SLOTS && st == NN_OK; k++) {
+            char key[NN__ST_MAX_NAME], want_text[96], have_text[96];
+            uint64_t shape[4];
+            size_t count, j;
+            nn__st_tensor *t;
+            float *values;
+            int rank, d, same;
+            if (k == NN__TENSOR_SLOTS) {
+                /* num_batches_tracked: read if there, never required; nn.h has no use for it */
+                if (n->op != NN_OP_BATCHNORM || !n->live) continue;
+                nn__st_key(key, n, NN__ST_BATCHES);
+                t = nn__st_find(&f, key);
+                if (t) {
+                    t->used = 1;
+                    if (t->rank > 1 || (t->rank == 1 && t->shape[0] != 1) || nn__st_dtypes[t->dtype].bytes != 8 ||
+                        (t->dtype != NN__ST_I64 && t->dtype != NN__ST_F64)) {
+                        snprintf(line, sizeof line, "%s: %s with %d dimensions, where a scalar I64 was expected", key,
+                                 nn__st_dtypes[t->dtype].name, t->rank);
+                        goto mismatch;
+                    }
+                }
+                continue;
+            }
+            values = nn__st_values(m, n, k, &count);
+            if (!values) continue;
+            nn__st_key(key, n, nn__ops[n->op].tensors[k]);
+            rank = nn__st_shape(n, k, shape);
+            t = nn__st_find(&f, key);
+            if (!t) {
+                snprintf(line, sizeof line, "%s: missing from the file (this model's layer %d, %s)", key, i,
+                         nn_op_name(n->op));
+                goto mismatch;
+            }
+            t->used = 1;
+            same = t->rank == rank;
+            for (d = 0; same && d < rank; d++) same = t->shape[d] == shape[d];
+            if (!same) {
+                nn__st_shape_text(want_text, sizeof want_text, shape, rank);
+                nn__st_shape_text(have_text, sizeof have_text, t->shape, t->rank);
+                snprintf(line, sizeof line, "%s: shape %s in the file, %s in this model", key, have_text, want_text);
+                goto mismatch;
+            }
+            if (t->dtype > NN__ST_F64) {
+                snprintf(line, sizeof line, "%s: dtype %s is not a float type (F32, F16, BF16 or F64)", key,
+                         nn__st_dtypes[t->dtype].name);
+                goto mismatch;
+            }
+            {
+                float *into = (k < 2 ? params : state) + (values - (k < 2 ? m->params : m->state));
+                for (j = 0; j < count; j++) {
+                    into[j] = nn__st_float(&f, t, j);
+                    if (!isfinite(into[j])) {
+                        st = nn__fail(NN_ERROR_NONFINITE, "%s: %s[%zu] is not finite (in float32); the model is unchanged",
+                                      path, key, j);
+                        break;
+                    }
+                }
+            }
+            continue;
+        mismatch:
+            problems++;
+            if (!partial) st = nn__fail(NN_ERROR_SHAPE, "%s: %s; the model is unchanged", path, line);
+            else nn__report_line(report, report_size, line);
+        }
+    }
+    for (i = 0; i < f.count && st == NN_OK; i++) {
+        if (f.tensors[i].used) continue;
+        snprintf(line, sizeof line, "%s: in the file, but this model has no such tensor", f.tensors[i].name);
+        problems++;
+        if (!partial) st = nn__fail(NN_ERROR_SHAPE, "%s: %s; the model is unchanged", path, line);
+        else nn__report_line(report, report_size, line);
+    }
+    if (st == NN_OK) {
+        memcpy(m->params, params, m->param_count * sizeof(float));
+        memcpy(m->state, state, m->state_count * sizeof(float));
+    }
+done:
+    (void)problems;
+    NN_FREE(params);
+    NN_FREE(state);
+    nn__st_file_free(&f);
+    NN_FREE(buf);
+    return st;
+}
+
+NNDEF nn_status nn_save_safetensors(const nn_model *m, const char *path)
+{
+    nn_status st = nn__model_enter((nn_model *)m, "nn_save_safetensors");
+    if (st != NN_OK) return st;
+    st = nn__save_safetensors(m, path);
+    nn__model_leave((nn_model *)m);
+    return st;
+}
+NNDEF nn_status nn_load_safetensors(nn_model *m, const char *path, int mode, char *report, size_t report_size)
+{
+    nn_status st = nn__model_enter(m, "nn_load_safetensors");
+    if (st != NN_OK) return st;
+    st = nn__load_safetensors(m, path, mode, report, report_size);
     nn__model_leave(m);
     return st;
 }

@@ -6,8 +6,10 @@
              (format 2: the fixed model of fuzz_model.h, another architecture, a model with every
              op kind and metadata, one ending in softmax). The v1-* seeds are format-1 files
              written by the nn.h of that format (commit ed410dd) and are kept as they are;
+     fuzz_safetensors/: a flag byte (odd: partial mode), then a safetensors file (nn_save_safetensors
+             of the fixed model and of another architecture; one written by hand in F16/BF16);
      fuzz_args/:  NUL-separated command-line arguments.
-   Usage: gen_seeds DIR  (DIR/fuzz_idx, DIR/fuzz_model, DIR/fuzz_args must exist) */
+   Usage: gen_seeds DIR  (DIR/<target> must exist for every target) */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
@@ -122,6 +124,51 @@ static void model_seed(const char *name, int which, int flag)
     nn_model_free(m);
 }
 
+/* A safetensors file of the fixed model (which 0) or another architecture (1), written by
+   nn_save_safetensors; flag odd: the target loads it in partial mode. */
+static void safetensors_seed(const char *name, int which, int flag)
+{
+    char tmp[] = "/tmp/nn_seed_XXXXXX";
+    unsigned char buf[1 << 16];
+    size_t n;
+    FILE *f;
+    nn_model *m = fz_build_model(which);
+    int fd = mkstemp(tmp);
+    if (fd < 0) exit(1);
+    close(fd);
+    if (nn_save_safetensors(m, tmp) != NN_OK) {
+        fprintf(stderr, "%s\n", nn_last_error());
+        exit(1);
+    }
+    f = fopen(tmp, "rb");
+    buf[0] = (unsigned char)flag;
+    n = fread(buf + 1, 1, sizeof buf - 1, f);
+    fclose(f);
+    remove(tmp);
+    put("fuzz_safetensors", name, buf, 1 + n, NULL, 0);
+    nn_model_free(m);
+}
+
+/* A hand-written file in the other dtypes and escapes: the linear layer of the fixed model as
+   F16 weight, BF16 bias, with an escaped name and metadata. */
+static void safetensors_dtype_seed(void)
+{
+    static const char header[] = "{\"__metadata__\":{\"format\":\"pt\"},\"linear1.w\\u0065ight\":{\"dtype\":\"F16\","
+                                 "\"shape\":[3,8],\"data_offsets\":[0,48]},\"linear1.bias\":{\"dtype\":\"BF16\","
+                                 "\"shape\":[3],\"data_offsets\":[48,54]}}";
+    unsigned char buf[1 + 8 + sizeof header + 54];
+    const size_t len = sizeof header - 1;
+    size_t i;
+    buf[0] = 1;
+    for (i = 0; i < 8; i++) buf[1 + i] = (unsigned char)((uint64_t)len >> (8 * i));
+    memcpy(buf + 9, header, len);
+    for (i = 0; i < 54; i += 2) {
+        buf[9 + len + i] = 0x00;
+        buf[9 + len + i + 1] = 0x3C; /* 1.0 as F16; 0x3C00 as BF16 is 0.0078125 */
+    }
+    put("fuzz_safetensors", "dtypes-partial", buf, 9 + len + 54, NULL, 0);
+}
+
 static void args_seed(const char *name, const char *const *argv)
 {
     unsigned char buf[1024];
@@ -150,6 +197,10 @@ int main(int argc, char **argv)
     model_seed("v2-other-arch-fixcrc", 1, 1);
     model_seed("v2-every-op-fixcrc", 2, 1);
     model_seed("v2-softmax-fixcrc", 3, 1);
+    safetensors_seed("model-strict", 0, 0);
+    safetensors_seed("model-partial", 0, 1);
+    safetensors_seed("other-arch-partial", 1, 1);
+    safetensors_dtype_seed();
     {
         static const char *const a1[] = {"--epochs", "3", "--seed", "7", "--quick", NULL};
         static const char *const a2[] = {"--data", "d", "--out", "o", "--threads", "2", "--lr", "0.5", NULL};

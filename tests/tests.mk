@@ -80,9 +80,13 @@ check-links:
 test-standalone:
 	@scripts/standalone_check.sh $(BUILD)
 
+# PyTorch <-> nn.h through safetensors, both ways (scripts/interop_check.sh; SKIP without PyTorch).
+test-interop:
+	@scripts/interop_check.sh $(BUILD)
+
 # Every check; each extra one is counted through build/extra-checks/*.summary (scripts/extra_check.sh).
 test: setup
-	@$(SETUP) data bench mpi fuzz windows
+	@$(SETUP) data bench mpi fuzz windows torch
 	@rm -rf $(BUILD)/extra-checks
 	@mkdir -p $(BUILD)/extra-checks
 	@scripts/fetch_mnist.sh $(DATA)
@@ -90,6 +94,7 @@ test: setup
 	@$(MAKE) --no-print-directory -j2 $(TEST_NATIVE) $(TEST_ASAN) $(TEST_ARM64) $(EXAMPLES)
 	@scripts/extra_check.sh links check-links $(BUILD)
 	@scripts/extra_check.sh standalone test-standalone $(BUILD)
+	@scripts/extra_check.sh interop test-interop $(BUILD)
 	@scripts/extra_check.sh examples test-examples $(BUILD)
 	@scripts/extra_check.sh bench bench-smoke $(BUILD)
 	@scripts/extra_check.sh mpi test-mpi $(BUILD)
@@ -99,4 +104,4 @@ test: setup
 	@scripts/extra_check.sh windows test-windows $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
-.PHONY: test-header test-valgrind test-tsan test-windows check-links test-standalone
+.PHONY: test-header test-valgrind test-tsan test-windows check-links test-standalone test-interop
