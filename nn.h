@@ -102,8 +102,13 @@
    nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
    nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
    the builders, the nn_set_* settings and nn_model_free; nn_output points into the model, so
-   another thread's next pass overwrites what it shows. So give each thread its own model
-   (nn_params_copy keeps them equal); an optimizer belongs to one model. Process-wide: the
+   another thread's next pass overwrites what it shows. For inference from many threads, give
+   each thread an nn_context on the one model (nn_context_new, nn_context_predict): contexts
+   own their activations and only read the parameters, so any number run at once, and give
+   the model's own eval outputs bit for bit; the model's own passes wait (NN_ERROR_STATE) while
+   any context pass runs, and contexts while a pass of the model's runs. To train in several
+   threads, give each its own model (nn_params_copy keeps them equal); an optimizer belongs to
+   one model. Process-wide: the
    thread count and the backend (their first choice is race-free); per thread: nn_last_error.
    The checks use GCC/clang atomic builtins or MSVC's Interlocked functions; other compilers
    get no check.
@@ -164,7 +169,10 @@
                  normalize, scale, slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_fit_state (continuing a run), nn_train_epoch, nn_evaluate,
                  nn_confusion_matrix, nn_input_gradient_norm, nn_predict, nn_predict_classes
-   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta
+   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta, nn_save_safetensors,
+                 nn_load_safetensors (PyTorch state_dicts; docs/interop.md)
+   inference     nn_context_new, nn_context_forward, nn_context_output, nn_context_predict,
+                 nn_context_predict_classes, nn_context_max_batch, nn_context_free
 
    INSIDE (for contributors; each part uses only the parts above it)
    ------
