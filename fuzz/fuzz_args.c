@@ -84,6 +84,7 @@ static const ex_flag flags[] = {
 static void reset(void)
 {
     memset(&opts, 0, sizeof opts);
+    ex_summary_requested = 0;
     opts.name = "fuzz";
     opts.epochs = 3;
     opts.seed = 42;
@@ -100,7 +101,7 @@ static void reset(void)
 /* ---- the oracle: the rules, written out independently ---- */
 typedef struct expect {
     int status; /* -1: success, 0: help, 2: error */
-    int epochs, epochs_given, threads, quick, n, sw;
+    int epochs, epochs_given, threads, quick, n, sw, summary;
     uint64_t seed;
     const char *data, *out, *string;
     double d;
@@ -182,6 +183,9 @@ static expect oracle(int argc, char **argv)
         if (!strcmp(a, "--quick")) {
             e.quick = 1;
             takes = 0;
+        } else if (!strcmp(a, "--summary")) {
+            e.summary = 1;
+            takes = 0;
         } else if (!strcmp(a, "--bn")) {
             e.sw = 1;
             takes = 0;
@@ -261,6 +265,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(opts.epochs_given == e.epochs_given);
     FZ_CHECK(opts.threads == e.threads && opts.threads >= 0);
     FZ_CHECK(opts.quick == e.quick);
+    FZ_CHECK(ex_summary_requested == e.summary);
     FZ_CHECK(opts.seed == e.seed && (double)opts.seed < 1.8e19);
     FZ_CHECK(opts.data_dir && opts.data_dir == e.data);
     FZ_CHECK(opts.out_dir && (e.out ? opts.out_dir == e.out : !strcmp(opts.out_dir, "results/fuzz")));
