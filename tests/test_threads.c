@@ -297,7 +297,7 @@ static void test_busy_model_refuses_every_entry(void **state)
     if (!m || !other) fail_msg("nn_compile: %s", nn_last_error());
     make_data(&data, SAMPLES);
     strcpy(dir, "/tmp/nn_test_threads_XXXXXX");
-    if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
+    if (!nn_test_mkdtemp(dir)) fail_msg("mkdtemp failed");
     snprintf(saved, sizeof saved, "%s/saved.nn", dir);
     snprintf(unsaved, sizeof unsaved, "%s/unsaved.nn", dir);
     ASSERT_OK(nn_save(m, saved));
