@@ -103,8 +103,11 @@
    nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
    the builders, the nn_set_* settings and nn_model_free; nn_output points into the model, so
    another thread's next pass overwrites what it shows. So give each thread its own model
-   (nn_params_copy keeps them equal); an optimizer belongs to one model. Process-wide: the
-   thread count and the backend (their first choice is race-free); per thread: nn_last_error.
+   (nn_params_copy keeps them equal) or, to serve one model from many threads, its own
+   nn_context (nn_context_new: its activations and workspace; the model's parameters only read;
+   context passes and the model's own passes exclude each other; docs/interop.md); an optimizer
+   belongs to one model. Process-wide: the thread count and the backend (their first choice is
+   race-free); per thread: nn_last_error.
    The checks use GCC/clang atomic builtins or MSVC's Interlocked functions; other compilers
    get no check.
 
@@ -155,6 +158,9 @@
                  nn_zero_grads, nn_set_input_gradient, nn_set_nonfinite_policy,
                  nn_get_nonfinite_policy, nn_set_sample_split, nn_init_weights, nn_init_biases,
                  nn_clip_grad_norm, nn_clip_grad_value
+   contexts      nn_context_new, nn_context_free, nn_context_max_batch, nn_context_forward,
+                 nn_context_output, nn_context_predict, nn_context_predict_classes (inference from
+                 many threads on one model)
    optimizers    nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_optimizer_bind, nn_optimizer_step,
                  nn_optimizer_reset, nn_optimizer_free
    schedules     nn_step_lr, nn_multi_step_lr, nn_exponential_lr, nn_cosine_annealing_lr, nn_one_cycle_lr,
@@ -164,7 +170,8 @@
                  normalize, scale, slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_fit_state (continuing a run), nn_train_epoch, nn_evaluate,
                  nn_confusion_matrix, nn_input_gradient_norm, nn_predict, nn_predict_classes
-   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta
+   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta, nn_save_safetensors,
+                 nn_load_safetensors (PyTorch's state_dict names; docs/interop.md)
 
    INSIDE (for contributors; each part uses only the parts above it)
    ------
