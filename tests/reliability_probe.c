@@ -1224,7 +1224,7 @@ static void probe_safetensors(void)
 
     st_case("valid (reference)", "nn_save_safetensors of the donor", good, n);
     st_entries_file(&f, st_ref, st_ref_count, "");
-    st_case("valid (reference)", "the same tensors written by the probe (no __metadata__, no padding)", f.data, f.size);
+    st_case("valid (reference)", "the same tensors written by the probe (no `__metadata__`, no padding)", f.data, f.size);
 
     memset(&tt, 0, sizeof tt);
     for (i = 0; i < n; i++) {
@@ -1288,10 +1288,10 @@ static void probe_safetensors(void)
     /* JSON */
     {
         static const struct { const char *kind, *how, *json; } cases[] = {
-            {"JSON: not an object", "the header [] ", "[]"},
+            {"JSON: not an object", "the header []", "[]"},
             {"JSON: not an object", "a byte-order mark before the {", "\xEF\xBB\xBF{}"},
             {"JSON: unclosed object", "{\"linear1.weight\": {...}", "{\"linear1.weight\": {\"dtype\": \"F32\", \"shape\": [6, 8], \"data_offsets\": [0, 192]}"},
-            {"JSON: trailing bytes", "} x after the object", "{} x"},
+            {"JSON: trailing bytes", "`} x` after the object", "{} x"},
             {"JSON: trailing bytes", "}} (one brace too many)", "{}}"},
             {"JSON: trailing comma", "{\"__metadata__\": {},}", "{\"__metadata__\": {},}"},
             {"JSON: unclosed string", "a name whose closing quote is missing", "{\"linear1.weight: {}}"},
@@ -1313,10 +1313,10 @@ static void probe_safetensors(void)
             {"JSON: nesting where a value is expected", "\"shape\": [[3]]",
              "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [[3]], \"data_offsets\": [0, 12]}}"},
             {"JSON: nesting where a value is expected", "an entry that is an array", "{\"linear2.bias\": [\"F32\", [3], [0, 12]]}"},
-            {"JSON: nesting where a value is expected", "__metadata__ holding an object",
+            {"JSON: nesting where a value is expected", "`__metadata__` holding an object",
              "{\"__metadata__\": {\"format\": {\"pt\": 1}}}"},
             {"JSON: other value types", "\"dtype\": null", "{\"linear2.bias\": {\"dtype\": null, \"shape\": [3], \"data_offsets\": [0, 12]}}"},
-            {"JSON: other value types", "__metadata__ holding a number", "{\"__metadata__\": {\"version\": 1}}"},
+            {"JSON: other value types", "`__metadata__` holding a number", "{\"__metadata__\": {\"version\": 1}}"},
             {"JSON: numbers", "a shape of [3.0]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3.0], \"data_offsets\": [0, 12]}}"},
             {"JSON: numbers", "a shape of [3e0]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3e0], \"data_offsets\": [0, 12]}}"},
             {"JSON: numbers", "a shape of [03]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [03], \"data_offsets\": [0, 12]}}"},
@@ -1363,10 +1363,10 @@ static void probe_safetensors(void)
     st_case("names", "linear2.bias followed by the byte 0xFF (not UTF-8)", f.data, f.size);
     snprintf(e[st_find_ref("linear2.bias")].name, sizeof e[0].name, "__metadata__");
     st_entries_file(&f, e, st_ref_count, "");
-    st_case("names", "linear2.bias's entry named __metadata__", f.data, f.size);
+    st_case("names", "linear2.bias's entry named `__metadata__`", f.data, f.size);
     memcpy(e, st_ref, sizeof st_ref);
     st_entries_file(&f, e, st_ref_count, "\"__metadata__\": {\"format\": \"pt\"}, \"__metadata__\": {\"format\": \"np\"}, ");
-    st_case("names", "__metadata__ twice", f.data, f.size);
+    st_case("names", "`__metadata__` twice", f.data, f.size);
 
     /* offsets and sizes */
     st_edit_case("offsets overlap", "linear1.bias at [184, 208], inside linear1.weight", "linear1.bias", NULL, NULL, "[184, 208]", NULL, 0);
