@@ -160,6 +160,9 @@
                  nn_zero_grads, nn_set_input_gradient, nn_set_nonfinite_policy,
                  nn_get_nonfinite_policy, nn_set_sample_split, nn_init_weights, nn_init_biases,
                  nn_clip_grad_norm, nn_clip_grad_value
+   contexts      nn_context_new, nn_context_free, nn_context_max_batch, nn_context_forward,
+                 nn_context_output, nn_context_predict, nn_context_predict_classes (inference from
+                 many threads on one model)
    optimizers    nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_optimizer_bind, nn_optimizer_step,
                  nn_optimizer_reset, nn_optimizer_free
    schedules     nn_step_lr, nn_multi_step_lr, nn_exponential_lr, nn_cosine_annealing_lr, nn_one_cycle_lr,
@@ -10076,6 +10079,7 @@ static int nn__json_string(nn__json *j, char *out, size_t cap)
             case 't': cp = '\t'; break;
             case 'u':
                 if (nn__json_hex4(j, &cp) != 0) return -1;
+                if (cp == 0 && out) return nn__json_fail(j, "a \\u0000 in a name (a C string ends there)");
                 if (cp >= 0xDC00 && cp <= 0xDFFF) return nn__json_fail(j, "a lone low surrogate");
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     uint32_t low;
@@ -10186,9 +10190,20 @@ static int nn__st_entry(nn__json *j, nn__st_tensor *t)
     return 0;
 }
 
+static int nn__st_by_name(const void *a, const void *b)
+{
+    return strcmp(((const nn__st_tensor *)a)->name, ((const nn__st_tensor *)b)->name);
+}
+static int nn__st_by_offsets(const void *a, const void *b)
+{
+    const nn__st_tensor *x = (const nn__st_tensor *)a, *y = (const nn__st_tensor *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
 /* Parses and checks a whole file already in memory: the header, every entry, and that the
    entries cover the data section exactly (no overlap, no hole, sizes equal to shape x dtype).
-   On success f->tensors is allocated (nn__st_file_free); on failure nothing is. */
+   On success f->tensors is allocated (nn__st_file_free) and sorted by name; on failure nothing is. */
 static nn_status nn__st_parse(const unsigned char *buf, size_t size, const char *path, nn__st_file *f)
 {
     nn__json j;
@@ -10229,12 +10244,6 @@ static nn_status nn__st_parse(const unsigned char *buf, size_t size, const char 
                 if (j.error) break;
                 continue;
             }
-            for (i = 0; i < f->count; i++)
-                if (strcmp(f->tensors[i].name, name) == 0) break;
-            if (i < f->count) {
-                nn__json_fail(&j, "a tensor name appears twice");
-                break;
-            }
             if (f->count == f->capacity) {
                 const int grown = f->capacity ? 2 * f->capacity : 16;
                 nn__st_tensor *more;
@@ -10272,8 +10281,8 @@ static nn_status nn__st_parse(const unsigned char *buf, size_t size, const char 
     }
     f->data = buf + 8 + header;
     f->data_size = size - 8 - header;
-    /* sizes, then coverage: sorted by begin (insertion sort of indices is enough for the sizes
-       nn.h meets, but the order is checked in O(n log n) by sorting a copy) */
+    /* sizes in the file's order, then the tiling and the names: O(n log n) in the entries, which a
+       hostile header has by the million */
     for (i = 0; i < f->count; i++) {
         const nn__st_tensor *t = &f->tensors[i];
         uint64_t bytes = (uint64_t)nn__st_dtypes[t->dtype].bytes;
@@ -10292,13 +10301,10 @@ static nn_status nn__st_parse(const unsigned char *buf, size_t size, const char 
         }
     }
     {
-        /* the buffers must tile the data section: sort entries by begin, then walk */
-        int a, b;
-        for (a = 1; a < f->count; a++) { /* insertion sort; entries are few (hundreds at most) */
-            nn__st_tensor key = f->tensors[a];
-            for (b = a - 1; b >= 0 && f->tensors[b].begin > key.begin; b--) f->tensors[b + 1] = f->tensors[b];
-            f->tensors[b + 1] = key;
-        }
+        /* the buffers must tile the data section: sorted by (begin, end) as the reference
+           implementation sorts them (a zero-size tensor goes before the one at its offset) */
+        int a;
+        if (f->count > 1) qsort(f->tensors, (size_t)f->count, sizeof *f->tensors, nn__st_by_offsets);
         for (a = 0; a < f->count; a++) {
             if (f->tensors[a].begin != covered) break;
             covered = f->tensors[a].end;
@@ -10312,6 +10318,15 @@ static nn_status nn__st_parse(const unsigned char *buf, size_t size, const char 
             return st;
         }
     }
+    if (f->count > 1) qsort(f->tensors, (size_t)f->count, sizeof *f->tensors, nn__st_by_name); /* and for nn__st_find */
+    for (i = 1; i < f->count; i++)
+        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
+            nn_status st = nn__fail(NN_ERROR_FORMAT, "%s: the tensor name '%s' appears twice in the header", path,
+                                    f->tensors[i].name);
+            NN_FREE(f->tensors);
+            memset(f, 0, sizeof *f);
+            return st;
+        }
     return NN_OK;
 }
 
@@ -10321,12 +10336,15 @@ static void nn__st_file_free(nn__st_file *f)
     memset(f, 0, sizeof *f);
 }
 
+static int nn__st_name_is(const void *name, const void *tensor)
+{
+    return strcmp((const char *)name, ((const nn__st_tensor *)tensor)->name);
+}
+/* the entry of that name (the entries are sorted by name), or NULL */
 static nn__st_tensor *nn__st_find(const nn__st_file *f, const char *name)
 {
-    int i;
-    for (i = 0; i < f->count; i++)
-        if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
-    return NULL;
+    if (f->count == 0) return NULL;
+    return (nn__st_tensor *)bsearch(name, f->tensors, (size_t)f->count, sizeof *f->tensors, nn__st_name_is);
 }
 
 /* IEEE half to float, exactly (every half is a float). */

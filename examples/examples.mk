@@ -1,12 +1,16 @@
-# Examples: one program per experiment (see docs/experiments.md), plus the demo.
+# Examples: one program per experiment (see docs/experiments.md), plus the demo and serve_mnist.
 EXAMPLE_SOURCES := $(wildcard examples/*.c)
 EXAMPLE_NAMES   := $(notdir $(EXAMPLE_SOURCES:.c=))
 EXAMPLES        := $(addprefix $(BUILD)/examples/,$(EXAMPLE_NAMES))
 EX_CFLAGS       := $(CSTD) -O2 $(WARN) $(OPENMP) -I. -Iexamples
+EX_LDLIBS       := -lm
+
+# serve_mnist runs inference from POSIX threads (the examples are built for Linux only)
+$(BUILD)/examples/serve_mnist: EX_LDLIBS += -pthread
 
 $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) nn.h
 	@mkdir -p $(@D)
-	$(CC) $(EX_CFLAGS) $< -o $@ -lm
+	$(CC) $(EX_CFLAGS) $< -o $@ $(EX_LDLIBS)
 
 examples: $(EXAMPLES)
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs every example at its report's settings (each program's defaults), one after another,
-# keeping stdout in results/<name>/stdout.txt and stderr in results/<name>/log.txt.
+# Runs every example at its report's settings (each program's defaults), one after another (not
+# demo and serve_mnist, which belong to no report), keeping stdout in results/<name>/stdout.txt
+# and stderr in results/<name>/log.txt.
 # Usage: scripts/run_experiments.sh [BIN_DIR]   (EXPERIMENTS="a b" runs only those)
 set -u
 bin=${1:-build/examples}
-names=${EXPERIMENTS:-$(ls "$bin" | grep -v '^demo$')}
+names=${EXPERIMENTS:-$(ls "$bin" | grep -vE '^(demo|serve_mnist)$')}
 status=0
 for name in $names; do
   mkdir -p "results/$name"

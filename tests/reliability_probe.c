@@ -2,7 +2,7 @@
    Markdown table rows of docs/reliability.md (scripts/reliability_table.sh builds this with
    AddressSanitizer + UndefinedBehaviorSanitizer and runs it; a sanitizer report or a crash in
    a row shows up in the document).
-   Usage: reliability_probe idx|model2|model|save [DIR]|api | args [ARGS...] | crash CASE
+   Usage: reliability_probe idx|model2|model|safetensors|save [DIR]|api | args [ARGS...] | crash CASE
      idx    IDX image/label files: wrong magic, truncated headers, count vs size both ways,
             zero and huge dimensions, label count mismatch, missing file, a directory, a pipe
      model2 model files of format 2 (what nn_save writes), through nn_model_load and nn_load:
@@ -10,6 +10,11 @@
             byte changed with the CRC fixed, a bad CRC, bad op, activation and loss codes,
             inputs out of range, absurd sizes, sections duplicated, unknown, missing or out of
             order, bad names, a graph nn_compile or a builder refuses, bad metadata, NaN values
+     safetensors  safetensors files through nn_load_safetensors, strict and partial: truncated at
+            every length, every bit flipped, every header byte inverted, header lengths 0, beyond
+            the file and overflowing, JSON errors, names, offsets, sizes, dtypes, ranks, NaN and
+            infinite values in every float dtype, missing, extra and mis-shaped tensors, many
+            entries, bad arguments; nn_save_safetensors refusals
      model  model files of format 1 (written here the way nn.h wrote them before format 2):
             truncated at every length, every single bit flipped, wrong magic, a newer version,
             another architecture (different count; same count), a huge count, an appended
@@ -27,6 +32,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
 #include "nn.h"
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -42,7 +48,8 @@
 
 static char dir[64];
 
-/* nn_last_error() with the temporary directory shown as $TMP and '|' escaped */
+/* nn_last_error() with the temporary directory shown as $TMP, '|' escaped and bytes outside
+   printable ASCII (a hostile file's name) as \xNN */
 static const char *message(void)
 {
     static char out[1200];
@@ -56,6 +63,8 @@ static const char *message(void)
         } else if (*e == '|') {
             out[o++] = '\\';
             out[o++] = *e++;
+        } else if ((unsigned char)*e < 0x20 || (unsigned char)*e > 0x7E) {
+            o += (size_t)snprintf(out + o, sizeof out - o, "\\x%02X", (unsigned char)*e++);
         } else {
             out[o++] = *e++;
         }
@@ -886,6 +895,730 @@ static void probe_model2(void)
     free(code2_state);
 }
 
+/* ---- safetensors ------------------------------------------------------------------------------ */
+/* Each file goes to nn_load_safetensors twice, into model_a() built in code: strict, then partial
+   with a report. Before each load the model holds its own initial values; the files hold a donor
+   model_a()'s, every one set apart from those, so every tensor a load takes changes the model. A
+   failed load must leave the model bit-identical (flagged in bold otherwise); a partial load that
+   succeeds says how many of the model's 8 tensors it took, and must not have changed a tensor its
+   report names (flagged otherwise). */
+static nn_model *st_model;
+static float *st_params, *st_state;
+#define ST_TENSORS 8 /* model_a's tensors with values: two linear layers' weight and bias, batch norm's four */
+
+typedef struct st_answer {
+    nn_status strict, partial;
+    int strict_changed, partial_changed; /* a failed load changed the model */
+    int taken;                           /* tensors a successful partial load changed */
+    int reported_changed;                /* of those, tensors its report names */
+    double seconds;                      /* of both loads */
+    char message[700], report[1000];
+} st_answer;
+
+static void st_reset(void)
+{
+    memcpy(nn_params(st_model), st_params, nn_param_count(st_model) * sizeof(float));
+    memcpy(nn_state(st_model), st_state, nn_state_count(st_model) * sizeof(float));
+}
+static int st_changed(void)
+{
+    return memcmp(nn_params(st_model), st_params, nn_param_count(st_model) * sizeof(float)) != 0 ||
+           memcmp(nn_state(st_model), st_state, nn_state_count(st_model) * sizeof(float)) != 0;
+}
+
+/* the tensors a successful load changed, and how many of them its report names */
+static void st_count_taken(st_answer *a)
+{
+    int i, k;
+    for (i = 0; i < nn_node_count(st_model); i++) {
+        nn_node *n = nn_node_at(st_model, i);
+        for (k = 0; k < nn_node_tensor_count(n); k++) {
+            const char *tensor = nn_node_tensor_name(n, k);
+            size_t count;
+            const float *now = nn_node_tensor(st_model, n, tensor, &count);
+            const int statistic = !strncmp(tensor, "running_", 8);
+            const float *before;
+            char key[160];
+            int changed;
+            if (!now) continue;
+            before = (statistic ? st_state : st_params) + (now - (statistic ? nn_state(st_model) : nn_params(st_model)));
+            changed = memcmp(now, before, count * sizeof(float)) != 0;
+            snprintf(key, sizeof key, "%s.%s:", nn_node_name(n), tensor);
+            a->taken += changed;
+            a->reported_changed += changed && strstr(a->report, key) != NULL;
+        }
+    }
+}
+
+static st_answer st_load(const char *path, const unsigned char *data, size_t n)
+{
+    st_answer a;
+    double t0;
+    memset(&a, 0, sizeof a);
+    if (data) write_file(path, data, n);
+    st_reset();
+    t0 = nn_seconds();
+    a.strict = nn_load_safetensors(st_model, path, NN_SAFETENSORS_STRICT, NULL, 0);
+    a.seconds = nn_seconds() - t0;
+    if (a.strict != NN_OK) {
+        a.strict_changed = st_changed();
+        snprintf(a.message, sizeof a.message, "%s", message());
+    }
+    st_reset();
+    t0 = nn_seconds();
+    a.partial = nn_load_safetensors(st_model, path, NN_SAFETENSORS_PARTIAL, a.report, sizeof a.report);
+    a.seconds += nn_seconds() - t0;
+    if (a.partial != NN_OK) {
+        a.partial_changed = st_changed();
+        a.report[0] = 0;
+        if (!a.message[0]) snprintf(a.message, sizeof a.message, "%s", message());
+    } else {
+        st_count_taken(&a);
+    }
+    st_reset();
+    return a;
+}
+
+/* the report's first lines, joined by "; " ('|' escaped; at most 3 lines, then how many more) */
+static void st_print_report(const char *report)
+{
+    int lines = 0, shown = 0;
+    const char *p;
+    for (p = report; *p; p++) lines += *p == '\n';
+    for (p = report; *p && shown < 3; p++) {
+        if (*p == '\n') {
+            if (++shown < 3 && p[1]) printf("; ");
+        } else if (*p == '|') {
+            printf("\\|");
+        } else if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7E) {
+            printf("\\x%02X", (unsigned char)*p);
+        } else {
+            putchar(*p);
+        }
+    }
+    if (lines > 3) printf("; ... (%d lines in all, as many as the report's 1000 bytes held)", lines);
+}
+
+static void st_row(const char *kind, const char *how, const st_answer *a)
+{
+    printf("| %s | %s | %s%s | %s", kind, how, status_text(a->strict), a->strict_changed ? " **(the model was changed!)**" : "",
+           status_text(a->partial));
+    if (a->partial == NN_OK) printf(", took %d of %d", a->taken, ST_TENSORS);
+    if (a->partial_changed) printf(" **(the model was changed!)**");
+    if (a->reported_changed) printf(" **(it changed %d tensors its report names!)**", a->reported_changed);
+    printf(" | %s", a->message);
+    if (a->report[0]) {
+        printf("%sreport: ", a->message[0] ? "; partial " : "partial ");
+        st_print_report(a->report);
+    } else if (!a->message[0]) {
+        printf("accepted, nothing reported");
+    }
+    printf(" |\n");
+    fflush(stdout);
+}
+
+static void st_case(const char *kind, const char *how, const unsigned char *data, size_t n)
+{
+    char path[128];
+    st_answer a;
+    path_in(path, sizeof path, "case.safetensors");
+    a = st_load(path, data, n);
+    st_row(kind, how, &a);
+}
+
+/* A file: the 8-byte little-endian header length, the header, the data. */
+static void st_file(mf_buf *f, const char *json, size_t json_length, const unsigned char *data, size_t n)
+{
+    f->size = 0;
+    mf_u64(f, json_length);
+    mf_bytes(f, json, json_length);
+    mf_bytes(f, data, n);
+}
+
+/* A header entry as JSON text per field (so that a case can put anything there) and its data. */
+typedef struct st_entry {
+    char name[320], dtype[24], shape[128], offsets[64]; /* offsets "": the running total */
+    unsigned char data[512];
+    size_t size;
+} st_entry;
+static st_entry st_ref[ST_TENSORS + 1]; /* the donor's tensors in F32, and num_batches_tracked */
+static const int st_ref_count = ST_TENSORS + 1;
+
+/* The file of entries e[0..count), after `before` (raw JSON text, such as a __metadata__ member
+   and a comma) inside the object; written into f. */
+static void st_entries_file(mf_buf *f, const st_entry *e, int count, const char *before)
+{
+    static char json[1 << 16];
+    static unsigned char data[1 << 14];
+    size_t at = 0, size = 0;
+    int i;
+    at += (size_t)snprintf(json + at, sizeof json - at, "{%s", before);
+    for (i = 0; i < count; i++) {
+        char offsets[64];
+        if (e[i].offsets[0]) snprintf(offsets, sizeof offsets, "%s", e[i].offsets);
+        else snprintf(offsets, sizeof offsets, "[%zu, %zu]", size, size + e[i].size);
+        at += (size_t)snprintf(json + at, sizeof json - at, "%s\"%s\": {\"dtype\": %s, \"shape\": %s, \"data_offsets\": %s}",
+                               i ? ", " : "", e[i].name, e[i].dtype, e[i].shape, offsets);
+        memcpy(data + size, e[i].data, e[i].size);
+        size += e[i].size;
+    }
+    at += (size_t)snprintf(json + at, sizeof json - at, "}");
+    st_file(f, json, at, data, size);
+}
+
+/* the reference entries with entry `which` (by name) replaced by the given fields (NULL: kept) */
+static int st_find_ref(const char *name)
+{
+    int i;
+    for (i = 0; i < st_ref_count; i++)
+        if (!strcmp(st_ref[i].name, name)) return i;
+    fprintf(stderr, "reliability_probe: no tensor %s\n", name);
+    exit(1);
+}
+static void st_edit_case(const char *kind, const char *how, const char *name, const char *dtype, const char *shape,
+                         const char *offsets, const void *data, size_t size)
+{
+    static st_entry e[ST_TENSORS + 1];
+    static mf_buf f;
+    const int i = st_find_ref(name);
+    memcpy(e, st_ref, sizeof e);
+    if (dtype) snprintf(e[i].dtype, sizeof e[i].dtype, "\"%s\"", dtype);
+    if (shape) snprintf(e[i].shape, sizeof e[i].shape, "%s", shape);
+    if (offsets) snprintf(e[i].offsets, sizeof e[i].offsets, "%s", offsets);
+    if (data) {
+        memcpy(e[i].data, data, size);
+        e[i].size = size;
+    }
+    st_entries_file(&f, e, st_ref_count, "");
+    st_case(kind, how, f.data, f.size);
+}
+
+/* a header given as raw JSON text, with the reference data section (the donor's tensors in order) */
+static void st_json_case(const char *kind, const char *how, const char *json)
+{
+    static unsigned char data[1 << 14];
+    static mf_buf f;
+    size_t size = 0;
+    int i;
+    for (i = 0; i < st_ref_count; i++) {
+        memcpy(data + size, st_ref[i].data, st_ref[i].size);
+        size += st_ref[i].size;
+    }
+    st_file(&f, json, strlen(json), data, size);
+    st_case(kind, how, f.data, f.size);
+}
+
+typedef struct st_tally {
+    tally strict, partial;
+    int reported_changed, accepted_took[ST_TENSORS + 1];
+} st_tally;
+
+/* 1 if a and b differ at most in their numbers (so a tally shows one message of each kind) */
+static int same_but_numbers(const char *a, const char *b)
+{
+    while (*a && *b) {
+        if (isdigit((unsigned char)*a) && isdigit((unsigned char)*b)) {
+            while (isdigit((unsigned char)*a)) a++;
+            while (isdigit((unsigned char)*b)) b++;
+        } else if (*a++ != *b++) {
+            return 0;
+        }
+    }
+    return *a == *b;
+}
+
+static void st_tally_add(st_tally *t, const st_answer *a)
+{
+    int i;
+    t->strict.count[a->strict]++;
+    t->partial.count[a->partial]++;
+    t->strict.changed += a->strict_changed;
+    t->partial.changed += a->partial_changed;
+    t->reported_changed += a->reported_changed;
+    if (a->partial == NN_OK && a->taken <= ST_TENSORS) t->accepted_took[a->taken]++;
+    if (a->strict == NN_OK) return;
+    for (i = 0; i < t->strict.n_messages; i++)
+        if (same_but_numbers(t->strict.messages[i], a->message)) return;
+    if (t->strict.n_messages < 4) snprintf(t->strict.messages[t->strict.n_messages++], sizeof t->strict.messages[0], "%s", a->message);
+}
+
+static void st_tally_row(const st_tally *t, const char *kind, const char *how)
+{
+    int i;
+    printf("| %s | %s | ", kind, how);
+    tally_counts(&t->strict);
+    if (t->strict.changed) printf(" **(%d changed the model!)**", t->strict.changed);
+    printf(" | ");
+    tally_counts(&t->partial);
+    if (t->partial.changed) printf(" **(%d changed the model!)**", t->partial.changed);
+    if (t->reported_changed) printf(" **(%d changed reported tensors!)**", t->reported_changed);
+    printf(" | ");
+    for (i = 0; i < t->strict.n_messages; i++) printf("%s\"%s\"", i ? "; " : "", t->strict.messages[i]);
+    if (t->partial.count[NN_OK]) {
+        int k, first = 1;
+        printf("%spartial loads that succeeded took ", t->strict.n_messages ? "; " : "");
+        for (k = ST_TENSORS; k >= 0; k--)
+            if (t->accepted_took[k]) {
+                printf("%s%d tensors x%d", first ? "" : ", ", k, t->accepted_took[k]);
+                first = 0;
+            }
+    }
+    printf(" |\n");
+    fflush(stdout);
+}
+
+static void probe_safetensors(void)
+{
+    static unsigned char good[1 << 14], buf[1 << 14];
+    static mf_buf f;
+    static st_entry e[2 * (ST_TENSORS + 1)];
+    char path[128], how[300], name[400];
+    nn_model *donor = model_a();
+    size_t n, i, header;
+    int k, bit, count;
+    st_tally tt;
+
+    /* the donor: every parameter and statistic set apart from any initial value (variances > 0) */
+    for (i = 0; i < nn_param_count(donor); i++) nn_params(donor)[i] = 0.5f + 0.001f * (float)i;
+    for (i = 0; i < nn_state_count(donor); i++) nn_state(donor)[i] = 0.25f + 0.001f * (float)i;
+    st_model = model_a();
+    st_params = (float *)malloc(nn_param_count(st_model) * sizeof(float));
+    st_state = (float *)malloc(nn_state_count(st_model) * sizeof(float));
+    memcpy(st_params, nn_params(st_model), nn_param_count(st_model) * sizeof(float));
+    memcpy(st_state, nn_state(st_model), nn_state_count(st_model) * sizeof(float));
+    /* the reference entries: each tensor of the donor in F32 in state_dict order, with batch
+       norm's num_batches_tracked (I64 0) after its four */
+    count = 0;
+    for (i = 0; i < (size_t)nn_node_count(donor); i++) {
+        nn_node *node = nn_node_at(donor, (int)i);
+        for (k = 0; k < nn_node_tensor_count(node); k++) {
+            const char *tensor = nn_node_tensor_name(node, k);
+            size_t values;
+            const float *v = nn_node_tensor(donor, node, tensor, &values);
+            st_entry *r = &st_ref[count++];
+            snprintf(r->name, sizeof r->name, "%s.%s", nn_node_name(node), tensor);
+            snprintf(r->dtype, sizeof r->dtype, "\"F32\"");
+            if (nn_node_op(node) == NN_OP_LINEAR && !strcmp(tensor, "weight"))
+                snprintf(r->shape, sizeof r->shape, "[%d, %zu]", nn_node_size(node), values / (size_t)nn_node_size(node));
+            else
+                snprintf(r->shape, sizeof r->shape, "[%zu]", values);
+            nn__put_floats(r->data, v, values);
+            r->size = 4 * values;
+        }
+        if (nn_node_op(node) == NN_OP_BATCHNORM) {
+            st_entry *r = &st_ref[count++];
+            snprintf(r->name, sizeof r->name, "%s.num_batches_tracked", nn_node_name(node));
+            snprintf(r->dtype, sizeof r->dtype, "\"I64\"");
+            snprintf(r->shape, sizeof r->shape, "[]");
+            r->size = 8;
+        }
+    }
+    if (count != st_ref_count) {
+        fprintf(stderr, "reliability_probe: model_a has %d safetensors entries, expected %d\n", count, st_ref_count);
+        exit(1);
+    }
+    path_in(path, sizeof path, "good.safetensors");
+    must(nn_save_safetensors(donor, path), "nn_save_safetensors");
+    n = read_all(path, good, sizeof good);
+    header = (size_t)nn__get_u64(good);
+
+    st_case("valid (reference)", "nn_save_safetensors of the donor", good, n);
+    st_entries_file(&f, st_ref, st_ref_count, "");
+    st_case("valid (reference)", "the same tensors written by the probe (no `__metadata__`, no padding)", f.data, f.size);
+
+    memset(&tt, 0, sizeof tt);
+    for (i = 0; i < n; i++) {
+        st_answer a = st_load(path, good, i);
+        st_tally_add(&tt, &a);
+    }
+    snprintf(how, sizeof how, "the valid %zu-byte file (%zu-byte header) cut at every length 0..%zu", n, header, n - 1);
+    st_tally_row(&tt, "truncated (every length)", how);
+    memset(&tt, 0, sizeof tt);
+    for (i = 0; i < n; i++)
+        for (bit = 0; bit < 8; bit++) {
+            st_answer a;
+            memcpy(buf, good, n);
+            buf[i] ^= (unsigned char)(1u << bit);
+            a = st_load(path, buf, n);
+            st_tally_add(&tt, &a);
+        }
+    snprintf(how, sizeof how, "each of the %zu bits of the valid file flipped, one at a time (a flip in the data section is "
+             "another valid file)", n * 8);
+    st_tally_row(&tt, "flipped bits (every bit)", how);
+    memset(&tt, 0, sizeof tt);
+    for (i = 8; i < 8 + header; i++) {
+        st_answer a;
+        memcpy(buf, good, n);
+        buf[i] ^= 0xFF;
+        a = st_load(path, buf, n);
+        st_tally_add(&tt, &a);
+    }
+    snprintf(how, sizeof how, "each of the %zu header bytes inverted (a byte >= 0x80 in a name passes as UTF-8, unchecked)", header);
+    st_tally_row(&tt, "inverted header bytes", how);
+
+    /* the header length */
+    {
+        const struct { uint64_t length; const char *how; } lengths[] = {
+            {0, "0"}, {1, "1"}, {7, "7 (the header cut inside)"}, {(uint64_t)n - 8 + 1, "the file's size - 8 + 1 (one byte beyond the file)"},
+            {(uint64_t)100 << 20 | 1, "100 MiB + 1 (above the reference implementation's limit)"},
+            {(uint64_t)1 << 63, "2^63"}, {UINT64_MAX - 7, "2^64 - 8 (8 + length wraps to 0)"}, {UINT64_MAX, "2^64 - 1"}};
+        for (k = 0; k < (int)(sizeof lengths / sizeof lengths[0]); k++) {
+            memcpy(buf, good, n);
+            nn__put_u64(buf, lengths[k].length);
+            snprintf(how, sizeof how, "header length field %s", lengths[k].how);
+            st_case("header length", how, buf, n);
+        }
+        memcpy(buf, good, n);
+        nn__put_u64(buf, n - 8);
+        st_case("header length", "the whole rest of the file (the data read as JSON text)", buf, n);
+    }
+    st_case("empty file", "0 bytes", good, 0);
+    st_case("short file", "7 bytes", good, 7);
+    {
+        /* a model file (nn_save) passed as a safetensors file */
+        char model_path[128];
+        size_t mn;
+        path_in(model_path, sizeof model_path, "model.nn");
+        must(nn_save(donor, model_path), "nn_save");
+        mn = read_all(model_path, buf, sizeof buf);
+        remove(model_path);
+        st_case("a model file", "nn_save's file of the donor (magic NNHMODEL read as a header length)", buf, mn);
+    }
+
+    /* JSON */
+    {
+        static const struct { const char *kind, *how, *json; } cases[] = {
+            {"JSON: not an object", "the header []", "[]"},
+            {"JSON: not an object", "a byte-order mark before the {", "\xEF\xBB\xBF{}"},
+            {"JSON: unclosed object", "{\"linear1.weight\": {...}", "{\"linear1.weight\": {\"dtype\": \"F32\", \"shape\": [6, 8], \"data_offsets\": [0, 192]}"},
+            {"JSON: trailing bytes", "`} x` after the object", "{} x"},
+            {"JSON: trailing bytes", "}} (one brace too many)", "{}}"},
+            {"JSON: trailing comma", "{\"__metadata__\": {},}", "{\"__metadata__\": {},}"},
+            {"JSON: unclosed string", "a name whose closing quote is missing", "{\"linear1.weight: {}}"},
+            {"JSON: bad escape", "\\q in a name", "{\"linear1.\\qweight\": {}}"},
+            {"JSON: bad escape", "\\x41 in a name", "{\"linear1.\\x41\": {}}"},
+            {"JSON: bad escape", "\\u12 (two hex digits) at the end of the header", "{\"a\\u12"},
+            {"JSON: bad escape", "\\u00g1 (a non-hex digit)", "{\"a\\u00g1\": {}}"},
+            {"JSON: lone surrogate", "\\ud800 (a high surrogate alone)", "{\"linear1.\\ud800weight\": {}}"},
+            {"JSON: lone surrogate", "\\udc00 (a low surrogate alone)", "{\"linear1.\\udc00weight\": {}}"},
+            {"JSON: lone surrogate", "\\ud800\\u0041 (high, then not a low one)", "{\"a\\ud800\\u0041\": {}}"},
+            {"JSON: control character", "a raw tab inside a name", "{\"linear1.\tweight\": {}}"},
+            {"JSON: duplicate key", "dtype twice in an entry",
+             "{\"linear2.bias\": {\"dtype\": \"F32\", \"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 12]}}"},
+            {"JSON: unknown member", "an entry with \"note\": \"x\"",
+             "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 12], \"note\": \"x\"}}"},
+            {"JSON: missing member", "an entry without data_offsets", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3]}}"},
+            {"JSON: nesting where a value is expected", "\"dtype\": {\"F32\": 1}",
+             "{\"linear2.bias\": {\"dtype\": {\"F32\": 1}, \"shape\": [3], \"data_offsets\": [0, 12]}}"},
+            {"JSON: nesting where a value is expected", "\"shape\": [[3]]",
+             "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [[3]], \"data_offsets\": [0, 12]}}"},
+            {"JSON: nesting where a value is expected", "an entry that is an array", "{\"linear2.bias\": [\"F32\", [3], [0, 12]]}"},
+            {"JSON: nesting where a value is expected", "`__metadata__` holding an object",
+             "{\"__metadata__\": {\"format\": {\"pt\": 1}}}"},
+            {"JSON: other value types", "\"dtype\": null", "{\"linear2.bias\": {\"dtype\": null, \"shape\": [3], \"data_offsets\": [0, 12]}}"},
+            {"JSON: other value types", "`__metadata__` holding a number", "{\"__metadata__\": {\"version\": 1}}"},
+            {"JSON: numbers", "a shape of [3.0]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3.0], \"data_offsets\": [0, 12]}}"},
+            {"JSON: numbers", "a shape of [3e0]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3e0], \"data_offsets\": [0, 12]}}"},
+            {"JSON: numbers", "a shape of [03]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [03], \"data_offsets\": [0, 12]}}"},
+            {"JSON: numbers", "a shape of [-3]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [-3], \"data_offsets\": [0, 12]}}"},
+            {"JSON: numbers", "a shape of [+3]", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [+3], \"data_offsets\": [0, 12]}}"},
+            {"JSON: numbers", "an offset of 2^53 + 1", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 9007199254740993]}}"},
+            {"JSON: numbers", "an offset of 10^20", "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 100000000000000000000]}}"},
+        };
+        for (k = 0; k < (int)(sizeof cases / sizeof cases[0]); k++) st_json_case(cases[k].kind, cases[k].how, cases[k].json);
+    }
+    st_file(&f, "{}", 2, NULL, 0);
+    st_case("no tensors", "the header {} and no data", f.data, f.size);
+    {
+        /* 30 000 nested arrays as a shape: a reader that recursed would exhaust its stack */
+        static char json[40000];
+        size_t at = (size_t)snprintf(json, sizeof json, "{\"linear2.bias\": {\"dtype\": \"F32\", \"shape\": ");
+        for (i = 0; i < 30000; i++) json[at++] = '[';
+        json[at] = 0;
+        st_json_case("JSON: deep nesting", "a shape of 30 000 nested arrays", json);
+    }
+    {
+        /* a tensor name of 300 bytes; the duplicates and aliases of a real name */
+        memset(name, 'a', 300);
+        name[300] = 0;
+        snprintf((char *)buf, sizeof buf, "{\"%s\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [0, 0]}}", name);
+        st_json_case("names", "a tensor name of 300 bytes", (const char *)buf);
+    }
+    memcpy(e, st_ref, sizeof st_ref);
+    memcpy(&e[st_ref_count], &st_ref[st_find_ref("linear2.bias")], sizeof e[0]);
+    st_entries_file(&f, e, st_ref_count + 1, "");
+    st_case("names", "linear2.bias twice (its data twice too)", f.data, f.size);
+    snprintf(e[st_ref_count].name, sizeof e[0].name, "linear2.bi\\u0061s");
+    st_entries_file(&f, e, st_ref_count + 1, "");
+    st_case("names", "linear2.bias, and linear2.bi\\u0061s (the same name, escaped)", f.data, f.size);
+    memcpy(e, st_ref, sizeof st_ref);
+    snprintf(e[st_find_ref("linear2.bias")].name, sizeof e[0].name, "linear2.bi\\u0061s");
+    st_entries_file(&f, e, st_ref_count, "");
+    st_case("names", "linear2.bias spelt linear2.bi\\u0061s", f.data, f.size);
+    snprintf(e[st_find_ref("linear2.bias")].name, sizeof e[0].name, "linear2.bias\\u0000evil");
+    st_entries_file(&f, e, st_ref_count, "");
+    st_case("names", "linear2.bias spelt linear2.bias\\u0000evil (an escaped NUL, then more)", f.data, f.size);
+    snprintf(e[st_find_ref("linear2.bias")].name, sizeof e[0].name, "linear2.bias\xff");
+    st_entries_file(&f, e, st_ref_count, "");
+    st_case("names", "linear2.bias followed by the byte 0xFF (not UTF-8)", f.data, f.size);
+    snprintf(e[st_find_ref("linear2.bias")].name, sizeof e[0].name, "__metadata__");
+    st_entries_file(&f, e, st_ref_count, "");
+    st_case("names", "linear2.bias's entry named `__metadata__`", f.data, f.size);
+    memcpy(e, st_ref, sizeof st_ref);
+    st_entries_file(&f, e, st_ref_count, "\"__metadata__\": {\"format\": \"pt\"}, \"__metadata__\": {\"format\": \"np\"}, ");
+    st_case("names", "`__metadata__` twice", f.data, f.size);
+
+    /* offsets and sizes */
+    st_edit_case("offsets overlap", "linear1.bias at [184, 208], inside linear1.weight", "linear1.bias", NULL, NULL, "[184, 208]", NULL, 0);
+    st_edit_case("offsets leave a hole", "linear1.bias at [196, 220] (4 bytes unused before it)", "linear1.bias", NULL, NULL,
+                 "[196, 220]", NULL, 0);
+    {
+        size_t total = 0;
+        for (k = 0; k < st_ref_count; k++) total += st_ref[k].size;
+        snprintf(how, sizeof how, "[%zu, %zu]", total - 12, total + 4);
+        st_edit_case("offsets past the end", "linear2.bias's end 4 bytes beyond the data section", "linear2.bias", NULL, NULL, how,
+                     NULL, 0);
+        snprintf(how, sizeof how, "[%zu, %zu]", total, total - 12);
+        st_edit_case("offsets begin > end", "linear2.bias at [end, begin]", "linear2.bias", NULL, NULL, how, NULL, 0);
+        snprintf(how, sizeof how, "[%zu]", total - 12);
+        st_edit_case("offsets malformed", "linear2.bias's data_offsets with one number", "linear2.bias", NULL, NULL, how, NULL, 0);
+        snprintf(how, sizeof how, "[%zu, %zu, %zu]", total - 12, total, total);
+        st_edit_case("offsets malformed", "linear2.bias's data_offsets with three numbers", "linear2.bias", NULL, NULL, how, NULL, 0);
+    }
+    for (k = 0; k < 2; k++) {
+        /* a zero-size tensor at offset 0, where linear1.weight begins too: valid in either order
+           (the reference implementation sorts by (begin, end)) */
+        e[k] = st_ref[0];
+        e[1 - k] = st_ref[0];
+        snprintf(e[1 - k].name, sizeof e[0].name, "empty");
+        snprintf(e[1 - k].shape, sizeof e[0].shape, "[0]");
+        snprintf(e[1 - k].offsets, sizeof e[0].offsets, "[0, 0]");
+        e[1 - k].size = 0;
+        memcpy(&e[2], &st_ref[1], (size_t)(st_ref_count - 1) * sizeof e[0]);
+        st_entries_file(&f, e, st_ref_count + 1, "");
+        st_case("zero-size tensor", k ? "an extra tensor of shape [0] at [0, 0], listed before linear1.weight at [0, 192]"
+                                      : "an extra tensor of shape [0] at [0, 0], listed after linear1.weight at [0, 192]",
+                f.data, f.size);
+    }
+    {
+        unsigned char extra[16];
+        memset(extra, 0, sizeof extra);
+        memcpy(extra, st_ref[st_find_ref("linear2.bias")].data, 12);
+        st_edit_case("size != shape x dtype", "linear2.bias: shape [3] F32 with 16 bytes", "linear2.bias", NULL, NULL, NULL, extra, 16);
+        st_edit_case("size != shape x dtype", "linear2.bias: shape [3] F32 with 8 bytes", "linear2.bias", NULL, NULL, NULL, extra, 8);
+        st_edit_case("size != shape x dtype", "linear2.bias: shape [3] F16 with 12 bytes (F32's)", "linear2.bias", "F16", NULL, NULL,
+                     NULL, 0);
+    }
+    st_edit_case("unknown dtype", "linear2.bias of dtype F33", "linear2.bias", "F33", NULL, NULL, NULL, 0);
+    st_edit_case("unknown dtype", "linear2.bias of dtype f32 (lower case)", "linear2.bias", "f32", NULL, NULL, NULL, 0);
+    st_edit_case("unknown dtype", "linear2.bias of dtype Q4_0 (a quantised type of another format)", "linear2.bias", "Q4_0", NULL,
+                 NULL, NULL, 0);
+    st_edit_case("non-float dtype", "linear2.bias as I32 (12 bytes)", "linear2.bias", "I32", NULL, NULL, NULL, 0);
+    {
+        unsigned char raw[24];
+        memset(raw, 1, sizeof raw);
+        st_edit_case("non-float dtype", "linear2.bias as I64 (24 bytes)", "linear2.bias", "I64", NULL, NULL, raw, 24);
+        st_edit_case("non-float dtype", "linear2.bias as BOOL (3 bytes)", "linear2.bias", "BOOL", NULL, NULL, raw, 3);
+        st_edit_case("non-float dtype", "linear2.bias as F8_E4M3 (3 bytes)", "linear2.bias", "F8_E4M3", NULL, NULL, raw, 3);
+    }
+    st_edit_case("rank", "linear2.bias of shape [1, 1, 1, 1, 1, 1, 1, 3] (8 dimensions: parsed, then a shape mismatch)",
+                 "linear2.bias", NULL, "[1, 1, 1, 1, 1, 1, 1, 3]", NULL, NULL, 0);
+    st_edit_case("rank > 8", "linear2.bias of shape [1, 1, 1, 1, 1, 1, 1, 1, 3] (9 dimensions)", "linear2.bias", NULL,
+                 "[1, 1, 1, 1, 1, 1, 1, 1, 3]", NULL, NULL, 0);
+    st_edit_case("dimension overflow", "linear2.bias of shape [2^40, 2^40, 2^40] (the byte count overflows 64 bits)",
+                 "linear2.bias", NULL, "[1099511627776, 1099511627776, 1099511627776]", NULL, NULL, 0);
+    st_edit_case("dimension overflow", "linear2.bias of shape [2^40 + 1]", "linear2.bias", NULL, "[1099511627777]", NULL, NULL, 0);
+    st_edit_case("dimension overflow", "linear2.bias of shape [2^32, 2^32, 0] and 0 bytes (the product passes 2^64 before the 0)",
+                 "linear2.bias", NULL, "[4294967296, 4294967296, 0]", NULL, "", 0);
+
+    /* values */
+    {
+        /* linear2.bias = {1, bad, 0.5} in each float dtype, little-endian */
+        static const struct { const char *kind, *how, *dtype; unsigned char bytes[24]; size_t size; } bad[] = {
+            {"NaN value", "linear2.bias in F16: 1, NaN (0x7E00), 0.5", "F16", {0x00, 0x3C, 0x00, 0x7E, 0x00, 0x38}, 6},
+            {"infinite value", "linear2.bias in F16: 1, +inf (0x7C00), 0.5", "F16", {0x00, 0x3C, 0x00, 0x7C, 0x00, 0x38}, 6},
+            {"NaN value", "linear2.bias in BF16: 1, NaN (0x7FC0), 0.5", "BF16", {0x80, 0x3F, 0xC0, 0x7F, 0x00, 0x3F}, 6},
+            {"NaN value", "linear2.bias in F32: 1, NaN, 0.5", "F32", {0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0xC0, 0x7F, 0x00, 0x00, 0x00, 0x3F}, 12},
+            {"infinite value", "linear2.bias in F32: 1, -inf, 0.5", "F32", {0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x80, 0xFF, 0x00, 0x00, 0x00, 0x3F}, 12},
+            {"NaN value", "linear2.bias in F64: 1, NaN, 0.5", "F64",
+             {0, 0, 0, 0, 0, 0, 0xF0, 0x3F, 0, 0, 0, 0, 0, 0, 0xF8, 0x7F, 0, 0, 0, 0, 0, 0, 0xE0, 0x3F}, 24},
+            {"value beyond float", "linear2.bias in F64: 1, 1e300, 0.5", "F64",
+             {0, 0, 0, 0, 0, 0, 0xF0, 0x3F, 0x9C, 0x75, 0x00, 0x88, 0x3C, 0xE4, 0x37, 0x7E, 0, 0, 0, 0, 0, 0, 0xE0, 0x3F}, 24},
+        };
+        for (k = 0; k < (int)(sizeof bad / sizeof bad[0]); k++)
+            st_edit_case(bad[k].kind, bad[k].how, "linear2.bias", bad[k].dtype, NULL, NULL, bad[k].bytes, bad[k].size);
+    }
+    {
+        /* a NaN in the batch-norm running variance */
+        unsigned char raw[24];
+        memcpy(raw, st_ref[st_find_ref("batchnorm1.running_var")].data, 24);
+        le32(raw + 8, 0x7FC00000u);
+        st_edit_case("NaN value", "batchnorm1.running_var[2] a NaN (F32)", "batchnorm1.running_var", NULL, NULL, NULL, raw, 24);
+        le32(raw + 8, 0xBF800000u);
+        st_edit_case("negative variance", "batchnorm1.running_var[2] = -1 (F32)", "batchnorm1.running_var", NULL, NULL, NULL, raw, 24);
+    }
+
+    /* tensors the model does not have, or has in another shape: strict refuses, partial reports */
+    for (k = 0; k < 3; k++) {
+        static const char *const which[3] = {"linear1.weight", "batchnorm1.running_mean", "batchnorm1.num_batches_tracked"};
+        const int skip = st_find_ref(which[k]);
+        int j, m = 0;
+        for (j = 0; j < st_ref_count; j++)
+            if (j != skip) e[m++] = st_ref[j];
+        st_entries_file(&f, e, m, "");
+        snprintf(how, sizeof how, "no %s", which[k]);
+        st_case("missing tensor", how, f.data, f.size);
+    }
+    {
+        int m = 0;
+        for (k = 0; k < st_ref_count; k++)
+            if (strncmp(st_ref[k].name, "linear1.", 8) != 0) e[m++] = st_ref[k];
+        st_entries_file(&f, e, m, "");
+        st_case("missing tensors", "no linear1 (its weight and bias)", f.data, f.size);
+    }
+    memcpy(e, st_ref, sizeof st_ref);
+    memcpy(&e[st_ref_count], &st_ref[st_find_ref("linear2.bias")], sizeof e[0]);
+    snprintf(e[st_ref_count].name, sizeof e[0].name, "linear3.bias");
+    st_entries_file(&f, e, st_ref_count + 1, "");
+    st_case("extra tensor", "linear3.bias as well", f.data, f.size);
+    memcpy(&e[st_ref_count + 1], &st_ref[st_find_ref("batchnorm1.num_batches_tracked")], sizeof e[0]);
+    snprintf(e[st_ref_count + 1].name, sizeof e[0].name, "relu1.num_batches_tracked");
+    st_entries_file(&f, e, st_ref_count + 2, "");
+    st_case("extra tensors", "linear3.bias and relu1.num_batches_tracked as well", f.data, f.size);
+    st_edit_case("mis-shaped tensor", "linear1.weight transposed: [8, 6]", "linear1.weight", NULL, "[8, 6]", NULL, NULL, 0);
+    st_edit_case("mis-shaped tensor", "linear1.weight flattened: [48]", "linear1.weight", NULL, "[48]", NULL, NULL, 0);
+    st_edit_case("mis-shaped tensor", "linear1.bias of shape [1, 6]", "linear1.bias", NULL, "[1, 6]", NULL, NULL, 0);
+    st_edit_case("mis-shaped tensor", "batchnorm1.num_batches_tracked of shape [2] (16 bytes)", "batchnorm1.num_batches_tracked",
+                 NULL, "[2]", NULL, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    st_edit_case("num_batches_tracked", "of shape [1] (accepted, as a scalar)", "batchnorm1.num_batches_tracked", NULL, "[1]", NULL,
+                 NULL, 0);
+    st_edit_case("num_batches_tracked", "as F32 []", "batchnorm1.num_batches_tracked", "F32", NULL, NULL, "\0\0\0\0", 4);
+    st_edit_case("num_batches_tracked", "as I64 with the value 2^63 - 1 (read and ignored)", "batchnorm1.num_batches_tracked", NULL,
+                 NULL, NULL, "\xff\xff\xff\xff\xff\xff\xff\x7f", 8);
+    {
+        /* only the head: the partial mode's use (fine-tuning a new last layer) */
+        int m = 0;
+        for (k = 0; k < st_ref_count; k++)
+            if (strncmp(st_ref[k].name, "linear2.", 8) != 0) e[m++] = st_ref[k];
+        memcpy(&e[m], &st_ref[st_find_ref("linear2.weight")], sizeof e[0]);
+        snprintf(e[m].shape, sizeof e[0].shape, "[2, 6]");
+        e[m++].size = 48;
+        memcpy(&e[m], &st_ref[st_find_ref("linear2.bias")], sizeof e[0]);
+        snprintf(e[m].shape, sizeof e[0].shape, "[2]");
+        e[m++].size = 8;
+        st_entries_file(&f, e, m, "");
+        st_case("another head", "linear2 with 2 outputs instead of 3 (weight [2, 6], bias [2])", f.data, f.size);
+    }
+    {
+        /* many entries: zero-size extra tensors at the end of the data section */
+        static const int counts[2] = {5000, 20000};
+        size_t total = 0, cap, at;
+        char *json;
+        unsigned char *file;
+        for (k = 0; k < st_ref_count; k++) total += st_ref[k].size;
+        for (k = 0; k < 2; k++) {
+            int j;
+            st_answer a;
+            cap = (size_t)counts[k] * 96 + 4096;
+            json = (char *)malloc(cap);
+            file = (unsigned char *)malloc(cap + total + 8);
+            at = (size_t)snprintf(json, cap, "{");
+            {
+                size_t offset = 0;
+                for (j = 0; j < st_ref_count; j++) {
+                    at += (size_t)snprintf(json + at, cap - at, "%s\"%s\": {\"dtype\": %s, \"shape\": %s, \"data_offsets\": [%zu, %zu]}",
+                                           j ? ", " : "", st_ref[j].name, st_ref[j].dtype, st_ref[j].shape, offset,
+                                           offset + st_ref[j].size);
+                    offset += st_ref[j].size;
+                }
+            }
+            for (j = 0; j < counts[k]; j++)
+                at += (size_t)snprintf(json + at, cap - at, ", \"extra%d\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [%zu, %zu]}",
+                                       j, total, total);
+            at += (size_t)snprintf(json + at, cap - at, "}");
+            nn__put_u64(file, at);
+            memcpy(file + 8, json, at);
+            for (j = 0, i = 8 + at; j < st_ref_count; i += st_ref[j].size, j++) memcpy(file + i, st_ref[j].data, st_ref[j].size);
+            path_in(path, sizeof path, "case.safetensors");
+            a = st_load(path, file, i);
+            snprintf(how, sizeof how, "%d extra zero-size tensors (a %zu-byte header); both loads took %.1f s", counts[k], at,
+                     a.seconds);
+            st_row("many entries", how, &a);
+            free(json);
+            free(file);
+        }
+    }
+
+    /* files and arguments */
+    {
+        char missing[128];
+        st_answer a;
+        nn_model *raw = nn_model_new(1);
+        path_in(path, sizeof path, "case.safetensors");
+        write_file(path, good, n);
+        path_in(missing, sizeof missing, "missing.safetensors");
+        a = st_load(missing, NULL, 0);
+        st_row("missing file", "a path that does not exist", &a);
+        a = st_load(dir, NULL, 0);
+        st_row("a directory", "the temporary directory as the file", &a);
+        a = st_load("", NULL, 0);
+        st_row("empty path", "\"\"", &a);
+        nn_status st = nn_load_safetensors(st_model, NULL, NN_SAFETENSORS_STRICT, NULL, 0);
+        printf("| NULL path | nn_load_safetensors(model, NULL, ...) | %s | | %s |\n", status_text(st), message());
+        st = nn_load_safetensors(st_model, path, 7, NULL, 0);
+        printf("| unknown mode | nn_load_safetensors(model, path, 7, ...) | %s | | %s |\n", status_text(st), message());
+        st = nn_load_safetensors(NULL, path, NN_SAFETENSORS_STRICT, NULL, 0);
+        printf("| NULL model | nn_load_safetensors(NULL, path, ...) | %s | | %s |\n", status_text(st), message());
+        (void)nn_input(raw, 1, 1, 8);
+        st = nn_load_safetensors(raw, path, NN_SAFETENSORS_STRICT, NULL, 0);
+        printf("| model not compiled | nn_load_safetensors(an uncompiled model, path, ...) | %s | | %s |\n", status_text(st), message());
+        {
+            char tiny[8];
+            memcpy(e, st_ref, sizeof st_ref);
+            e[st_ref_count] = st_ref[0];
+            snprintf(e[st_ref_count].name, sizeof e[0].name, "linear3.weight");
+            st_entries_file(&f, e, st_ref_count + 1, "");
+            write_file(path, f.data, f.size);
+            memset(tiny, 'x', sizeof tiny);
+            st = nn_load_safetensors(st_model, path, NN_SAFETENSORS_PARTIAL, tiny, sizeof tiny);
+            printf("| report too small | partial, an 8-byte report, one extra tensor | | %s, report \"%s\"%s | truncated, "
+                   "NUL-terminated |\n", status_text(st), memchr(tiny, 0, sizeof tiny) ? tiny : "(not terminated!)",
+                   memchr(tiny, 0, sizeof tiny) ? "" : " **(no NUL!)**");
+            st_reset();
+            st = nn_load_safetensors(st_model, path, NN_SAFETENSORS_PARTIAL, NULL, 0);
+            printf("| no report | partial, report NULL, one extra tensor | | %s | %s |\n", status_text(st),
+                   st == NN_OK ? "loaded, the mismatch not reported anywhere" : message());
+            st_reset();
+        }
+        nn_model_free(raw);
+    }
+    /* saving */
+    {
+        char sub[600];
+        const float keep = nn_params(donor)[5];
+        nn_status st;
+        nn_params(donor)[5] = NAN;
+        path_in(sub, sizeof sub, "nan.safetensors");
+        st = nn_save_safetensors(donor, sub);
+        printf("| save: a NaN parameter | nn_save_safetensors of a model whose parameter 5 is NaN | %s | | %s; %s |\n",
+               status_text(st), message(), access(sub, F_OK) == 0 ? "**a file was written**" : "no file written");
+        nn_params(donor)[5] = keep;
+        path_in(sub, sizeof sub, "no/such/dir/m.safetensors");
+        st = nn_save_safetensors(donor, sub);
+        printf("| save: missing directory | nn_save_safetensors under a directory that does not exist | %s | | %s |\n",
+               status_text(st), message());
+        st = nn_save_safetensors(st_model, "");
+        printf("| save: empty path | nn_save_safetensors(model, \"\") | %s | | %s |\n", status_text(st), message());
+    }
+    remove(path);
+    path_in(path, sizeof path, "good.safetensors");
+    remove(path);
+    nn_model_free(donor);
+    nn_model_free(st_model);
+    free(st_params);
+    free(st_state);
+}
+
 /* ---- API misuse -------------------------------------------------------------------------------- */
 static void probe_api(void)
 {
@@ -1247,7 +1980,7 @@ static int probe_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: reliability_probe idx|model2|model|save [DIR]|api|args [ARGS...]|crash CASE\n");
+        fprintf(stderr, "usage: reliability_probe idx|model2|model|safetensors|save [DIR]|api|args [ARGS...]|crash CASE\n");
         return 2;
     }
     if (!strcmp(argv[1], "args")) return probe_args(argc - 1, argv + 1);
@@ -1260,6 +1993,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "idx")) probe_idx();
     else if (!strcmp(argv[1], "model")) probe_model();
     else if (!strcmp(argv[1], "model2")) probe_model2();
+    else if (!strcmp(argv[1], "safetensors")) probe_safetensors();
     else if (!strcmp(argv[1], "api")) probe_api();
     else if (!strcmp(argv[1], "save")) probe_save(argc > 2 ? argv[2] : NULL);
     rmdir(dir);

@@ -247,6 +247,17 @@ static void test_strict_and_partial(void **unused)
     assert_true(params[6] == before[6] && params[7] == before[7]);
     if (!strstr(report, "linear1.bias: missing") || !strstr(report, "fc.weight: in the file"))
         fail_msg("the partial report is \"%s\"", report);
+    /* a zero-size tensor at the offset where another begins, listed after it: the file is valid
+       (the tensors sort by (begin, end)), and "empty" is the one tensor this model lacks */
+    memcpy(params, before, 8 * sizeof(float));
+    write_linear("strict",
+                 "{\"linear1.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                 "\"empty\":{\"dtype\":\"F32\",\"shape\":[2,0],\"data_offsets\":[0,0]},"
+                 "\"linear1.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]}}",
+                 32);
+    ASSERT_OK(nn_load_safetensors(m, path_of("strict"), NN_SAFETENSORS_PARTIAL, report, sizeof report));
+    for (i = 0; i < 8; i++) assert_true(params[i] == 0.5f);
+    if (strcmp(report, "empty: in the file, but this model has no such tensor\n") != 0) fail_msg("the partial report is \"%s\"", report);
     remove(path_of("strict"));
     nn_model_free(m);
 }
@@ -287,6 +298,7 @@ static void test_hostile_headers(void **unused)
         "{\"__metadata__\":{\"a\":1}," W_ "," B_ "}",                                           /* metadata number */
         "{\"linear1.\\ud800weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}," B_ "}",
         "{\"linear1.\\qweight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}," B_ "}",
+        "{\"linear1.weight\\u0000x\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}," B_ "}", /* a NUL */
         "{\"linear1.\nweight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}," B_ "}",
         "{\"linear1.weight\" {\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}," B_ "}",
         "{\"linear1.weight\":[]," B_ "}",
