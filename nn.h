@@ -136,7 +136,7 @@
    errors        nn_last_error, nn_status_name, nn_set_error
    platform      nn_set_backend, nn_backend_name, nn_backend_supported, nn_set_threads, nn_threads,
                  nn_seconds, nn_rng_* (new, u32, below, uniform, normal, shuffle)
-   kernels       nn_sgemm, nn_sgemm_workspace_size, nn_conv2d_* (output_size, workspace_size,
+   kernels       nn_sgemm, nn_sgemm_workspace_size, nn_sgemm_bf16, nn_bf16_round, nn_conv2d_* (output_size, workspace_size,
                  forward, backward_data, backward_weight), nn_pool2d_output_size,
                  nn_maxpool2d_*, nn_avgpool2d_*, nn_global_avgpool_* (each forward, backward),
                  nn_activation_forward, nn_activation_backward, nn_vec_exp, nn_vec_tanh,
@@ -158,8 +158,8 @@
                  nn_compute_gradients, nn_train_step, nn_input_gradient, nn_set_grad_reduction,
                  nn_get_grad_reduction, nn_set_grad_accumulation, nn_get_grad_accumulation,
                  nn_zero_grads, nn_set_input_gradient, nn_set_nonfinite_policy,
-                 nn_get_nonfinite_policy, nn_set_sample_split, nn_init_weights, nn_init_biases,
-                 nn_clip_grad_norm, nn_clip_grad_value
+                 nn_get_nonfinite_policy, nn_set_sample_split, nn_set_precision, nn_get_precision,
+                 nn_init_weights, nn_init_biases, nn_clip_grad_norm, nn_clip_grad_value
    optimizers    nn_sgd, nn_adam, nn_adamw, nn_rmsprop, nn_optimizer_bind, nn_optimizer_step,
                  nn_optimizer_reset, nn_optimizer_free
    schedules     nn_step_lr, nn_multi_step_lr, nn_exponential_lr, nn_cosine_annealing_lr, nn_one_cycle_lr,

@@ -2,11 +2,12 @@
    the backend under test against (1) the order docs/kernels.md "bf16" documents, bit for bit,
    (2) the scalar backend, (3) a double-precision product of the rounded operands, and models in
    NN_PRECISION_BF16: their linear and conv layers are exactly the bf16 GEMM of their inputs, and
-   a few training steps stay close to float's.
+   a few training steps stay close to float's, and one step of a small CNN matches PyTorch's
+   bf16 autocast (tests/fixtures/torch_bf16.h, from tests/pytorch/gen_fixtures.py).
 
        build/tests/test_bf16 [scalar|avx2|avx512|neon] */
 #include "test_common.h"
-#include <float.h>
+#include "fixtures/torch_bf16.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define ASSERT_OK(call) do { nn_status st_ = (call); \
@@ -458,6 +459,45 @@ static void test_training_close_to_fp32(void **state)
     }
 }
 
+/* One SGD step of the fixture's CNN in bf16 against torch.autocast: the logits, the loss, the
+   gradient and the parameters after the step, each within torch_bf16_tolerance (2^-6) of its
+   largest magnitude. PyTorch also rounds each conv/linear output to bf16 and keeps activations in
+   bf16 where nn.h keeps float; gen_fixtures.py measures nn.h's semantics (emulated in float64)
+   at under 2^-7 from autocast, float32 at a similar distance. */
+static void check_close(const char *what, const float *got, const float *want, size_t n)
+{
+    double scale = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= torch_bf16_tolerance * scale))
+            fail_msg("%s: %s[%zu] = %.9g, autocast %.9g (allowed %.3g)", nn_backend_name(), what, i, got[i], want[i], torch_bf16_tolerance * scale);
+}
+
+static void test_torch_autocast_step(void **state)
+{
+    const int batch = torch_bf16_batch;
+    nn_model *m = nn_model_new(1);
+    nn_node *x = nn_input(m, 2, 8, 8), *h;
+    nn_optimizer opt = nn_sgd(torch_bf16_lr, 0.0f, 0.0f);
+    float loss;
+    (void)state;
+    h = nn_relu(m, nn_maxpool2d(m, nn_conv2d(m, x, 6, 3, 1, 1, NN_BIAS), 2, 2));
+    h = nn_relu(m, nn_conv2d(m, h, 8, 3, 2, 1, NN_BIAS));
+    h = nn_linear(m, nn_flatten(m, h), 10, NN_BIAS);
+    ASSERT_OK(nn_set_precision(m, NN_PRECISION_BF16));
+    ASSERT_OK(nn_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch));
+    if (nn_param_count(m) != COUNT(torch_bf16_params)) fail_msg("%zu parameters, the fixture has %zu", nn_param_count(m), COUNT(torch_bf16_params));
+    memcpy(nn_params(m), torch_bf16_params, sizeof torch_bf16_params);
+    ASSERT_OK(nn_train_step(m, &opt, torch_bf16_x, torch_bf16_labels, NULL, batch, &loss));
+    check_close("output", nn_output(m), torch_bf16_output, COUNT(torch_bf16_output));
+    check_close("loss", &loss, &torch_bf16_loss, 1);
+    check_close("grad", nn_grads(m), torch_bf16_grad, COUNT(torch_bf16_grad));
+    check_close("params after the step", nn_params(m), torch_bf16_after, COUNT(torch_bf16_after));
+    nn_optimizer_free(&opt);
+    nn_model_free(m);
+}
+
 static const struct CMUnitTest tests[] = {
     TEST(test_round_cases),
     TEST(test_round_nan),
@@ -470,5 +510,6 @@ static const struct CMUnitTest tests[] = {
     TEST(test_linear_is_bf16_gemm),
     TEST(test_conv_is_bf16_gemm),
     TEST(test_training_close_to_fp32),
+    TEST(test_torch_autocast_step),
 };
 NN_TEST_MAIN("bf16", tests)
