@@ -134,8 +134,8 @@
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
    errors        nn_last_error, nn_status_name, nn_set_error
-   platform      nn_set_backend, nn_backend_name, nn_backend_supported, nn_set_threads, nn_threads,
-                 nn_seconds, nn_rng_* (new, u32, below, uniform, normal, shuffle)
+   platform      nn_set_backend, nn_backend_name, nn_backend_bf16_path, nn_backend_supported, nn_set_threads,
+                 nn_threads, nn_seconds, nn_rng_* (new, u32, below, uniform, normal, shuffle)
    kernels       nn_sgemm, nn_sgemm_workspace_size, nn_sgemm_bf16, nn_bf16_round, nn_conv2d_* (output_size, workspace_size,
                  forward, backward_data, backward_weight), nn_pool2d_output_size,
                  nn_maxpool2d_*, nn_avgpool2d_*, nn_global_avgpool_* (each forward, backward),
@@ -297,6 +297,9 @@ NNDEF NN_NODISCARD nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose tra
 /* x rounded to bfloat16 (8 significant bits) to nearest, ties to even, returned as a float whose
    low 16 bits are 0; a NaN stays a NaN (made quiet), infinities stay, overflow gives infinity. */
 NNDEF float nn_bf16_round(float x);
+/* How the current backend runs bf16 GEMMs: "vdpbf16ps" (AVX512_BF16, on avx512 where the CPU has
+   it) or "rounded" (its float tile on bf16-rounded operands); docs/kernels.md "bf16". */
+NNDEF const char *nn_backend_bf16_path(void);
 /* nn_sgemm with every element of A and B rounded by nn_bf16_round first, products accumulated in
    float (PyTorch's bf16 autocast of a matrix multiply; docs/kernels.md "bf16" has the order). */
 NNDEF NN_NODISCARD nn_status nn_sgemm_bf16(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
@@ -1055,6 +1058,7 @@ NNDEF NN_NODISCARD nn_status nn_load_safetensors(nn_model *model, const char *pa
 #include <immintrin.h>
 #define NN__TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define NN__TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define NN__TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 #endif
 #if !defined(NN_NO_SIMD) && defined(__aarch64__)
 #define NN__ARM64 1
@@ -1338,6 +1342,9 @@ struct nn__update;
     X(ISA, void, winograd4_kernel_gradient, (int count, const float *x, size_t stride, float *g, size_t gs))
 /* One field of nn__kernels: a pointer to that kernel. */
 #define NN__KERNEL_FIELD(ISA, type, name, parameters) type(*name) parameters;
+/* C[mr x nr] = alpha * A * B + beta * C (C unread if beta == 0) over kpairs pairs of k: the packed
+   A sliver holds, per pair, mr 32-bit lanes (bf16 of k even low, k odd high), B nr such lanes. */
+typedef void (*nn__bf16_tile_fn)(int kpairs, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
 
 typedef struct nn__kernels {
     const char *name;
@@ -1349,6 +1356,9 @@ typedef struct nn__kernels {
     int nr_narrow;
     void (*gemm_tile_narrow)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta);
     int mc, kc, nc; /* GEMM cache blocking (BLIS's MC, KC, NC; see below) */
+    /* the bf16 GEMM's tiles on panels of bf16 k-pairs (see nn__bf16_pair_panel), or NULL: the
+       float tiles on panels rounded by bf16_round_panel */
+    nn__bf16_tile_fn gemm_tile_bf16, gemm_tile_bf16_narrow;
     NN__ELEMENTWISE_KERNELS(NN__KERNEL_FIELD, any)
 } nn__kernels;
 
@@ -1369,15 +1379,18 @@ typedef struct nn__kernels {
    of its own defines that name as the scalar one). The typedef does not compile (an array of
    size -1) if a tile or the blocking breaks the bounds above, which size the shared buffers. */
 #define NN__KERNEL_TABLE(ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC)                                   \
-    typedef char nn__##ISA##_gemm_fits[(MR) * (NR) <= NN__GEMM_MAX_TILE && (NR) <= NN__GEMM_MAX_NR &&             \
+    NN__KERNEL_TABLE_BF16(ISA, ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC, NULL, NULL)
+/* The same, as nn__kernels_<ID>, with the bf16 tiles given (ID names a second table of an ISA). */
+#define NN__KERNEL_TABLE_BF16(ID, ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC, BF16, BF16_NARROW)      \
+    typedef char nn__##ID##_gemm_fits[(MR) * (NR) <= NN__GEMM_MAX_TILE && (NR) <= NN__GEMM_MAX_NR &&             \
                                                (MR) * (NR_NARROW) <= NN__GEMM_MAX_TILE && (MC) % (MR) == 0 &&     \
                                                (NC) % (NR) == 0 && (NC) % (NR_NARROW) == 0 &&                     \
                                                (MC) <= NN__GEMM_MAX_MC && (KC) <= NN__GEMM_MAX_KC &&              \
                                                (NC) <= NN__GEMM_MAX_NC                                            \
                                            ? 1                                                                    \
                                            : -1];                                                                 \
-    static const nn__kernels nn__kernels_##ISA = {                                                                \
-        #ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC NN__ELEMENTWISE_KERNELS(NN__TABLE_ENTRY, ISA)};
+    static const nn__kernels nn__kernels_##ID = {#ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC,          \
+                                                 BF16, BF16_NARROW NN__ELEMENTWISE_KERNELS(NN__TABLE_ENTRY, ISA)};
 /* One initialiser of a table: , nn__<name>_<ISA> */
 #define NN__TABLE_ENTRY(ISA, type, name, parameters) , nn__##name##_##ISA
 
@@ -3640,6 +3653,56 @@ NN__TARGET_AVX512 static void nn__bf16_round_panel_avx512(size_t n, float *x)
     }
 }
 
+/* AVX512_BF16 tiles: per pair of k, vdpbf16ps adds both products of a lane to its float
+   accumulator (the odd k's, then the even k's, each rounded once; bf16 subnormals read as 0, and
+   subnormal results are flushed to 0: docs/kernels.md "bf16"). 6x64: 24 accumulators, 4 B
+   vectors of 16 pairs, 6 broadcast A pairs. */
+#define NN__BF16_ROW(i, V)                                                                         \
+    {                                                                                              \
+        uint32_t pair;                                                                             \
+        memcpy(&pair, a + i, sizeof pair);                                                         \
+        av = (__m512bh)_mm512_set1_epi32((int)pair);                                               \
+        V(i)                                                                                       \
+    }
+#define NN__BF16_DP4(i)                                                                            \
+    c##i##0 = _mm512_dpbf16_ps(c##i##0, av, b0); c##i##1 = _mm512_dpbf16_ps(c##i##1, av, b1);     \
+    c##i##2 = _mm512_dpbf16_ps(c##i##2, av, b2); c##i##3 = _mm512_dpbf16_ps(c##i##3, av, b3);
+#define NN__BF16_DP1(i) c##i##0 = _mm512_dpbf16_ps(c##i##0, av, b0);
+NN__TARGET_AVX512_BF16 static void nn__gemm_tile_bf16_6x64_avx512(int kpairs, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int p;
+    for (p = 0; p < kpairs; p++, a += 6, b += 64) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(b + 32), b3 = (__m512bh)_mm512_loadu_si512(b + 48);
+        __m512bh av;
+        NN__BF16_ROW(0, NN__BF16_DP4) NN__BF16_ROW(1, NN__BF16_DP4) NN__BF16_ROW(2, NN__BF16_DP4)
+        NN__BF16_ROW(3, NN__BF16_DP4) NN__BF16_ROW(4, NN__BF16_DP4) NN__BF16_ROW(5, NN__BF16_DP4)
+    }
+    NN__AVX512_STORE(0) NN__AVX512_STORE(1) NN__AVX512_STORE(2) NN__AVX512_STORE(3) NN__AVX512_STORE(4) NN__AVX512_STORE(5)
+}
+/* 6x16, for products with few columns (the narrow tile) */
+NN__TARGET_AVX512_BF16 static void nn__gemm_tile_bf16_6x16_avx512(int kpairs, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c10 = c00, c20 = c00, c30 = c00, c40 = c00, c50 = c00;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int p;
+    for (p = 0; p < kpairs; p++, a += 6, b += 16) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+        __m512bh av;
+        NN__BF16_ROW(0, NN__BF16_DP1) NN__BF16_ROW(1, NN__BF16_DP1) NN__BF16_ROW(2, NN__BF16_DP1)
+        NN__BF16_ROW(3, NN__BF16_DP1) NN__BF16_ROW(4, NN__BF16_DP1) NN__BF16_ROW(5, NN__BF16_DP1)
+    }
+    NN__AVX512_STORE1(0, 0) NN__AVX512_STORE1(1, 0) NN__AVX512_STORE1(2, 0)
+    NN__AVX512_STORE1(3, 0) NN__AVX512_STORE1(4, 0) NN__AVX512_STORE1(5, 0)
+}
+#undef NN__BF16_ROW
+#undef NN__BF16_DP4
+#undef NN__BF16_DP1
+
 /* ---------------------------------- AVX-512 at 8 lanes: the Winograd transforms ---- */
 /* The transforms run a row of tiles a vector at a time, and ResNet's small images give rows of
    2-14 tiles: 8 lanes fill better than 16, and Zen 4 runs a 16-lane instruction as two 8-lane
@@ -3965,6 +4028,9 @@ NN__KERNEL_TABLE(scalar, 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_sc
 #if NN__X86
 NN__KERNEL_TABLE(avx2, 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
 NN__KERNEL_TABLE(avx512, 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
+/* avx512 on a CPU with AVX512_BF16: its bf16 GEMM runs vdpbf16ps */
+NN__KERNEL_TABLE_BF16(avx512_bf16, avx512, 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512,
+                      nn__gemm_tile_bf16_6x64_avx512, nn__gemm_tile_bf16_6x16_avx512)
 #endif
 #if NN__ARM64
 NN__KERNEL_TABLE(neon, 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, 144, 256, 512)
@@ -3980,12 +4046,12 @@ static uint64_t nn__xgetbv0(void)
     __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
 }
-static void nn__detect_x86(int *avx2, int *avx512)
+static void nn__detect_x86(int *avx2, int *avx512, int *avx512_bf16)
 {
     unsigned a = 0, b = 0, c = 0, d = 0, max_leaf = __get_cpuid_max(0, NULL);
     uint64_t xcr0 = 0;
     int osxsave, fma, avx;
-    *avx2 = *avx512 = 0;
+    *avx2 = *avx512 = *avx512_bf16 = 0;
     if (max_leaf < 7) return;
     __cpuid_count(1, 0, a, b, c, d);
     osxsave = (c >> 27) & 1;
@@ -3998,6 +4064,10 @@ static void nn__detect_x86(int *avx2, int *avx512)
     *avx2 = fma && ((b >> 5) & 1);
     *avx512 = *avx2 && ((xcr0 & 0xE0) == 0xE0) /* opmask, ZMM0-15 upper, ZMM16-31 */
               && ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
+    if (*avx512 && a >= 1) { /* leaf 7's EAX: its last sub-leaf */
+        __cpuid_count(7, 1, a, b, c, d);
+        *avx512_bf16 = (a >> 5) & 1; /* AVX512_BF16: vdpbf16ps */
+    }
 }
 #endif
 
@@ -4007,11 +4077,13 @@ static const nn__kernels *nn__table_by_name(const char *name)
     if (strcmp(name, "scalar") == 0) return &nn__kernels_scalar;
 #if NN__X86
     {
-        int avx2, avx512;
-        nn__detect_x86(&avx2, &avx512);
+        int avx2, avx512, avx512_bf16;
+        const nn__kernels *best512;
+        nn__detect_x86(&avx2, &avx512, &avx512_bf16);
+        best512 = avx512_bf16 ? &nn__kernels_avx512_bf16 : &nn__kernels_avx512;
         if (strcmp(name, "avx2") == 0) return avx2 ? &nn__kernels_avx2 : NULL;
-        if (strcmp(name, "avx512") == 0) return avx512 ? &nn__kernels_avx512 : NULL;
-        if (strcmp(name, "best") == 0) return avx512 ? &nn__kernels_avx512 : avx2 ? &nn__kernels_avx2 : &nn__kernels_scalar;
+        if (strcmp(name, "avx512") == 0) return avx512 ? best512 : NULL;
+        if (strcmp(name, "best") == 0) return avx512 ? best512 : avx2 ? &nn__kernels_avx2 : &nn__kernels_scalar;
     }
 #elif NN__ARM64
     if (strcmp(name, "neon") == 0 || strcmp(name, "best") == 0) return &nn__kernels_neon;
@@ -4062,6 +4134,7 @@ NNDEF nn_status nn_set_backend(const char *name)
 }
 
 NNDEF const char *nn_backend_name(void) { return nn__kernels_get()->name; }
+NNDEF const char *nn_backend_bf16_path(void) { return nn__kernels_get()->gemm_tile_bf16 ? "vdpbf16ps" : "rounded"; }
 
 NNDEF int nn_backend_supported(const char *name) { return nn__is_backend_name(name) && nn__table_by_name(name) != NULL; }
 
@@ -4427,6 +4500,37 @@ static void nn__tile_copy(const nn__operand *c, int i0, int j0, int rows, int co
 typedef void (*nn__tile_fn)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c,
                             int ldc, float alpha, float beta);
 
+/* For a table's bf16 tiles: rounds a packed panel of slivers to bf16 and stores each sliver, in
+   place, as (kc + 1) / 2 pairs of k by `width` 32-bit lanes (the even k's bf16 in the low half,
+   the odd k's, or 0 past kc, in the high half). Slivers are k-major (width values per k) or, for
+   an im2col A, row-major (kc values per row), copied out first. In place is safe for k-major:
+   lane (q, i) is written at q * width + i, never past a value not yet read. */
+static void nn__bf16_pair_panel(float *panel, int slivers, int width, int kc, int row_major)
+{
+    float rows[8 * NN__GEMM_MAX_KC]; /* a row-major A sliver (mr <= 8) */
+    const int kpairs = (kc + 1) / 2;
+    int s, q, i;
+    NN_ASSERT(!row_major || width <= 8);
+    for (s = 0; s < slivers; s++, panel += (size_t)width * kc) {
+        const float *src = panel;
+        const size_t step_k = row_major ? 1 : (size_t)width, step_i = row_major ? (size_t)kc : 1;
+        if (row_major) {
+            memcpy(rows, panel, (size_t)width * kc * sizeof(float));
+            src = rows;
+        }
+        for (q = 0; q < kpairs; q++)
+            for (i = 0; i < width; i++) {
+                const float even = nn_bf16_round(src[2 * q * step_k + i * step_i]);
+                const float odd = 2 * q + 1 < kc ? nn_bf16_round(src[(2 * q + 1) * step_k + i * step_i]) : 0.0f;
+                uint32_t lo, hi;
+                memcpy(&lo, &even, sizeof lo);
+                memcpy(&hi, &odd, sizeof hi);
+                lo = (hi & 0xFFFF0000u) | (lo >> 16);
+                memcpy(panel + (size_t)q * width + i, &lo, sizeof lo);
+            }
+    }
+}
+
 /* One thread's GEMM over rows [i_begin, i_end) and columns [j_begin, j_end). Loop order jc, pc,
    ic, ir, jr: the A sliver stays in L1 while it sweeps the B panel held in L2. A plain matrix
    is read in place where whole tiles fit (packing a 64x784 activation costs as much as the
@@ -4442,6 +4546,8 @@ static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_ti
     const int ld_out = c->view == NN__CHANNELS ? c->spatial : c->ld;
     const size_t a_rs = a->transposed ? 1 : (size_t)a->ld, a_cs = a->transposed ? (size_t)a->ld : 1;
     float tile[NN__GEMM_MAX_TILE];
+    const int bf16 = precision == NN_PRECISION_BF16;
+    const nn__bf16_tile_fn bf16_tile = !bf16 ? NULL : nr == kern->nr ? kern->gemm_tile_bf16 : kern->gemm_tile_bf16_narrow;
     int jc, pc, ic, ir, jr;
     memset(tile, 0, sizeof tile);
     for (jc = j_begin; jc < j_end; jc += NC) {
@@ -4451,12 +4557,13 @@ static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_ti
             const float beta_block = pc == 0 ? beta : 1.0f;
             /* packed_b holds slivers from column nc_full on (all of them unless B is read in place) */
             if (nc_full < nc) nn__pack_b(b, pc, kc, jc + nc_full, nc - nc_full, nr, packed_b);
-            if (precision == NN_PRECISION_BF16) /* B is all packed then (see nn__gemm_views) */
-                kern->bf16_round_panel((size_t)kc * ((nc + nr - 1) / nr * nr), packed_b);
+            if (bf16_tile) nn__bf16_pair_panel(packed_b, (nc + nr - 1) / nr, nr, kc, 0); /* all packed in bf16 */
+            else if (bf16) kern->bf16_round_panel((size_t)kc * ((nc + nr - 1) / nr * nr), packed_b);
             for (ic = i_begin; ic < i_end; ic += MC) {
                 const int mc = NN__MIN(MC, i_end - ic), mc_full = direct_a ? mc / mr * mr : 0;
                 if (mc_full < mc) nn__pack_a(a, ic + mc_full, mc - mc_full, pc, kc, mr, packed_a);
-                if (precision == NN_PRECISION_BF16) kern->bf16_round_panel((size_t)kc * ((mc + mr - 1) / mr * mr), packed_a);
+                if (bf16_tile) nn__bf16_pair_panel(packed_a, (mc + mr - 1) / mr, mr, kc, a->view == NN__IM2COL);
+                else if (bf16) kern->bf16_round_panel((size_t)kc * ((mc + mr - 1) / mr * mr), packed_a);
                 for (ir = 0; ir < mc; ir += mr) {
                     const int rows = NN__MIN(mr, mc - ir);
                     const float *ap;
@@ -4484,11 +4591,13 @@ static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_ti
                             rsb = (size_t)nr;
                         }
                         if (rows == mr && cols == nr && run >= nr) {
-                            gemm_tile(kc, ap, rsa, csa, bp, rsb, cp, ld_out, alpha, beta_block);
+                            if (bf16_tile) bf16_tile((kc + 1) / 2, ap, bp, cp, ld_out, alpha, beta_block);
+                            else gemm_tile(kc, ap, rsa, csa, bp, rsb, cp, ld_out, alpha, beta_block);
                             continue;
                         }
                         if (beta_block != 0.0f) nn__tile_copy(c, ic + ir, jc + jr, rows, cols, tile, nr, 1);
-                        gemm_tile(kc, ap, rsa, csa, bp, rsb, tile, nr, alpha, beta_block);
+                        if (bf16_tile) bf16_tile((kc + 1) / 2, ap, bp, tile, nr, alpha, beta_block);
+                        else gemm_tile(kc, ap, rsa, csa, bp, rsb, tile, nr, alpha, beta_block);
                         nn__tile_copy(c, ic + ir, jc + jr, rows, cols, tile, nr, 0);
                     }
                 }
