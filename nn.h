@@ -134,9 +134,9 @@
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
    errors        nn_last_error, nn_status_name, nn_set_error
-   platform      nn_set_backend, nn_backend_name, nn_backend_supported, nn_set_threads, nn_threads,
-                 nn_seconds, nn_rng_* (new, u32, below, uniform, normal, shuffle)
-   kernels       nn_sgemm, nn_sgemm_workspace_size, nn_conv2d_* (output_size, workspace_size,
+   platform      nn_set_backend, nn_backend_name, nn_backend_bf16_path, nn_backend_supported, nn_set_threads,
+                 nn_threads, nn_seconds, nn_rng_* (new, u32, below, uniform, normal, shuffle)
+   kernels       nn_sgemm, nn_sgemm_workspace_size, nn_sgemm_bf16, nn_bf16_round, nn_conv2d_* (output_size, workspace_size,
                  forward, backward_data, backward_weight), nn_pool2d_output_size,
                  nn_maxpool2d_*, nn_avgpool2d_*, nn_global_avgpool_* (each forward, backward),
                  nn_activation_forward, nn_activation_backward, nn_vec_exp, nn_vec_tanh,
@@ -158,8 +158,8 @@
                  nn_compute_gradients, nn_train_step, nn_input_gradient, nn_set_grad_reduction,
                  nn_get_grad_reduction, nn_set_grad_accumulation, nn_get_grad_accumulation,
                  nn_zero_grads, nn_set_input_gradient, nn_set_nonfinite_policy,
-                 nn_get_nonfinite_policy, nn_set_sample_split, nn_init_weights, nn_init_biases,
-                 nn_clip_grad_norm, nn_clip_grad_value
+                 nn_get_nonfinite_policy, nn_set_sample_split, nn_set_precision, nn_get_precision,
+                 nn_init_weights, nn_init_biases, nn_clip_grad_norm, nn_clip_grad_value
    contexts      nn_context_new, nn_context_free, nn_context_max_batch, nn_context_forward,
                  nn_context_output, nn_context_predict, nn_context_predict_classes (inference from
                  many threads on one model)
@@ -174,8 +174,6 @@
                  nn_confusion_matrix, nn_input_gradient_norm, nn_predict, nn_predict_classes
    files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta, nn_save_safetensors,
                  nn_load_safetensors (PyTorch state_dicts; docs/interop.md)
-   inference     nn_context_new, nn_context_forward, nn_context_output, nn_context_predict,
-                 nn_context_predict_classes, nn_context_max_batch, nn_context_free
 
    INSIDE (for contributors; each part uses only the parts above it)
    ------
@@ -295,6 +293,17 @@ NNDEF size_t nn_sgemm_workspace_size(void); /* floats of nn_sgemm workspace for 
    the call allocate its own. nn_sgemm_workspace_size() is enough for nn_threads() threads; a
    smaller workspace runs on as many threads as it has room for (at least one slice is needed). */
 NNDEF NN_NODISCARD nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
+                         float alpha, const float *a, int lda, const float *b, int ldb, float beta,
+                         float *c, int ldc, float *workspace, size_t workspace_floats);
+/* x rounded to bfloat16 (8 significant bits) to nearest, ties to even, returned as a float whose
+   low 16 bits are 0; a NaN stays a NaN (made quiet), infinities stay, overflow gives infinity. */
+NNDEF float nn_bf16_round(float x);
+/* How the current backend runs bf16 GEMMs: "vdpbf16ps" (AVX512_BF16, on avx512 where the CPU has
+   it) or "rounded" (its float tile on bf16-rounded operands); docs/kernels.md "bf16". */
+NNDEF const char *nn_backend_bf16_path(void);
+/* nn_sgemm with every element of A and B rounded by nn_bf16_round first, products accumulated in
+   float (PyTorch's bf16 autocast of a matrix multiply; docs/kernels.md "bf16" has the order). */
+NNDEF NN_NODISCARD nn_status nn_sgemm_bf16(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k,
                          float alpha, const float *a, int lda, const float *b, int ldb, float beta,
                          float *c, int ldc, float *workspace, size_t workspace_floats);
 
@@ -598,6 +607,13 @@ NNDEF NN_NODISCARD nn_status nn_compute_gradients(nn_model *model, const float *
 /* enabled = 0 keeps every pass whole (threads only inside the kernels), so that results are
    bit-identical for any thread count; 1 (the default) allows the split described above. */
 NNDEF void nn_set_sample_split(nn_model *model, int enabled);
+/* Mixed precision, PyTorch's bf16 autocast: NN_PRECISION_BF16 rounds the inputs of every matrix
+   multiply and convolution (activations, weights, output gradients) to bf16, accumulating in
+   float; parameters, gradients, optimiser state and all other work stay float. */
+typedef enum nn_precision { NN_PRECISION_FP32 = 0, NN_PRECISION_BF16 = 1, NN_PRECISION_COUNT } nn_precision;
+/* Sets the model's precision (NN_PRECISION_FP32 by default); before nn_compile (NN_ERROR_STATE after). */
+NNDEF NN_NODISCARD nn_status nn_set_precision(nn_model *model, nn_precision precision);
+NNDEF nn_precision nn_get_precision(const nn_model *model); /* as set (NN_PRECISION_FP32 by default) */
 NNDEF const float *nn_input_gradient(const nn_model *model); /* [count][nn_input_size] */
 
 typedef enum nn_optimizer_kind {
@@ -1043,6 +1059,7 @@ NNDEF NN_NODISCARD nn_status nn_load_safetensors(nn_model *model, const char *pa
 #include <immintrin.h>
 #define NN__TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define NN__TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define NN__TARGET_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
 #endif
 #if !defined(NN_NO_SIMD) && defined(__aarch64__)
 #define NN__ARM64 1
@@ -1299,6 +1316,8 @@ struct nn__update;
                                 float invstd, float k1, float k2, float k3, float *dx))                            \
     /* GEMM packing of a transposed operand (see nn__pack_transposed_scalar) */                                    \
     X(ISA, void, pack_transposed, (int k, int cols, const float *src, size_t ld, float *dst, int nr))            \
+    /* a packed bf16 GEMM panel rounded in place (see nn__bf16_round_panel_scalar) */                            \
+    X(ISA, void, bf16_round_panel, (size_t n, float *x))                                                           \
     /* one image of an unpadded stride-1 convolution (see nn__conv_image_scalar) */                              \
     X(ISA, void, conv_image,                                                                                       \
       (int K, int C, int kh, int kw, int oh, int ow, const float *x, size_t plane, int W, const float *w,          \
@@ -1324,6 +1343,9 @@ struct nn__update;
     X(ISA, void, winograd4_kernel_gradient, (int count, const float *x, size_t stride, float *g, size_t gs))
 /* One field of nn__kernels: a pointer to that kernel. */
 #define NN__KERNEL_FIELD(ISA, type, name, parameters) type(*name) parameters;
+/* C[mr x nr] = alpha * A * B + beta * C (C unread if beta == 0) over kpairs pairs of k: the packed
+   A sliver holds, per pair, mr 32-bit lanes (bf16 of k even low, k odd high), B nr such lanes. */
+typedef void (*nn__bf16_tile_fn)(int kpairs, const float *a, const float *b, float *c, int ldc, float alpha, float beta);
 
 typedef struct nn__kernels {
     const char *name;
@@ -1335,6 +1357,9 @@ typedef struct nn__kernels {
     int nr_narrow;
     void (*gemm_tile_narrow)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c, int ldc, float alpha, float beta);
     int mc, kc, nc; /* GEMM cache blocking (BLIS's MC, KC, NC; see below) */
+    /* the bf16 GEMM's tiles on panels of bf16 k-pairs (see nn__bf16_pair_panel), or NULL: the
+       float tiles on panels rounded by bf16_round_panel */
+    nn__bf16_tile_fn gemm_tile_bf16, gemm_tile_bf16_narrow;
     NN__ELEMENTWISE_KERNELS(NN__KERNEL_FIELD, any)
 } nn__kernels;
 
@@ -1355,15 +1380,18 @@ typedef struct nn__kernels {
    of its own defines that name as the scalar one). The typedef does not compile (an array of
    size -1) if a tile or the blocking breaks the bounds above, which size the shared buffers. */
 #define NN__KERNEL_TABLE(ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC)                                   \
-    typedef char nn__##ISA##_gemm_fits[(MR) * (NR) <= NN__GEMM_MAX_TILE && (NR) <= NN__GEMM_MAX_NR &&             \
+    NN__KERNEL_TABLE_BF16(ISA, ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC, NULL, NULL)
+/* The same, as nn__kernels_<ID>, with the bf16 tiles given (ID names a second table of an ISA). */
+#define NN__KERNEL_TABLE_BF16(ID, ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC, BF16, BF16_NARROW)      \
+    typedef char nn__##ID##_gemm_fits[(MR) * (NR) <= NN__GEMM_MAX_TILE && (NR) <= NN__GEMM_MAX_NR &&             \
                                                (MR) * (NR_NARROW) <= NN__GEMM_MAX_TILE && (MC) % (MR) == 0 &&     \
                                                (NC) % (NR) == 0 && (NC) % (NR_NARROW) == 0 &&                     \
                                                (MC) <= NN__GEMM_MAX_MC && (KC) <= NN__GEMM_MAX_KC &&              \
                                                (NC) <= NN__GEMM_MAX_NC                                            \
                                            ? 1                                                                    \
                                            : -1];                                                                 \
-    static const nn__kernels nn__kernels_##ISA = {                                                                \
-        #ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC NN__ELEMENTWISE_KERNELS(NN__TABLE_ENTRY, ISA)};
+    static const nn__kernels nn__kernels_##ID = {#ISA, MR, NR, TILE, NR_NARROW, TILE_NARROW, MC, KC, NC,          \
+                                                 BF16, BF16_NARROW NN__ELEMENTWISE_KERNELS(NN__TABLE_ENTRY, ISA)};
 /* One initialiser of a table: , nn__<name>_<ISA> */
 #define NN__TABLE_ENTRY(ISA, type, name, parameters) , nn__##name##_##ISA
 
@@ -1380,6 +1408,28 @@ static void nn__gemm_tile_4x8_scalar(int k, const float *a, size_t rsa, size_t c
     for (i = 0; i < 4; i++)
         for (j = 0; j < 8; j++)
             c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
+}
+
+/* bf16 is a float's upper 16 bits. Round to nearest even: add 0x7FFF plus the lowest kept bit, then
+   drop the low half (a carry into the exponent is the right result, infinity included). A NaN is
+   kept as a NaN (adding could carry it into an infinity) and made quiet. Subnormals round like the
+   rest (no flush to zero). */
+NNDEF float nn_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) u = (u | 0x00400000u) & 0xFFFF0000u;
+    else u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&x, &u, sizeof u);
+    return x;
+}
+/* The bf16 GEMM packs its operands as the float GEMM does, then rounds the packed panels in place
+   with this; a product of two bf16 values is exact in float, so the table's float tile then
+   computes exactly the bf16 products, each added to its float accumulator in k order. */
+static void nn__bf16_round_panel_scalar(size_t n, float *x)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = nn_bf16_round(x[i]);
 }
 
 static void nn__axpy_scalar(size_t n, float alpha, const float *x, float *y)
@@ -3587,6 +3637,72 @@ NN__VECTOR_KERNELS()
 NN__OPTIMIZER_KERNELS()
 #undef NN__TARGET
 #undef NN__ISA
+/* nn__bf16_round_panel_scalar 16 lanes at a time, the same bits (integer arithmetic, NaN lanes kept). */
+NN__TARGET_AVX512 static void nn__bf16_round_panel_avx512(size_t n, float *x)
+{
+    const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), high = _mm512_set1_epi32((int)0xFFFF0000u);
+    const __m512i quiet = _mm512_set1_epi32(0x00400000);
+    size_t i = 0;
+    for (; i < n; i += 16) {
+        const __mmask16 t = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps(t, x + i);
+        const __m512i u = _mm512_castps_si512(v);
+        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, quiet));
+        _mm512_mask_storeu_ps(x + i, t, _mm512_castsi512_ps(_mm512_and_si512(r, high)));
+    }
+}
+
+/* AVX512_BF16 tiles: per pair of k, vdpbf16ps adds both products of a lane to its float
+   accumulator (the odd k's, then the even k's, each rounded once; bf16 subnormals read as 0, and
+   subnormal results are flushed to 0: docs/kernels.md "bf16"). 6x64: 24 accumulators, 4 B
+   vectors of 16 pairs, 6 broadcast A pairs. */
+#define NN__BF16_ROW(i, V)                                                                         \
+    {                                                                                              \
+        uint32_t pair;                                                                             \
+        memcpy(&pair, a + i, sizeof pair);                                                         \
+        av = (__m512bh)_mm512_set1_epi32((int)pair);                                               \
+        V(i)                                                                                       \
+    }
+#define NN__BF16_DP4(i)                                                                            \
+    c##i##0 = _mm512_dpbf16_ps(c##i##0, av, b0); c##i##1 = _mm512_dpbf16_ps(c##i##1, av, b1);     \
+    c##i##2 = _mm512_dpbf16_ps(c##i##2, av, b2); c##i##3 = _mm512_dpbf16_ps(c##i##3, av, b3);
+#define NN__BF16_DP1(i) c##i##0 = _mm512_dpbf16_ps(c##i##0, av, b0);
+NN__TARGET_AVX512_BF16 static void nn__gemm_tile_bf16_6x64_avx512(int kpairs, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int p;
+    for (p = 0; p < kpairs; p++, a += 6, b += 64) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
+        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(b + 32), b3 = (__m512bh)_mm512_loadu_si512(b + 48);
+        __m512bh av;
+        NN__BF16_ROW(0, NN__BF16_DP4) NN__BF16_ROW(1, NN__BF16_DP4) NN__BF16_ROW(2, NN__BF16_DP4)
+        NN__BF16_ROW(3, NN__BF16_DP4) NN__BF16_ROW(4, NN__BF16_DP4) NN__BF16_ROW(5, NN__BF16_DP4)
+    }
+    NN__AVX512_STORE(0) NN__AVX512_STORE(1) NN__AVX512_STORE(2) NN__AVX512_STORE(3) NN__AVX512_STORE(4) NN__AVX512_STORE(5)
+}
+/* 6x16, for products with few columns (the narrow tile) */
+NN__TARGET_AVX512_BF16 static void nn__gemm_tile_bf16_6x16_avx512(int kpairs, const float *a, const float *b, float *c, int ldc, float alpha, float beta)
+{
+    __m512 c00 = _mm512_setzero_ps(), c10 = c00, c20 = c00, c30 = c00, c40 = c00, c50 = c00;
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int p;
+    for (p = 0; p < kpairs; p++, a += 6, b += 16) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+        __m512bh av;
+        NN__BF16_ROW(0, NN__BF16_DP1) NN__BF16_ROW(1, NN__BF16_DP1) NN__BF16_ROW(2, NN__BF16_DP1)
+        NN__BF16_ROW(3, NN__BF16_DP1) NN__BF16_ROW(4, NN__BF16_DP1) NN__BF16_ROW(5, NN__BF16_DP1)
+    }
+    NN__AVX512_STORE1(0, 0) NN__AVX512_STORE1(1, 0) NN__AVX512_STORE1(2, 0)
+    NN__AVX512_STORE1(3, 0) NN__AVX512_STORE1(4, 0) NN__AVX512_STORE1(5, 0)
+}
+#undef NN__BF16_ROW
+#undef NN__BF16_DP4
+#undef NN__BF16_DP1
 
 /* ---------------------------------- AVX-512 at 8 lanes: the Winograd transforms ---- */
 /* The transforms run a row of tiles a vector at a time, and ResNet's small images give rows of
@@ -3898,9 +4014,11 @@ NN__TARGET_AVX2 static void nn__pack_transposed_avx2(int k, int cols, const floa
     nn__pack_transposed_scalar(k, cols - c, src + (size_t)c * ld, ld, dst + c, nr);
 }
 #define nn__pack_transposed_avx512 nn__pack_transposed_avx2
+#define nn__bf16_round_panel_avx2 nn__bf16_round_panel_scalar /* a small share of a GEMM's time */
 #endif
 #if NN__ARM64
 #define nn__pack_transposed_neon nn__pack_transposed_scalar
+#define nn__bf16_round_panel_neon nn__bf16_round_panel_scalar
 #endif
 
 /* ======================================================================================
@@ -3911,6 +4029,9 @@ NN__KERNEL_TABLE(scalar, 4, 8, nn__gemm_tile_4x8_scalar, 8, nn__gemm_tile_4x8_sc
 #if NN__X86
 NN__KERNEL_TABLE(avx2, 6, 16, nn__gemm_tile_6x16_avx2, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
 NN__KERNEL_TABLE(avx512, 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512)
+/* avx512 on a CPU with AVX512_BF16: its bf16 GEMM runs vdpbf16ps */
+NN__KERNEL_TABLE_BF16(avx512_bf16, avx512, 6, 64, nn__gemm_tile_6x64_avx512, 16, nn__gemm_tile_6x16_avx2, 144, 256, 512,
+                      nn__gemm_tile_bf16_6x64_avx512, nn__gemm_tile_bf16_6x16_avx512)
 #endif
 #if NN__ARM64
 NN__KERNEL_TABLE(neon, 8, 8, nn__gemm_tile_8x8_neon, 8, nn__gemm_tile_8x8_neon, 144, 256, 512)
@@ -3926,12 +4047,12 @@ static uint64_t nn__xgetbv0(void)
     __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
 }
-static void nn__detect_x86(int *avx2, int *avx512)
+static void nn__detect_x86(int *avx2, int *avx512, int *avx512_bf16)
 {
     unsigned a = 0, b = 0, c = 0, d = 0, max_leaf = __get_cpuid_max(0, NULL);
     uint64_t xcr0 = 0;
     int osxsave, fma, avx;
-    *avx2 = *avx512 = 0;
+    *avx2 = *avx512 = *avx512_bf16 = 0;
     if (max_leaf < 7) return;
     __cpuid_count(1, 0, a, b, c, d);
     osxsave = (c >> 27) & 1;
@@ -3944,6 +4065,10 @@ static void nn__detect_x86(int *avx2, int *avx512)
     *avx2 = fma && ((b >> 5) & 1);
     *avx512 = *avx2 && ((xcr0 & 0xE0) == 0xE0) /* opmask, ZMM0-15 upper, ZMM16-31 */
               && ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
+    if (*avx512 && a >= 1) { /* leaf 7's EAX: its last sub-leaf */
+        __cpuid_count(7, 1, a, b, c, d);
+        *avx512_bf16 = (a >> 5) & 1; /* AVX512_BF16: vdpbf16ps */
+    }
 }
 #endif
 
@@ -3953,11 +4078,13 @@ static const nn__kernels *nn__table_by_name(const char *name)
     if (strcmp(name, "scalar") == 0) return &nn__kernels_scalar;
 #if NN__X86
     {
-        int avx2, avx512;
-        nn__detect_x86(&avx2, &avx512);
+        int avx2, avx512, avx512_bf16;
+        const nn__kernels *best512;
+        nn__detect_x86(&avx2, &avx512, &avx512_bf16);
+        best512 = avx512_bf16 ? &nn__kernels_avx512_bf16 : &nn__kernels_avx512;
         if (strcmp(name, "avx2") == 0) return avx2 ? &nn__kernels_avx2 : NULL;
-        if (strcmp(name, "avx512") == 0) return avx512 ? &nn__kernels_avx512 : NULL;
-        if (strcmp(name, "best") == 0) return avx512 ? &nn__kernels_avx512 : avx2 ? &nn__kernels_avx2 : &nn__kernels_scalar;
+        if (strcmp(name, "avx512") == 0) return avx512 ? best512 : NULL;
+        if (strcmp(name, "best") == 0) return avx512 ? best512 : avx2 ? &nn__kernels_avx2 : &nn__kernels_scalar;
     }
 #elif NN__ARM64
     if (strcmp(name, "neon") == 0 || strcmp(name, "best") == 0) return &nn__kernels_neon;
@@ -4008,6 +4135,7 @@ NNDEF nn_status nn_set_backend(const char *name)
 }
 
 NNDEF const char *nn_backend_name(void) { return nn__kernels_get()->name; }
+NNDEF const char *nn_backend_bf16_path(void) { return nn__kernels_get()->gemm_tile_bf16 ? "vdpbf16ps" : "rounded"; }
 
 NNDEF int nn_backend_supported(const char *name) { return nn__is_backend_name(name) && nn__table_by_name(name) != NULL; }
 
@@ -4373,6 +4501,37 @@ static void nn__tile_copy(const nn__operand *c, int i0, int j0, int rows, int co
 typedef void (*nn__tile_fn)(int k, const float *a, size_t rsa, size_t csa, const float *b, size_t rsb, float *c,
                             int ldc, float alpha, float beta);
 
+/* For a table's bf16 tiles: rounds a packed panel of slivers to bf16 and stores each sliver, in
+   place, as (kc + 1) / 2 pairs of k by `width` 32-bit lanes (the even k's bf16 in the low half,
+   the odd k's, or 0 past kc, in the high half). Slivers are k-major (width values per k) or, for
+   an im2col A, row-major (kc values per row), copied out first. In place is safe for k-major:
+   lane (q, i) is written at q * width + i, never past a value not yet read. */
+static void nn__bf16_pair_panel(float *panel, int slivers, int width, int kc, int row_major)
+{
+    float rows[8 * NN__GEMM_MAX_KC]; /* a row-major A sliver (mr <= 8) */
+    const int kpairs = (kc + 1) / 2;
+    int s, q, i;
+    NN_ASSERT(!row_major || width <= 8);
+    for (s = 0; s < slivers; s++, panel += (size_t)width * kc) {
+        const float *src = panel;
+        const size_t step_k = row_major ? 1 : (size_t)width, step_i = row_major ? (size_t)kc : 1;
+        if (row_major) {
+            memcpy(rows, panel, (size_t)width * kc * sizeof(float));
+            src = rows;
+        }
+        for (q = 0; q < kpairs; q++)
+            for (i = 0; i < width; i++) {
+                const float even = nn_bf16_round(src[2 * q * step_k + i * step_i]);
+                const float odd = 2 * q + 1 < kc ? nn_bf16_round(src[(2 * q + 1) * step_k + i * step_i]) : 0.0f;
+                uint32_t lo, hi;
+                memcpy(&lo, &even, sizeof lo);
+                memcpy(&hi, &odd, sizeof hi);
+                lo = (hi & 0xFFFF0000u) | (lo >> 16);
+                memcpy(panel + (size_t)q * width + i, &lo, sizeof lo);
+            }
+    }
+}
+
 /* One thread's GEMM over rows [i_begin, i_end) and columns [j_begin, j_end). Loop order jc, pc,
    ic, ir, jr: the A sliver stays in L1 while it sweeps the B panel held in L2. A plain matrix
    is read in place where whole tiles fit (packing a 64x784 activation costs as much as the
@@ -4381,13 +4540,15 @@ typedef void (*nn__tile_fn)(int k, const float *a, size_t rsa, size_t csa, const
    falls: the result does not depend on the thread split. */
 static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_tile, int direct_a, int direct_b,
                             int i_begin, int i_end, int j_begin, int j_end, int k, float alpha, const nn__operand *a,
-                            const nn__operand *b, float beta, const nn__operand *c, float *workspace)
+                            const nn__operand *b, float beta, const nn__operand *c, float *workspace, nn_precision precision)
 {
     const int mr = kern->mr, MC = kern->mc, KC = kern->kc, NC = kern->nc; /* the table's blocking */
     float *packed_a = workspace, *packed_b = workspace + (size_t)MC * KC;
     const int ld_out = c->view == NN__CHANNELS ? c->spatial : c->ld;
     const size_t a_rs = a->transposed ? 1 : (size_t)a->ld, a_cs = a->transposed ? (size_t)a->ld : 1;
     float tile[NN__GEMM_MAX_TILE];
+    const int bf16 = precision == NN_PRECISION_BF16;
+    const nn__bf16_tile_fn bf16_tile = !bf16 ? NULL : nr == kern->nr ? kern->gemm_tile_bf16 : kern->gemm_tile_bf16_narrow;
     int jc, pc, ic, ir, jr;
     memset(tile, 0, sizeof tile);
     for (jc = j_begin; jc < j_end; jc += NC) {
@@ -4397,9 +4558,13 @@ static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_ti
             const float beta_block = pc == 0 ? beta : 1.0f;
             /* packed_b holds slivers from column nc_full on (all of them unless B is read in place) */
             if (nc_full < nc) nn__pack_b(b, pc, kc, jc + nc_full, nc - nc_full, nr, packed_b);
+            if (bf16_tile) nn__bf16_pair_panel(packed_b, (nc + nr - 1) / nr, nr, kc, 0); /* all packed in bf16 */
+            else if (bf16) kern->bf16_round_panel((size_t)kc * ((nc + nr - 1) / nr * nr), packed_b);
             for (ic = i_begin; ic < i_end; ic += MC) {
                 const int mc = NN__MIN(MC, i_end - ic), mc_full = direct_a ? mc / mr * mr : 0;
                 if (mc_full < mc) nn__pack_a(a, ic + mc_full, mc - mc_full, pc, kc, mr, packed_a);
+                if (bf16_tile) nn__bf16_pair_panel(packed_a, (mc + mr - 1) / mr, mr, kc, a->view == NN__IM2COL);
+                else if (bf16) kern->bf16_round_panel((size_t)kc * ((mc + mr - 1) / mr * mr), packed_a);
                 for (ir = 0; ir < mc; ir += mr) {
                     const int rows = NN__MIN(mr, mc - ir);
                     const float *ap;
@@ -4427,11 +4592,13 @@ static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_ti
                             rsb = (size_t)nr;
                         }
                         if (rows == mr && cols == nr && run >= nr) {
-                            gemm_tile(kc, ap, rsa, csa, bp, rsb, cp, ld_out, alpha, beta_block);
+                            if (bf16_tile) bf16_tile((kc + 1) / 2, ap, bp, cp, ld_out, alpha, beta_block);
+                            else gemm_tile(kc, ap, rsa, csa, bp, rsb, cp, ld_out, alpha, beta_block);
                             continue;
                         }
                         if (beta_block != 0.0f) nn__tile_copy(c, ic + ir, jc + jr, rows, cols, tile, nr, 1);
-                        gemm_tile(kc, ap, rsa, csa, bp, rsb, tile, nr, alpha, beta_block);
+                        if (bf16_tile) bf16_tile((kc + 1) / 2, ap, bp, tile, nr, alpha, beta_block);
+                        else gemm_tile(kc, ap, rsa, csa, bp, rsb, tile, nr, alpha, beta_block);
                         nn__tile_copy(c, ic + ir, jc + jr, rows, cols, tile, nr, 0);
                     }
                 }
@@ -4441,9 +4608,10 @@ static void nn__gemm_serial(const nn__kernels *kern, int nr, nn__tile_fn gemm_ti
 }
 
 /* C (m x n) = alpha*A*B + beta*C over operand views, split over threads by rows or columns in
-   whole tiles; workspace holds workspace_threads slices of NN__GEMM_THREAD_FLOATS. */
+   whole tiles; workspace holds workspace_threads slices of NN__GEMM_THREAD_FLOATS. In bf16
+   precision both operands are packed and the packed panels rounded to bf16. */
 static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *a, const nn__operand *b, float beta,
-                           const nn__operand *c, float *workspace, int workspace_threads)
+                           const nn__operand *c, float *workspace, int workspace_threads, nn_precision precision)
 {
     const nn__kernels *kern = nn__kernels_get();
     int threads = NN__MIN(nn_threads(), workspace_threads);
@@ -4464,8 +4632,9 @@ static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *
     /* Read a plain operand in place when packing it would cost more than it saves: A when few B
        slivers reuse it, B when few A slivers do; never with a leading dimension that is a
        multiple of 1 KiB, whose rows would all fall in the same cache sets. */
-    const int direct_a = a->view == NN__MATRIX && n <= 256 && (!a->transposed || a->ld % 256 != 0);
-    const int direct_b = b->view == NN__MATRIX && !b->transposed && m <= 96 && b->ld % 256 != 0;
+    const int fp32 = precision == NN_PRECISION_FP32;
+    const int direct_a = fp32 && a->view == NN__MATRIX && n <= 256 && (!a->transposed || a->ld % 256 != 0);
+    const int direct_b = fp32 && b->view == NN__MATRIX && !b->transposed && m <= 96 && b->ld % 256 != 0;
     /* Below ~2M multiply-adds (~40 us on one core) a fork/join costs more than it saves, and on
        a busy machine a descheduled partner thread turns every join into a wait. */
     if ((double)m * n * k < 2097152.0) threads = 1;
@@ -4483,54 +4652,73 @@ static void nn__gemm_views(int m, int n, int k, float alpha, const nn__operand *
                 float *ws = workspace + (size_t)t * NN__GEMM_THREAD_FLOATS;
                 if (split_n) {
                     int j0 = t * per * nr, j1 = NN__MIN(n, (t + 1) * per * nr);
-                    if (j0 < j1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, j0, j1, k, alpha, a, b, beta, c, ws);
+                    if (j0 < j1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, j0, j1, k, alpha, a, b, beta, c, ws, precision);
                 } else {
                     int i0 = t * per * mr, i1 = NN__MIN(m, (t + 1) * per * mr);
-                    if (i0 < i1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, i0, i1, 0, n, k, alpha, a, b, beta, c, ws);
+                    if (i0 < i1) nn__gemm_serial(kern, nr, tile, direct_a, direct_b, i0, i1, 0, n, k, alpha, a, b, beta, c, ws, precision);
                 }
             }
             return;
         }
     }
-    nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, 0, n, k, alpha, a, b, beta, c, workspace);
+    nn__gemm_serial(kern, nr, tile, direct_a, direct_b, 0, m, 0, n, k, alpha, a, b, beta, c, workspace, precision);
 }
 
 /* The library's GEMM on plain matrices: arguments already checked. */
 static void nn__gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-                     int ldb, float beta, float *c, int ldc, float *workspace, int workspace_threads)
+                     int ldb, float beta, float *c, int ldc, float *workspace, int workspace_threads,
+                     nn_precision precision)
 {
     nn__operand A = nn__matrix(a, lda, ta), B = nn__matrix(b, ldb, tb), C = nn__matrix(c, ldc, 0);
-    nn__gemm_views(m, n, k, alpha, &A, &B, beta, &C, workspace, workspace_threads);
+    nn__gemm_views(m, n, k, alpha, &A, &B, beta, &C, workspace, workspace_threads, precision);
 }
 
 NNDEF size_t nn_sgemm_workspace_size(void) { return (size_t)nn_threads() * NN__GEMM_THREAD_FLOATS; }
+
+/* nn_sgemm and nn_sgemm_bf16: the checks, then the library's GEMM in the given precision. */
+static nn_status nn__sgemm_public(const char *who, nn_precision precision, nn_transpose transpose_a,
+                                  nn_transpose transpose_b, int m, int n, int k, float alpha, const float *a, int lda,
+                                  const float *b, int ldb, float beta, float *c, int ldc, float *workspace,
+                                  size_t workspace_floats)
+{
+    int ta = transpose_a == NN_TRANSPOSE, tb = transpose_b == NN_TRANSPOSE, slices;
+    float *owned = NULL;
+    if ((transpose_a != NN_NO_TRANSPOSE && !ta) || (transpose_b != NN_NO_TRANSPOSE && !tb))
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: transpose flags must be NN_NO_TRANSPOSE or NN_TRANSPOSE", who);
+    if (m < 0 || n < 0 || k < 0) return nn__fail(NN_ERROR_ARGUMENT, "%s: negative size %dx%dx%d", who, m, n, k);
+    if (lda < NN__MAX(1, ta ? m : k) || ldb < NN__MAX(1, tb ? k : n) || ldc < NN__MAX(1, n))
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: leading dimension too small (lda %d, ldb %d, ldc %d)", who, lda, ldb, ldc);
+    if (workspace && workspace_floats < NN__GEMM_THREAD_FLOATS)
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: a workspace needs at least %d floats, got %zu",
+                        who, NN__GEMM_THREAD_FLOATS, workspace_floats);
+    if (m == 0 || n == 0) return NN_OK;
+    if (!c || (k > 0 && (!a || !b))) return nn__fail(NN_ERROR_ARGUMENT, "%s: null matrix", who);
+    if (!workspace && k > 0 && alpha != 0.0f) {
+        workspace_floats = nn_sgemm_workspace_size();
+        owned = nn__alloc_floats(workspace_floats);
+        if (!owned) return nn__fail(NN_ERROR_MEMORY, "%s: no memory for the packing workspace", who);
+        workspace = owned;
+    }
+    slices = (int)NN__MIN((size_t)nn_threads(), workspace_floats / NN__GEMM_THREAD_FLOATS);
+    nn__gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, workspace, slices, precision);
+    nn__free(owned);
+    return NN_OK;
+}
 
 NNDEF nn_status nn_sgemm(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k, float alpha,
                          const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
                          float *workspace, size_t workspace_floats)
 {
-    int ta = transpose_a == NN_TRANSPOSE, tb = transpose_b == NN_TRANSPOSE, slices;
-    float *owned = NULL;
-    if ((transpose_a != NN_NO_TRANSPOSE && !ta) || (transpose_b != NN_NO_TRANSPOSE && !tb))
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: transpose flags must be NN_NO_TRANSPOSE or NN_TRANSPOSE");
-    if (m < 0 || n < 0 || k < 0) return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: negative size %dx%dx%d", m, n, k);
-    if (lda < NN__MAX(1, ta ? m : k) || ldb < NN__MAX(1, tb ? k : n) || ldc < NN__MAX(1, n))
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: leading dimension too small (lda %d, ldb %d, ldc %d)", lda, ldb, ldc);
-    if (workspace && workspace_floats < NN__GEMM_THREAD_FLOATS)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: a workspace needs at least %d floats, got %zu",
-                        NN__GEMM_THREAD_FLOATS, workspace_floats);
-    if (m == 0 || n == 0) return NN_OK;
-    if (!c || (k > 0 && (!a || !b))) return nn__fail(NN_ERROR_ARGUMENT, "nn_sgemm: null matrix");
-    if (!workspace && k > 0 && alpha != 0.0f) {
-        workspace_floats = nn_sgemm_workspace_size();
-        owned = nn__alloc_floats(workspace_floats);
-        if (!owned) return nn__fail(NN_ERROR_MEMORY, "nn_sgemm: no memory for the packing workspace");
-        workspace = owned;
-    }
-    slices = (int)NN__MIN((size_t)nn_threads(), workspace_floats / NN__GEMM_THREAD_FLOATS);
-    nn__gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, workspace, slices);
-    nn__free(owned);
-    return NN_OK;
+    return nn__sgemm_public("nn_sgemm", NN_PRECISION_FP32, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb,
+                            beta, c, ldc, workspace, workspace_floats);
+}
+
+NNDEF nn_status nn_sgemm_bf16(nn_transpose transpose_a, nn_transpose transpose_b, int m, int n, int k, float alpha,
+                              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                              float *workspace, size_t workspace_floats)
+{
+    return nn__sgemm_public("nn_sgemm_bf16", NN_PRECISION_BF16, transpose_a, transpose_b, m, n, k, alpha, a, lda, b,
+                            ldb, beta, c, ldc, workspace, workspace_floats);
 }
 
 /* ======================================================================================
@@ -4932,7 +5120,7 @@ static void nn__winograd_forward(const nn_conv2d_shape *s, int oh, int ow, const
 #endif
             for (k = 0; k < planes; k++)
                 nn__gemm(0, 0, K, end - first, C, 1.0f, u + k * uplane, C, v + k * vplane, T, 0.0f, m + k * mplane, T,
-                         nn__thread_slice(gemm_ws), 1);
+                         nn__thread_slice(gemm_ws), 1, NN_PRECISION_FP32);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -4973,7 +5161,7 @@ static void nn__winograd_backward_weight(const nn_conv2d_shape *s, int oh, int o
 #endif
             for (k = 0; k < planes; k++)
                 nn__gemm(0, 1, K, C, end - first, 1.0f, dm + k * mplane, T, v + k * vplane, T, first == 0 ? 0.0f : 1.0f,
-                         du + k * uplane, C, nn__thread_slice(gemm_ws), 1);
+                         du + k * uplane, C, nn__thread_slice(gemm_ws), 1, NN_PRECISION_FP32);
         }
     }
     nn__winograd_weights(kern, p.m, K, C, NULL, dw, du, uplane);
@@ -5033,22 +5221,24 @@ static void nn__direct_forward(const nn_conv2d_shape *s, int oh, int ow, const f
 /* y[n][oc][hw] = sum over (c,ky,kx) of w[oc][(c,ky,kx)] * im2col(x)[(c,ky,kx)][(n,hw)]: the whole
    batch is one GEMM whose B operand is packed straight from the images. */
 static void nn__conv2d_forward(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *w,
-                               const float *bias, float *y, float *col, float *gemm_ws, int gemm_threads)
+                               const float *bias, float *y, float *col, float *gemm_ws, int gemm_threads,
+                               nn_precision precision)
 {
     const int ckk = s->in_channels * s->kernel_height * s->kernel_width;
     const nn__operand A = nn__matrix(w, ckk, 0), B = nn__im2col(x, s, oh, ow);
     const nn__operand C = nn__channels(NN__CHANNELS, y, s->out_channels, oh * ow);
-    if (nn__direct_applies(s)) {
+    const int fp32 = precision == NN_PRECISION_FP32; /* bf16: always the im2col GEMM (docs/kernels.md) */
+    if (fp32 && nn__direct_applies(s)) {
         nn__direct_forward(s, oh, ow, x, w, bias, y); /* the bias starts each sum */
         return;
     }
-    if (nn__winograd_applies(s)) nn__winograd_forward(s, oh, ow, x, w, y, col, gemm_ws, gemm_threads);
-    else nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
+    if (fp32 && nn__winograd_applies(s)) nn__winograd_forward(s, oh, ow, x, w, y, col, gemm_ws, gemm_threads);
+    else nn__gemm_views(s->out_channels, s->batch * oh * ow, ckk, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads, precision);
     if (bias) nn_bias_add(s->batch, s->out_channels, oh * ow, bias, y);
 }
 
 static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, const float *dy, const float *w,
-                                     float *dx, float *col, float *gemm_ws, int gemm_threads)
+                                     float *dx, float *col, float *gemm_ws, int gemm_threads, nn_precision precision)
 {
     const int kh = s->kernel_height, kw = s->kernel_width, ckk = s->in_channels * kh * kw, hw = oh * ow;
     const size_t in_size = (size_t)s->in_channels * s->in_height * s->in_width;
@@ -5071,7 +5261,7 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
         t.pad_height = kh - 1 - s->pad_height;
         t.pad_width = kw - 1 - s->pad_width;
         nn__conv2d_forward(&t, s->in_height, s->in_width, dy, flipped, NULL, dx,
-                           col + ((ckk * (size_t)s->out_channels + 15) & ~(size_t)15), gemm_ws, gemm_threads);
+                           col + ((ckk * (size_t)s->out_channels + 15) & ~(size_t)15), gemm_ws, gemm_threads, precision);
         return;
     }
     {
@@ -5098,7 +5288,7 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
                 const nn__operand A = nn__matrix(w, ckk, 1), C = nn__matrix(cc, count * hw, 0);
                 const nn__operand B = nn__channels(NN__CHANNELS, dy + (size_t)first * s->out_channels * hw, s->out_channels, hw);
                 int n;
-                nn__gemm_views(ckk, count * hw, s->out_channels, 1.0f, &A, &B, 0.0f, &C, ws, 1);
+                nn__gemm_views(ckk, count * hw, s->out_channels, 1.0f, &A, &B, 0.0f, &C, ws, 1, precision);
                 for (n = 0; n < count; n++) {
                     float *d = dx + (size_t)(first + n) * in_size;
                     memset(d, 0, in_size * sizeof(float));
@@ -5113,19 +5303,20 @@ static void nn__conv2d_backward_data(const nn_conv2d_shape *s, int oh, int ow, c
    as dw^T = im2col(x) * dy^T so that the im2col rows are packed as runs (A side) and the few
    output channels are the GEMM's columns; dw^T goes through `col` and is transposed. */
 static void nn__conv2d_backward_weight(const nn_conv2d_shape *s, int oh, int ow, const float *x, const float *dy,
-                                       float *dw, float *dbias, float *col, float *gemm_ws, int gemm_threads)
+                                       float *dw, float *dbias, float *col, float *gemm_ws, int gemm_threads,
+                                       nn_precision precision)
 {
     const int ckk = s->in_channels * s->kernel_height * s->kernel_width, oc = s->out_channels;
     const nn__operand A = nn__im2col(x, s, oh, ow), B = nn__channels(NN__CHANNELS_T, dy, oc, oh * ow);
     const nn__operand C = nn__matrix(col, oc, 0);
     int i, j;
-    if (nn__direct_applies(s) || nn__winograd_applies(s)) {
+    if (precision == NN_PRECISION_FP32 && (nn__direct_applies(s) || nn__winograd_applies(s))) {
         if (nn__direct_applies(s)) nn__direct_backward_weight(s, oh, ow, x, dy, dw);
         else nn__winograd_backward_weight(s, oh, ow, x, dy, dw, col, gemm_ws, gemm_threads);
         if (dbias) nn_bias_backward(s->batch, oc, oh * ow, dy, dbias);
         return;
     }
-    nn__gemm_views(ckk, oc, s->batch * oh * ow, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads);
+    nn__gemm_views(ckk, oc, s->batch * oh * ow, 1.0f, &A, &B, 0.0f, &C, gemm_ws, gemm_threads, precision);
     for (i = 0; i < oc; i++)
         for (j = 0; j < ckk; j++) dw[(size_t)i * ckk + j] = col[(size_t)j * oc + i];
     if (dbias) nn_bias_backward(s->batch, oc, oh * ow, dy, dbias);
@@ -5152,9 +5343,13 @@ static nn_status nn__conv_public(nn__conv_pass pass, const nn_conv2d_shape *s, c
                          : nn__fail(NN_ERROR_MEMORY, "%s: no memory for the workspace", who);
     }
     switch (pass) {
-    case NN__CONV_FORWARD: nn__conv2d_forward(s, oh, ow, in, other, bias, out, col, gemm_ws, slices); break;
-    case NN__CONV_BACKWARD_DATA: nn__conv2d_backward_data(s, oh, ow, in, other, out, col, gemm_ws, slices); break;
-    case NN__CONV_BACKWARD_WEIGHT: nn__conv2d_backward_weight(s, oh, ow, in, other, out, dbias, col, gemm_ws, slices); break;
+    case NN__CONV_FORWARD: nn__conv2d_forward(s, oh, ow, in, other, bias, out, col, gemm_ws, slices, NN_PRECISION_FP32); break;
+    case NN__CONV_BACKWARD_DATA:
+        nn__conv2d_backward_data(s, oh, ow, in, other, out, col, gemm_ws, slices, NN_PRECISION_FP32);
+        break;
+    case NN__CONV_BACKWARD_WEIGHT:
+        nn__conv2d_backward_weight(s, oh, ow, in, other, out, dbias, col, gemm_ws, slices, NN_PRECISION_FP32);
+        break;
     }
     nn__free(owned);
     return NN_OK;
@@ -5795,6 +5990,7 @@ struct nn_model {
     int context_count;
     int split_pass;             /* the last pass ran split over contexts: only its output is whole */
     int no_split;               /* nn_set_sample_split(m, 0) */
+    nn_precision precision;     /* nn_set_precision: the GEMMs of linear and conv in bf16 */
     double sample_macs;         /* multiply-adds of one sample's forward pass */
     /* one pass at a time (nn__model_enter) */
     uint64_t id;                /* unique in the process, never reused: what an optimizer is bound to */
@@ -6016,7 +6212,7 @@ static void nn__linear_forward(nn_model *m, nn__context *e, nn_node *n)
 {
     float *y = NN__OUT(e, n);
     nn__gemm(0, 1, e->batch, n->units, n->fan_in, 1.0f, NN__OUT(e, n->in[0]), n->fan_in, m->params + n->weight_offset,
-             n->fan_in, 0.0f, y, n->units, e->workspace + m->col_floats, e->threads);
+             n->fan_in, 0.0f, y, n->units, e->workspace + m->col_floats, e->threads, m->precision);
     if (n->has_bias) nn_bias_add(e->batch, n->units, 1, m->params + n->bias_offset, y);
 }
 static void nn__linear_backward(nn_model *m, nn__context *e, nn_node *n, float *dx)
@@ -6025,12 +6221,12 @@ static void nn__linear_backward(nn_model *m, nn__context *e, nn_node *n, float *
     float *gemm_ws = e->workspace + m->col_floats;
     if (!n->frozen) {
         nn__gemm(1, 0, n->units, n->fan_in, e->batch, 1.0f, dy, n->units, NN__OUT(e, n->in[0]), n->fan_in, 0.0f,
-                 e->grads + n->weight_offset, n->fan_in, gemm_ws, e->threads);
+                 e->grads + n->weight_offset, n->fan_in, gemm_ws, e->threads, m->precision);
         if (n->has_bias) nn_bias_backward(e->batch, n->units, 1, dy, e->grads + n->bias_offset);
     }
     if (dx)
         nn__gemm(0, 0, e->batch, n->fan_in, n->units, 1.0f, dy, n->units, m->params + n->weight_offset, n->fan_in, 0.0f,
-                 dx, n->fan_in, gemm_ws, e->threads);
+                 dx, n->fan_in, gemm_ws, e->threads, m->precision);
 }
 
 /* ---- conv2d: square kernel, stride and zero padding, W [out][in][k][k] ---- */
@@ -6072,7 +6268,7 @@ static void nn__conv2d_forward_op(nn_model *m, nn__context *e, nn_node *n)
     nn_conv2d_shape s = nn__conv_shape_of(n, e->batch);
     nn__conv2d_forward(&s, n->h, n->w, NN__OUT(e, n->in[0]), m->params + n->weight_offset,
                        n->has_bias ? m->params + n->bias_offset : NULL, NN__OUT(e, n), e->workspace,
-                       e->workspace + m->col_floats, e->threads);
+                       e->workspace + m->col_floats, e->threads, m->precision);
 }
 static void nn__conv2d_backward_op(nn_model *m, nn__context *e, nn_node *n, float *dx)
 {
@@ -6080,10 +6276,11 @@ static void nn__conv2d_backward_op(nn_model *m, nn__context *e, nn_node *n, floa
     float *gemm_ws = e->workspace + m->col_floats;
     if (!n->frozen)
         nn__conv2d_backward_weight(&s, n->h, n->w, NN__OUT(e, n->in[0]), NN__GRAD(e, n), e->grads + n->weight_offset,
-                                   n->has_bias ? e->grads + n->bias_offset : NULL, e->workspace, gemm_ws, e->threads);
+                                   n->has_bias ? e->grads + n->bias_offset : NULL, e->workspace, gemm_ws, e->threads,
+                                   m->precision);
     if (dx)
         nn__conv2d_backward_data(&s, n->h, n->w, NN__GRAD(e, n), m->params + n->weight_offset, dx, e->workspace, gemm_ws,
-                                 e->threads);
+                                 e->threads, m->precision);
 }
 
 /* ---- maxpool2d, avgpool2d: square window, no padding; global_avgpool ---- */
@@ -7557,6 +7754,16 @@ NNDEF void nn_set_sample_split(nn_model *m, int enabled)
 {
     if (m) m->no_split = enabled == 0;
 }
+NNDEF nn_status nn_set_precision(nn_model *m, nn_precision precision)
+{
+    if (!m) return nn__fail(NN_ERROR_ARGUMENT, "nn_set_precision: null model");
+    if ((int)precision < 0 || precision >= NN_PRECISION_COUNT)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_set_precision: %d is not NN_PRECISION_FP32 or NN_PRECISION_BF16", (int)precision);
+    if (m->compiled) return nn__fail(NN_ERROR_STATE, "nn_set_precision: the model is compiled; set the precision before nn_compile");
+    m->precision = precision;
+    return NN_OK;
+}
+NNDEF nn_precision nn_get_precision(const nn_model *m) { return m ? m->precision : NN_PRECISION_FP32; }
 NNDEF nn_grad_reduction nn_get_grad_reduction(const nn_model *m) { return m ? m->reduction : NN_GRAD_MEAN; }
 NNDEF int nn_get_nonfinite_policy(const nn_model *m) { return m ? m->keep_going : 0; }
 

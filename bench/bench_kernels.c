@@ -4,12 +4,15 @@
    Rows are named <kernel>/<impl>/<shape>, impl one of scalar, avx2, avx512, neon (nn.h's kernel
    tables, chosen with nn_set_backend), openblas or onednn. A backend the CPU lacks is skipped
    with the reason. Also train_step/<model> (whole training steps on the default backend) and
-   peak/<isa>/fma (independent FMA chains in registers: the core's peak FLOP rate).
+   peak/<isa>/fma (independent FMA chains in registers: the core's peak FLOP rate), and
+   peak/avx512/bf16 (independent vdpbf16ps chains: the AVX512_BF16 peak, 2 multiply-adds per lane).
 
    Every row that counts FLOPs reports GFLOPS and peak%: its GFLOPS as a percentage of the FMA
    peak measured once before the rows run (the fma_peak line of the header; times the thread
    count). Google Benchmark prints peak% with a "/s" because it is computed as a rate; the
-   number is the percentage.
+   number is the percentage. The bf16 GEMM rows (sgemm_bf16*: nn_sgemm_bf16, float GEMM on
+   bf16-rounded operands) also report bf16_peak%, their share of the vdpbf16ps peak (the
+   bf16_peak line of the header), where the CPU has AVX512_BF16.
 
    The onednn rows (dnnl_sgemm for every GEMM shape; oneDNN's convolution primitives for every
    convolution shape and pass) are compiled when bench.mk finds oneDNN's header, which defines
@@ -38,6 +41,7 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define BENCH_X86 1
+#include <cpuid.h>
 #endif
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -219,7 +223,10 @@ static void onednn_layout(const dnnl_memory_desc_t *md, char *out, size_t size)
 typedef struct gemm_case {
     const char *impl;
     int m, n, k, ta, tb;
+    int bf16; /* nn_sgemm_bf16 */
 } gemm_case;
+
+static double g_bf16_peak = 0.0; /* FLOP/s of vdpbf16ps (0: the CPU has no AVX512_BF16) */
 
 static void bm_sgemm(nnb_state *s, void *user)
 {
@@ -250,9 +257,15 @@ static void bm_sgemm(nnb_state *s, void *user)
 #endif
         } else {
             const nn_transpose ta = c->ta ? NN_TRANSPOSE : NN_NO_TRANSPOSE, tb = c->tb ? NN_TRANSPOSE : NN_NO_TRANSPOSE;
-            if (check(s, nn_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats)))
+            if (c->bf16) {
+                if (check(s, nn_sgemm_bf16(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats)))
+                    TIMED_LOOP(s,
+                        nn_sgemm_bf16(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats));
+                if (g_bf16_peak > 0.0) nnb_set_rate_counter(s, "bf16_peak%", 2.0 * c->m * c->n * c->k * 100.0 / (g_bf16_peak * g_threads));
+            } else if (check(s, nn_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats))) {
                 TIMED_LOOP(s,
                     nn_sgemm(ta, tb, c->m, c->n, c->k, 1.0f, a, lda, b, ldb, 0.0f, out, ldc, ws, ws_floats));
+            }
         }
         nnb_do_not_optimize(out);
         nnb_set_flops_per_iteration(s, 2.0 * c->m * c->n * c->k);
@@ -276,18 +289,22 @@ static void register_sgemm(void)
     };
     static const char *const impls[] = {"scalar", "avx2", "avx512", "neon", "openblas", "onednn"};
     size_t i, j;
+    int bf16;
+    for (bf16 = 0; bf16 < 2; bf16++) /* the bf16 rows (nn.h's backends only) after the float ones */
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (j = 0; j < sizeof impls / sizeof impls[0]; j++) {
             gemm_case c;
             char name[128];
             const char *variant = shapes[i][3] ? "_tn" : shapes[i][4] ? "_nt" : "";
+            if (bf16 && (is_openblas(impls[j]) || is_onednn(impls[j]))) continue;
+            c.bf16 = bf16;
             c.impl = impls[j];
             c.m = shapes[i][0];
             c.n = shapes[i][1];
             c.k = shapes[i][2];
             c.ta = shapes[i][3];
             c.tb = shapes[i][4];
-            snprintf(name, sizeof name, "sgemm%s/%s/%dx%dx%d", variant, c.impl, c.m, c.n, c.k);
+            snprintf(name, sizeof name, "sgemm%s%s/%s/%dx%dx%d", bf16 ? "_bf16" : "", variant, c.impl, c.m, c.n, c.k);
             nnb_register(name, bm_sgemm, keep(&c, sizeof c));
         }
 }
@@ -967,6 +984,67 @@ __attribute__((target("avx512f"))) static float peak_avx512(int steps)
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, _mm512_add_ps(d0, f0)));
 }
 #define PEAK_AVX512_FLOPS (2.0 * 16 * 24)
+
+/* AVX512_BF16 (CPUID leaf 7 sub-leaf 1, EAX bit 5) with the AVX-512 state the OS saves. */
+static int has_avx512_bf16(void)
+{
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!nn_backend_supported("avx512") || __get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1;
+}
+
+/* vdpbf16ps chains: each lane of each instruction adds two bf16 products (4 FLOPs). 24 chains
+   cover the latency (Zen 4: 6 cycles) times the units. */
+#define PEAK_DP8(v) \
+    v##0 = _mm512_dpbf16_ps(v##0, x, y); v##1 = _mm512_dpbf16_ps(v##1, x, y); v##2 = _mm512_dpbf16_ps(v##2, x, y); \
+    v##3 = _mm512_dpbf16_ps(v##3, x, y); v##4 = _mm512_dpbf16_ps(v##4, x, y); v##5 = _mm512_dpbf16_ps(v##5, x, y); \
+    v##6 = _mm512_dpbf16_ps(v##6, x, y); v##7 = _mm512_dpbf16_ps(v##7, x, y)
+__attribute__((target("avx512f,avx512bf16"))) static float peak_avx512_bf16(int steps)
+{
+    const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3F803F80), y = (__m512bh)_mm512_set1_epi32(0x3A803A80);
+    /* distinct starts, or the compiler merges the identical chains into one */
+    __m512 a0 = _mm512_set1_ps(0.0f), a1 = _mm512_set1_ps(0.1f), a2 = _mm512_set1_ps(0.2f), a3 = _mm512_set1_ps(0.3f);
+    __m512 a4 = _mm512_set1_ps(0.4f), a5 = _mm512_set1_ps(0.5f), a6 = _mm512_set1_ps(0.6f), a7 = _mm512_set1_ps(0.7f);
+    __m512 d0 = _mm512_set1_ps(0.8f), d1 = _mm512_set1_ps(0.9f), d2 = _mm512_set1_ps(1.0f), d3 = _mm512_set1_ps(1.1f);
+    __m512 d4 = _mm512_set1_ps(1.2f), d5 = _mm512_set1_ps(1.3f), d6 = _mm512_set1_ps(1.4f), d7 = _mm512_set1_ps(1.5f);
+    __m512 f0 = _mm512_set1_ps(1.6f), f1 = _mm512_set1_ps(1.7f), f2 = _mm512_set1_ps(1.8f), f3 = _mm512_set1_ps(1.9f);
+    __m512 f4 = _mm512_set1_ps(2.0f), f5 = _mm512_set1_ps(2.1f), f6 = _mm512_set1_ps(2.2f), f7 = _mm512_set1_ps(2.3f);
+    int i;
+    for (i = 0; i < steps; i++) {
+        PEAK_DP8(a);
+        PEAK_DP8(d);
+        PEAK_DP8(f);
+    }
+    a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                       _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    d0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(d0, d1), _mm512_add_ps(d2, d3)),
+                       _mm512_add_ps(_mm512_add_ps(d4, d5), _mm512_add_ps(d6, d7)));
+    f0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(f0, f1), _mm512_add_ps(f2, f3)),
+                       _mm512_add_ps(_mm512_add_ps(f4, f5), _mm512_add_ps(f6, f7)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, _mm512_add_ps(d0, f0)));
+}
+#define PEAK_AVX512_BF16_FLOPS (4.0 * 16 * 24)
+
+/* The vdpbf16ps peak in FLOP/s, timed for about 50 ms; 0 without AVX512_BF16. */
+static double measure_bf16_peak(void)
+{
+    double start, seconds;
+    float sink = 0.0f;
+    long calls = 0;
+    volatile int steps = PEAK_STEPS; /* read anew each call: the calls cannot be merged into one */
+    if (!has_avx512_bf16()) return 0.0;
+    start = nn_seconds();
+    do {
+        sink += peak_avx512_bf16(steps);
+        calls++;
+        seconds = nn_seconds() - start;
+    } while (seconds < 0.05);
+    nnb_do_not_optimize(&sink);
+    return calls * PEAK_AVX512_BF16_FLOPS * PEAK_STEPS / seconds;
+}
+#else
+static double measure_bf16_peak(void) { return 0.0; }
 #endif
 
 #ifdef BENCH_ARM64
@@ -996,7 +1074,7 @@ static void bm_peak(nnb_state *s, void *user)
     float sink = 0.0f;
     double flops_per_step = 0.0;
     char why[64];
-    if (!nn_backend_supported(isa)) {
+    if (!nn_backend_supported(strcmp(isa, "avx512_bf16") ? isa : "avx512")) {
         snprintf(why, sizeof why, "CPU lacks %s", isa);
         nnb_skip(s, why);
         return;
@@ -1005,6 +1083,13 @@ static void bm_peak(nnb_state *s, void *user)
     if (!strcmp(isa, "avx2")) {
         while (nnb_keep_running(s)) sink += peak_avx2(PEAK_STEPS);
         flops_per_step = PEAK_AVX2_FLOPS;
+    } else if (!strcmp(isa, "avx512_bf16")) {
+        if (!has_avx512_bf16()) {
+            nnb_skip(s, "CPU lacks avx512_bf16");
+            return;
+        }
+        while (nnb_keep_running(s)) sink += peak_avx512_bf16(PEAK_STEPS);
+        flops_per_step = PEAK_AVX512_BF16_FLOPS;
     } else if (!strcmp(isa, "avx512")) {
         while (nnb_keep_running(s)) sink += peak_avx512(PEAK_STEPS);
         flops_per_step = PEAK_AVX512_FLOPS;
@@ -1065,6 +1150,7 @@ static void register_peak(void)
         snprintf(name, sizeof name, "peak/%s/fma", isas[i]);
         nnb_set_unit(nnb_register(name, bm_peak, (void *)isas[i]), NNB_US);
     }
+    nnb_set_unit(nnb_register("peak/avx512/bf16", bm_peak, (void *)"avx512_bf16"), NNB_US);
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -1117,6 +1203,13 @@ int main(int argc, char **argv)
                  g_threads == 1 ? "" : "s");
         nnb_add_context("fma_peak", text);
         nnb_set_peak_flops(peak);
+        g_bf16_peak = measure_bf16_peak();
+        if (g_bf16_peak > 0.0)
+            snprintf(text, sizeof text, "%.1f GFLOP/s (vdpbf16ps, %d thread%s; the 100%% of bf16_peak%%)",
+                     g_bf16_peak * g_threads / 1e9, g_threads, g_threads == 1 ? "" : "s");
+        else
+            snprintf(text, sizeof text, "none (the CPU has no AVX512_BF16)");
+        nnb_add_context("bf16_peak", text);
     }
     register_peak();
     register_sgemm();

@@ -9,6 +9,7 @@
 #include <iomanip>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -17,6 +18,7 @@ struct nnb_state {
     benchmark::State *state;
     double items, bytes, flops;
     bool has_items, has_bytes, has_flops;
+    std::vector<std::pair<std::string, double> > rates; // nnb_set_rate_counter, per iteration
 };
 
 struct nnb_benchmark {
@@ -51,6 +53,8 @@ void run_one(benchmark::State &st, nnb_function fn, void *user)
     if (s.has_flops) st.counters["GFLOPS"] = benchmark::Counter(s.flops * iterations / 1e9, benchmark::Counter::kIsRate);
     if (s.has_flops && g_peak_flops > 0.0) // a rate too: (FLOPs / peak FLOP/s) / seconds = fraction of the peak
         st.counters["peak%"] = benchmark::Counter(s.flops * iterations * 100.0 / g_peak_flops, benchmark::Counter::kIsRate);
+    for (size_t i = 0; i < s.rates.size(); i++)
+        st.counters[s.rates[i].first] = benchmark::Counter(s.rates[i].second * iterations, benchmark::Counter::kIsRate);
 }
 
 // The value of --name=value (or -name=value) in argv, or NULL.
@@ -146,6 +150,10 @@ void nnb_set_flops_per_iteration(nnb_state *s, double flops)
     s->has_flops = true;
 }
 void nnb_set_counter(nnb_state *s, const char *name, double value) { s->state->counters[name] = value; }
+void nnb_set_rate_counter(nnb_state *s, const char *name, double per_iteration)
+{
+    s->rates.push_back(std::make_pair(std::string(name), per_iteration)); // times the iterations in run_one
+}
 void nnb_set_label(nnb_state *s, const char *label) { s->state->SetLabel(label); }
 
 void nnb_skip(nnb_state *s, const char *reason)

@@ -66,6 +66,9 @@ void nnb_resume_timing(nnb_state *state);
 void nnb_set_items_per_iteration(nnb_state *state, double items);
 void nnb_set_bytes_per_iteration(nnb_state *state, double bytes);
 void nnb_set_flops_per_iteration(nnb_state *state, double flops);
+/* A counter of its own per iteration, reported as a rate like GFLOPS (e.g. a row's percentage
+   of a peak other than the FMA peak: FLOPs * 100 / that peak per iteration). */
+void nnb_set_rate_counter(nnb_state *state, const char *name, double per_iteration);
 /* A plain user counter (not a rate), e.g. a loss value or a thread count. */
 void nnb_set_counter(nnb_state *state, const char *name, double value);
 void nnb_set_label(nnb_state *state, const char *label);

@@ -40,6 +40,8 @@ typedef struct ex_options {
 
 /* --summary: ex_summary (and so ex_compile) prints each model's table. Set by ex_parse. */
 static int ex_summary_requested;
+/* --precision fp32|bf16: what ex_compile sets on each model (nn_set_precision). Set by ex_parse. */
+static nn_precision ex_precision = NN_PRECISION_FP32;
 
 typedef enum ex_flag_kind { EX_INT, EX_FLOAT, EX_DOUBLE, EX_STRING, EX_SWITCH, EX_INT_LIST } ex_flag_kind;
 
@@ -67,6 +69,7 @@ EX_API void ex_usage(FILE *to, const ex_options *o, const char *summary, const e
     fprintf(to, "  --threads T       kernel threads (default: NN_THREADS or all cores)\n");
     fprintf(to, "  --quick           a reduced run (fewer epochs, a subset) for smoke tests\n");
     fprintf(to, "  --summary         print each model's layer table (nn_model_summary) on stdout before training\n");
+    fprintf(to, "  --precision P     fp32 (default) or bf16: linear and conv products in bf16, as PyTorch's autocast\n");
     if (n_flags) fprintf(to, "\n%s options:\n", o->name);
     for (i = 0; i < n_flags; i++) fprintf(to, "  %-17s %s\n", flags[i].name, flags[i].help);
 }
@@ -140,6 +143,9 @@ EX_API void ex_parse(int argc, char **argv, ex_options *o, const char *summary, 
             if (ok) o->seed = (uint64_t)s;
         } else if (!strcmp(a, "--threads")) {
             ok = v && ex_parse_int(v, &o->threads) && o->threads > 0;
+        } else if (!strcmp(a, "--precision")) {
+            ok = v && (!strcmp(v, "fp32") || !strcmp(v, "bf16"));
+            if (ok) ex_precision = !strcmp(v, "bf16") ? NN_PRECISION_BF16 : NN_PRECISION_FP32;
         } else {
             for (j = 0; j < n_flags; j++)
                 if (!strcmp(a, flags[j].name)) break;
@@ -218,11 +224,13 @@ EX_API void ex_summary(const nn_model *m, const char *title)
     free(text);
 }
 
-/* nn_compile, or exit 1 with the library's message ("compile <title>: ..."); then ex_summary. */
+/* nn_set_precision (--precision) and nn_compile, or exit 1 with the library's message ("compile
+   <title>: ..."); then ex_summary. */
 EX_API void ex_compile(nn_model *m, nn_node *output, nn_loss loss, int max_batch, const char *title)
 {
     char what[256];
     snprintf(what, sizeof what, "compile %s", title);
+    ex_check(nn_set_precision(m, ex_precision), what);
     ex_check(nn_compile(m, output, loss, max_batch), what);
     ex_summary(m, title);
 }

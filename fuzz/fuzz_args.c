@@ -85,6 +85,7 @@ static void reset(void)
 {
     memset(&opts, 0, sizeof opts);
     ex_summary_requested = 0;
+    ex_precision = NN_PRECISION_FP32;
     opts.name = "fuzz";
     opts.epochs = 3;
     opts.seed = 42;
@@ -101,7 +102,7 @@ static void reset(void)
 /* ---- the oracle: the rules, written out independently ---- */
 typedef struct expect {
     int status; /* -1: success, 0: help, 2: error */
-    int epochs, epochs_given, threads, quick, n, sw, summary;
+    int epochs, epochs_given, threads, quick, n, sw, summary, bf16;
     uint64_t seed;
     const char *data, *out, *string;
     double d;
@@ -200,6 +201,9 @@ static expect oracle(int argc, char **argv)
             ok = v && o_int(v, &e.epochs) && e.epochs >= 1;
         } else if (!strcmp(a, "--threads")) {
             ok = v && o_int(v, &e.threads) && e.threads >= 1;
+        } else if (!strcmp(a, "--precision")) {
+            ok = v && (!strcmp(v, "bf16") || !strcmp(v, "fp32"));
+            if (ok) e.bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(a, "--n")) {
             ok = v && o_int(v, &e.n);
         } else if (!strcmp(a, "--seed")) {
@@ -266,6 +270,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(opts.threads == e.threads && opts.threads >= 0);
     FZ_CHECK(opts.quick == e.quick);
     FZ_CHECK(ex_summary_requested == e.summary);
+    FZ_CHECK(ex_precision == (e.bf16 ? NN_PRECISION_BF16 : NN_PRECISION_FP32));
     FZ_CHECK(opts.seed == e.seed && (double)opts.seed < 1.8e19);
     FZ_CHECK(opts.data_dir && opts.data_dir == e.data);
     FZ_CHECK(opts.out_dir && (e.out ? opts.out_dir == e.out : !strcmp(opts.out_dir, "results/fuzz")));

@@ -202,7 +202,7 @@ int main(int argc, char **argv)
     safetensors_seed("other-arch-partial", 1, 1);
     safetensors_dtype_seed();
     {
-        static const char *const a1[] = {"--epochs", "3", "--seed", "7", "--quick", NULL};
+        static const char *const a1[] = {"--epochs", "3", "--seed", "7", "--quick", "--precision", "bf16", NULL};
         static const char *const a2[] = {"--data", "d", "--out", "o", "--threads", "2", "--lr", "0.5", NULL};
         static const char *const a3[] = {"--n", "-4", "--wd", "1e-3", "--name", "abc", "--bn", "--widths", "5,25,50", NULL};
         static const char *const a4[] = {"--help", NULL};

@@ -615,5 +615,171 @@ Reference computed in float64 from the float32 values below, then rounded to flo
         sys.stderr.write("  %-28s %-12s %.3g\n" % (c, k, r))
 
 
+# ------------------------------------------------------------------ bf16 autocast (issue 19)
+OUT_BF16 = os.path.normpath(os.path.join(HERE, "..", "fixtures", "torch_bf16.h"))
+BF16_LR = 0.1
+BF16_TOL = 2.0 ** -6  # the C test's tolerance, relative to each quantity's largest magnitude
+
+
+def bf16_cnn():
+    return nn.Sequential(
+        nn.Conv2d(2, 6, 3, stride=1, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8 * 2 * 2, 10))
+
+
+def bf(t):
+    """nn_bf16_round of the float32 value of t, back in t's dtype."""
+    return t.to(torch.float32).to(torch.bfloat16).to(t.dtype)
+
+
+class Bf16Conv(torch.autograd.Function):
+    """nn.h's bf16 conv: x, w and (in backward) dy rounded to bf16; bias and its gradient not."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding):
+        xr, wr = bf(x), bf(w)
+        ctx.save_for_backward(xr, wr)
+        ctx.conf = (x.shape, w.shape, stride, padding)
+        return F.conv2d(xr, wr, b, stride, padding)
+
+    @staticmethod
+    def backward(ctx, gy):
+        xr, wr = ctx.saved_tensors
+        xs, ws, stride, padding = ctx.conf
+        g = bf(gy)
+        return (torch.nn.grad.conv2d_input(xs, wr, g, stride, padding),
+                torch.nn.grad.conv2d_weight(xr, ws, g, stride, padding), gy.sum((0, 2, 3)), None, None)
+
+
+class Bf16Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        xr, wr = bf(x), bf(w)
+        ctx.save_for_backward(xr, wr)
+        return xr @ wr.t() + b
+
+    @staticmethod
+    def backward(ctx, gy):
+        xr, wr = ctx.saved_tensors
+        g = bf(gy)
+        return g @ wr, g.t() @ xr, gy.sum(0)
+
+
+def nnh_bf16_step(model, x, y):
+    """nn.h's bf16 mode emulated in float64 (the products' inputs rounded, nothing else)."""
+    model.zero_grad(set_to_none=True)
+    h = x
+    for mod in model:
+        if isinstance(mod, nn.Conv2d):
+            h = Bf16Conv.apply(h, mod.weight, mod.bias, mod.stride, mod.padding)
+        elif isinstance(mod, nn.Linear):
+            h = Bf16Linear.apply(h, mod.weight, mod.bias)
+        else:
+            h = mod(h)
+    loss = F.cross_entropy(h, y)
+    loss.backward()
+    return h.detach().clone(), loss.detach().clone(), flat_grads(model)
+
+
+def bf16_margin(model, x):
+    """Under autocast, the smallest ReLU input relative to 2^-10 of the layer's largest and the
+    smallest max-pool winner gap relative to 2^-7 of the winner: below 1, bf16 rounding of the
+    outputs (which PyTorch does and nn.h does not) could flip a branch or make a tie."""
+    worst = [float("inf")]
+
+    def relu(mod, inp, out):
+        v = inp[0].detach().float()
+        worst[0] = min(worst[0], (v.abs() / (2.0 ** -10 * v.abs().max())).min().item())
+
+    def pool(mod, inp, out):
+        k, s = mod.kernel_size, mod.stride
+        w = inp[0].detach().float().unfold(2, k, s).unfold(3, k, s)
+        top = w.reshape(*w.shape[:4], -1).topk(2, dim=-1).values
+        worst[0] = min(worst[0], ((top[..., 0] - top[..., 1]) / (2.0 ** -7 * top[..., 0].abs())).min().item())
+
+    hs = [m.register_forward_hook(relu if isinstance(m, nn.ReLU) else pool)
+          for m in model if isinstance(m, (nn.ReLU, nn.MaxPool2d))]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    for hd in hs:
+        hd.remove()
+    return worst[0]
+
+
+def bf16_main():
+    for seed in range(3000, 3100):
+        g = gen(seed)
+        params = init_params(bf16_cnn(), g)
+        x = normal(g, (4, 2, 8, 8)).to(torch.float32)
+        y = torch.randint(0, 10, (4,), generator=g)
+        if bf16_margin(load(bf16_cnn(), params, None, torch.float32), x) >= 1.0:
+            break
+    else:
+        sys.exit("gen_fixtures: no seed in 3000..3099 keeps the bf16 CNN's branches apart")
+    # PyTorch's autocast: float32 model, the step under torch.autocast
+    model = load(bf16_cnn(), params, None, torch.float32)
+    opt = torch.optim.SGD(model.parameters(), lr=BF16_LR)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+    loss.backward()
+    grad = flat_grads(model)
+    opt.step()
+    after = flat_params(model)
+    # how far float32 and nn.h's bf16 semantics (float64 emulation) land from it
+    ref = {"output": out.detach().float().double(), "loss": loss.detach().double().reshape(1),
+           "grad": grad.double(), "params": after.double()}
+    f32m = load(bf16_cnn(), params, None, torch.float64)
+    o, l = f32m(x.double()), None
+    l = F.cross_entropy(o, y)
+    l.backward()
+    fp = {"output": o.detach(), "loss": l.detach().reshape(1), "grad": flat_grads(f32m)}
+    fp["params"] = params - BF16_LR * fp["grad"]
+    em = load(bf16_cnn(), params, None, torch.float64)
+    eo, el, eg = nnh_bf16_step(em, x.double(), y)
+    emu = {"output": eo, "loss": el.reshape(1), "grad": eg, "params": params - BF16_LR * eg}
+
+    h = Header()
+    h.comment("""torch_bf16.h - PyTorch %s bf16 autocast reference for tests/test_bf16.c.
+GENERATED by tests/pytorch/gen_fixtures.py - do not edit; rerun the script instead.
+
+One SGD(lr=%g) step of Conv2d(2,6,3,p1)-MaxPool2d(2)-ReLU-Conv2d(6,8,3,s2,p1)-ReLU-Flatten-
+Linear(32,10), CrossEntropyLoss, batch 4, input 2x8x8, the forward and the loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (seed %d). _params: before the step, nn.h layout;
+_output: the logits (bf16 in PyTorch); _grad: the float32 .grad; _after: the parameters after
+the step. PyTorch rounds every conv/linear OUTPUT to bf16 too and keeps the activations in bf16,
+nn.h keeps them in float: the two agree to under 2^-7 of each quantity's largest magnitude
+(gen_fixtures.py prints it, emulating nn.h's rounding in float64); the test allows 2^-6.""" % (torch.__version__, BF16_LR, seed))
+    h.line("#ifndef NN_TORCH_BF16_H")
+    h.line("#define NN_TORCH_BF16_H")
+    h.fscal("torch_bf16_lr", BF16_LR)
+    h.fscal("torch_bf16_tolerance", BF16_TOL)
+    h.iscal("torch_bf16_batch", 4)
+    h.farr("torch_bf16_params", params)
+    h.farr("torch_bf16_x", x)
+    h.iarr("torch_bf16_labels", y.tolist())
+    h.farr("torch_bf16_output", ref["output"])
+    h.fscal("torch_bf16_loss", ref["loss"][0])
+    h.farr("torch_bf16_grad", ref["grad"])
+    h.farr("torch_bf16_after", ref["params"])
+    h.line()
+    h.line("#endif /* NN_TORCH_BF16_H */")
+    text = h.out.getvalue()
+    with open(OUT_BF16 + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(OUT_BF16 + ".tmp", OUT_BF16)
+    sys.stderr.write("wrote %s: autocast against float64 and nn.h's bf16 emulated, worst |diff| / max|autocast| "
+                     "(the C test allows %.3g):\n" % (OUT_BF16, BF16_TOL))
+    for key in ("output", "loss", "grad", "params"):
+        scale = ref[key].abs().max().item()
+        d32 = (fp[key] - ref[key]).abs().max().item() / scale
+        dem = (emu[key] - ref[key]).abs().max().item() / scale
+        sys.stderr.write("  %-8s float %.3g   nn.h bf16 %.3g\n" % (key, d32, dem))
+        if dem > BF16_TOL / 2:
+            sys.exit("gen_fixtures: nn.h's bf16 semantics land %.3g from autocast on %s, over half the tolerance" % (dem, key))
+
+
 if __name__ == "__main__":
     main()
+    bf16_main()
