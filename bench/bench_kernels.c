@@ -861,6 +861,7 @@ static void register_optimizers(void)
    kept (Google Benchmark calls a row several times while it settles the iteration count). */
 typedef struct train_case {
     const bm_model_spec *spec;
+    nn_precision precision;     /* train_step_bf16/<model>: NN_PRECISION_BF16 */
     nn_model *model;
     nn_optimizer opt;
     float *x;
@@ -868,7 +869,7 @@ typedef struct train_case {
     int ready;
 } train_case;
 
-static train_case g_train[BM_MODEL_COUNT];
+static train_case g_train[2 * BM_MODEL_COUNT]; /* fp32, then bf16 */
 
 static void bm_train_step(nnb_state *s, void *user)
 {
@@ -881,7 +882,9 @@ static void bm_train_step(nnb_state *s, void *user)
     if (!c->ready) {
         nn_rng rng = nn_rng_new(8);
         int i;
+        bm_precision = c->precision;
         c->model = c->spec->build(42, batch);
+        bm_precision = NN_PRECISION_FP32;
         if (!c->model) {
             nnb_fail(s, nn_last_error());
             return;
@@ -898,14 +901,16 @@ static void bm_train_step(nnb_state *s, void *user)
     TIMED_LOOP(s, nn_train_step(c->model, &c->opt, c->x, c->labels, NULL, batch, &loss));
     nnb_do_not_optimize(&loss);
     nnb_set_items_per_iteration(s, batch); /* images per second */
-    snprintf(label, sizeof label, "%s, batch %d, %s", nn_backend_name(), batch, c->spec->optimizer);
+    snprintf(label, sizeof label, "%s%s, batch %d, %s", nn_backend_name(),
+             c->precision == NN_PRECISION_BF16 ? (strcmp(nn_backend_bf16_path(), "vdpbf16ps") ? " bf16 rounded" : " bf16 vdpbf16ps") : "",
+             batch, c->spec->optimizer);
     nnb_set_label(s, label);
 }
 
 static void free_train_cases(void)
 {
     int i;
-    for (i = 0; i < BM_MODEL_COUNT; i++) {
+    for (i = 0; i < 2 * BM_MODEL_COUNT; i++) {
         nn_model_free(g_train[i].model);
         nn_optimizer_free(&g_train[i].opt);
         free(g_train[i].x);
@@ -919,9 +924,11 @@ static void register_train_steps(void)
     char name[64];
     /* ResNet-18 takes 1-3 s a step: with the default --benchmark_min_time (0.5 s) it runs one
        timed step after the untimed warm-up; add --benchmark_repetitions for more. */
-    for (i = 0; i < BM_MODEL_COUNT; i++) {
-        g_train[i].spec = &bm_models[i];
-        snprintf(name, sizeof name, "train_step/%s", bm_models[i].name);
+    for (i = 0; i < 2 * BM_MODEL_COUNT; i++) {
+        const int bf16 = i >= BM_MODEL_COUNT;
+        g_train[i].spec = &bm_models[i % BM_MODEL_COUNT];
+        g_train[i].precision = bf16 ? NN_PRECISION_BF16 : NN_PRECISION_FP32;
+        snprintf(name, sizeof name, "train_step%s/%s", bf16 ? "_bf16" : "", g_train[i].spec->name);
         nnb_set_unit(nnb_register(name, bm_train_step, &g_train[i]), NNB_MS);
     }
 }

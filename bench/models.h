@@ -16,10 +16,13 @@
 #define BM_API static
 #endif
 
+/* The precision the builders compile their models in (nn_set_precision). */
+static nn_precision bm_precision = NN_PRECISION_FP32;
+
 static nn_model *bm_compile(nn_model *m, nn_node *y, int batch)
 {
     if (!m) return NULL;
-    if (nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch) != NN_OK) {
+    if (nn_set_precision(m, bm_precision) != NN_OK || nn_compile(m, y, NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch) != NN_OK) {
         nn_model_free(m);
         return NULL;
     }
