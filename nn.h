@@ -847,8 +847,9 @@ typedef struct nn_fit_options {
     int patience;                    /* stop after this many checks without a better val loss; 0 = never */
     int progress;                    /* -1 auto (stderr is a terminal), 0 off, 1 on */
     /* A learning-rate schedule (may be NULL), started here if it is not yet (nn_schedule_start), then
-       stepped after every optimizer step (schedule_per_step = 1) or every epoch (0). A PLATEAU schedule
-       steps every epoch on the last validation loss, or on the epoch's train loss without a validation set. */
+       stepped after every optimizer step (schedule_per_step = 1) or at the end of every epoch (0; not
+       after a stop inside an epoch). A PLATEAU schedule steps every epoch on the last validation loss, or
+       on the epoch's train loss without a validation set. */
     nn_schedule *schedule;
     int schedule_per_step;
     double clip_grad_value, clip_grad_norm; /* > 0: nn_clip_grad_value, then nn_clip_grad_norm, before every step */
@@ -8977,7 +8978,9 @@ static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train
         report.seconds = nn_seconds() - t0 - f.val_time;
         report.learning_rate = f.rate;
         f.result.epochs = e + 1;
-        if (options->schedule && !options->schedule_per_step) {
+        /* a per-epoch schedule steps when the epoch's last batch is done: not after a stop inside the
+           epoch, which a later call (or a resumed checkpoint) continues */
+        if (options->schedule && !options->schedule_per_step && f.epoch_whole) {
             st = options->schedule->kind == NN_SCHEDULE_PLATEAU
                      ? nn_schedule_plateau_step(options->schedule, opt, options->validation ? f.val.loss : report.train_loss)
                      : nn_schedule_step(options->schedule, opt);
