@@ -96,8 +96,8 @@
    set). Every call that reads or writes them (nn_compile, nn_forward, nn_backward,
    nn_compute_loss, nn_compute_gradients, nn_train_step, nn_optimizer_bind/step, nn_evaluate,
    nn_confusion_matrix, nn_input_gradient_norm, nn_fit, nn_train_epoch, nn_save, nn_load,
-   nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds the model until it
-   returns; another thread calling one of them meanwhile gets NN_ERROR_STATE ("the model is in
+   nn_checkpoint_save/load, nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds
+   the model until it returns; another thread calling one of them meanwhile gets NN_ERROR_STATE ("the model is in
    use by another thread") and changes nothing. The holding thread may call them again (an
    nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
    nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
@@ -125,6 +125,14 @@
        nn_set_grad_accumulation(m, 1);           // backwards add into nn_grads, until
        nn_optimizer_step(m, &opt); nn_zero_grads(m);
        float *w = nn_node_tensor(m, layer, "weight", &count);   // PyTorch's names and layouts
+
+   CHECKPOINTS (docs/training.md)
+   -----------
+       fit.checkpoint_path = "run.ckpt";         // nn_fit writes the whole run (model, optimizer,
+       fit.checkpoint_each_epoch = 1;            //   schedule, position, random stream) every epoch
+       fit.resume = 1;                           // and, started again after a kill, goes on from it:
+       nn_fit(m, &opt, &train, &fit, NULL);      //   the same bits as a run never interrupted
+       nn_checkpoint_save(m, &opt, &schedule, &state, "run.ckpt");   // the same by hand
 
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
