@@ -73,7 +73,11 @@ int main(int argc, char **argv)
     o.epochs = 1;
     o.seed = 0;
     ex_parse(argc, argv, &o, summary, NULL, 0);
-    if (o.checkpoint) fprintf(stderr, "activations: nothing is trained here, so --checkpoint and --resume do not apply\n");
+    if (o.checkpoint) {
+        fprintf(stderr, "activations: nothing is trained here, so --checkpoint and --resume do not apply\n");
+        o.checkpoint = NULL;
+        o.resume = 0; /* its CSV file is written afresh */
+    }
     backend = nn_backend_name();
     fprintf(stderr, "backend %s\n", backend);
     for (i = 0; i < N_POINTS; i++) {
