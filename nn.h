@@ -97,9 +97,9 @@
    nn_compute_loss, nn_compute_gradients, nn_train_step, nn_optimizer_bind/step, nn_evaluate,
    nn_confusion_matrix, nn_input_gradient_norm, nn_fit, nn_train_epoch, nn_save, nn_load,
    nn_checkpoint_save/load, nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds
-   the model until it returns; another thread calling one of them meanwhile gets NN_ERROR_STATE ("the model is in
-   use by another thread") and changes nothing. The holding thread may call them again (an
-   nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
+   the model until it returns; another thread calling one of them meanwhile gets NN_ERROR_STATE
+   ("the model is in use by another thread") and changes nothing. The holding thread may call
+   them again (an nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
    nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
    the builders, the nn_set_* settings and nn_model_free; nn_output points into the model, so
    another thread's next pass overwrites what it shows. So give each thread its own model
@@ -8781,7 +8781,6 @@ static nn_status nn__fit_after_step(nn__fit_loop *f, int step, int steps, float 
     return NN_OK;
 }
 
-
 /* One pass over train in the order b->order, batch_size samples per nn_train_step (the last
    batch may be smaller), from batch first_step (0-based; > 0 when nn_fit continues an epoch):
    the loop under nn_fit (fit not NULL: its checks after each step) and nn_train_epoch (on_step,
@@ -9005,7 +9004,7 @@ static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train
     }
     if (options->checkpoint_path && f.run->steps != f.saved_steps) st = nn__fit_checkpoint(&f);
 done:
-    f.result.best_val_loss = f.run ? f.run->best_val_loss : INFINITY;
+    f.result.best_val_loss = f.run->started ? f.run->best_val_loss : INFINITY;
     f.result.seconds = nn_seconds() - t_start;
     if (result) *result = f.result;
     nn__batches_free(&b);
@@ -9313,8 +9312,9 @@ static void nn__file_free(nn__file *f)
    for a model file of version 2 and a checkpoint also the sections (known tags in the order above,
    each once, those of the file's kind only and all it needs present, lengths inside the file, the
    file ending right after the last one's CRC) and the CRC. A version-1 file is only checked for its
-   magic here (nn__load_v1 does the rest). The caller refuses the kind of file it does not read. */
-static nn_status nn__file_read(const char *path, nn__file *f)
+   magic here (nn__load_v1 does the rest). The caller refuses the kind of file it does not read;
+   what names the kind it reads, for the message about a file of neither magic. */
+static nn_status nn__file_read(const char *path, nn__file *f, const char *what)
 {
     nn__reader r;
     uint32_t sections, k;
@@ -9326,7 +9326,7 @@ static nn_status nn__file_read(const char *path, nn__file *f)
     if (st != NN_OK) return st;
     f->checkpoint = f->size >= 12 && memcmp(f->data, NN__CHECKPOINT_MAGIC, 8) == 0;
     if (f->size < 12 || (!f->checkpoint && memcmp(f->data, NN__FILE_MAGIC, 8) != 0)) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h model file (bad magic or shorter than a header)", path);
+        st = nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h %s (bad magic or shorter than a header)", path, what);
         goto fail;
     }
     f->version = nn__get_u32(f->data + 8);
@@ -9369,7 +9369,7 @@ static nn_status nn__file_read(const char *path, nn__file *f)
             goto fail;
         }
         if (!f->checkpoint && kind >= NN__MODEL_SECTIONS) {
-            st = nn__fail(NN_ERROR_FORMAT, "%s: a model file with a %s section, which only a checkpoint holds (corrupt)", path,
+            st = nn__fail(NN_ERROR_FORMAT, "%s: a model file holding section %s, which only a checkpoint has (corrupt)", path,
                           nn__section_tags[kind]);
             goto fail;
         }
@@ -10040,7 +10040,7 @@ static nn_status nn__load(nn_model *m, const char *path)
     nn__file f;
     nn_status st;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_load: compile the model first");
-    st = nn__file_read(path, &f);
+    st = nn__file_read(path, &f, "model file");
     if (st != NN_OK) return st;
     st = f.checkpoint ? nn__refuse_checkpoint(&f, "nn_load") : f.version == 1 ? nn__load_v1(m, &f) : nn__load_v2(m, &f);
     nn__file_free(&f);
@@ -10131,7 +10131,7 @@ NNDEF nn_status nn_model_load(const char *path, int max_batch, nn_model **out)
     *out = NULL;
     if (max_batch < 1 || max_batch > (1 << 24))
         return nn__fail(NN_ERROR_ARGUMENT, "nn_model_load: max_batch %d is not in [1, 2^24]", max_batch);
-    st = nn__file_read(path, &f);
+    st = nn__file_read(path, &f, "model file");
     if (st != NN_OK) return st;
     memset(&g, 0, sizeof g);
     if (f.checkpoint) {
@@ -10551,7 +10551,7 @@ static nn_status nn__checkpoint_load(nn_model *m, nn_optimizer *opt, nn_schedule
     if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "%s: null optimizer", who);
     st = nn__optimizer_check_model(m, opt, who);
     if (st != NN_OK) return st;
-    st = nn__file_read(path, &f);
+    st = nn__file_read(path, &f, "checkpoint");
     if (st != NN_OK) return st;
     if (!f.checkpoint) {
         st = nn__fail(NN_ERROR_FORMAT, "%s: a model file (nn_save), not a checkpoint (nn_checkpoint_save)", path);

@@ -789,7 +789,7 @@ static void test_fit_resume(void **state)
     /* a file that exists but is not a checkpoint: an error, never a fresh start */
     write_or_fail(junk, "not a checkpoint", 16);
     fit.checkpoint_path = junk;
-    EXPECT_ERROR(nn_fit(m, &o, &train, &fit, &res), NN_ERROR_FORMAT, "not an nn.h model file");
+    EXPECT_ERROR(nn_fit(m, &o, &train, &fit, &res), NN_ERROR_FORMAT, "not an nn.h checkpoint (bad magic");
     unchanged(&snap, m, &o, NULL, &run, "resume from a damaged file");
     if (!file_exists(junk)) fail_msg("the damaged file was removed");
     fit.checkpoint_path = NULL;
