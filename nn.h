@@ -96,10 +96,10 @@
    set). Every call that reads or writes them (nn_compile, nn_forward, nn_backward,
    nn_compute_loss, nn_compute_gradients, nn_train_step, nn_optimizer_bind/step, nn_evaluate,
    nn_confusion_matrix, nn_input_gradient_norm, nn_fit, nn_train_epoch, nn_save, nn_load,
-   nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds the model until it
-   returns; another thread calling one of them meanwhile gets NN_ERROR_STATE ("the model is in
-   use by another thread") and changes nothing. The holding thread may call them again (an
-   nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
+   nn_checkpoint_save/load, nn_init_weights/biases, nn_params_interpolate, nn_params_copy) holds
+   the model until it returns; another thread calling one of them meanwhile gets NN_ERROR_STATE
+   ("the model is in use by another thread") and changes nothing. The holding thread may call
+   them again (an nn_fit callback may nn_evaluate or nn_save its model). Not held: the accessors (nn_output,
    nn_input_gradient, nn_params, nn_grads, nn_state, nn_node_*, the norms, nn_weights_gather),
    the builders, the nn_set_* settings and nn_model_free; nn_output points into the model, so
    another thread's next pass overwrites what it shows. For inference from many threads, give
@@ -130,6 +130,14 @@
        nn_set_grad_accumulation(m, 1);           // backwards add into nn_grads, until
        nn_optimizer_step(m, &opt); nn_zero_grads(m);
        float *w = nn_node_tensor(m, layer, "weight", &count);   // PyTorch's names and layouts
+
+   CHECKPOINTS (docs/training.md)
+   -----------
+       fit.checkpoint_path = "run.ckpt";         // nn_fit writes the whole run (model, optimizer,
+       fit.checkpoint_each_epoch = 1;            //   schedule, position, random stream) every epoch
+       fit.resume = 1;                           // and, started again after a kill, goes on from it:
+       nn_fit(m, &opt, &train, &fit, NULL);      //   the same bits as a run never interrupted
+       nn_checkpoint_save(m, &opt, &schedule, &state, "run.ckpt");   // the same by hand
 
    API GROUPS (see docs/api.md for the one-line contract of each function)
    ----------
@@ -172,8 +180,9 @@
                  normalize, scale, slice, shuffle_labels, gather)
    loops         nn_fit, nn_fit_defaults, nn_fit_state (continuing a run), nn_train_epoch, nn_evaluate,
                  nn_confusion_matrix, nn_input_gradient_norm, nn_predict, nn_predict_classes
-   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta, nn_save_safetensors,
-                 nn_load_safetensors (PyTorch state_dicts; docs/interop.md)
+   files         nn_save, nn_load, nn_model_load, nn_set_meta, nn_get_meta, nn_checkpoint_save (a run that
+                 resumes bit for bit), nn_checkpoint_load, nn_save_safetensors, nn_load_safetensors
+                 (PyTorch state_dicts; docs/interop.md)
 
    INSIDE (for contributors; each part uses only the parts above it)
    ------
@@ -853,10 +862,17 @@ typedef struct nn_fit_state {
     int sample_count, batch_size;    /* the run's: continuing inside an epoch needs the same */
     double best_val_loss;            /* early stopping: the best validation loss so far (INFINITY: none) */
     int checks_since_best;           /* early stopping: checks since then */
+    int stopped_early;               /* early stopping ended the run (a resumed nn_fit trains no further) */
+    /* epoch epochs_done + 1 so far, so that its report covers the whole epoch when the run continues
+       inside it: the sum of each batch's mean loss times its size, samples, right predictions; and the
+       same since the epoch's last check */
+    double epoch_loss_sum, check_loss_sum;
+    int epoch_samples, epoch_correct, check_samples, check_correct;
 } nn_fit_state;
 
 typedef struct nn_fit_options {
-    int epochs, batch_size;          /* epochs to train in this call (the first may finish one begun before) */
+    int epochs, batch_size;          /* epochs to train in this call (the first may finish one begun before);
+                                        with resume, epochs of the whole run */
     int shuffle;                     /* reshuffle each epoch (1 by default from nn_fit_defaults) */
     uint64_t seed;                   /* for the shuffling */
     nn_fit_state *state;             /* NULL: a fresh run; else the run this call continues, kept up to date
@@ -866,11 +882,23 @@ typedef struct nn_fit_options {
     int patience;                    /* stop after this many checks without a better val loss; 0 = never */
     int progress;                    /* -1 auto (stderr is a terminal), 0 off, 1 on */
     /* A learning-rate schedule (may be NULL), started here if it is not yet (nn_schedule_start), then
-       stepped after every optimizer step (schedule_per_step = 1) or every epoch (0). A PLATEAU schedule
-       steps every epoch on the last validation loss, or on the epoch's train loss without a validation set. */
+       stepped after every optimizer step (schedule_per_step = 1) or at the end of every epoch (0; not
+       after a stop inside an epoch). A PLATEAU schedule steps every epoch on the last validation loss, or
+       on the epoch's train loss without a validation set. */
     nn_schedule *schedule;
     int schedule_per_step;
     double clip_grad_value, clip_grad_norm; /* > 0: nn_clip_grad_value, then nn_clip_grad_norm, before every step */
+    /* Checkpoints of the run (nn_checkpoint_save of the model, opt, schedule and the run's state) to
+       checkpoint_path (NULL: none): every checkpoint_every_steps optimizer steps of the run (0: not by
+       steps; a step that ends an epoch waits for the epoch's end), at every epoch's end (after on_epoch)
+       with checkpoint_each_epoch, and when nn_fit returns NN_OK having trained since the last one. */
+    const char *checkpoint_path;
+    int checkpoint_every_steps, checkpoint_each_epoch;
+    /* 1: if checkpoint_path exists, first continue the run it holds (nn_checkpoint_load into the model,
+       opt, schedule and state; a file that exists but does not fit them, or that stopped inside an epoch
+       of another dataset or batch size, is an error with nothing changed), then train until the run has
+       done `epochs` epochs in all or stopped early; a missing file starts the run */
+    int resume;
     /* Called after each epoch; return non-zero to stop training. */
     int (*on_epoch)(const nn_epoch_report *report, void *user);
     /* Called at each of the checks_per_epoch checks (with or without a validation set), with the
@@ -948,6 +976,27 @@ NNDEF NN_NODISCARD nn_status nn_save_safetensors(const nn_model *model, const ch
    file (NN_ERROR_FORMAT) or a non-finite value (NN_ERROR_NONFINITE) changes nothing. */
 NNDEF NN_NODISCARD nn_status nn_load_safetensors(nn_model *model, const char *path, int mode, char *report,
                                                  size_t report_size);
+/* Checkpoints (docs/format.md): everything a training run needs to continue bit for bit, in one file
+   written atomically like nn_save: the model file's sections (graph, metadata, parameters, batch-norm
+   statistics), then the optimizer (kind, hyper-parameters, step count, moments), the schedule
+   (settings and state) if the run has one, the run's position (nn_fit_state: epochs, batch in the
+   epoch, shuffle generator, early stopping) and the model's random stream (dropout masks). A
+   checkpoint has its own magic: nn_load and nn_model_load refuse it, nn_checkpoint_load refuses a
+   model file. The metadata travels with the model (a program may keep its own figures there). */
+/* Writes the checkpoint of a compiled model and its optimizer (bound to it or not yet bound);
+   schedule and state may be NULL (no schedule; a run not started). Refuses NaN or infinite values
+   (NN_ERROR_NONFINITE) and an invalid schedule (NN_ERROR_ARGUMENT), writing nothing. */
+NNDEF NN_NODISCARD nn_status nn_checkpoint_save(const nn_model *model, const nn_optimizer *opt, const nn_schedule *schedule,
+                                   const nn_fit_state *state, const char *path);
+/* Reads a checkpoint into a model built and compiled in code, an optimizer of the file's kind (its
+   state allocated and bound to the model), a schedule of the file's kind (NULL when the file has
+   none) and a run state (may be NULL); the file's values replace theirs, hyper-parameters and
+   schedule settings included, and the model's metadata becomes the file's. Checks everything first
+   and on any error changes nothing: the graph as nn_load does (NN_ERROR_SHAPE), the optimizer's and
+   the schedule's kinds (NN_ERROR_ARGUMENT), an optimizer bound to another model (NN_ERROR_STATE),
+   NaN or infinite values (NN_ERROR_NONFINITE), the rest of the file (NN_ERROR_FORMAT). */
+NNDEF NN_NODISCARD nn_status nn_checkpoint_load(nn_model *model, nn_optimizer *opt, nn_schedule *schedule, nn_fit_state *state,
+                                   const char *path);
 
 #ifdef __cplusplus
 }
@@ -961,6 +1010,7 @@ NNDEF NN_NODISCARD nn_status nn_load_safetensors(nn_model *model, const char *pa
 #ifndef NN__IMPLEMENTATION_DONE
 #define NN__IMPLEMENTATION_DONE
 
+#include <errno.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -970,7 +1020,6 @@ NNDEF NN_NODISCARD nn_status nn_load_safetensors(nn_model *model, const char *pa
 #include <string.h>
 #include <time.h>
 #if defined(__unix__) || defined(__APPLE__)
-#include <errno.h>
 #include <fcntl.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -7801,12 +7850,19 @@ static nn_status nn__optimizer_check_model(const nn_model *m, const nn_optimizer
                     "%s: this optimizer is bound to another model; nn_optimizer_free or nn_optimizer_reset it first", who);
 }
 
+/* Floats of state an optimizer of this kind keeps for the model: SGD its velocity; Adam and AdamW
+   m, then v; RMSProp the square average, then the momentum buffer. */
+static size_t nn__optimizer_state_count(const nn_model *m, nn_optimizer_kind kind)
+{
+    return kind == NN_OPTIMIZER_SGD ? m->param_count : 2 * m->param_count;
+}
+
 /* The state belongs to one model, known by its id (an address could be reused by the next
    model allocated). An unbound optimizer (new, reset or freed) adopts its state if the size
    fits (reset zeroed it), else gets a new one. */
 static nn_status nn__optimizer_bind(nn_model *m, nn_optimizer *o, const char *who)
 {
-    size_t per, need;
+    size_t need;
     float *state;
     nn_status st;
     if (!o || !m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: null optimizer or uncompiled model", who);
@@ -7814,8 +7870,7 @@ static nn_status nn__optimizer_bind(nn_model *m, nn_optimizer *o, const char *wh
         return nn__fail(NN_ERROR_ARGUMENT, "%s: unknown optimizer kind %d", who, (int)o->kind);
     st = nn__optimizer_check_model(m, o, who);
     if (st != NN_OK) return st;
-    per = m->param_count;
-    need = o->kind == NN_OPTIMIZER_SGD ? per : 2 * per; /* velocity | m, v | square average, momentum */
+    need = nn__optimizer_state_count(m, o->kind);
     if (o->state && o->state_count == need) {
         o->bound_model = m->id;
         return NN_OK;
@@ -8856,39 +8911,32 @@ typedef struct nn__fit_loop {
     nn_metrics val;             /* the latest validation */
     int stop, show;             /* stop requested; progress bar on */
     /* the current epoch */
-    int epoch, last_epoch, checks, next_check, check_correct, check_seen;
-    double check_loss, t_check, val_time;
+    int epoch, last_epoch, checks, next_check;
+    double t_check, val_time;
     uint64_t next_epoch_rng;    /* the shuffle generator after this epoch's shuffle: the next epoch's start */
+    int epoch_whole;            /* its last batch is done: its figures moved here from the run */
+    double epoch_loss_sum;
+    int epoch_samples, epoch_correct;
+    int64_t saved_steps;        /* the run's steps at the last checkpoint written (or at the start) */
 } nn__fit_loop;
 
-/* After step `step` (1-based) of `steps` in the epoch, on a batch of `samples` with `hits` right
-   predictions; totals covers the epoch's steps in this call. Sets f->stop to end training. */
-static nn_status nn__fit_after_step(nn__fit_loop *f, int step, int steps, float loss, int samples, int hits,
-                                    const nn__pass_totals *totals)
+/* Writes the run's checkpoint (options->checkpoint_path). */
+static nn_status nn__checkpoint_save(const nn_model *m, const nn_optimizer *o, const nn_schedule *s, const nn_fit_state *run,
+                                     const char *path);
+static nn_status nn__fit_checkpoint(nn__fit_loop *f)
+{
+    nn_status st = nn__checkpoint_save(f->model, f->opt, f->options->schedule, f->run, f->options->checkpoint_path);
+    if (st == NN_OK) f->saved_steps = f->run->steps;
+    return st;
+}
+
+/* One of the epoch's checks: validation and early stopping, then on_check with the figures of the
+   steps since the previous check. */
+static nn_status nn__fit_check(nn__fit_loop *f, nn_fit_state *run)
 {
     const nn_fit_options *o = f->options;
-    nn_fit_state *run = f->run;
     nn_epoch_report check;
     double tv;
-    f->result.steps++;
-    run->steps++;
-    run->batches_done = step;
-    if (step == steps) { /* the epoch is whole: the run stands at the next one's start */
-        run->epochs_done++;
-        run->batches_done = 0;
-        run->epoch_rng = f->next_epoch_rng;
-    }
-    f->rate = f->opt->learning_rate;
-    if (o->schedule && o->schedule_per_step) {
-        nn_status st = nn_schedule_step(o->schedule, f->opt);
-        if (st != NN_OK) return st;
-    }
-    f->check_loss += (double)loss * samples;
-    f->check_seen += samples;
-    f->check_correct += hits;
-    if (f->show && ((step - 1) % NN__MAX(1, steps / 100) == 0 || step == steps))
-        nn__progress(f->epoch, f->last_epoch, step, steps, totals->loss_sum / totals->seen, f->rate);
-    if ((!o->validation && !o->on_check) || step != (int)((long long)f->next_check * steps / f->checks)) return NN_OK;
     tv = nn_seconds();
     f->next_check++;
     memset(&check, 0, sizeof check);
@@ -8903,19 +8951,68 @@ static nn_status nn__fit_after_step(nn__fit_loop *f, int step, int steps, float 
         } else if (o->patience > 0 && ++run->checks_since_best >= o->patience) {
             f->stop = 1;
             f->result.stopped_early = 1;
+            run->stopped_early = 1;
         }
     }
     f->val_time += nn_seconds() - tv;
     check.epoch = f->epoch;
     check.steps = run->steps;
-    check.train_loss = f->check_loss / f->check_seen;
-    check.train_accuracy = 100.0 * f->check_correct / f->check_seen;
+    check.train_loss = run->check_loss_sum / run->check_samples;
+    check.train_accuracy = 100.0 * run->check_correct / run->check_samples;
     check.seconds = tv - f->t_check;
     check.learning_rate = f->rate;
-    f->check_loss = 0.0;
-    f->check_correct = f->check_seen = 0;
+    run->check_loss_sum = 0.0;
+    run->check_samples = run->check_correct = 0;
     if (o->on_check && o->on_check(&check, o->user)) f->stop = 1;
     f->t_check = nn_seconds();
+    return NN_OK;
+}
+
+/* After step `step` (1-based) of `steps` in the epoch, on a batch of `samples` with `hits` right
+   predictions; totals covers the epoch's steps in this call. Sets f->stop to end training. */
+static nn_status nn__fit_after_step(nn__fit_loop *f, int step, int steps, float loss, int samples, int hits,
+                                    const nn__pass_totals *totals)
+{
+    const nn_fit_options *o = f->options;
+    nn_fit_state *run = f->run;
+    f->result.steps++;
+    run->steps++;
+    run->batches_done = step;
+    run->epoch_loss_sum += (double)loss * samples;
+    run->epoch_samples += samples;
+    run->epoch_correct += hits;
+    run->check_loss_sum += (double)loss * samples;
+    run->check_samples += samples;
+    run->check_correct += hits;
+    if (step == steps) { /* the epoch is whole: the run stands at the next one's start, its figures go to the report */
+        f->epoch_whole = 1;
+        f->epoch_loss_sum = run->epoch_loss_sum;
+        f->epoch_samples = run->epoch_samples;
+        f->epoch_correct = run->epoch_correct;
+        run->epoch_loss_sum = 0.0;
+        run->epoch_samples = run->epoch_correct = 0;
+        run->epochs_done++;
+        run->batches_done = 0;
+        run->epoch_rng = f->next_epoch_rng;
+    }
+    f->rate = f->opt->learning_rate;
+    if (o->schedule && o->schedule_per_step) {
+        nn_status st = nn_schedule_step(o->schedule, f->opt);
+        if (st != NN_OK) return st;
+    }
+    if (f->show && ((step - 1) % NN__MAX(1, steps / 100) == 0 || step == steps))
+        nn__progress(f->epoch, f->last_epoch, step, steps, totals->loss_sum / totals->seen, f->rate);
+    if ((o->validation || o->on_check) && step == (int)((long long)f->next_check * steps / f->checks)) {
+        nn_status st = nn__fit_check(f, run);
+        if (st != NN_OK) return st;
+    }
+    if (step == steps) { /* the next epoch's checks count from its start */
+        run->check_loss_sum = 0.0;
+        run->check_samples = run->check_correct = 0;
+    }
+    /* every checkpoint_every_steps steps; when the step ends the epoch, at the epoch's end (nn__fit) */
+    if (o->checkpoint_path && o->checkpoint_every_steps > 0 && step != steps && run->steps % o->checkpoint_every_steps == 0)
+        return nn__fit_checkpoint(f);
     return NN_OK;
 }
 
@@ -8960,15 +9057,45 @@ static nn_status nn__train_pass(nn_model *m, nn_optimizer *opt, const nn_dataset
     return st;
 }
 
+/* A run state nn_fit can continue and a checkpoint hold (a zeroed one: a run not started). bad: the
+   status of a value out of range (NN_ERROR_ARGUMENT for the caller's, NN_ERROR_FORMAT for a file's);
+   NaN and infinities are NN_ERROR_NONFINITE. who starts the messages. */
+static nn_status nn__fit_state_check(const nn_fit_state *r, nn_status bad, const char *who)
+{
+    if (isnan(r->best_val_loss) || r->best_val_loss == -INFINITY || !isfinite(r->epoch_loss_sum) || !isfinite(r->check_loss_sum))
+        return nn__fail(NN_ERROR_NONFINITE, "%s: the run's best validation loss (%g) or loss sums (%g, %g) are not finite", who,
+                        r->best_val_loss, r->epoch_loss_sum, r->check_loss_sum);
+    if ((r->started != 0 && r->started != 1) || (r->stopped_early != 0 && r->stopped_early != 1) || r->epochs_done < 0 ||
+        r->batches_done < 0 || r->steps < 0 || r->sample_count < 0 || r->batch_size < 0 || r->checks_since_best < 0 ||
+        r->epoch_samples < 0 || r->epoch_correct < 0 || r->epoch_correct > r->epoch_samples || r->check_samples < 0 ||
+        r->check_correct < 0 || r->check_correct > r->check_samples || r->check_samples > r->epoch_samples ||
+        (r->batches_done == 0 && (r->epoch_samples != 0 || r->epoch_loss_sum != 0.0 || r->check_loss_sum != 0.0)) ||
+        (r->batches_done > 0 && (r->sample_count < 1 || r->batch_size < 1 ||
+                                 r->batches_done >= (int)(((long long)r->sample_count + r->batch_size - 1) / r->batch_size))))
+        return nn__fail(bad, "%s: the run state (started %d, epoch %d, batch %d of an epoch of %d samples in batches of %d, "
+                        "step %lld, %d and %d samples counted) is not one a run can have", who, r->started, r->epochs_done,
+                        r->batches_done, r->sample_count, r->batch_size, (long long)r->steps, r->epoch_samples,
+                        r->check_samples);
+    if (!r->started) {
+        nn_fit_state zero;
+        memset(&zero, 0, sizeof zero);
+        if (memcmp(r, &zero, sizeof zero) != 0)
+            return nn__fail(bad, "%s: a run that has not started holds values (epoch %d, step %lld)", who, r->epochs_done,
+                            (long long)r->steps);
+    }
+    return NN_OK;
+}
+
 /* The run nn_fit continues: checked against this call's data before anything changes. */
 static nn_status nn__fit_check_state(const nn_fit_state *run, const nn_dataset *train, const nn_fit_options *options)
 {
     const int steps = (train->count + options->batch_size - 1) / options->batch_size;
+    nn_status st;
     if (!run || !run->started) return NN_OK;
-    if (run->epochs_done < 0 || run->batches_done < 0 || run->steps < 0 || run->checks_since_best < 0 ||
-        options->epochs > INT_MAX - run->epochs_done)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: the state to continue is not a run's (epoch %d, batch %d, step %lld)",
-                        run->epochs_done, run->batches_done, (long long)run->steps);
+    if ((st = nn__fit_state_check(run, NN_ERROR_ARGUMENT, "nn_fit")) != NN_OK) return st;
+    if (options->epochs > INT_MAX - run->epochs_done)
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: %d more epochs after %d overflow the epoch count", options->epochs,
+                        run->epochs_done);
     if (run->batches_done > 0 &&
         (run->sample_count != train->count || run->batch_size != options->batch_size || run->batches_done >= steps))
         return nn__fail(NN_ERROR_ARGUMENT,
@@ -8978,13 +9105,34 @@ static nn_status nn__fit_check_state(const nn_fit_state *run, const nn_dataset *
     return NN_OK;
 }
 
+/* Whether path names something that exists: 0 only when opening it fails for want of the file
+   (ENOENT), so that a file that cannot be read is an error rather than a fresh start. */
+static int nn__path_exists(const char *path)
+{
+    FILE *f;
+    errno = 0;
+    f = fopen(path, "rb");
+    if (f) {
+        fclose(f);
+        return 1;
+    }
+#ifdef ENOENT
+    return errno != ENOENT;
+#else
+    return 0;
+#endif
+}
+
+static nn_status nn__checkpoint_load(nn_model *m, nn_optimizer *opt, nn_schedule *schedule, nn_fit_state *state, const char *path,
+                                     const nn_dataset *train, const nn_fit_options *fit);
+
 static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train, const nn_fit_options *options,
                          nn_fit_result *result)
 {
     nn__fit_loop f;
     nn__batches b;
     nn_fit_state fresh;
-    int e, i;
+    int e, i, epochs;
     const double t_start = nn_seconds();
     nn_status st = nn__check_dataset(m, train, 1, "nn_fit");
     memset(&f, 0, sizeof f);
@@ -8995,8 +9143,6 @@ static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train
     if (options->epochs < 0 || options->batch_size <= 0 || options->batch_size > m->max_batch)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: batch size %d must be in [1, %d] and epochs non-negative",
                         options->batch_size, m->max_batch);
-    st = nn__fit_check_state(options->state, train, options);
-    if (st != NN_OK) return st;
     if (options->validation) {
         st = nn__check_dataset(m, options->validation, 0, "nn_fit (validation)");
         if (st != NN_OK) return st;
@@ -9006,24 +9152,39 @@ static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train
                         options->clip_grad_value, options->clip_grad_norm);
     if (options->schedule && options->schedule->kind == NN_SCHEDULE_PLATEAU && options->schedule_per_step)
         return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: a plateau schedule steps once per epoch (set schedule_per_step to 0)");
+    if (options->checkpoint_every_steps < 0 || (options->checkpoint_path && !*options->checkpoint_path) ||
+        (options->resume && !options->checkpoint_path))
+        return nn__fail(NN_ERROR_ARGUMENT, "nn_fit: checkpoint_every_steps %d must be >= 0, and resume needs a checkpoint_path "
+                        "(not an empty one)", options->checkpoint_every_steps);
     f.model = m;
     f.opt = opt;
     f.options = options;
+    f.run = options->state ? options->state : &fresh;
     st = nn__batches_alloc(&b, train, options->batch_size, "nn_fit");
     if (st != NN_OK) goto done;
-    st = nn__optimizer_bind(m, opt, "nn_fit");
+    /* the run to continue: the checkpoint's (checked against this call whole before it replaces
+       anything) or the caller's state */
+    if (options->resume && nn__path_exists(options->checkpoint_path)) {
+        st = nn__checkpoint_load(m, opt, options->schedule, f.run, options->checkpoint_path, train, options);
+    } else {
+        st = nn__fit_check_state(options->state, train, options);
+    }
+    if (st == NN_OK) st = nn__optimizer_bind(m, opt, "nn_fit");
     if (st == NN_OK && options->schedule && !options->schedule->started) st = nn_schedule_start(options->schedule, opt);
     if (st != NN_OK) goto done;
-    f.run = options->state ? options->state : &fresh;
     if (!f.run->started) {
         memset(f.run, 0, sizeof *f.run);
         f.run->started = 1;
         f.run->epoch_rng = nn_rng_new(options->seed).state;
         f.run->best_val_loss = INFINITY;
     }
+    /* with resume, epochs counts the whole run's */
+    epochs = !options->resume ? options->epochs : f.run->stopped_early ? 0 : NN__MAX(0, options->epochs - f.run->epochs_done);
+    if (options->resume) f.result.stopped_early = f.run->stopped_early;
+    f.saved_steps = f.run->steps;
     f.show = options->progress > 0 || (options->progress < 0 && nn__stderr_is_terminal());
-    f.last_epoch = f.run->epochs_done + options->epochs;
-    for (e = 0; e < options->epochs && !f.stop; e++) {
+    f.last_epoch = f.run->epochs_done + epochs;
+    for (e = 0; e < epochs && !f.stop; e++) {
         nn_epoch_report report;
         nn__pass_totals totals;
         nn_rng rng = nn_rng_new(f.run->epoch_rng);
@@ -9032,10 +9193,9 @@ static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train
         f.epoch = f.run->epochs_done + 1;
         f.checks = NN__MAX(1, options->checks_per_epoch);
         for (f.next_check = 1; (long long)f.next_check * steps / f.checks <= first_step; f.next_check++) {}
-        f.check_loss = 0.0;
-        f.check_correct = f.check_seen = 0;
         f.t_check = t0;
         f.val_time = 0.0;
+        f.epoch_whole = 0;
         /* this epoch's order: the dataset's, shuffled by the generator as it was at the epoch's start */
         for (i = 0; i < train->count; i++) b.order[i] = i;
         if (options->shuffle) nn_rng_shuffle(&rng, b.order, train->count);
@@ -9048,23 +9208,38 @@ static nn_status nn__fit(nn_model *m, nn_optimizer *opt, const nn_dataset *train
         memset(&report, 0, sizeof report);
         report.epoch = f.epoch;
         report.steps = f.run->steps;
-        report.train_loss = totals.seen ? totals.loss_sum / totals.seen : 0.0;
-        report.train_accuracy = totals.seen ? 100.0 * totals.correct / totals.seen : 0.0;
+        { /* the whole epoch's figures (also the steps before a continuation), or those of the part run */
+            const double loss_sum = f.epoch_whole ? f.epoch_loss_sum : f.run->epoch_loss_sum;
+            const int samples = f.epoch_whole ? f.epoch_samples : f.run->epoch_samples;
+            const int correct = f.epoch_whole ? f.epoch_correct : f.run->epoch_correct;
+            report.train_loss = samples ? loss_sum / samples : 0.0;
+            report.train_accuracy = samples ? 100.0 * correct / samples : 0.0;
+        }
         report.val_loss = options->validation ? f.val.loss : 0.0;
         report.val_accuracy = options->validation ? f.val.accuracy : 0.0;
         report.seconds = nn_seconds() - t0 - f.val_time;
         report.learning_rate = f.rate;
         f.result.epochs = e + 1;
-        if (options->schedule && !options->schedule_per_step) {
+        /* a per-epoch schedule steps when the epoch's last batch is done: not after a stop inside the
+           epoch, which a later call (or a resumed checkpoint) continues */
+        if (options->schedule && !options->schedule_per_step && f.epoch_whole) {
             st = options->schedule->kind == NN_SCHEDULE_PLATEAU
                      ? nn_schedule_plateau_step(options->schedule, opt, options->validation ? f.val.loss : report.train_loss)
                      : nn_schedule_step(options->schedule, opt);
             if (st != NN_OK) goto done;
         }
         if (options->on_epoch && options->on_epoch(&report, options->user)) f.stop = 1;
+        /* the epoch's checkpoint, after on_epoch (which may have added to the model's metadata) */
+        if (options->checkpoint_path && f.run->steps != f.saved_steps &&
+            (options->checkpoint_each_epoch ||
+             (options->checkpoint_every_steps > 0 && f.run->steps % options->checkpoint_every_steps == 0))) {
+            st = nn__fit_checkpoint(&f);
+            if (st != NN_OK) goto done;
+        }
     }
+    if (options->checkpoint_path && f.run->steps != f.saved_steps) st = nn__fit_checkpoint(&f);
 done:
-    f.result.best_val_loss = f.run ? f.run->best_val_loss : INFINITY;
+    f.result.best_val_loss = f.run->started ? f.run->best_val_loss : INFINITY;
     f.result.seconds = nn_seconds() - t_start;
     if (result) *result = f.result;
     nn__batches_free(&b);
@@ -9126,6 +9301,8 @@ NNDEF nn_status nn_train_epoch(nn_model *m, nn_optimizer *opt, const nn_dataset 
    ====================================================================================== */
 #define NN__FILE_MAGIC "NNHMODEL"
 #define NN__FILE_VERSION 2u     /* what nn_save writes; nn_load also reads version 1 */
+#define NN__CHECKPOINT_MAGIC "NNHCHKPT"
+#define NN__CHECKPOINT_VERSION 1u /* what nn_checkpoint_save writes and nn_checkpoint_load reads */
 #define NN__FILE_HEADER 16      /* magic, version, section count */
 #define NN__FILE_V1_HEADER 40   /* version 1: magic, version, reserved, fingerprint, two counts */
 #define NN__MAX_NODES 4096      /* most nodes a file's graph may have */
@@ -9248,6 +9425,12 @@ static void nn__write_f32(nn__writer *w, float v)
     memcpy(&bits, &v, 4);
     nn__write_u32(w, bits);
 }
+static void nn__write_f64(nn__writer *w, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    nn__write_u64(w, bits);
+}
 static void nn__write_floats(nn__writer *w, const float *x, size_t n)
 {
     unsigned char *p = n <= ((size_t)-1) / 4 ? nn__writer_space(w, 4 * n) : NULL;
@@ -9261,11 +9444,11 @@ static void nn__write_string(nn__writer *w, const char *s)
     nn__write_u32(w, (uint32_t)n);
     nn__write_bytes(w, s, n);
 }
-/* The file header: magic, version, the number of sections that follow. */
-static void nn__write_file_header(nn__writer *w, uint32_t sections)
+/* The file header: magic (a model file's or a checkpoint's), version, the number of sections that follow. */
+static void nn__write_file_header(nn__writer *w, const char *magic, uint32_t version, uint32_t sections)
 {
-    nn__write_bytes(w, NN__FILE_MAGIC, 8);
-    nn__write_u32(w, NN__FILE_VERSION);
+    nn__write_bytes(w, magic, 8);
+    nn__write_u32(w, version);
     nn__write_u32(w, sections);
 }
 /* A section: its tag and a length that nn__section_end fills in once the payload is written.
@@ -9327,19 +9510,28 @@ static float nn__read_f32(nn__reader *r)
     memcpy(&v, &bits, 4);
     return v;
 }
+static double nn__read_f64(nn__reader *r)
+{
+    const uint64_t bits = nn__read_u64(r);
+    double v;
+    memcpy(&v, &bits, 8);
+    return v;
+}
 
 /* The sections a file may hold, in the order they must come, each at most once: GRPH the graph,
    META the metadata, PARM the parameters (nn_params order), STAT the batch-norm statistics
-   (nn_state order). Every file holds these first NN__MODEL_SECTIONS; sections a later kind of
-   file adds (a checkpoint's optimiser state, ...) go after them, here and in the tags. */
-enum { NN__GRPH, NN__META, NN__PARM, NN__STAT, NN__MODEL_SECTIONS, NN__SECTION_KINDS = NN__MODEL_SECTIONS };
-static const char nn__section_tags[NN__SECTION_KINDS][5] = {"GRPH", "META", "PARM", "STAT"};
+   (nn_state order). Every file holds these first NN__MODEL_SECTIONS; a checkpoint adds OPTM the
+   optimizer, SCHD the schedule (only when the run has one) and RUNS the run's position. */
+enum { NN__GRPH, NN__META, NN__PARM, NN__STAT, NN__MODEL_SECTIONS, NN__OPTM = NN__MODEL_SECTIONS, NN__SCHD, NN__RUNS,
+       NN__SECTION_KINDS };
+static const char nn__section_tags[NN__SECTION_KINDS][5] = {"GRPH", "META", "PARM", "STAT", "OPTM", "SCHD", "RUNS"};
 
 /* A file read whole, its frame checked: each section's payload as a reader of its own. */
 typedef struct nn__file {
     const char *path;
     unsigned char *data;
     size_t size;
+    int checkpoint;             /* the checkpoint magic (else a model file) */
     uint32_t version;
     int present[NN__SECTION_KINDS];
     nn__reader section[NN__SECTION_KINDS];
@@ -9351,11 +9543,13 @@ static void nn__file_free(nn__file *f)
     f->data = NULL;
 }
 
-/* Reads path and checks its frame: the magic and the version; for version 2 also the sections
-   (known tags in the order above, each once, the model sections present, lengths inside the
-   file, the file ending right after the last one's CRC) and the CRC. A version-1 file is only checked
-   for its magic here (nn__load_v1 does the rest). */
-static nn_status nn__file_read(const char *path, nn__file *f)
+/* Reads path and checks its frame: the magic (a model file's or a checkpoint's) and the version;
+   for a model file of version 2 and a checkpoint also the sections (known tags in the order above,
+   each once, those of the file's kind only and all it needs present, lengths inside the file, the
+   file ending right after the last one's CRC) and the CRC. A version-1 file is only checked for its
+   magic here (nn__load_v1 does the rest). The caller refuses the kind of file it does not read;
+   what names the kind it reads, for the message about a file of neither magic. */
+static nn_status nn__file_read(const char *path, nn__file *f, const char *what)
 {
     nn__reader r;
     uint32_t sections, k;
@@ -9365,13 +9559,20 @@ static nn_status nn__file_read(const char *path, nn__file *f)
     f->path = path;
     st = nn__read_file(path, &f->data, &f->size, (size_t)1 << 34);
     if (st != NN_OK) return st;
-    if (f->size < 12 || memcmp(f->data, NN__FILE_MAGIC, 8) != 0) {
-        st = nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h model file (bad magic or shorter than a header)", path);
+    f->checkpoint = f->size >= 12 && memcmp(f->data, NN__CHECKPOINT_MAGIC, 8) == 0;
+    if (f->size < 12 || (!f->checkpoint && memcmp(f->data, NN__FILE_MAGIC, 8) != 0)) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: not an nn.h %s (bad magic or shorter than a header)", path, what);
         goto fail;
     }
     f->version = nn__get_u32(f->data + 8);
-    if (f->version == 1) return NN_OK;
-    if (f->version != NN__FILE_VERSION) {
+    if (f->checkpoint && f->version != NN__CHECKPOINT_VERSION) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: checkpoint version %u, this build reads version %u (%s)", path,
+                      (unsigned)f->version, NN__CHECKPOINT_VERSION,
+                      f->version > NN__CHECKPOINT_VERSION ? "written by a newer nn.h" : "corrupt");
+        goto fail;
+    }
+    if (!f->checkpoint && f->version == 1) return NN_OK;
+    if (!f->checkpoint && f->version != NN__FILE_VERSION) {
         st = nn__fail(NN_ERROR_FORMAT, "%s: file version %u, this build reads versions 1 and %u", path, (unsigned)f->version,
                       NN__FILE_VERSION);
         goto fail;
@@ -9402,6 +9603,11 @@ static nn_status nn__file_read(const char *path, nn__file *f)
             st = nn__fail(NN_ERROR_FORMAT, "%s: unknown section \"%s\" (corrupt, or written by a newer nn.h)", path, shown);
             goto fail;
         }
+        if (!f->checkpoint && kind >= NN__MODEL_SECTIONS) {
+            st = nn__fail(NN_ERROR_FORMAT, "%s: a model file holding section %s, which only a checkpoint has (corrupt)", path,
+                          nn__section_tags[kind]);
+            goto fail;
+        }
         if (kind <= last) {
             st = nn__fail(NN_ERROR_FORMAT, "%s: section %s %s", path, nn__section_tags[kind],
                           kind == last ? "appears twice" : "is out of order");
@@ -9423,8 +9629,8 @@ static nn_status nn__file_read(const char *path, nn__file *f)
                       (unsigned)k);
         goto fail;
     }
-    for (kind = 0; kind < NN__MODEL_SECTIONS; kind++)
-        if (!f->present[kind]) {
+    for (kind = 0; kind < NN__SECTION_KINDS; kind++)
+        if (!f->present[kind] && (kind < NN__MODEL_SECTIONS || (f->checkpoint && kind != NN__SCHD))) {
             st = nn__fail(NN_ERROR_FORMAT, "%s: no %s section", path, nn__section_tags[kind]);
             goto fail;
         }
@@ -9895,25 +10101,33 @@ static void nn__write_model_sections(nn__writer *w, const nn_model *m)
     nn__write_values(w, NN__STAT, m->state, m->state_count);
 }
 
+/* What nn_save and nn_checkpoint_save check before they write the model's sections: a compiled
+   model, a file name, finite values and a graph a file can hold (a file a reader would refuse is
+   not written at all). */
+static nn_status nn__check_savable(const nn_model *m, const char *path, const char *who)
+{
+    size_t bad;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
+    if (!path || !*path) return nn__fail(NN_ERROR_ARGUMENT, "%s: empty file name", who);
+    if ((bad = nn__first_nonfinite(m->params, m->param_count)) < m->param_count)
+        return nn__fail(NN_ERROR_NONFINITE, "%s: parameter %zu is %g; nothing was written", who, bad, (double)m->params[bad]);
+    if ((bad = nn__first_nonfinite(m->state, m->state_count)) < m->state_count)
+        return nn__fail(NN_ERROR_NONFINITE, "%s: batch-norm statistic %zu is %g; nothing was written", who, bad,
+                        (double)m->state[bad]);
+    if (nn__saved_count(m) > NN__MAX_NODES)
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: %d layers, more than the %d a model file holds; nothing was written", who,
+                        nn__saved_count(m), NN__MAX_NODES);
+    return NN_OK;
+}
+
 static nn_status nn__save(const nn_model *m, const char *path)
 {
     nn__writer w;
-    size_t bad;
-    nn_status st;
-    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_save: compile the model first");
-    if (!path || !*path) return nn__fail(NN_ERROR_ARGUMENT, "nn_save: empty file name");
-    /* a file nn_load would refuse is not written at all */
-    if ((bad = nn__first_nonfinite(m->params, m->param_count)) < m->param_count)
-        return nn__fail(NN_ERROR_NONFINITE, "nn_save: parameter %zu is %g; nothing was written", bad, (double)m->params[bad]);
-    if ((bad = nn__first_nonfinite(m->state, m->state_count)) < m->state_count)
-        return nn__fail(NN_ERROR_NONFINITE, "nn_save: batch-norm statistic %zu is %g; nothing was written", bad,
-                        (double)m->state[bad]);
-    if (nn__saved_count(m) > NN__MAX_NODES)
-        return nn__fail(NN_ERROR_ARGUMENT, "nn_save: %d layers, more than the %d a model file holds; nothing was written",
-                        nn__saved_count(m), NN__MAX_NODES);
+    nn_status st = nn__check_savable(m, path, "nn_save");
+    if (st != NN_OK) return st;
     memset(&w, 0, sizeof w);
     nn__writer_reserve(&w, 4 * (m->param_count + m->state_count) + 4096);
-    nn__write_file_header(&w, NN__MODEL_SECTIONS);
+    nn__write_file_header(&w, NN__FILE_MAGIC, NN__FILE_VERSION, NN__MODEL_SECTIONS);
     nn__write_model_sections(&w, m);
     nn__write_crc(&w);
     if (w.failed) return nn__fail(NN_ERROR_MEMORY, "nn_save: out of memory assembling the file; nothing was written");
@@ -9987,15 +10201,17 @@ NNDEF nn_status nn_save(const nn_model *m, const char *path)
     return st;
 }
 
-/* Version 2 into a model built in code: the graphs must agree node by node (names and the loss
-   aside); then the values and the metadata replace the model's. */
-static nn_status nn__load_v2(nn_model *m, const nn__file *f)
+/* The model sections of a version-2 file or a checkpoint against a model built in code: the graphs
+   must agree node by node (names and the loss aside), the values fit and be finite; the metadata is
+   parsed into *meta (the caller's to free, or to hand to nn__model_sections_apply). */
+static nn_status nn__model_sections_check(const nn_model *m, const nn__file *f, nn__meta **meta, int *meta_count)
 {
     nn__graph g;
-    nn__meta *meta = NULL;
-    int i, position = 0, meta_count = 0;
+    int i, position = 0;
     const int count = nn__saved_count(m);
     nn_status st = nn__read_graph(f, &g);
+    *meta = NULL;
+    *meta_count = 0;
     if (st != NN_OK) return st;
     for (i = 0; i <= m->output->index; i++) {
         const nn_node *n = m->nodes[i];
@@ -10021,16 +10237,37 @@ static nn_status nn__load_v2(nn_model *m, const nn__file *f)
         goto done;
     }
     st = nn__check_values(f, m->param_count, m->state_count);
-    if (st == NN_OK) st = nn__read_meta(f, &meta, &meta_count);
-    if (st != NN_OK) goto done;
+    if (st == NN_OK) st = nn__read_meta(f, meta, meta_count);
+done:
+    NN_FREE(g.nodes);
+    return st;
+}
+
+/* The checked values and metadata (now the model's) replace the model's. */
+static void nn__model_sections_apply(nn_model *m, const nn__file *f, nn__meta *meta, int meta_count)
+{
     nn__get_floats(f->section[NN__PARM].data, m->params, m->param_count);
     nn__get_floats(f->section[NN__STAT].data, m->state, m->state_count);
     nn__meta_free(m->meta, m->meta_count);
     m->meta = meta;
     m->meta_count = meta_count;
-done:
-    NN_FREE(g.nodes);
+}
+
+/* Version 2 into a model built in code. */
+static nn_status nn__load_v2(nn_model *m, const nn__file *f)
+{
+    nn__meta *meta;
+    int meta_count;
+    nn_status st = nn__model_sections_check(m, f, &meta, &meta_count);
+    if (st == NN_OK) nn__model_sections_apply(m, f, meta, meta_count);
     return st;
+}
+
+/* A model reader's answer to a checkpoint. */
+static nn_status nn__refuse_checkpoint(const nn__file *f, const char *who)
+{
+    return nn__fail(NN_ERROR_FORMAT, "%s: a checkpoint (nn_checkpoint_save), not a model file: %s reads model files; "
+                    "nn_checkpoint_load reads checkpoints", f->path, who);
 }
 
 static nn_status nn__load(nn_model *m, const char *path)
@@ -10038,9 +10275,9 @@ static nn_status nn__load(nn_model *m, const char *path)
     nn__file f;
     nn_status st;
     if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "nn_load: compile the model first");
-    st = nn__file_read(path, &f);
+    st = nn__file_read(path, &f, "model file");
     if (st != NN_OK) return st;
-    st = f.version == 1 ? nn__load_v1(m, &f) : nn__load_v2(m, &f);
+    st = f.checkpoint ? nn__refuse_checkpoint(&f, "nn_load") : f.version == 1 ? nn__load_v1(m, &f) : nn__load_v2(m, &f);
     nn__file_free(&f);
     return st;
 }
@@ -10129,9 +10366,13 @@ NNDEF nn_status nn_model_load(const char *path, int max_batch, nn_model **out)
     *out = NULL;
     if (max_batch < 1 || max_batch > (1 << 24))
         return nn__fail(NN_ERROR_ARGUMENT, "nn_model_load: max_batch %d is not in [1, 2^24]", max_batch);
-    st = nn__file_read(path, &f);
+    st = nn__file_read(path, &f, "model file");
     if (st != NN_OK) return st;
     memset(&g, 0, sizeof g);
+    if (f.checkpoint) {
+        st = nn__refuse_checkpoint(&f, "nn_model_load");
+        goto done;
+    }
     if (f.version == 1) {
         st = nn__fail(NN_ERROR_FORMAT, "%s: a version-1 file holds no graph: build the model in code and read the file with "
                       "nn_load", path);
@@ -10876,6 +11117,441 @@ NNDEF nn_status nn_load_safetensors(nn_model *m, const char *path, int mode, cha
     nn_status st = nn__model_enter(m, "nn_load_safetensors");
     if (st != NN_OK) return st;
     st = nn__load_safetensors(m, path, mode, report, report_size);
+    nn__model_leave(m);
+    return st;
+}
+
+/* ======================================================================================
+   Checkpoints (docs/format.md): the model file's four sections, then OPTM the optimizer, SCHD the
+   schedule (when the run has one) and RUNS the run's position, under their own magic and version.
+   Every value is written as it is in memory (floats and doubles bit for bit, flags as 0 or 1), and
+   the reader accepts only what the writer writes, so a checkpoint loaded and saved again is the
+   same bytes. A load checks the whole file against the objects it goes into before it changes any.
+   ====================================================================================== */
+static const char *nn__optimizer_name(nn_optimizer_kind kind)
+{
+    static const char *const names[NN_OPTIMIZER_COUNT] = {"SGD", "Adam", "AdamW", "RMSProp"};
+    return (unsigned)kind < (unsigned)NN_OPTIMIZER_COUNT ? names[kind] : "unknown";
+}
+
+static const char *nn__schedule_name(nn_schedule_kind kind)
+{
+    static const char *const names[NN_SCHEDULE_COUNT] = {"a StepLR schedule", "a MultiStepLR schedule",
+        "an ExponentialLR schedule", "a CosineAnnealingLR schedule", "a OneCycleLR schedule", "a ReduceLROnPlateau schedule"};
+    return (unsigned)kind < (unsigned)NN_SCHEDULE_COUNT ? names[kind] : "a schedule of unknown kind";
+}
+
+/* The optimizer's float settings, in the file's order (what a checkpoint requires to be finite). */
+#define NN__OPTIMIZER_SETTINGS 8
+static void nn__optimizer_settings(const nn_optimizer *o, float v[NN__OPTIMIZER_SETTINGS])
+{
+    v[0] = o->learning_rate; v[1] = o->weight_decay; v[2] = o->momentum; v[3] = o->dampening;
+    v[4] = o->beta1; v[5] = o->beta2; v[6] = o->epsilon; v[7] = o->alpha;
+}
+static const char *const nn__optimizer_setting_names[NN__OPTIMIZER_SETTINGS] = {
+    "learning_rate", "weight_decay", "momentum", "dampening", "beta1", "beta2", "epsilon", "alpha"};
+
+/* The schedule's double values, settings then state, in the order nn__schedule_doubles names them;
+   every one but the best metric (INFINITY before the first plateau step) must be finite. */
+#define NN__SCHEDULE_DOUBLES 15
+static void nn__schedule_doubles(const nn_schedule *s, double v[NN__SCHEDULE_DOUBLES])
+{
+    v[0] = s->gamma; v[1] = s->min_rate; v[2] = s->max_rate; v[3] = s->pct_start; v[4] = s->div_factor;
+    v[5] = s->final_div_factor; v[6] = s->base_momentum; v[7] = s->max_momentum; v[8] = s->factor; v[9] = s->threshold;
+    v[10] = s->eps; v[11] = s->warmup_start_factor; v[12] = s->base_rate; v[13] = s->rate; v[14] = s->best;
+}
+static const char *const nn__schedule_double_names[NN__SCHEDULE_DOUBLES] = {
+    "gamma", "min_rate", "max_rate", "pct_start", "div_factor", "final_div_factor", "base_momentum", "max_momentum",
+    "factor", "threshold", "eps", "warmup_start_factor", "base_rate", "rate", "best"};
+
+/* A schedule a checkpoint can hold: settings nn_schedule_start accepts and a state a run of it can
+   have. bad: the status of a value out of range (NN_ERROR_ARGUMENT saving, NN_ERROR_FORMAT reading);
+   NaN and infinities are NN_ERROR_NONFINITE. who starts the messages. */
+static nn_status nn__schedule_state_check(const nn_schedule *s, nn_status bad, const char *who)
+{
+    double v[NN__SCHEDULE_DOUBLES];
+    int i;
+    nn__schedule_doubles(s, v);
+    for (i = 0; i < NN__SCHEDULE_DOUBLES; i++)
+        if (i < NN__SCHEDULE_DOUBLES - 1 ? !isfinite(v[i]) : isnan(v[i]))
+            return nn__fail(NN_ERROR_NONFINITE, "%s: the schedule's %s is %g", who, nn__schedule_double_names[i], v[i]);
+    if (nn__schedule_check(s, who) != NN_OK) return nn__fail(bad, "%s", nn_last_error());
+    if ((s->started != 0 && s->started != 1) || s->step < 0 || s->bad_steps < 0 || s->cooldown_left < 0 ||
+        (s->started && !(s->base_rate >= 0.0)))
+        return nn__fail(bad, "%s: the schedule's state (started %d, step %lld, base rate %g, %d bad steps, cooldown %d) is "
+                        "not one a run can have", who, s->started, (long long)s->step, s->base_rate, s->bad_steps,
+                        s->cooldown_left);
+    return NN_OK;
+}
+
+/* OPTM: kind, the float settings, nesterov, step count, state count, then the state (zeros for an
+   optimizer that has no state for this model yet: what binding it would give). */
+static void nn__write_optimizer(nn__writer *w, const nn_model *m, const nn_optimizer *o)
+{
+    const size_t start = nn__section_begin(w, nn__section_tags[NN__OPTM]), need = nn__optimizer_state_count(m, o->kind);
+    float v[NN__OPTIMIZER_SETTINGS];
+    int i;
+    nn__optimizer_settings(o, v);
+    nn__write_u32(w, (uint32_t)o->kind);
+    for (i = 0; i < NN__OPTIMIZER_SETTINGS; i++) nn__write_f32(w, v[i]);
+    nn__write_u32(w, o->nesterov != 0);
+    nn__write_u64(w, (uint64_t)o->step);
+    nn__write_u64(w, (uint64_t)need);
+    if (o->state && o->state_count == need) {
+        nn__write_floats(w, o->state, need);
+    } else {
+        unsigned char *p = need <= ((size_t)-1) / 4 ? nn__writer_space(w, 4 * need) : NULL;
+        if (p) memset(p, 0, 4 * need);
+        else if (need) w->failed = 1;
+    }
+    nn__section_end(w, start);
+}
+
+/* SCHD: every field of the nn_schedule, in declaration order (flags as 0 or 1, doubles as their bits):
+   31 u32 and 16 u64 or f64. */
+#define NN__SCHEDULE_BYTES 252
+static void nn__write_schedule(nn__writer *w, const nn_schedule *s)
+{
+    const size_t start = nn__section_begin(w, nn__section_tags[NN__SCHD]);
+    int i;
+    nn__write_u32(w, (uint32_t)s->kind);
+    nn__write_u32(w, (uint32_t)s->step_size);
+    nn__write_u32(w, (uint32_t)s->milestone_count);
+    for (i = 0; i < NN_SCHEDULE_MAX_MILESTONES; i++) nn__write_u32(w, (uint32_t)s->milestones[i]);
+    nn__write_f64(w, s->gamma);
+    nn__write_u32(w, (uint32_t)s->t_max);
+    nn__write_f64(w, s->min_rate);
+    nn__write_f64(w, s->max_rate);
+    nn__write_u32(w, (uint32_t)s->total_steps);
+    nn__write_f64(w, s->pct_start);
+    nn__write_f64(w, s->div_factor);
+    nn__write_f64(w, s->final_div_factor);
+    nn__write_u32(w, s->three_phase != 0);
+    nn__write_u32(w, s->cycle_momentum != 0);
+    nn__write_f64(w, s->base_momentum);
+    nn__write_f64(w, s->max_momentum);
+    nn__write_f64(w, s->factor);
+    nn__write_u32(w, (uint32_t)s->patience);
+    nn__write_u32(w, (uint32_t)s->cooldown);
+    nn__write_f64(w, s->threshold);
+    nn__write_f64(w, s->eps);
+    nn__write_u32(w, s->mode_max != 0);
+    nn__write_u32(w, s->threshold_abs != 0);
+    nn__write_u32(w, (uint32_t)s->warmup_steps);
+    nn__write_f64(w, s->warmup_start_factor);
+    nn__write_u32(w, s->started != 0);
+    nn__write_u64(w, (uint64_t)s->step);
+    nn__write_f64(w, s->base_rate);
+    nn__write_f64(w, s->rate);
+    nn__write_f64(w, s->best);
+    nn__write_u32(w, (uint32_t)s->bad_steps);
+    nn__write_u32(w, (uint32_t)s->cooldown_left);
+    nn__section_end(w, start);
+}
+
+/* RUNS: the model's random stream, then the nn_fit_state (zeros for none), field by field. */
+static void nn__write_run(nn__writer *w, const nn_model *m, const nn_fit_state *run)
+{
+    const size_t start = nn__section_begin(w, nn__section_tags[NN__RUNS]);
+    nn__write_u64(w, m->rng.state);
+    nn__write_u32(w, (uint32_t)run->started);
+    nn__write_u32(w, (uint32_t)run->epochs_done);
+    nn__write_u32(w, (uint32_t)run->batches_done);
+    nn__write_u64(w, (uint64_t)run->steps);
+    nn__write_u64(w, run->epoch_rng);
+    nn__write_u32(w, (uint32_t)run->sample_count);
+    nn__write_u32(w, (uint32_t)run->batch_size);
+    nn__write_f64(w, run->best_val_loss);
+    nn__write_u32(w, (uint32_t)run->checks_since_best);
+    nn__write_u32(w, (uint32_t)run->stopped_early);
+    nn__write_f64(w, run->epoch_loss_sum);
+    nn__write_u32(w, (uint32_t)run->epoch_samples);
+    nn__write_u32(w, (uint32_t)run->epoch_correct);
+    nn__write_f64(w, run->check_loss_sum);
+    nn__write_u32(w, (uint32_t)run->check_samples);
+    nn__write_u32(w, (uint32_t)run->check_correct);
+    nn__section_end(w, start);
+}
+
+static nn_status nn__checkpoint_save(const nn_model *m, const nn_optimizer *o, const nn_schedule *s, const nn_fit_state *run,
+                                     const char *path)
+{
+    static const char *who = "nn_checkpoint_save";
+    float v[NN__OPTIMIZER_SETTINGS];
+    nn_fit_state none;
+    nn__writer w;
+    size_t need, bad;
+    int i;
+    nn_status st = nn__check_savable(m, path, who);
+    if (st != NN_OK) return st;
+    if (!o) return nn__fail(NN_ERROR_ARGUMENT, "%s: null optimizer", who);
+    if ((unsigned)o->kind >= (unsigned)NN_OPTIMIZER_COUNT || o->step < 0)
+        return nn__fail(NN_ERROR_ARGUMENT, "%s: optimizer kind %d at step %lld is not an optimizer's", who, (int)o->kind,
+                        (long long)o->step);
+    st = nn__optimizer_check_model(m, o, who);
+    if (st != NN_OK) return st;
+    nn__optimizer_settings(o, v);
+    for (i = 0; i < NN__OPTIMIZER_SETTINGS; i++)
+        if (!isfinite(v[i]))
+            return nn__fail(NN_ERROR_NONFINITE, "%s: the optimizer's %s is %g; nothing was written", who,
+                            nn__optimizer_setting_names[i], (double)v[i]);
+    need = nn__optimizer_state_count(m, o->kind);
+    if (o->state && o->state_count == need && (bad = nn__first_nonfinite(o->state, need)) < need)
+        return nn__fail(NN_ERROR_NONFINITE, "%s: optimizer state value %zu is %g; nothing was written", who, bad,
+                        (double)o->state[bad]);
+    if (s && (st = nn__schedule_state_check(s, NN_ERROR_ARGUMENT, who)) != NN_OK) return st;
+    memset(&none, 0, sizeof none);
+    if (!run || !run->started) run = &none; /* a run not started holds nothing */
+    if ((st = nn__fit_state_check(run, NN_ERROR_ARGUMENT, who)) != NN_OK) return st;
+    memset(&w, 0, sizeof w);
+    nn__writer_reserve(&w, 4 * (m->param_count + m->state_count + need) + 8192);
+    nn__write_file_header(&w, NN__CHECKPOINT_MAGIC, NN__CHECKPOINT_VERSION, (uint32_t)(NN__MODEL_SECTIONS + 2 + (s != NULL)));
+    nn__write_model_sections(&w, m);
+    nn__write_optimizer(&w, m, o);
+    if (s) nn__write_schedule(&w, s);
+    nn__write_run(&w, m, run);
+    nn__write_crc(&w);
+    if (w.failed) return nn__fail(NN_ERROR_MEMORY, "%s: out of memory assembling the file; nothing was written", who);
+    st = nn__write_atomically(path, w.data, w.size, who);
+    NN_FREE(w.data);
+    return st;
+}
+NNDEF nn_status nn_checkpoint_save(const nn_model *m, const nn_optimizer *opt, const nn_schedule *schedule,
+                                   const nn_fit_state *state, const char *path)
+{
+    nn_status st = nn__model_enter((nn_model *)m, "nn_checkpoint_save");
+    if (st != NN_OK) return st;
+    st = nn__checkpoint_save(m, opt, schedule, state, path);
+    nn__model_leave((nn_model *)m);
+    return st;
+}
+
+/* A checkpoint's own sections, parsed and checked (the optimizer state stays in the file). */
+typedef struct nn__checkpoint {
+    nn_optimizer opt;                /* kind, settings and step count; no state */
+    const unsigned char *opt_state;  /* its nn__optimizer_state_count floats, in the file */
+    int has_schedule;
+    nn_schedule schedule;
+    uint64_t model_rng;
+    nn_fit_state run;
+} nn__checkpoint;
+
+static nn_status nn__read_optimizer(const nn__file *f, const nn_model *m, nn__checkpoint *c)
+{
+    nn__reader r = f->section[NN__OPTM];
+    float v[NN__OPTIMIZER_SETTINGS];
+    uint32_t kind, nesterov;
+    uint64_t step, count;
+    size_t need, i;
+    int k;
+    memset(&c->opt, 0, sizeof c->opt);
+    kind = nn__read_u32(&r);
+    for (k = 0; k < NN__OPTIMIZER_SETTINGS; k++) v[k] = nn__read_f32(&r);
+    nesterov = nn__read_u32(&r);
+    step = nn__read_u64(&r);
+    count = nn__read_u64(&r);
+    if (r.overrun) return nn__fail(NN_ERROR_FORMAT, "%s: the OPTM section is shorter than its 56-byte header", f->path);
+    if (kind >= (uint32_t)NN_OPTIMIZER_COUNT || nesterov > 1 || step > (uint64_t)INT64_MAX)
+        return nn__fail(NN_ERROR_FORMAT, "%s: optimizer kind %u, nesterov %u, step %llu: not an optimizer's", f->path,
+                        (unsigned)kind, (unsigned)nesterov, (unsigned long long)step);
+    need = nn__optimizer_state_count(m, (nn_optimizer_kind)kind);
+    if (count != need || r.size - r.at != 4 * need)
+        return nn__fail(NN_ERROR_FORMAT, "%s: the %s state holds %llu floats in %zu bytes; for this model's %zu parameters it "
+                        "keeps %zu", f->path, nn__optimizer_name((nn_optimizer_kind)kind), (unsigned long long)count,
+                        r.size - r.at, m->param_count, need);
+    for (k = 0; k < NN__OPTIMIZER_SETTINGS; k++)
+        if (!isfinite(v[k]))
+            return nn__fail(NN_ERROR_NONFINITE, "%s: the optimizer's %s is %g", f->path, nn__optimizer_setting_names[k],
+                            (double)v[k]);
+    for (i = 0; i < need; i++)
+        if ((nn__get_u32(r.data + r.at + 4 * i) & 0x7F800000u) == 0x7F800000u)
+            return nn__fail(NN_ERROR_NONFINITE, "%s: optimizer state value %zu is not finite", f->path, i);
+    c->opt.kind = (nn_optimizer_kind)kind;
+    c->opt.learning_rate = v[0]; c->opt.weight_decay = v[1]; c->opt.momentum = v[2]; c->opt.dampening = v[3];
+    c->opt.beta1 = v[4]; c->opt.beta2 = v[5]; c->opt.epsilon = v[6]; c->opt.alpha = v[7];
+    c->opt.nesterov = (int)nesterov;
+    c->opt.step = (int64_t)step;
+    c->opt_state = r.data + r.at;
+    return NN_OK;
+}
+
+/* A u32 of the file as a flag: 0 or 1, else *bad is set. */
+static int nn__read_flag(nn__reader *r, int *bad)
+{
+    const uint32_t v = nn__read_u32(r);
+    if (v > 1) *bad = 1;
+    return (int)v;
+}
+
+static nn_status nn__read_schedule(const nn__file *f, nn__checkpoint *c)
+{
+    nn__reader r = f->section[NN__SCHD];
+    nn_schedule *s = &c->schedule;
+    uint32_t kind;
+    uint64_t step;
+    int i, bad = 0;
+    c->has_schedule = f->present[NN__SCHD];
+    if (!c->has_schedule) return NN_OK;
+    memset(s, 0, sizeof *s);
+    kind = nn__read_u32(&r);
+    s->step_size = nn__read_i32(&r);
+    s->milestone_count = nn__read_i32(&r);
+    for (i = 0; i < NN_SCHEDULE_MAX_MILESTONES; i++) s->milestones[i] = nn__read_i32(&r);
+    s->gamma = nn__read_f64(&r);
+    s->t_max = nn__read_i32(&r);
+    s->min_rate = nn__read_f64(&r);
+    s->max_rate = nn__read_f64(&r);
+    s->total_steps = nn__read_i32(&r);
+    s->pct_start = nn__read_f64(&r);
+    s->div_factor = nn__read_f64(&r);
+    s->final_div_factor = nn__read_f64(&r);
+    s->three_phase = nn__read_flag(&r, &bad);
+    s->cycle_momentum = nn__read_flag(&r, &bad);
+    s->base_momentum = nn__read_f64(&r);
+    s->max_momentum = nn__read_f64(&r);
+    s->factor = nn__read_f64(&r);
+    s->patience = nn__read_i32(&r);
+    s->cooldown = nn__read_i32(&r);
+    s->threshold = nn__read_f64(&r);
+    s->eps = nn__read_f64(&r);
+    s->mode_max = nn__read_flag(&r, &bad);
+    s->threshold_abs = nn__read_flag(&r, &bad);
+    s->warmup_steps = nn__read_i32(&r);
+    s->warmup_start_factor = nn__read_f64(&r);
+    s->started = nn__read_flag(&r, &bad);
+    step = nn__read_u64(&r);
+    s->base_rate = nn__read_f64(&r);
+    s->rate = nn__read_f64(&r);
+    s->best = nn__read_f64(&r);
+    s->bad_steps = nn__read_i32(&r);
+    s->cooldown_left = nn__read_i32(&r);
+    if (r.overrun || r.at != r.size)
+        return nn__fail(NN_ERROR_FORMAT, "%s: the SCHD section holds %zu bytes, a schedule takes %d", f->path, r.size,
+                        NN__SCHEDULE_BYTES);
+    if (kind >= (uint32_t)NN_SCHEDULE_COUNT || bad || step > (uint64_t)INT64_MAX)
+        return nn__fail(NN_ERROR_FORMAT, "%s: schedule kind %u, a flag other than 0 or 1, or step %llu: not a schedule's",
+                        f->path, (unsigned)kind, (unsigned long long)step);
+    s->kind = (nn_schedule_kind)kind;
+    s->step = (int64_t)step;
+    return nn__schedule_state_check(s, NN_ERROR_FORMAT, f->path);
+}
+
+static nn_status nn__read_run(const nn__file *f, nn__checkpoint *c)
+{
+    nn__reader r = f->section[NN__RUNS];
+    nn_fit_state *run = &c->run;
+    uint64_t steps;
+    memset(run, 0, sizeof *run);
+    c->model_rng = nn__read_u64(&r);
+    run->started = nn__read_i32(&r);
+    run->epochs_done = nn__read_i32(&r);
+    run->batches_done = nn__read_i32(&r);
+    steps = nn__read_u64(&r);
+    run->epoch_rng = nn__read_u64(&r);
+    run->sample_count = nn__read_i32(&r);
+    run->batch_size = nn__read_i32(&r);
+    run->best_val_loss = nn__read_f64(&r);
+    run->checks_since_best = nn__read_i32(&r);
+    run->stopped_early = nn__read_i32(&r);
+    run->epoch_loss_sum = nn__read_f64(&r);
+    run->epoch_samples = nn__read_i32(&r);
+    run->epoch_correct = nn__read_i32(&r);
+    run->check_loss_sum = nn__read_f64(&r);
+    run->check_samples = nn__read_i32(&r);
+    run->check_correct = nn__read_i32(&r);
+    if (r.overrun || r.at != r.size)
+        return nn__fail(NN_ERROR_FORMAT, "%s: the RUNS section holds %zu bytes, a run's state takes 92", f->path, r.size);
+    if (steps > (uint64_t)INT64_MAX) return nn__fail(NN_ERROR_FORMAT, "%s: the run's step count %llu is out of range", f->path,
+                                                     (unsigned long long)steps);
+    run->steps = (int64_t)steps;
+    return nn__fit_state_check(run, NN_ERROR_FORMAT, f->path);
+}
+
+/* nn_checkpoint_load; from nn_fit (train and fit not NULL) also the run's position checked against
+   the call's data (a run stopped inside an epoch continues on the same sample count and batch size). */
+static nn_status nn__checkpoint_load(nn_model *m, nn_optimizer *opt, nn_schedule *schedule, nn_fit_state *state, const char *path,
+                                     const nn_dataset *train, const nn_fit_options *fit)
+{
+    static const char *who = "nn_checkpoint_load";
+    nn__file f;
+    nn__checkpoint c;
+    nn__meta *meta = NULL;
+    float *fresh = NULL;
+    size_t need;
+    int meta_count = 0;
+    nn_status st;
+    if (!m || !m->compiled) return nn__fail(NN_ERROR_STATE, "%s: compile the model first", who);
+    if (!opt) return nn__fail(NN_ERROR_ARGUMENT, "%s: null optimizer", who);
+    st = nn__optimizer_check_model(m, opt, who);
+    if (st != NN_OK) return st;
+    st = nn__file_read(path, &f, "checkpoint");
+    if (st != NN_OK) return st;
+    if (!f.checkpoint) {
+        st = nn__fail(NN_ERROR_FORMAT, "%s: a model file (nn_save), not a checkpoint (nn_checkpoint_save)", path);
+        goto done;
+    }
+    st = nn__model_sections_check(m, &f, &meta, &meta_count);
+    if (st == NN_OK) st = nn__read_optimizer(&f, m, &c);
+    if (st == NN_OK) st = nn__read_schedule(&f, &c);
+    if (st == NN_OK) st = nn__read_run(&f, &c);
+    if (st != NN_OK) goto done;
+    if (c.opt.kind != opt->kind) {
+        st = nn__fail(NN_ERROR_ARGUMENT, "%s: the checkpoint's optimizer is %s, the one to continue it %s", path,
+                      nn__optimizer_name(c.opt.kind), nn__optimizer_name(opt->kind));
+        goto done;
+    }
+    if (c.has_schedule != (schedule != NULL) || (schedule && schedule->kind != c.schedule.kind)) {
+        st = nn__fail(NN_ERROR_ARGUMENT, "%s: the checkpoint's run has %s, the one to continue it %s", path,
+                      c.has_schedule ? nn__schedule_name(c.schedule.kind) : "no schedule",
+                      schedule ? nn__schedule_name(schedule->kind) : "no schedule");
+        goto done;
+    }
+    if (train && fit && c.run.started && (st = nn__fit_check_state(&c.run, train, fit)) != NN_OK) {
+        st = nn__fail(st, "%s: %s", path, nn_last_error());
+        goto done;
+    }
+    need = nn__optimizer_state_count(m, opt->kind);
+    if (!opt->state || opt->state_count != need) {
+        fresh = nn__alloc_floats(need);
+        if (!fresh) {
+            st = nn__fail(NN_ERROR_MEMORY, "%s: no memory for %zu floats of optimizer state", who, need);
+            goto done;
+        }
+    }
+    /* every check passed: from here on nothing fails */
+    nn__model_sections_apply(m, &f, meta, meta_count);
+    meta = NULL;
+    meta_count = 0;
+    if (fresh) {
+        nn__free(opt->state);
+        opt->state = fresh;
+        opt->state_count = need;
+    }
+    nn__get_floats(c.opt_state, opt->state, need);
+    opt->learning_rate = c.opt.learning_rate;
+    opt->weight_decay = c.opt.weight_decay;
+    opt->momentum = c.opt.momentum;
+    opt->dampening = c.opt.dampening;
+    opt->nesterov = c.opt.nesterov;
+    opt->beta1 = c.opt.beta1;
+    opt->beta2 = c.opt.beta2;
+    opt->epsilon = c.opt.epsilon;
+    opt->alpha = c.opt.alpha;
+    opt->step = c.opt.step;
+    opt->bound_model = m->id;
+    if (schedule) *schedule = c.schedule;
+    if (state) *state = c.run;
+    m->rng.state = c.model_rng;
+done:
+    nn__meta_free(meta, meta_count);
+    nn__file_free(&f);
+    return st;
+}
+NNDEF nn_status nn_checkpoint_load(nn_model *m, nn_optimizer *opt, nn_schedule *schedule, nn_fit_state *state, const char *path)
+{
+    nn_status st = nn__model_enter(m, "nn_checkpoint_load");
+    if (st != NN_OK) return st;
+    st = nn__checkpoint_load(m, opt, schedule, state, path, NULL, NULL);
     nn__model_leave(m);
     return st;
 }

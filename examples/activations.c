@@ -12,8 +12,8 @@ static const char *summary =
     "RESULT per activation: fwd_err (max |f - f_ref| against a double-precision formula),\n"
     "deriv_err (max |f' - f'_ref|), fd_err (max |f' - central difference of the library's f|,\n"
     "h = 0.004, points within h of a kink skipped) and backend_diff (max difference between the\n"
-    "current SIMD backend and the scalar one). No training: --data, --epochs and --quick change\n"
-    "nothing.";
+    "current SIMD backend and the scalar one). No training: --data, --epochs, --quick, --checkpoint\n"
+    "and --resume change nothing.";
 
 #define N_POINTS 1001
 #define FD_STEP 0.004
@@ -73,6 +73,11 @@ int main(int argc, char **argv)
     o.epochs = 1;
     o.seed = 0;
     ex_parse(argc, argv, &o, summary, NULL, 0);
+    if (o.checkpoint) {
+        fprintf(stderr, "activations: nothing is trained here, so --checkpoint and --resume do not apply\n");
+        o.checkpoint = NULL;
+        o.resume = 0; /* its CSV file is written afresh */
+    }
     backend = nn_backend_name();
     fprintf(stderr, "backend %s\n", backend);
     for (i = 0; i < N_POINTS; i++) {

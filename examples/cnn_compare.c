@@ -99,6 +99,7 @@ int main(int argc, char **argv)
         nn_fit_options fit;
         nn_metrics tm;
         curve c;
+        ex_run run;
         char file[64];
         double t0;
         if (strcmp(which, "both") && strcmp(which, variants[v])) continue;
@@ -107,18 +108,21 @@ int main(int argc, char **argv)
         ex_compile(m, y, v == 0 ? NN_LOSS_SOFTMAX_CROSS_ENTROPY : NN_LOSS_NLL, batch < 256 ? 256 : batch, variants[v]);
         fprintf(stderr, "[%s] backend %s, %d thread(s), %zu parameters, %d epochs, %d training images\n", variants[v],
                 nn_backend_name(), nn_threads(), nn_param_count(m), o.epochs, train.count);
-        snprintf(file, sizeof file, "%s.csv", variants[v]);
         memset(&c, 0, sizeof c);
+        opt = nn_sgd(lr, momentum, 0.0f);
+        ex_run_begin(&run, &o, variants[v], m, &opt, NULL);
+        ex_run_keep(&run, "last", &c.last, sizeof c.last); /* the last epoch's report: the RESULT's train figures */
+        ex_run_resume(&run);
+        snprintf(file, sizeof file, "%s.csv", variants[v]);
         c.variant = variants[v];
         c.csv = ex_csv_open(&o, file, "epoch,train_loss,train_acc,val_loss,val_acc,seconds");
-        opt = nn_sgd(lr, momentum, 0.0f);
         fit = nn_fit_defaults(o.epochs, batch);
         fit.seed = o.seed;
         fit.validation = &test;
         fit.on_epoch = on_epoch;
         fit.user = &c;
         t0 = nn_seconds();
-        ex_check(nn_fit(m, &opt, &train, &fit, NULL), "training");
+        ex_run_fit(&run, &train, &fit, NULL);
         ex_csv_close(c.csv);
         ex_check(nn_evaluate(m, &test, &tm), "evaluation");
         /* train figures: the last epoch's running means, as the report plots them */

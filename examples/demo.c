@@ -20,6 +20,7 @@ int main(int argc, char **argv)
     nn_optimizer opt;
     nn_fit_options fit;
     nn_metrics metrics;
+    ex_run run;
 
     o.name = "demo";
     o.epochs = 5;
@@ -43,12 +44,14 @@ int main(int argc, char **argv)
     fprintf(stderr, "backend %s, %d thread(s), %zu parameters, %d epochs\n", nn_backend_name(), nn_threads(),
             nn_param_count(m), o.epochs);
     opt = nn_adam(1e-3f, 0.0f);
+    ex_run_begin(&run, &o, NULL, m, &opt, NULL);
+    ex_run_resume(&run);
     fit = nn_fit_defaults(o.epochs, 64);
     fit.seed = o.seed;
     fit.on_epoch = log_epoch;
     fit.user = (void *)"demo";
     t0 = nn_seconds();
-    ex_check(nn_fit(m, &opt, &train, &fit, NULL), "training");
+    ex_run_fit(&run, &train, &fit, NULL);
     ex_check(nn_evaluate(m, &test, &metrics), "evaluation");
     ex_result(&o, "demo", "test_acc=%.2f seconds=%.2f", metrics.accuracy, nn_seconds() - t0);
     nn_optimizer_free(&opt);

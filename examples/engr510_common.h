@@ -111,10 +111,13 @@ EX_API engr510_outcome engr510_train(const ex_options *o, const char *variant, n
     engr510_outcome out;
     engr510_log l;
     nn_fit_options fit;
-    nn_fit_result res;
+    ex_run run;
     char file[128];
     memset(&out, 0, sizeof out);
     out.steps_to_90 = out.steps_to_95 = -1;
+    ex_run_begin(&run, o, variant, m, opt, NULL);
+    ex_run_keep(&run, "outcome", &out, sizeof out); /* the last report, the training time, the steps to 90 and 95 % */
+    ex_run_resume(&run);
     snprintf(file, sizeof file, "%s.csv", variant);
     l.variant = variant;
     l.csv = ex_csv_open(o, file, "epoch,steps,train_loss,train_acc,val_loss,val_acc");
@@ -127,7 +130,7 @@ EX_API engr510_outcome engr510_train(const ex_options *o, const char *variant, n
     fit.on_epoch = engr510_on_epoch;
     fit.on_check = engr510_on_check;
     fit.user = &l;
-    ex_check(nn_fit(m, opt, train, &fit, &res), "training");
+    ex_run_fit(&run, train, &fit, NULL);
     ex_csv_close(l.csv);
     ex_check(nn_evaluate(m, train, &out.train), "evaluation");
     ex_check(nn_evaluate(m, test, &out.test), "evaluation");

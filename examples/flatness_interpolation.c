@@ -45,9 +45,12 @@ static nn_model *train_end_point(const ex_options *o, const nn_dataset *train, c
     nn_metrics tr, te;
     char variant[64], file[96];
     curve c;
+    ex_run run;
     double t0 = nn_seconds();
     snprintf(variant, sizeof variant, "%sbatch%d", lr_tag, batch);
     snprintf(file, sizeof file, "lr%g_batch%d.csv", (double)lr, batch);
+    ex_run_begin(&run, o, variant, m, &opt, NULL);
+    ex_run_resume(&run);
     c.variant = variant;
     c.csv = ex_csv_open(o, file, "epoch,train_loss,train_acc,val_loss,val_acc,seconds");
     fit.seed = seed;
@@ -56,7 +59,7 @@ static nn_model *train_end_point(const ex_options *o, const nn_dataset *train, c
     fit.user = &c;
     fprintf(stderr, "[%s] lr %g, batch %d, %zu parameters, %d epochs\n", variant, (double)lr, batch, nn_param_count(m),
             o->epochs);
-    ex_check(nn_fit(m, &opt, train, &fit, NULL), "training");
+    ex_run_fit(&run, train, &fit, NULL);
     ex_csv_close(c.csv);
     ex_check(nn_evaluate(m, train, &tr), "evaluation (train)");
     ex_check(nn_evaluate(m, test, &te), "evaluation (test)");

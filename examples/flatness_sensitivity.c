@@ -116,9 +116,12 @@ int main(int argc, char **argv)
         char variant[32], file[48];
         double frob, sens, t0 = nn_seconds(), seconds;
         curve c;
+        ex_run run;
         if (same_init) ex_check(nn_params_copy(m, init), "copying the initial parameters");
         snprintf(variant, sizeof variant, "batch%d", batch);
         snprintf(file, sizeof file, "batch%d.csv", batch);
+        ex_run_begin(&run, &o, variant, m, &opt, NULL);
+        ex_run_resume(&run);
         c.variant = variant;
         c.model = m;
         c.test = &test;
@@ -128,7 +131,7 @@ int main(int argc, char **argv)
         fit.on_epoch = on_epoch;
         fit.user = &c;
         fprintf(stderr, "[%s] %zu parameters, lr %g\n", variant, nn_param_count(m), (double)lr);
-        ex_check(nn_fit(m, &opt, &train, &fit, NULL), "training");
+        ex_run_fit(&run, &train, &fit, NULL);
         ex_csv_close(c.csv);
         seconds = nn_seconds() - t0;
         ex_check(nn_evaluate(m, &train, &tr), "evaluation (train)");

@@ -71,6 +71,7 @@ int main(int argc, char **argv)
         nn_fit_result res;
         nn_metrics tr, te;
         logger l;
+        ex_run run;
         char file[64];
         if (strcmp(only, "all") && strcmp(only, variants[v])) continue;
         m = nn_model_new(o.seed);
@@ -81,16 +82,18 @@ int main(int argc, char **argv)
         if (v == 1) h = nn_softmax(m, h);
         ex_compile(m, h, NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch, variants[v]);
         fprintf(stderr, "[%s] %zu parameters\n", variants[v], nn_param_count(m));
+        opt = nn_adam(lr, 0.0f);
+        ex_run_begin(&run, &o, variants[v], m, &opt, NULL);
+        ex_run_resume(&run);
         snprintf(file, sizeof file, "%s.csv", variants[v]);
         l.variant = variants[v];
         l.csv = ex_csv_open(&o, file, "epoch,train_loss,train_acc,val_loss,val_acc,seconds");
-        opt = nn_adam(lr, 0.0f);
         fit = nn_fit_defaults(o.epochs, batch);
         fit.seed = o.seed;
         fit.validation = &test;
         fit.on_epoch = on_epoch;
         fit.user = &l;
-        ex_check(nn_fit(m, &opt, &train, &fit, &res), "training");
+        ex_run_fit(&run, &train, &fit, &res);
         ex_csv_close(l.csv);
         ex_check(nn_evaluate(m, &train, &tr), "evaluation");
         ex_check(nn_evaluate(m, &test, &te), "evaluation");

@@ -136,6 +136,7 @@ int main(int argc, char **argv)
     for (v = 0; v < 3; v++) {
         const variant *var = &VARIANTS[v];
         run_state s;
+        ex_run run;
         nn_optimizer opt;
         nn_fit_options fit;
         nn_fit_result res;
@@ -148,10 +149,13 @@ int main(int argc, char **argv)
                 nn_param_count(models[v]));
         snprintf(file, sizeof file, "%s_loss.csv", var->name);
         s.variant = var->name;
-        s.csv = ex_csv_open(&o, file, "epoch,train_loss,val_loss");
         s.log_every = o.epochs >= 10 ? o.epochs / 10 : 1;
         s.min_loss = 0;
         opt = nn_rmsprop(lr, weight_decay);
+        ex_run_begin(&run, &o, var->name, models[v], &opt, NULL);
+        ex_run_keep(&run, "min_loss", &s.min_loss, sizeof s.min_loss);
+        ex_run_resume(&run);
+        s.csv = ex_csv_open(&o, file, "epoch,train_loss,val_loss");
         fit = nn_fit_defaults(o.epochs, batch);
         fit.seed = o.seed;
         fit.validation = &grid;
@@ -159,7 +163,7 @@ int main(int argc, char **argv)
         fit.on_epoch = on_epoch;
         fit.user = &s;
         t0 = nn_seconds();
-        ex_check(nn_fit(models[v], &opt, &train, &fit, &res), "training");
+        ex_run_fit(&run, &train, &fit, &res);
         ex_csv_close(s.csv);
         ex_check(nn_evaluate(models[v], &train, &final), "evaluation");
         {

@@ -17,6 +17,13 @@
 
 #define PI 3.14159265358979323846
 
+/* The figures of the epochs so far (kept in checkpoints). */
+typedef struct progress {
+    double loss_hist[3], max_norm, first_norm, last_norm, last_loss, marks[4];
+    int64_t step_count;
+    int stopped, epochs_run;
+} progress;
+
 typedef struct model_spec {
     const char *name;
     int widths[10]; /* hidden widths, 0-terminated */
@@ -48,12 +55,12 @@ int main(int argc, char **argv)
 {
     ex_options o = {0};
     const char *function = "sinc", *model_name = "notebook", *optimizer = "adam";
-    int points = 300, batch = 0, per_step = 0, i, epoch, steps_per_epoch, stopped = 0, epochs_run = 0, layers = 0;
+    int points = 300, batch = 0, per_step = 0, i, epoch, steps_per_epoch, layers = 0;
     float lr = 1e-3f, weight_decay = 1e-4f, slope = 0.01f, stop_loss = 1e-3f;
-    double xmin = -1.5, step_x = 0.01, t0, loss_hist[3] = {0, 0, 0}, max_norm = 0, first_norm = 0, last_norm = 0;
-    double last_loss = 0, marks[4] = {-1, -1, -1, -1};
+    double xmin = -1.5, step_x = 0.01, t0;
+    progress p = {{0, 0, 0}, 0, 0, 0, 0, {-1, -1, -1, -1}, 0, 0, 0};
     const int mark_epochs[4] = {100, 200, 300, 1000};
-    int64_t step_count = 0;
+    ex_run ck;
     const model_spec *spec = NULL;
     nn_dataset train;
     nn_model *m;
@@ -133,11 +140,16 @@ int main(int argc, char **argv)
     for (i = 0; i < points; i++) idx[i] = i;
     rng = nn_rng_new(o.seed);
     steps_per_epoch = (points + batch - 1) / batch;
+    /* a checkpoint after every epoch: the figures so far and the sample order, which each epoch shuffles further */
+    ex_run_begin(&ck, &o, NULL, m, &opt, NULL);
+    ex_run_keep(&ck, "progress", &p, sizeof p);
+    ex_run_keep(&ck, "order", idx, (size_t)points * sizeof(int));
+    ex_run_resume(&ck);
     curve = ex_csv_open(&o, "grad_norm.csv", "epoch,train_loss,grad_norm");
     if (per_step) steps = ex_csv_open(&o, "steps.csv", "step,epoch,train_loss,grad_norm");
 
     t0 = nn_seconds();
-    for (epoch = 1; epoch <= o.epochs && !stopped; epoch++) {
+    for (epoch = ex_run_epochs_done(&ck, &rng) + 1; epoch <= o.epochs && !p.stopped; epoch++) {
         double loss_sum = 0, norm_sum = 0;
         int s;
         if (batch < points) nn_rng_shuffle(&rng, idx, points);
@@ -157,47 +169,49 @@ int main(int argc, char **argv)
                 return 1;
             }
             ex_check(nn_optimizer_step(m, &opt), "optimizer step");
-            step_count++;
+            p.step_count++;
             loss_sum += (double)loss * n;
             norm_sum += norm;
-            if (step_count == 1) first_norm = norm;
-            if (norm > max_norm) max_norm = norm;
-            if (steps) fprintf(steps, "%lld,%d,%.9g,%.9g\n", (long long)step_count, epoch, loss, norm);
+            if (p.step_count == 1) p.first_norm = norm;
+            if (norm > p.max_norm) p.max_norm = norm;
+            if (steps) fprintf(steps, "%lld,%d,%.9g,%.9g\n", (long long)p.step_count, epoch, loss, norm);
         }
         /* The epoch's loss: the mean over its samples; its gradient norm: the mean over its steps
            (with full-batch steps, the one step's). */
-        last_loss = loss_sum / points;
-        last_norm = norm_sum / steps_per_epoch;
-        fprintf(curve, "%d,%.9g,%.9g\n", epoch, last_loss, last_norm);
+        p.last_loss = loss_sum / points;
+        p.last_norm = norm_sum / steps_per_epoch;
+        fprintf(curve, "%d,%.9g,%.9g\n", epoch, p.last_loss, p.last_norm);
         for (i = 0; i < 4; i++)
-            if (epoch == mark_epochs[i]) marks[i] = last_loss;
+            if (epoch == mark_epochs[i]) p.marks[i] = p.last_loss;
         if (epoch == 1 || epoch % 100 == 0)
-            fprintf(stderr, "[%s] epoch %5d  loss %.6f  grad norm %.6f\n", spec->name, epoch, last_loss, last_norm);
-        loss_hist[0] = loss_hist[1];
-        loss_hist[1] = loss_hist[2];
-        loss_hist[2] = last_loss;
-        epochs_run = epoch;
+            fprintf(stderr, "[%s] epoch %5d  loss %.6f  grad norm %.6f\n", spec->name, epoch, p.last_loss, p.last_norm);
+        p.loss_hist[0] = p.loss_hist[1];
+        p.loss_hist[1] = p.loss_hist[2];
+        p.loss_hist[2] = p.last_loss;
+        p.epochs_run = epoch;
         /* The notebook's rule: after epoch 5, stop when the loss is under the threshold and the
            last two changes are both under 1e-5. */
-        if (stop_loss > 0 && epoch > 5 && last_loss < stop_loss && fabs(loss_hist[0] - loss_hist[1]) < 1e-5 &&
-            fabs(loss_hist[1] - loss_hist[2]) < 1e-5) {
-            fprintf(stderr, "[%s] converged at epoch %d (loss %.6f)\n", spec->name, epoch, last_loss);
-            stopped = 1;
+        if (stop_loss > 0 && epoch > 5 && p.last_loss < stop_loss && fabs(p.loss_hist[0] - p.loss_hist[1]) < 1e-5 &&
+            fabs(p.loss_hist[1] - p.loss_hist[2]) < 1e-5) {
+            fprintf(stderr, "[%s] converged at epoch %d (loss %.6f)\n", spec->name, epoch, p.last_loss);
+            p.stopped = 1;
         }
+        ex_run_epoch_end(&ck, epoch, &rng);
     }
+    ex_run_end(&ck);
     ex_csv_close(curve);
     ex_csv_close(steps);
     {
         char extra[160] = "";
         size_t used = 0;
         for (i = 0; i < 4; i++)
-            if (marks[i] >= 0)
-                used += (size_t)snprintf(extra + used, sizeof extra - used, " loss_%d=%.4f", mark_epochs[i], marks[i]);
+            if (p.marks[i] >= 0)
+                used += (size_t)snprintf(extra + used, sizeof extra - used, " loss_%d=%.4f", mark_epochs[i], p.marks[i]);
         ex_result(&o, spec->name,
                   "params=%zu dense_layers=%d epochs=%d steps=%lld final_loss=%.4f first_grad_norm=%.4f "
                   "max_grad_norm=%.4f final_grad_norm=%.4f%s converged=%d seconds=%.2f",
-                  nn_param_count(m), layers, epochs_run, (long long)step_count, last_loss, first_norm, max_norm,
-                  last_norm, extra, stopped, nn_seconds() - t0);
+                  nn_param_count(m), layers, p.epochs_run, (long long)p.step_count, p.last_loss, p.first_norm, p.max_norm,
+                  p.last_norm, extra, p.stopped, nn_seconds() - t0);
     }
     free(idx);
     free(xb);

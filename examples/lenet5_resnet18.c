@@ -80,11 +80,18 @@ static nn_model *build_resnet18(uint64_t seed, int batch)
 typedef struct step_log {
     const char *variant;
     FILE *csv;
-    float *losses;      /* every step's loss */
+    float *losses;      /* every step's loss (kept in checkpoints) */
     int64_t total;      /* steps so far (over epochs) */
     int epoch, log_every, images_per_step;
     double t0, since;   /* start time, last log time */
 } step_log;
+
+/* The figures of the epochs so far that the RESULT line needs (kept in checkpoints). */
+typedef struct progress {
+    int64_t total;      /* steps */
+    nn_metrics run, te; /* the last epoch's training means and test evaluation */
+    double train_seconds;
+} progress;
 
 static int on_step(int64_t step, float loss, void *user)
 {
@@ -120,13 +127,14 @@ static void run_variant(const ex_options *o, const config *c, const char *varian
     nn_model *m = strcmp(variant, "lenet5") == 0 ? build_lenet5(o->seed, c->batch) : build_resnet18(o->seed, c->batch);
     nn_optimizer opt = nn_adam(c->lr, 0.0f);
     nn_rng rng = nn_rng_new(o->seed);
-    nn_metrics run, te;
     step_log log;
+    progress p;
+    ex_run ck;
     char file[128];
     FILE *curves;
     int64_t steps_per_epoch = (train->count + c->batch - 1) / c->batch, budget;
     int epoch, k, i;
-    double t0 = nn_seconds(), train_seconds = 0.0, mean;
+    double t0 = nn_seconds(), mean;
     if (!m) {
         fprintf(stderr, "%s: out of memory\n", o->name);
         exit(1);
@@ -142,6 +150,12 @@ static void run_variant(const ex_options *o, const config *c, const char *varian
         fprintf(stderr, "%s: out of memory\n", o->name);
         exit(1);
     }
+    memset(&p, 0, sizeof p);
+    ex_run_begin(&ck, o, variant, m, &opt, NULL);
+    ex_run_keep(&ck, "progress", &p, sizeof p);
+    ex_run_keep(&ck, "losses", log.losses, (size_t)budget * sizeof(float));
+    ex_run_resume(&ck);
+    log.total = p.total;
     snprintf(file, sizeof file, "steps_%s.csv", variant);
     log.csv = ex_csv_open(o, file, "step,epoch,loss,loss_mean10");
     snprintf(file, sizeof file, "curves_%s.csv", variant);
@@ -150,24 +164,26 @@ static void run_variant(const ex_options *o, const config *c, const char *varian
             variant, c->dataset, train->count, test->count, epochs, (long long)steps_per_epoch,
             budget < (int64_t)epochs * steps_per_epoch ? " (stopped early by --steps)" : "", c->batch, (double)c->lr,
             nn_param_count(m));
-    memset(&te, 0, sizeof te);
-    memset(&run, 0, sizeof run);
-    for (epoch = 1; epoch <= epochs && log.total < budget; epoch++) {
+    for (epoch = ex_run_epochs_done(&ck, &rng) + 1; epoch <= epochs && log.total < budget; epoch++) {
         double e0 = nn_seconds(), seconds;
         log.epoch = epoch;
         log.since = e0;
         ex_check(nn_train_epoch(m, &opt, train, c->batch, &rng, (int)MIN_OF(budget - log.total, steps_per_epoch), on_step,
-                                &log, &run),
+                                &log, &p.run),
                  "training");
         seconds = nn_seconds() - e0;
-        train_seconds += seconds;
-        ex_check(nn_evaluate(m, test, &te), "test evaluation");
-        fprintf(curves, "%d,%.6f,%.4f,%.6f,%.4f,%lld,%.3f\n", epoch, run.loss, run.accuracy, te.loss, te.accuracy,
+        p.train_seconds += seconds;
+        p.total = log.total;
+        ex_check(nn_evaluate(m, test, &p.te), "test evaluation");
+        fprintf(curves, "%d,%.6f,%.4f,%.6f,%.4f,%lld,%.3f\n", epoch, p.run.loss, p.run.accuracy, p.te.loss, p.te.accuracy,
                 (long long)log.total, seconds);
         fflush(curves);
         fprintf(stderr, "[%s] epoch %2d  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  %.1fs\n", variant, epoch,
-                run.loss, run.accuracy, te.loss, te.accuracy, seconds);
+                p.run.loss, p.run.accuracy, p.te.loss, p.te.accuracy, seconds);
+        ex_run_epoch_end(&ck, epoch, &rng);
     }
+    epoch = ex_run_epochs_done(&ck, NULL) + 1;
+    ex_run_end(&ck);
     ex_csv_close(curves);
     ex_csv_close(log.csv);
     /* the loss "after the same number of steps": the batch loss at step k, and the mean of the 10
@@ -177,14 +193,14 @@ static void run_variant(const ex_options *o, const config *c, const char *varian
     res->compare_step = k;
     res->loss_at = log.losses[k - 1];
     res->mean_at = mean / (k - MAX_OF(0, k - 10));
-    res->seconds = train_seconds;
-    res->images_per_s = (double)log.total * c->batch / train_seconds;
+    res->seconds = p.train_seconds;
+    res->images_per_s = (double)log.total * c->batch / p.train_seconds;
     ex_result(o, variant,
               "dataset=%s epochs=%d steps=%lld compare_step=%d step_loss=%.4f step_loss_mean10=%.4f train_loss=%.4f "
               "train_acc=%.2f test_acc=%.2f test_loss=%.4f test_count=%d params=%zu images_per_s=%.1f train_seconds=%.2f "
               "seconds=%.2f",
-              c->dataset, epoch - 1, (long long)log.total, k, res->loss_at, res->mean_at, run.loss, run.accuracy, te.accuracy,
-              te.loss, test->count, nn_param_count(m), res->images_per_s, train_seconds, nn_seconds() - t0);
+              c->dataset, epoch - 1, (long long)log.total, k, res->loss_at, res->mean_at, p.run.loss, p.run.accuracy,
+              p.te.accuracy, p.te.loss, test->count, nn_param_count(m), res->images_per_s, p.train_seconds, nn_seconds() - t0);
     free(log.losses);
     nn_optimizer_free(&opt);
     nn_model_free(m);

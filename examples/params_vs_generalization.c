@@ -97,6 +97,7 @@ int main(int argc, char **argv)
         nn_fit_options fit;
         nn_metrics on_train, on_test;
         run_state s;
+        ex_run run;
         char file[64];
         double t0;
         if (max_params && count_params(h1.values[k], h2.values[k]) > (size_t)max_params) {
@@ -113,15 +114,17 @@ int main(int argc, char **argv)
         ex_compile(m, nn_linear(m, h, 10, NN_BIAS), NN_LOSS_SOFTMAX_CROSS_ENTROPY, batch > 500 ? batch : 500, s.variant);
         snprintf(file, sizeof file, "model%d.csv", k + 1);
         fprintf(stderr, "[%s] 784-%d-%d-10, %zu parameters\n", s.variant, h1.values[k], h2.values[k], nn_param_count(m));
-        s.csv = ex_csv_open(&o, file, "epoch,train_loss,train_acc,val_loss,val_acc");
         opt = nn_adam(lr, 0.0f);
+        ex_run_begin(&run, &o, s.variant, m, &opt, NULL);
+        ex_run_resume(&run);
+        s.csv = ex_csv_open(&o, file, "epoch,train_loss,train_acc,val_loss,val_acc");
         fit = nn_fit_defaults(o.epochs, batch);
         fit.seed = o.seed + (uint64_t)k;
         fit.validation = &test;
         fit.on_epoch = on_epoch;
         fit.user = &s;
         t0 = nn_seconds();
-        ex_check(nn_fit(m, &opt, &train, &fit, NULL), "training");
+        ex_run_fit(&run, &train, &fit, NULL);
         ex_csv_close(s.csv);
         ex_check(nn_evaluate(m, &train, &on_train), "evaluation");
         ex_check(nn_evaluate(m, &test, &on_test), "evaluation");

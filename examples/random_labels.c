@@ -43,6 +43,7 @@ int main(int argc, char **argv)
     nn_metrics train_m, test_m;
     nn_rng rng;
     curve c;
+    ex_run run;
     double mean, std, t0;
     float lr = 1e-4f;
     int batch = 100, train_size = 60000;
@@ -84,15 +85,19 @@ int main(int argc, char **argv)
             nn_backend_name(), nn_threads(), nn_param_count(m), o.epochs, train.count);
 
     memset(&c, 0, sizeof c);
-    c.csv = ex_csv_open(&o, "lenet.csv", "epoch,train_loss,train_acc,val_loss,val_acc,seconds");
     opt = nn_adam(lr, 0.0f);
+    ex_run_begin(&run, &o, NULL, m, &opt, NULL);
+    ex_run_keep(&run, "first", &c.first, sizeof c.first); /* epoch 1's report: RESULT's epoch1_ figures */
+    ex_run_keep(&run, "last", &c.last, sizeof c.last);
+    ex_run_resume(&run);
+    c.csv = ex_csv_open(&o, "lenet.csv", "epoch,train_loss,train_acc,val_loss,val_acc,seconds");
     fit = nn_fit_defaults(o.epochs, batch);
     fit.seed = o.seed;
     fit.validation = &test;
     fit.on_epoch = on_epoch;
     fit.user = &c;
     t0 = nn_seconds();
-    ex_check(nn_fit(m, &opt, &train, &fit, NULL), "training");
+    ex_run_fit(&run, &train, &fit, NULL);
     ex_csv_close(c.csv);
     ex_check(nn_evaluate(m, &train, &train_m), "evaluation (train)");
     ex_check(nn_evaluate(m, &test, &test_m), "evaluation (test)");

@@ -144,6 +144,13 @@ static void report_test(const ex_options *o, nn_model *m, nn_node *layer, const 
     weight_grid(o, m, layer, variant);
 }
 
+/* What the RESULT line needs from the epochs (kept in checkpoints). */
+typedef struct progress {
+    nn_metrics tr, va;        /* the last epoch's evaluations */
+    double best_val, train_seconds;
+    int best_epoch;
+} progress;
+
 static void run_variant(const ex_options *o, const config *c, const char *variant, const nn_dataset *train,
                         const nn_dataset *val, const nn_dataset *test, int save_this)
 {
@@ -151,39 +158,48 @@ static void run_variant(const ex_options *o, const config *c, const char *varian
     nn_model *m = build(o, c, &layer);
     nn_optimizer opt = nn_sgd(c->lr, 0.0f, 0.0f);
     nn_rng rng = nn_rng_new(o->seed);
-    nn_metrics tr, va, te, run;
-    double best_val = 0.0, t0 = nn_seconds(), train_seconds = 0.0;
+    nn_metrics te, run;
+    progress p;
+    ex_run ck;
+    double t0 = nn_seconds();
     char file[128], keys[256];
-    int epoch, best_epoch = 0;
+    int epoch;
     FILE *f;
+    memset(&p, 0, sizeof p);
+    ex_run_begin(&ck, o, variant, m, &opt, NULL);
+    ex_run_keep(&ck, "progress", &p, sizeof p);
+    ex_run_resume(&ck);
     snprintf(file, sizeof file, "curves_%s.csv", variant);
     f = ex_csv_open(o, file, "epoch,train_loss,train_acc,val_loss,val_acc,batch_loss,batch_acc,seconds");
     fprintf(stderr, "[%s] %d training images, %d validation, %d epochs, batch %d, SGD lr %g, %s gradient, %zu parameters\n",
             variant, train->count, val->count, o->epochs, c->batch, (double)c->lr, c->grad, nn_param_count(m));
-    memset(&tr, 0, sizeof tr);
-    memset(&va, 0, sizeof va);
-    for (epoch = 1; epoch <= o->epochs; epoch++) {
+    for (epoch = ex_run_epochs_done(&ck, &rng) + 1; epoch <= o->epochs; epoch++) {
+        nn_metrics tr, va;
         double te0 = nn_seconds(), seconds;
         ex_check(nn_train_epoch(m, &opt, train, c->batch, &rng, 0, NULL, NULL, &run), "training");
         seconds = nn_seconds() - te0;
-        train_seconds += seconds;
+        p.train_seconds += seconds;
         /* the report computes both accuracies at the end of each epoch, over the whole sets */
         ex_check(nn_evaluate(m, train, &tr), "evaluation (train)");
         ex_check(nn_evaluate(m, val, &va), "evaluation (validation)");
-        if (va.accuracy > best_val) best_val = va.accuracy, best_epoch = epoch;
+        if (va.accuracy > p.best_val) p.best_val = va.accuracy, p.best_epoch = epoch;
+        p.tr = tr;
+        p.va = va;
         fprintf(f, "%d,%.6f,%.4f,%.6f,%.4f,%.6f,%.4f,%.4f\n", epoch, tr.loss, tr.accuracy, va.loss, va.accuracy, run.loss,
                 run.accuracy, seconds);
         fflush(f);
         fprintf(stderr, "[%s] epoch %3d  train loss %.4f acc %6.2f%%  val loss %.4f acc %6.2f%%  %.2fs\n", variant, epoch,
                 tr.loss, tr.accuracy, va.loss, va.accuracy, seconds);
+        ex_run_epoch_end(&ck, epoch, &rng);
     }
+    ex_run_end(&ck);
     ex_csv_close(f);
     report_test(o, m, layer, test, variant, &te, keys, sizeof keys);
     ex_result(o, variant,
               "grad=%s epochs=%d train_count=%d train_acc=%.2f val_acc=%.2f test_acc=%.2f train_loss=%.4f val_loss=%.4f "
               "test_loss=%.4f best_val_acc=%.2f best_epoch=%d %s params=%zu train_seconds=%.2f seconds=%.2f",
-              c->grad, o->epochs, train->count, tr.accuracy, va.accuracy, te.accuracy, tr.loss, va.loss, te.loss, best_val,
-              best_epoch, keys, nn_param_count(m), train_seconds, nn_seconds() - t0);
+              c->grad, o->epochs, train->count, p.tr.accuracy, p.va.accuracy, te.accuracy, p.tr.loss, p.va.loss, te.loss,
+              p.best_val, p.best_epoch, keys, nn_param_count(m), p.train_seconds, nn_seconds() - t0);
     if (save_this && c->save) {
         ex_check(nn_save(m, c->save), "save");
         fprintf(stderr, "[%s] saved the trained network to %s\n", variant, c->save);

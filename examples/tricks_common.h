@@ -74,11 +74,14 @@ EX_API nn_model *tricks_build(const tricks_config *c, uint64_t seed, int max_bat
     return m;
 }
 
+typedef struct tricks_sums {
+    double train_seconds; /* summed over complete epochs */
+    int full_epochs;
+} tricks_sums;
 typedef struct tricks_log {
     const char *variant;
     FILE *csv;
-    double train_seconds; /* summed over complete epochs */
-    int full_epochs;
+    tricks_sums sums;     /* kept in checkpoints */
     int steps_per_epoch;
 } tricks_log;
 
@@ -96,8 +99,8 @@ EX_API int tricks_on_epoch(const nn_epoch_report *r, void *user)
     tricks_log *log = (tricks_log *)user;
     ex_log_epoch(log->variant, r);
     if (r->steps == (int64_t)r->epoch * log->steps_per_epoch) { /* a complete epoch */
-        log->train_seconds += r->seconds;
-        log->full_epochs++;
+        log->sums.train_seconds += r->seconds;
+        log->sums.full_epochs++;
     }
     return 0;
 }
@@ -121,6 +124,7 @@ EX_API tricks_outcome tricks_run(const ex_options *o, const tricks_config *c, co
     nn_fit_options fit;
     nn_optimizer opt;
     nn_model *m = tricks_build(c, o->seed, batch);
+    ex_run run;
     char file[256];
     memset(&out, 0, sizeof out);
     memset(&log, 0, sizeof log);
@@ -128,11 +132,14 @@ EX_API tricks_outcome tricks_run(const ex_options *o, const tricks_config *c, co
     fprintf(stderr, "[%s] %zu parameters, lr %g, momentum %g, %s init, %s\n", c->variant, out.params,
             (double)c->learning_rate, (double)c->momentum, c->improved_init ? "N(0,1/fan_in)" : "U(-1,1)",
             c->improved_sigmoid ? "1.7159 tanh(2x/3)" : "sigmoid");
+    opt = nn_sgd(c->learning_rate, c->momentum, 0.0f);
+    ex_run_begin(&run, o, c->variant, m, &opt, NULL);
+    ex_run_keep(&run, "sums", &log.sums, sizeof log.sums);
+    ex_run_resume(&run);
     snprintf(file, sizeof file, "%s.csv", c->variant);
     log.variant = c->variant;
     log.csv = ex_csv_open(o, file, "epoch,steps,train_loss,train_acc,val_loss,val_acc");
     log.steps_per_epoch = (train->count + batch - 1) / batch;
-    opt = nn_sgd(c->learning_rate, c->momentum, 0.0f);
     fit = nn_fit_defaults(o->epochs, batch);
     fit.seed = o->seed;
     fit.validation = val;
@@ -141,11 +148,11 @@ EX_API tricks_outcome tricks_run(const ex_options *o, const tricks_config *c, co
     fit.on_epoch = tricks_on_epoch;
     fit.on_check = tricks_on_check;
     fit.user = &log;
-    ex_check(nn_fit(m, &opt, train, &fit, &out.fit), "training");
+    ex_run_fit(&run, train, &fit, &out.fit);
     ex_csv_close(log.csv);
     ex_check(nn_evaluate(m, train, &out.train), "evaluation");
     ex_check(nn_evaluate(m, val, &out.val), "evaluation");
-    out.seconds_per_epoch = log.full_epochs ? log.train_seconds / log.full_epochs : 0.0;
+    out.seconds_per_epoch = log.sums.full_epochs ? log.sums.train_seconds / log.sums.full_epochs : 0.0;
     fprintf(stderr, "[%s] %s after %lld steps (%d epochs)\n", c->variant,
             out.fit.stopped_early ? "early stop" : "done", (long long)out.fit.steps, out.fit.epochs);
     nn_optimizer_free(&opt);

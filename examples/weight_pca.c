@@ -219,6 +219,7 @@ int main(int argc, char **argv)
         nn_fit_options fit;
         nn_metrics train_metrics, test_metrics;
         run_state s;
+        ex_run run;
         char file[64];
         double t0;
         h = nn_relu(m, nn_linear(m, nn_flatten(m, x), 10, NN_BIAS));
@@ -252,15 +253,23 @@ int main(int argc, char **argv)
         s.model = m;
         snprintf(s.variant, sizeof s.variant, "run%d", r + 1);
         snprintf(file, sizeof file, "run%d.csv", r + 1);
-        s.csv = ex_csv_open(&o, file, "epoch,train_loss,train_acc,val_loss,val_acc");
         opt = nn_adam(lr, weight_decay);
+        /* the snapshots collected so far: the PCA needs every run's */
+        ex_run_begin(&run, &o, s.variant, m, &opt, NULL);
+        ex_run_keep(&run, "snapshots", &s.snapshots, sizeof s.snapshots);
+        ex_run_keep(&run, "weights", s.whole, (size_t)per_run * whole_size * sizeof(float));
+        ex_run_keep(&run, "epochs", s.epoch_of, (size_t)per_run * sizeof(int));
+        ex_run_keep(&run, "accuracies", s.acc_of, (size_t)per_run * sizeof(double));
+        ex_run_keep(&run, "losses", s.loss_of, (size_t)per_run * sizeof(double));
+        ex_run_resume(&run);
+        s.csv = ex_csv_open(&o, file, "epoch,train_loss,train_acc,val_loss,val_acc");
         fit = nn_fit_defaults(o.epochs, batch);
         fit.seed = o.seed + (uint64_t)r;
         fit.validation = &test;
         fit.on_epoch = on_epoch;
         fit.user = &s;
         t0 = nn_seconds();
-        ex_check(nn_fit(m, &opt, &train, &fit, NULL), "training");
+        ex_run_fit(&run, &train, &fit, NULL);
         run_seconds[r] = nn_seconds() - t0;
         ex_csv_close(s.csv);
         ex_check(nn_evaluate(m, &test, &test_metrics), "evaluation");

@@ -5,11 +5,11 @@
 #                      $(BUILD)/extra-checks/fuzz.summary ("fuzz <passed> <failed>", targets)
 #   make fuzz-seeds    regenerate the checked-in seed corpora fuzz/corpus/<target>/
 # Targets: fuzz_idx (nn_mnist_load), fuzz_model (nn_load and nn_model_load, model file formats 1 and 2),
-# fuzz_args (examples' ex_parse), fuzz_safetensors (nn_load_safetensors).
+# fuzz_checkpoint (nn_checkpoint_load), fuzz_args (examples' ex_parse), fuzz_safetensors (nn_load_safetensors).
 FUZZ_CC        ?= clang
 FUZZ_SECONDS   ?= 60
 FUZZ_SMOKE_SECONDS ?= 3
-FUZZ_TARGETS   := fuzz_idx fuzz_model fuzz_args fuzz_safetensors
+FUZZ_TARGETS   := fuzz_idx fuzz_model fuzz_checkpoint fuzz_args fuzz_safetensors
 FUZZ_BINS      := $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
 FUZZ_CFLAGS    := -std=c99 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
                   -fno-sanitize-recover=undefined -I. -Ifuzz -Iexamples

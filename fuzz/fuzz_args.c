@@ -16,8 +16,8 @@
    Checks (abort() on violation): an independent re-implementation of the documented rules
    (the oracle below) predicts the outcome, and it must match: success with exactly the
    predicted values (epochs >= 1, threads >= 0, seed an integer < 1.8e19, floats finite and
-   within float range, lists of 1..32 positive ints), or "exit" 0 for --help/-h, or "exit" 2
-   for anything wrong, never anything else.
+   within float range, lists of 1..32 positive ints, --checkpoint a non-empty file name that
+   --resume needs), or "exit" 0 for --help/-h, or "exit" 2 for anything wrong, never anything else.
    Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iexamples fuzz/fuzz_args.c -lm */
 #define _POSIX_C_SOURCE 200809L
 #define NN_IMPLEMENTATION
@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 static jmp_buf fz_jump;
 static int fz_status;
@@ -102,9 +103,9 @@ static void reset(void)
 /* ---- the oracle: the rules, written out independently ---- */
 typedef struct expect {
     int status; /* -1: success, 0: help, 2: error */
-    int epochs, epochs_given, threads, quick, n, sw, summary, bf16;
+    int epochs, epochs_given, threads, quick, n, sw, summary, bf16, resume;
     uint64_t seed;
-    const char *data, *out, *string;
+    const char *data, *out, *string, *checkpoint;
     double d;
     float f;
     ex_int_list list;
@@ -187,6 +188,12 @@ static expect oracle(int argc, char **argv)
         } else if (!strcmp(a, "--summary")) {
             e.summary = 1;
             takes = 0;
+        } else if (!strcmp(a, "--resume")) {
+            e.resume = 1;
+            takes = 0;
+        } else if (!strcmp(a, "--checkpoint")) {
+            ok = v && *v;
+            e.checkpoint = v;
         } else if (!strcmp(a, "--bn")) {
             e.sw = 1;
             takes = 0;
@@ -228,6 +235,7 @@ static expect oracle(int argc, char **argv)
         }
         if (takes) i++;
     }
+    if (e.resume && !e.checkpoint) e.status = 2; /* --resume needs --checkpoint */
     return e;
 }
 
@@ -271,6 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(opts.quick == e.quick);
     FZ_CHECK(ex_summary_requested == e.summary);
     FZ_CHECK(ex_precision == (e.bf16 ? NN_PRECISION_BF16 : NN_PRECISION_FP32));
+    FZ_CHECK(opts.resume == e.resume && opts.checkpoint == e.checkpoint);
     FZ_CHECK(opts.seed == e.seed && (double)opts.seed < 1.8e19);
     FZ_CHECK(opts.data_dir && opts.data_dir == e.data);
     FZ_CHECK(opts.out_dir && (e.out ? opts.out_dir == e.out : !strcmp(opts.out_dir, "results/fuzz")));

@@ -6,6 +6,11 @@
              (format 2: the fixed model of fuzz_model.h, another architecture, a model with every
              op kind and metadata, one ending in softmax). The v1-* seeds are format-1 files
              written by the nn.h of that format (commit ed410dd) and are kept as they are;
+     fuzz_checkpoint/: a flag byte (bit 0: the target fixes the CRC; bits 1-2: the optimizer kind it
+             loads into; bit 3: it passes a schedule, of the kind in bits 4-6), then a checkpoint
+             of the fixed model of fuzz_model.h trained two steps, written by nn_checkpoint_save,
+             with the optimizer and schedule the flag names (every optimizer and schedule kind
+             once, metadata and a run state in some), and a model file (refused);
      fuzz_safetensors/: a flag byte (odd: partial mode), then a safetensors file (nn_save_safetensors
              of the fixed model and of another architecture; one written by hand in F16/BF16);
      fuzz_args/:  NUL-separated command-line arguments.
@@ -169,6 +174,71 @@ static void safetensors_dtype_seed(void)
     put("fuzz_safetensors", "dtypes-partial", buf, 9 + len + 54, NULL, 0);
 }
 
+/* A checkpoint of the fixed model after two training steps with optimizer kind `opt_kind` and, if
+   schedule_kind >= 0, a schedule of that kind; with_run: a run state and metadata too. */
+static void checkpoint_seed(const char *name, int opt_kind, int schedule_kind, int with_run, int fix_crc)
+{
+    static const int milestones[2] = {2, 5};
+    char tmp[] = "/tmp/nn_seed_XXXXXX";
+    unsigned char buf[1 << 16];
+    float x[2 * 16];
+    int labels[2] = {0, 2}, i;
+    size_t n;
+    FILE *f;
+    nn_model *m = fz_build_model(0);
+    nn_optimizer o = opt_kind == 0 ? nn_sgd(0.1f, 0.9f, 0.0f) : opt_kind == 1 ? nn_adam(0.01f, 0.0f)
+                     : opt_kind == 2 ? nn_adamw(0.01f, 0.01f) : nn_rmsprop(0.01f, 0.0f);
+    nn_schedule s;
+    nn_fit_state run;
+    int fd = mkstemp(tmp);
+    if (fd < 0) exit(1);
+    close(fd);
+    switch (schedule_kind) {
+    case 0: s = nn_step_lr(2, 0.5); break;
+    case 1: s = nn_multi_step_lr(milestones, 2, 0.1); break;
+    case 2: s = nn_exponential_lr(0.9); break;
+    case 3: s = nn_cosine_annealing_lr(10, 0.0); if (nn_schedule_warmup(&s, 2, 0.5) != NN_OK) exit(1); break;
+    case 4: s = nn_one_cycle_lr(0.1, 20); break;
+    default: s = nn_reduce_lr_on_plateau(0.5, 1); break;
+    }
+    memset(&run, 0, sizeof run);
+    if (with_run) {
+        run.started = 1;
+        run.epochs_done = 3;
+        run.batches_done = 1;
+        run.steps = 13;
+        run.epoch_rng = 0x9e3779b97f4a7c15ull;
+        run.sample_count = 10;
+        run.batch_size = 2;
+        run.best_val_loss = 0.5;
+        run.epoch_loss_sum = 2.25;
+        run.epoch_samples = run.check_samples = 2;
+        run.epoch_correct = run.check_correct = 1;
+        run.check_loss_sum = 2.25;
+        if (nn_set_meta(m, "mean", "0.1307") != NN_OK) exit(1);
+    }
+    for (i = 0; i < 2 * 16; i++) x[i] = (float)((i * 7) % 11) / 11.0f - 0.5f;
+    if (schedule_kind >= 0 && nn_schedule_start(&s, &o) != NN_OK) exit(1);
+    for (i = 0; i < 2; i++)
+        if (nn_train_step(m, &o, x, labels, NULL, 2, NULL) != NN_OK ||
+            (schedule_kind >= 0 && (schedule_kind == 5 ? nn_schedule_plateau_step(&s, &o, 1.0) : nn_schedule_step(&s, &o)) != NN_OK)) {
+            fprintf(stderr, "checkpoint_seed: %s\n", nn_last_error());
+            exit(1);
+        }
+    if (nn_checkpoint_save(m, &o, schedule_kind >= 0 ? &s : NULL, &run, tmp) != NN_OK) {
+        fprintf(stderr, "%s\n", nn_last_error());
+        exit(1);
+    }
+    f = fopen(tmp, "rb");
+    buf[0] = (unsigned char)(fix_crc | opt_kind << 1 | (schedule_kind >= 0 ? 8 | schedule_kind << 4 : 0));
+    n = fread(buf + 1, 1, sizeof buf - 1, f);
+    fclose(f);
+    remove(tmp);
+    put("fuzz_checkpoint", name, buf, 1 + n, NULL, 0);
+    nn_optimizer_free(&o);
+    nn_model_free(m);
+}
+
 static void args_seed(const char *name, const char *const *argv)
 {
     unsigned char buf[1024];
@@ -201,6 +271,26 @@ int main(int argc, char **argv)
     safetensors_seed("model-partial", 0, 1);
     safetensors_seed("other-arch-partial", 1, 1);
     safetensors_dtype_seed();
+    checkpoint_seed("sgd-fixcrc", 0, -1, 1, 1);
+    checkpoint_seed("sgd-steplr-raw", 0, 0, 0, 0);
+    checkpoint_seed("sgd-multisteplr-fixcrc", 0, 1, 0, 1);
+    checkpoint_seed("adam-exponential-fixcrc", 1, 2, 1, 1);
+    checkpoint_seed("adam-cosine-warmup-fixcrc", 1, 3, 0, 1);
+    checkpoint_seed("adamw-onecycle-fixcrc", 2, 4, 1, 1);
+    checkpoint_seed("rmsprop-plateau-fixcrc", 3, 5, 1, 1);
+    {
+        /* a model file: refused by nn_checkpoint_load */
+        unsigned char buf[1 << 16];
+        char path[1024];
+        FILE *f;
+        size_t n;
+        snprintf(path, sizeof path, "%s/fuzz_model/v2-model-fixcrc", dir);
+        f = fopen(path, "rb");
+        if (!f) exit(1);
+        n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        put("fuzz_checkpoint", "model-file-fixcrc", buf, n, NULL, 0);
+    }
     {
         static const char *const a1[] = {"--epochs", "3", "--seed", "7", "--quick", "--precision", "bf16", NULL};
         static const char *const a2[] = {"--data", "d", "--out", "o", "--threads", "2", "--lr", "0.5", NULL};
@@ -209,6 +299,8 @@ int main(int argc, char **argv)
         static const char *const a5[] = {"--epochs", "99999999999", NULL};
         static const char *const a6[] = {"--bogus", NULL};
         static const char *const a7[] = {"--seed", NULL};
+        static const char *const a8[] = {"--checkpoint", "run.ckpt", "--resume", "--summary", NULL};
+        static const char *const a9[] = {"--resume", "--epochs", "2", NULL};
         args_seed("valid-common", a1);
         args_seed("valid-paths", a2);
         args_seed("valid-flags", a3);
@@ -216,6 +308,8 @@ int main(int argc, char **argv)
         args_seed("overflow", a5);
         args_seed("unknown", a6);
         args_seed("missing-value", a7);
+        args_seed("checkpoint-resume", a8);
+        args_seed("resume-alone", a9);
     }
     return 0;
 }

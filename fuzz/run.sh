@@ -12,7 +12,7 @@
 set -u
 build=$1; seconds=$2; summary=${3:-}
 shift 2; [ $# -gt 0 ] && shift
-targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(fuzz_idx fuzz_model fuzz_args fuzz_safetensors)
+targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(fuzz_idx fuzz_model fuzz_checkpoint fuzz_args fuzz_safetensors)
 mkdir -p "$build/fuzz/artifacts"
 passed=0; failed=0
 for t in "${targets[@]}"; do

@@ -77,8 +77,8 @@ the Answer column rather than pass silently.
 Reproduce everything: `scripts/reliability_table.sh` (add `REL_FUZZ=1` to fuzz first).
 Reproduce one table: build the probe with
 `cc -std=c99 -g -O1 -fsanitize=address,undefined -I. tests/reliability_probe.c -o probe -lm`
-and run `./probe idx`, `./probe model2`, `./probe model`, `./probe safetensors`, `./probe save`, `./probe api`,
-`./probe args ...`, `./probe crash CASE`.
+and run `./probe idx`, `./probe model2`, `./probe model`, `./probe safetensors`, `./probe checkpoint`, `./probe save`,
+`./probe api`, `./probe args ...`, `./probe crash CASE`.
 
 Related tests (in `make test`): `tests/test_reliability.c` (non-finite steps, saving never
 destroys the previous file, API misuse), `tests/test_safetensors.c` (round trip, dtypes, strict
@@ -95,7 +95,7 @@ header
 "$probe" idx 2>&1
 echo
 
-echo "## 2. Model files (\`nn_model_load\`, \`nn_load\`, safetensors)"
+echo "## 2. Model files, safetensors and checkpoints (\`nn_model_load\`, \`nn_load\`, \`nn_load_safetensors\`, \`nn_checkpoint_load\`)"
 echo
 echo "The model: linear 8->6, batch norm, ReLU, linear 6->3 (87 parameters, 12 running statistics)."
 echo "The byte layout and the checks are in [format.md](format.md)."
@@ -139,6 +139,20 @@ echo
 echo "| Kind | How it is made | strict | partial | Message |"
 echo "|---|---|---|---|---|"
 "$probe" safetensors 2>&1
+echo
+echo "### Checkpoints (\`nn_checkpoint_load\`)"
+echo
+echo "Command: \`./probe checkpoint\`. A run of the same model (Adam, a StepLR schedule, 3 steps, a run state"
+echo "inside an epoch, the metadata mean=0.5) saved with \`nn_checkpoint_save\`; each file goes to"
+echo "\`nn_checkpoint_load\` into the model built in code, an Adam optimizer bound to it, a StepLR schedule and a"
+echo "run state, all from a run of their own. Flagged in bold would be: a failed load that changed any of"
+echo "them (parameters, statistics, metadata, every optimizer field and moment, the schedule, the run"
+echo "state, compared bit for bit with snapshots), and an accepted file whose sections after the graph do"
+echo "not save back to the same bytes (the graph section holds node names and the loss, which a load does"
+echo "not compare, as \`nn_load\`). The layout is in [format.md](format.md#checkpoints)."
+echo
+header
+"$probe" checkpoint 2>&1
 echo
 
 echo "## 3. Saving over a good file (\`nn_save\`)"
@@ -254,7 +268,10 @@ accepted data must match the bytes), `fuzz_model` (model files of formats 1 and 
 compiled conv + batch-norm model, where on error parameters, state and metadata must be
 bit-identical and on success equal the file's values; and nn_model_load, where on error no model
 comes back and nothing leaks, and an accepted file must save back to the same bytes; one flag
-byte lets the fuzzer repair the CRC so it gets past the checksum; `abort()` on a violation), `fuzz_args` (ex_parse with
+byte lets the fuzzer repair the CRC so it gets past the checksum; `abort()` on a violation),
+`fuzz_checkpoint` (nn_checkpoint_load into that model, an optimizer and a schedule of the kinds the
+flag byte picks, and a run state: on error every one of them bit-identical, on success the file's
+values, and the sections after the graph save back to the same bytes), `fuzz_args` (ex_parse with
 `exit` redirected to a longjmp stub; an independent oracle of the documented rules must
 predict success and the parsed values, exit 2 or exit 0 for --help), `fuzz_safetensors`
 (nn_load_safetensors, strict or partial by the first byte, into a compiled conv + batch-norm

@@ -2,7 +2,7 @@
    Markdown table rows of docs/reliability.md (scripts/reliability_table.sh builds this with
    AddressSanitizer + UndefinedBehaviorSanitizer and runs it; a sanitizer report or a crash in
    a row shows up in the document).
-   Usage: reliability_probe idx|model2|model|safetensors|save [DIR]|api | args [ARGS...] | crash CASE
+   Usage: reliability_probe idx|model2|model|safetensors|checkpoint|save [DIR]|api | args [ARGS...] | crash CASE
      idx    IDX image/label files: wrong magic, truncated headers, count vs size both ways,
             zero and huge dimensions, label count mismatch, missing file, a directory, a pipe
      model2 model files of format 2 (what nn_save writes), through nn_model_load and nn_load:
@@ -19,6 +19,12 @@
             truncated at every length, every single bit flipped, wrong magic, a newer version,
             another architecture (different count; same count), a huge count, an appended
             byte, NaN weights, missing file, a directory
+     checkpoint  checkpoints (nn_checkpoint_load into a model built in code, an Adam optimizer, a
+            StepLR schedule and a run state): truncated at every length and section boundary, every
+            bit flipped, every byte changed with the CRC fixed, wrong magic and versions, a model
+            file, a checkpoint to the model readers, another model, optimizer or schedule, NaN
+            values, bad optimizer, schedule and run-state fields, missing sections; nn_fit resuming
+            from a checkpoint it cannot continue; nn_checkpoint_save refusing a NaN
      save   nn_save over a good file when the save cannot succeed (optional argument: a small
             tmpfs mount point for a real "disk full" and a read-only remount; needs root)
      api    API misuse: null pointers, training before nn_compile, count > max batch, labels out
@@ -680,7 +686,7 @@ static void probe_model2(void)
         static const char *const tags[4] = {"GRPH", "META", "PARM", "STAT"};
         int s;
         for (s = 0; s < 4; s++) {
-            uint64_t length;
+            uint64_t length = 0;
             long at = mf_find_section(good, n, tags[s], &length);
             boundary[k++] = (size_t)at;
             if (s == 3) boundary[k++] = (size_t)at + (size_t)length;
@@ -1619,6 +1625,420 @@ static void probe_safetensors(void)
     free(st_state);
 }
 
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+/* The run: model_a() with Adam and a StepLR schedule after 3 steps, a run state inside an epoch,
+   the metadata mean=0.5. Each file goes to nn_checkpoint_load into a model_a() built in code, an
+   Adam optimizer, a StepLR schedule and a run state; the row flags in bold a failed load that
+   changed any of them (compared bit for bit with snapshots) and an accepted file whose sections
+   after GRPH do not save back to the same bytes. */
+typedef struct ckpt_target {
+    nn_model *m;
+    nn_optimizer o;
+    nn_schedule s;
+    nn_fit_state r;
+} ckpt_target;
+static ckpt_target ck;
+static float *ck_params, *ck_state, *ck_moments;
+static nn_optimizer ck_opt;
+static nn_schedule ck_sched;
+static nn_fit_state ck_run;
+
+static void ck_train(nn_model *m, nn_optimizer *o, nn_schedule *s, int steps)
+{
+    float x[4 * 8];
+    int labels[4] = {0, 1, 2, 1}, i;
+    for (i = 0; i < 4 * 8; i++) x[i] = (float)((i * 5) % 9) / 9.0f - 0.4f;
+    for (i = 0; i < steps; i++) {
+        must(nn_train_step(m, o, x, labels, NULL, 4, NULL), "nn_train_step");
+        if (s) must(nn_schedule_step(s, o), "nn_schedule_step");
+    }
+}
+
+/* the target as it was made (a run of its own: 1 step), for every case */
+static void ck_snapshot(void)
+{
+    memcpy(ck_params, nn_params(ck.m), nn_param_count(ck.m) * sizeof(float));
+    memcpy(ck_state, nn_state(ck.m), nn_state_count(ck.m) * sizeof(float));
+    memcpy(ck_moments, ck.o.state, ck.o.state_count * sizeof(float));
+    memcpy(&ck_opt, &ck.o, sizeof ck.o);
+    memcpy(&ck_sched, &ck.s, sizeof ck.s);
+    memcpy(&ck_run, &ck.r, sizeof ck.r);
+}
+static void ck_restore(void)
+{
+    memcpy(nn_params(ck.m), ck_params, nn_param_count(ck.m) * sizeof(float));
+    memcpy(nn_state(ck.m), ck_state, nn_state_count(ck.m) * sizeof(float));
+    must(nn_set_meta(ck.m, "mean", "target"), "nn_set_meta");
+    memcpy(&ck.o, &ck_opt, sizeof ck.o);
+    memcpy(ck.o.state, ck_moments, ck.o.state_count * sizeof(float));
+    memcpy(&ck.s, &ck_sched, sizeof ck.s);
+    memcpy(&ck.r, &ck_run, sizeof ck.r);
+}
+static int ck_changed(void)
+{
+    const char *v = nn_get_meta(ck.m, "mean");
+    return memcmp(nn_params(ck.m), ck_params, nn_param_count(ck.m) * sizeof(float)) != 0 ||
+           memcmp(nn_state(ck.m), ck_state, nn_state_count(ck.m) * sizeof(float)) != 0 || !v || strcmp(v, "target") != 0 ||
+           memcmp(&ck.o, &ck_opt, sizeof ck.o) != 0 || memcmp(ck.o.state, ck_moments, ck.o.state_count * sizeof(float)) != 0 ||
+           memcmp(&ck.s, &ck_sched, sizeof ck.s) != 0 || memcmp(&ck.r, &ck_run, sizeof ck.r) != 0;
+}
+
+/* the sections after GRPH of two checkpoints are the same bytes */
+static int ck_same_sections(const unsigned char *a, size_t na, const unsigned char *b, size_t nb)
+{
+    static const char *const tags[] = {"META", "PARM", "STAT", "OPTM", "SCHD", "RUNS"};
+    int k;
+    for (k = 0; k < 6; k++) {
+        uint64_t la = 0, lb = 0;
+        const long pa = mf_find_section(a, na, tags[k], &la), pb = mf_find_section(b, nb, tags[k], &lb);
+        if ((pa < 0) != (pb < 0) || (pa >= 0 && (la != lb || memcmp(a + pa, b + pb, (size_t)la) != 0))) return 0;
+    }
+    return 1;
+}
+
+/* loads path into the target: the status, whether a failure changed it, whether an accepted file
+   saves back to other bytes; the target is restored for the next case */
+static nn_status ck_load(const char *path, nn_schedule *schedule, int *changed, int *not_canonical)
+{
+    static unsigned char in[1 << 14], again[1 << 14];
+    char again_path[128];
+    nn_status st = nn_checkpoint_load(ck.m, &ck.o, schedule, &ck.r, path);
+    *changed = *not_canonical = 0;
+    if (st != NN_OK) {
+        *changed = ck_changed();
+    } else {
+        const size_t n = read_all(path, in, sizeof in);
+        path_in(again_path, sizeof again_path, "again.ckpt");
+        *not_canonical = nn_checkpoint_save(ck.m, &ck.o, schedule, &ck.r, again_path) != NN_OK ||
+                         !ck_same_sections(in, n, again, read_all(again_path, again, sizeof again));
+        remove(again_path);
+    }
+    ck_restore();
+    return st;
+}
+
+/* data (n bytes) written to case.ckpt, or (data NULL) the file at `file`, to the target */
+static void ck_case_at(const char *kind, const char *how, const char *file, const unsigned char *data, size_t n,
+                       nn_schedule *schedule)
+{
+    char path[128];
+    int changed, not_canonical;
+    nn_status st;
+    path_in(path, sizeof path, "case.ckpt");
+    if (data) write_file(path, data, n);
+    else snprintf(path, sizeof path, "%s", file);
+    st = ck_load(path, schedule, &changed, &not_canonical);
+    printf("| %s | %s | %s%s%s | %s |\n", kind, how, status_text(st), changed ? " **(changed the objects!)**" : "",
+           not_canonical ? " **(saves other bytes!)**" : "", st == NN_OK ? "accepted" : message());
+    fflush(stdout);
+}
+static void ck_case(const char *kind, const char *how, const unsigned char *data, size_t n, nn_schedule *schedule)
+{
+    ck_case_at(kind, how, NULL, data, n, schedule);
+}
+
+static void ck_tally_row(const tally *t, int not_canonical, const char *kind, const char *how)
+{
+    int i;
+    printf("| %s | %s | ", kind, how);
+    tally_counts(t);
+    if (t->changed) printf(" **(%d changed the objects!)**", t->changed);
+    if (not_canonical) printf(" **(%d saved other bytes!)**", not_canonical);
+    printf(" | ");
+    for (i = 0; i < t->n_messages; i++) printf("%s\"%s\"", i ? "; " : "", t->messages[i]);
+    printf(" |\n");
+    fflush(stdout);
+}
+
+/* the file with the `width` bytes at `at` of section `tag`'s payload replaced by v, CRC fixed */
+static void ck_patch(unsigned char *buf, const unsigned char *good, size_t n, const char *tag, size_t at, uint64_t v, int width)
+{
+    const long p = mf_find_section(good, n, tag, NULL);
+    memcpy(buf, good, n);
+    le32(buf + p + at, (uint32_t)v);
+    if (width == 8) le32(buf + p + at + 4, (uint32_t)(v >> 32));
+    fix_crc(buf, n);
+}
+
+/* the file without section tag (the header's section count lowered, CRC fixed); returns its size */
+static size_t ck_drop(unsigned char *buf, const unsigned char *good, size_t n, const char *tag)
+{
+    uint64_t length = 0;
+    const long p = mf_find_section(good, n, tag, &length);
+    const size_t start = (size_t)p - 12, end = (size_t)p + (size_t)length;
+    memcpy(buf, good, start);
+    memcpy(buf + start, good + end, n - end);
+    le32(buf + 12, mf_get32(good + 12) - 1);
+    fix_crc(buf, n - (end - start));
+    return n - (end - start);
+}
+
+static void probe_checkpoint(void)
+{
+    static unsigned char good[1 << 14], buf[1 << 14], model_file[1 << 14];
+    char path[128], other[128], how[200];
+    nn_model *src = model_a();
+    nn_optimizer so = nn_adam(0.01f, 0.0f);
+    nn_schedule ss = nn_step_lr(2, 0.5), cosine = nn_cosine_annealing_lr(5, 0.0);
+    nn_fit_state sr;
+    size_t n, nm, i, boundary[8];
+    int bit, k, changed, not_canonical, bad_canonical;
+    long at;
+    tally tr;
+    /* the file */
+    must(nn_set_meta(src, "mean", "0.5"), "nn_set_meta");
+    must(nn_schedule_start(&ss, &so), "nn_schedule_start");
+    ck_train(src, &so, &ss, 3);
+    memset(&sr, 0, sizeof sr);
+    sr.started = 1;
+    sr.epochs_done = 1;
+    sr.batches_done = 1;
+    sr.steps = 3;
+    sr.epoch_rng = 77;
+    sr.sample_count = 8;
+    sr.batch_size = 4;
+    sr.best_val_loss = INFINITY;
+    sr.epoch_loss_sum = sr.check_loss_sum = 4.5;
+    sr.epoch_samples = sr.check_samples = 4;
+    sr.epoch_correct = sr.check_correct = 2;
+    path_in(path, sizeof path, "good.ckpt");
+    must(nn_checkpoint_save(src, &so, &ss, &sr, path), "nn_checkpoint_save");
+    n = read_all(path, good, sizeof good);
+    path_in(other, sizeof other, "model.nn");
+    must(nn_save(src, other), "nn_save");
+    nm = read_all(other, model_file, sizeof model_file);
+    /* the target */
+    ck.m = model_a();
+    ck.o = nn_adam(0.02f, 0.0f);
+    ck.s = nn_step_lr(2, 0.5);
+    must(nn_schedule_start(&ck.s, &ck.o), "nn_schedule_start");
+    ck_train(ck.m, &ck.o, &ck.s, 1);
+    memset(&ck.r, 0, sizeof ck.r);
+    must(nn_set_meta(ck.m, "mean", "target"), "nn_set_meta");
+    ck_params = (float *)malloc(nn_param_count(ck.m) * sizeof(float));
+    ck_state = (float *)malloc(nn_state_count(ck.m) * sizeof(float));
+    ck_moments = (float *)malloc(ck.o.state_count * sizeof(float));
+    ck_snapshot();
+
+    snprintf(how, sizeof how, "nn_checkpoint_save of the run (Adam, StepLR, 3 steps, a run state inside an epoch; %zu bytes)", n);
+    ck_case("valid (reference)", how, good, n, &ck.s);
+    memset(&tr, 0, sizeof tr);
+    path_in(path, sizeof path, "cut.ckpt");
+    for (i = 0; i < n; i++) {
+        write_file(path, good, i);
+        tally_add(&tr, ck_load(path, &ck.s, &changed, &not_canonical), !changed);
+        if (changed) fprintf(stderr, "reliability_probe: cut at %zu: %s changed the objects\n", i, message());
+    }
+    snprintf(how, sizeof how, "the valid %zu-byte file cut at every length 0..%zu", n, n - 1);
+    ck_tally_row(&tr, 0, "truncated (every length)", how);
+    boundary[0] = 16;
+    for (k = 0; k < 7; k++) {
+        uint64_t length = 0;
+        static const char *const tags[7] = {"GRPH", "META", "PARM", "STAT", "OPTM", "SCHD", "RUNS"};
+        at = mf_find_section(good, n, tags[k], &length);
+        boundary[k + 1] = (size_t)at + (size_t)length;
+    }
+    for (k = 0; k < 8; k++) {
+        static const char *const after[8] = {"the file header", "the graph", "the metadata", "the parameters", "the statistics",
+                                             "the optimizer", "the schedule", "the run state (no CRC)"};
+        snprintf(how, sizeof how, "cut after %s (%zu of %zu bytes)", after[k], boundary[k], n);
+        ck_case("truncated at a section boundary", how, good, boundary[k], &ck.s);
+    }
+    memset(&tr, 0, sizeof tr);
+    for (i = 0; i < n; i++)
+        for (bit = 0; bit < 8; bit++) {
+            memcpy(buf, good, n);
+            buf[i] ^= (unsigned char)(1u << bit);
+            write_file(path, buf, n);
+            tally_add(&tr, ck_load(path, &ck.s, &changed, &not_canonical), !changed);
+        }
+    snprintf(how, sizeof how, "each of the %zu bits of the valid file flipped, one at a time", n * 8);
+    ck_tally_row(&tr, 0, "flipped bits (every bit)", how);
+    memset(&tr, 0, sizeof tr);
+    bad_canonical = 0;
+    for (i = 16; i + 4 < n; i++)
+        for (k = 0; k < 3; k++) {
+            static const unsigned char masks[3] = {0x01, 0x80, 0xFF};
+            memcpy(buf, good, n);
+            buf[i] ^= masks[k];
+            fix_crc(buf, n);
+            write_file(path, buf, n);
+            tally_add(&tr, ck_load(path, &ck.s, &changed, &not_canonical), !changed);
+            bad_canonical += not_canonical;
+        }
+    snprintf(how, sizeof how, "each of the %zu bytes after the header changed (xor 0x01, 0x80, 0xFF), CRC recomputed", n - 20);
+    ck_tally_row(&tr, bad_canonical, "changed bytes, valid CRC", how);
+
+    memcpy(buf, good, n);
+    buf[0] = 'X';
+    ck_case("wrong magic", "first byte 'X'", buf, n, &ck.s);
+    memcpy(buf, good, n);
+    le32(buf + 8, 2);
+    fix_crc(buf, n);
+    ck_case("future version", "version field 2, CRC recomputed", buf, n, &ck.s);
+    le32(buf + 8, 0);
+    fix_crc(buf, n);
+    ck_case("older version", "version field 0, CRC recomputed", buf, n, &ck.s);
+    ck_case("a model file", "nn_save of the same model", model_file, nm, &ck.s);
+    path_in(path, sizeof path, "good.ckpt");
+    {
+        int changed_model = 0;
+        nn_model *out = (nn_model *)&out;
+        nn_status st;
+        st = nn_load(ck.m, path);
+        changed_model = ck_changed();
+        printf("| a checkpoint to nn_load | the valid checkpoint | %s%s | %s |\n", status_text(st),
+               changed_model ? " **(changed the model!)**" : "", message());
+        ck_restore();
+        st = nn_model_load(path, 4, &out);
+        printf("| a checkpoint to nn_model_load | the valid checkpoint | %s%s | %s |\n", status_text(st),
+               out ? " **(a model came back!)**" : "", message());
+    }
+    {
+        /* an optimizer, schedule and run state of their own (the target's optimizer is bound to its model) */
+        nn_model *t = model_tanh(), *o = model_other();
+        nn_optimizer fresh = nn_adam(0.01f, 0.0f);
+        nn_schedule sched = nn_step_lr(2, 0.5);
+        nn_fit_state run;
+        float p0 = nn_params(t)[0];
+        nn_status st;
+        memset(&run, 0, sizeof run);
+        st = nn_checkpoint_load(t, &fresh, &sched, &run, path);
+        printf("| wrong model | loaded into the same layers with tanh instead of ReLU (an unbound Adam optimizer) | %s%s | %s |\n",
+               status_text(st), fresh.state || sched.started || run.started || nn_params(t)[0] != p0 ? " **(changed!)**" : "",
+               message());
+        p0 = nn_params(o)[0];
+        st = nn_checkpoint_load(o, &fresh, &sched, &run, path);
+        printf("| wrong model | loaded into a 8->3 linear model (27 parameters) | %s%s | %s |\n", status_text(st),
+               fresh.state || sched.started || run.started || nn_params(o)[0] != p0 ? " **(changed!)**" : "", message());
+        nn_optimizer_free(&fresh);
+        nn_model_free(t);
+        nn_model_free(o);
+    }
+    {
+        nn_optimizer keep = ck.o, sgd = nn_sgd(0.1f, 0.9f, 0.0f);
+        nn_model *elsewhere = model_a();
+        nn_status st;
+        ck.o = sgd;
+        st = nn_checkpoint_load(ck.m, &ck.o, &ck.s, &ck.r, path);
+        printf("| wrong optimizer | an Adam run loaded with an SGD optimizer | %s | %s |\n", status_text(st), message());
+        ck.o = nn_adam(0.01f, 0.0f);
+        must(nn_optimizer_bind(elsewhere, &ck.o), "nn_optimizer_bind");
+        st = nn_checkpoint_load(ck.m, &ck.o, &ck.s, &ck.r, path);
+        printf("| wrong optimizer | an Adam optimizer bound to another model | %s | %s |\n", status_text(st), message());
+        nn_optimizer_free(&ck.o);
+        nn_model_free(elsewhere);
+        ck.o = keep;
+        if (ck_changed()) printf("| wrong optimizer | **the model, schedule or run state changed!** | | |\n");
+        ck_restore();
+    }
+    ck_case("wrong schedule", "loaded without a schedule (NULL)", good, n, NULL);
+    ck_case("wrong schedule", "loaded with a CosineAnnealingLR schedule", good, n, &cosine);
+    ck_case("wrong schedule", "the SCHD section removed (count and CRC fixed): no schedule, loaded with one", buf,
+            ck_drop(buf, good, n, "SCHD"), &ck.s);
+    ck_patch(buf, good, n, "PARM", 4, 0x7FC00000u, 4);
+    ck_case("non-finite value", "parameter 1 a quiet NaN, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "OPTM", 56 + 4 * 5, 0x7F800000u, 4);
+    ck_case("non-finite value", "optimizer moment 5 +infinity, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "OPTM", 4, 0xFFC00000u, 4);
+    ck_case("non-finite value", "the learning rate a NaN, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "SCHD", 228, 0x7FF0000000000000ull, 8);
+    ck_case("non-finite value", "the schedule's rate +infinity, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "RUNS", 44, 0x7FF8000000000000ull, 8);
+    ck_case("non-finite value", "the run's best validation loss a NaN, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "OPTM", 0, 9, 4);
+    ck_case("bad optimizer", "optimizer kind 9, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "OPTM", 48, 2 * 87 + 1, 8);
+    ck_case("bad optimizer", "state count 175 (Adam keeps 2 x 87), CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "OPTM", 40, (uint64_t)1 << 63, 8);
+    ck_case("bad optimizer", "step count 2^63, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "SCHD", 4, 0, 4);
+    ck_case("bad schedule", "StepLR's step_size 0, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "SCHD", 0, 17, 4);
+    ck_case("bad schedule", "schedule kind 17, CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "RUNS", 16, 2, 4);
+    ck_case("bad run state", "batch 2 done of an epoch of 8 samples in batches of 4 (2 batches), CRC recomputed", buf, n, &ck.s);
+    ck_patch(buf, good, n, "RUNS", 8, 2, 4);
+    ck_case("bad run state", "started = 2, CRC recomputed", buf, n, &ck.s);
+    ck_case("missing section", "the OPTM section removed (section count and CRC fixed)", buf, ck_drop(buf, good, n, "OPTM"), &ck.s);
+    ck_case("missing section", "the RUNS section removed (section count and CRC fixed)", buf, ck_drop(buf, good, n, "RUNS"), &ck.s);
+    {
+        /* a model file with a checkpoint's section appended: refused by the model readers */
+        uint64_t length = 0;
+        const long p = mf_find_section(good, n, "OPTM", &length);
+        nn_model *out = (nn_model *)&out;
+        nn_status st;
+        memcpy(buf, model_file, nm - 4);
+        memcpy(buf + nm - 4, good + p - 12, (size_t)length + 12);
+        le32(buf + 12, 5);
+        fix_crc(buf, nm + (size_t)length + 12);
+        write_file(other, buf, nm + (size_t)length + 12);
+        st = nn_model_load(other, 4, &out);
+        printf("| a model file with an OPTM section | the model file with the checkpoint's OPTM appended, count and CRC fixed, to nn_model_load | %s%s | %s |\n",
+               status_text(st), out ? " **(a model came back!)**" : "", message());
+    }
+    ck_case("empty file", "0 bytes", buf, 0, &ck.s);
+    path_in(other, sizeof other, "missing.ckpt");
+    ck_case_at("missing file", "a path that does not exist", other, NULL, 0, &ck.s);
+    ck_case_at("a directory", "the temporary directory as the checkpoint", dir, NULL, 0, &ck.s);
+    /* nn_fit: resuming */
+    {
+        nn_dataset train;
+        nn_fit_options fit = nn_fit_defaults(2, 4);
+        nn_status st;
+        int c;
+        must(nn_dataset_alloc(&train, 8, 1, 1, 8, 3, 0), "nn_dataset_alloc");
+        for (c = 0; c < 8 * 8; c++) train.x[c] = (float)((c * 3) % 7) / 7.0f;
+        for (c = 0; c < 8; c++) train.labels[c] = c % 3;
+        fit.progress = 0;
+        fit.schedule = &ck.s;
+        fit.state = &ck.r;
+        fit.resume = 1;
+        path_in(path, sizeof path, "good.ckpt");
+        fit.checkpoint_path = path;
+        fit.batch_size = 2;
+        st = nn_fit(ck.m, &ck.o, &train, &fit, NULL);
+        printf("| nn_fit resume, another batch size | the run stopped after batch 1 of 2 in batches of 4; nn_fit with resume in batches of 2 | %s%s | %s |\n",
+               status_text(st), ck_changed() ? " **(changed the objects!)**" : "", message());
+        ck_restore();
+        path_in(other, sizeof other, "junk.ckpt");
+        write_file(other, (const unsigned char *)"junk", 4);
+        fit.checkpoint_path = other;
+        fit.batch_size = 4;
+        st = nn_fit(ck.m, &ck.o, &train, &fit, NULL);
+        printf("| nn_fit resume, damaged file | a 4-byte file at checkpoint_path; nn_fit with resume | %s%s | %s |\n", status_text(st),
+               ck_changed() ? " **(changed the objects!)**" : "", message());
+        ck_restore();
+        remove(other);
+        nn_dataset_free(&train);
+    }
+    /* saving */
+    {
+        nn_status st;
+        float kept = ck.o.state[3];
+        path_in(path, sizeof path, "save.ckpt");
+        must(nn_checkpoint_save(ck.m, &ck.o, &ck.s, &ck.r, path), "nn_checkpoint_save");
+        n = read_all(path, good, sizeof good);
+        ck.o.state[3] = NAN;
+        st = nn_checkpoint_save(ck.m, &ck.o, &ck.s, &ck.r, path);
+        ck.o.state[3] = kept;
+        printf("| saving a NaN moment | nn_checkpoint_save over a good checkpoint, optimizer moment 3 a NaN | %s | %s (the previous file: %s) |\n",
+               status_text(st), message(), read_all(path, buf, sizeof buf) == n && !memcmp(buf, good, n) ? "intact" : "**changed!**");
+        remove(path);
+    }
+    path_in(path, sizeof path, "good.ckpt"); remove(path);
+    path_in(path, sizeof path, "cut.ckpt"); remove(path);
+    path_in(path, sizeof path, "case.ckpt"); remove(path);
+    path_in(path, sizeof path, "model.nn"); remove(path);
+    nn_optimizer_free(&so);
+    nn_optimizer_free(&ck.o);
+    nn_model_free(src);
+    nn_model_free(ck.m);
+    free(ck_params);
+    free(ck_state);
+    free(ck_moments);
+}
+
 /* ---- API misuse -------------------------------------------------------------------------------- */
 static void probe_api(void)
 {
@@ -1980,7 +2400,7 @@ static int probe_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: reliability_probe idx|model2|model|safetensors|save [DIR]|api|args [ARGS...]|crash CASE\n");
+        fprintf(stderr, "usage: reliability_probe idx|model2|model|safetensors|checkpoint|save [DIR]|api|args [ARGS...]|crash CASE\n");
         return 2;
     }
     if (!strcmp(argv[1], "args")) return probe_args(argc - 1, argv + 1);
@@ -1994,6 +2414,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "model")) probe_model();
     else if (!strcmp(argv[1], "model2")) probe_model2();
     else if (!strcmp(argv[1], "safetensors")) probe_safetensors();
+    else if (!strcmp(argv[1], "checkpoint")) probe_checkpoint();
     else if (!strcmp(argv[1], "api")) probe_api();
     else if (!strcmp(argv[1], "save")) probe_save(argc > 2 ? argv[2] : NULL);
     rmdir(dir);

@@ -14,15 +14,16 @@
    scaled tanh; 17 nodes so the node array grows past its first 16 slots); nn_compile; the
    kernels' self-allocated workspaces (nn_sgemm and the three nn_conv2d_* passes with a NULL
    workspace); three nn_train_step (Adam: the optimizer state is allocated on the first);
-   nn_save over an existing file; a second model built, compiled and nn_load-ed; the file rebuilt
-   by nn_model_load; nn_mnist_load
+   nn_save over an existing file; a second model built, compiled and nn_load-ed; nn_checkpoint_save
+   of the first model and its optimizer over an existing file, nn_checkpoint_load of it into the
+   second model and a new optimizer (whose state it allocates); the file rebuilt by nn_model_load; nn_mnist_load
    of tiny IDX files written by the test; nn_dataset_slice; nn_fit with a validation set.
 
    Sweep: a clean run counts the calls to NN_MALLOC (T). Then for N = 1..T, twice:
      - one-shot: only the N-th call fails. The step that hit it must return NN_ERROR_MEMORY
        (or NULL from nn_model_new) with a message that says "memory", must leave what the
-       caller owns unchanged (parameters bit-identical, the old model file intact and no
-       .tmp left, the output dataset untouched), and repeating the step must then succeed:
+       caller owns unchanged (parameters bit-identical, the old model file or checkpoint intact
+       and no .tmp left, the optimizer without state, the output dataset untouched), and repeating the step must then succeed:
        a failed nn_compile leaves an uncompiled model that compiles on the next call, a failed
        train step can be repeated, and so on. The rest of the workflow then runs to the end.
        A failed node builder makes nn_compile report NN_ERROR_MEMORY (the model remembers the
@@ -76,7 +77,7 @@ static void fa_free(void *p)
 #define CLASSES 3
 #define BATCH 4
 
-static char dir[256], images_path[300], labels_path[300], model_path[300], tmp_path[320];
+static char dir[256], images_path[300], labels_path[300], model_path[300], tmp_path[320], ckpt_path[300], ckpt_tmp[320];
 static long sweep_total;      /* NN_MALLOC calls in a clean run */
 static long cur_n;            /* the N being swept (0: clean run) */
 
@@ -127,6 +128,8 @@ static void remove_files(void)
     remove(labels_path);
     remove(model_path);
     remove(tmp_path);
+    remove(ckpt_path);
+    remove(ckpt_tmp);
     rmdir(dir);
 }
 
@@ -143,6 +146,8 @@ static void ensure_setup(void)
     snprintf(labels_path, sizeof labels_path, "%s/labels-idx1-ubyte", dir);
     snprintf(model_path, sizeof model_path, "%s/model.nn", dir);
     snprintf(tmp_path, sizeof tmp_path, "%s.tmp", model_path);
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/run.ckpt", dir);
+    snprintf(ckpt_tmp, sizeof ckpt_tmp, "%s.tmp", ckpt_path);
     put_be32(img, 0x803); put_be32(img + 4, SAMPLES); put_be32(img + 8, IMG); put_be32(img + 12, IMG);
     for (i = 0; i < SAMPLES * IMG * IMG; i++) img[16 + i] = (unsigned char)((i * 37 + (i / (IMG * IMG)) * 11) & 0xFF);
     put_be32(lab, 0x801); put_be32(lab + 4, SAMPLES);
@@ -256,7 +261,7 @@ static int kernels(void)
 static void scenario(long fail_at, int persistent)
 {
     nn_model *m = NULL, *m2 = NULL, *m3 = NULL;
-    nn_optimizer opt, opt2;
+    nn_optimizer opt, opt2, opt3;
     nn_dataset ds, part, sentinel;
     nn_fit_options fit;
     float *snap = NULL, *snap_state = NULL, xb[BATCH * IMG * IMG], loss;
@@ -276,12 +281,15 @@ static void scenario(long fail_at, int persistent)
     cur_n = fail_at;
     opt = nn_adam(1e-2f, 0.0f);
     opt2 = nn_sgd(1e-2f, 0.9f, 0.0f);
+    opt3 = nn_adam(0.5f, 0.0f);
     memset(&ds, 0, sizeof ds);
     memset(&part, 0, sizeof part);
     for (i = 0; i < BATCH * IMG * IMG; i++) xb[i] = (float)((i * 7) % 11) / 11.0f - 0.5f;
     for (i = 0; i < BATCH; i++) labels[i] = i % CLASSES;
     remove(model_path);
     remove(tmp_path);
+    remove(ckpt_path);
+    remove(ckpt_tmp);
 
     if (!kernels()) goto cleanup;
     m = make_model(1);
@@ -340,6 +348,38 @@ static void scenario(long fail_at, int persistent)
     CHECK(st == NN_OK);
     CHECK(memcmp(nn_params(m), nn_params(m2), np * sizeof(float)) == 0);
     CHECK(memcmp(nn_state(m), nn_state(m2), nn_state_count(m) * sizeof(float)) == 0);
+
+    /* a checkpoint over an existing file, then read into the second model and a new optimizer */
+    step_name = "nn_checkpoint_save";
+    write_file(ckpt_path, old, sizeof old);
+    before = fa_injected;
+    st = nn_checkpoint_save(m, &opt, NULL, NULL, ckpt_path);
+    if (st != NN_OK) {
+        CHECK(injected_since(before));
+        check_memory_error(st);
+        CHECK(read_file(ckpt_path, buf, sizeof buf) == sizeof old && memcmp(buf, old, sizeof old) == 0);
+        CHECK(!exists(ckpt_tmp));
+        if (persistent) goto cleanup;
+        st = nn_checkpoint_save(m, &opt, NULL, NULL, ckpt_path);
+    }
+    CHECK(st == NN_OK);
+    step_name = "nn_checkpoint_load";
+    nn_params(m2)[0] += 1.0f; /* so that a load is seen */
+    memcpy(snap, nn_params(m2), np * sizeof(float));
+    before = fa_injected;
+    st = nn_checkpoint_load(m2, &opt3, NULL, NULL, ckpt_path);
+    if (st != NN_OK) {
+        CHECK(injected_since(before));
+        check_memory_error(st);
+        CHECK(memcmp(snap, nn_params(m2), np * sizeof(float)) == 0);
+        CHECK(opt3.state == NULL && opt3.step == 0 && opt3.learning_rate == 0.5f);
+        if (persistent) goto cleanup;
+        st = nn_checkpoint_load(m2, &opt3, NULL, NULL, ckpt_path);
+    }
+    CHECK(st == NN_OK);
+    CHECK(memcmp(nn_params(m), nn_params(m2), np * sizeof(float)) == 0);
+    CHECK(opt3.step == opt.step && opt3.state_count == opt.state_count &&
+          memcmp(opt3.state, opt.state, opt.state_count * sizeof(float)) == 0);
 
     /* the same file rebuilt with no code: on failure no model comes back (and nothing leaks) */
     step_name = "nn_model_load";
@@ -413,12 +453,14 @@ cleanup:
     free(snap_state);
     nn_optimizer_free(&opt);
     nn_optimizer_free(&opt2);
+    nn_optimizer_free(&opt3);
     nn_dataset_free(&ds);
     nn_dataset_free(&part);
     nn_model_free(m);
     nn_model_free(m2);
     nn_model_free(m3);
     remove(tmp_path);
+    remove(ckpt_tmp);
     CHECK(fa_live == live_at_start); /* nothing leaked */
     if (fail_at > 0 && !persistent) CHECK(fa_injected <= 1);
     if (verbose() && fail_at > 0)

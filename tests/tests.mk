@@ -84,6 +84,12 @@ test-standalone:
 test-interop:
 	@scripts/interop_check.sh $(BUILD)
 
+# A training example killed with SIGKILL at random moments (and while a checkpoint is written) and
+# resumed from its checkpoint each time ends with the uninterrupted run's model file, RESULT lines
+# and CSV files (scripts/resume_check.sh, about 6 s).
+test-resume: $(BUILD)/examples/sigmoid_mlp
+	@scripts/resume_check.sh $(BUILD)
+
 # Every check; each extra one is counted through build/extra-checks/*.summary (scripts/extra_check.sh).
 test: setup
 	@$(SETUP) data bench mpi fuzz windows torch
@@ -96,6 +102,7 @@ test: setup
 	@scripts/extra_check.sh standalone test-standalone $(BUILD)
 	@scripts/extra_check.sh interop test-interop $(BUILD)
 	@scripts/extra_check.sh examples test-examples $(BUILD)
+	@scripts/extra_check.sh resume test-resume $(BUILD)
 	@scripts/extra_check.sh bench bench-smoke $(BUILD)
 	@scripts/extra_check.sh mpi test-mpi $(BUILD)
 	@scripts/extra_check.sh fuzz fuzz-smoke $(BUILD)
@@ -104,4 +111,4 @@ test: setup
 	@scripts/extra_check.sh windows test-windows $(BUILD)
 	@scripts/run_tests.sh $(BUILD) $(TEST_NAMES)
 
-.PHONY: test-header test-valgrind test-tsan test-windows check-links test-standalone test-interop
+.PHONY: test-header test-valgrind test-tsan test-windows check-links test-standalone test-interop test-resume

@@ -17,7 +17,9 @@
    Threads: each rank uses NN_THREADS / --threads, or else the cores it may run on, divided by
    the ranks on its host. Open MPI binds each rank to one core when there are at most two ranks
    (so one rank alone gets one thread): to give one rank several threads, add --bind-to none.
-   On a machine shared with other jobs, set OMP_WAIT_POLICY=passive (docs/scaling.md). */
+   On a machine shared with other jobs, set OMP_WAIT_POLICY=passive (docs/scaling.md).
+   --checkpoint FILE: rank 0 writes FILE at every epoch's end; with --resume every rank continues
+   from it (on one host, or with FILE on a file system all ranks see). */
 #define NN_IMPLEMENTATION
 #include "common.h"
 #include <mpi.h>
@@ -28,6 +30,12 @@
 #endif
 
 static int rank, ranks;
+
+/* The figures of the epochs so far that the RESULT line needs (kept in checkpoints). */
+typedef struct progress {
+    nn_metrics metrics; /* the last epoch's test evaluation */
+    double total_seconds;
+} progress;
 
 /* Ends every rank: after an error that all ranks share (nn_mpi_* agreed on it) each finalises;
    after an MPI failure the others may be stuck in a collective, so abort the job. */
@@ -71,10 +79,11 @@ int main(int argc, char **argv)
     nn_node *x, *h;
     nn_optimizer opt;
     nn_rng rng;
-    nn_metrics metrics;
+    progress p;
+    ex_run ck;
     int *order, *labels, first, count;
     float *xb;
-    double total_seconds = 0.0;
+
     FILE *csv = NULL;
     MPI_Comm local;
 
@@ -150,6 +159,13 @@ int main(int argc, char **argv)
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
     snprintf(variant, sizeof variant, "ranks%d", ranks);
+    /* --checkpoint: every rank reads the file on --resume (the ranks' models and optimizers are
+       replicas), rank 0 alone writes it */
+    memset(&p, 0, sizeof p);
+    ex_run_begin(&ck, &o, NULL, m, &opt, NULL);
+    ex_run_keep(&ck, "progress", &p, sizeof p);
+    ck.no_save = rank != 0;
+    ex_run_resume(&ck);
     if (rank == 0) {
         fprintf(stderr,
                 "[%s] %d rank(s), %d thread(s) each, backend %s; %d training and %d test images, %d epochs, "
@@ -160,7 +176,7 @@ int main(int argc, char **argv)
         csv = ex_csv_open(&o, file, "epoch,train_loss,test_loss,test_acc,seconds,compute_seconds,wait_seconds,allreduce_seconds");
     }
 
-    for (epoch = 1; epoch <= o.epochs; epoch++) {
+    for (epoch = ex_run_epochs_done(&ck, &rng) + 1; epoch <= o.epochs; epoch++) {
         double t0, seconds, loss_sum = 0.0;
         int start, steps = 0, i;
         nn_mpi_stats stats;
@@ -180,9 +196,9 @@ int main(int argc, char **argv)
             steps++;
         }
         seconds = nn_seconds() - t0;
-        total_seconds += seconds;
+        p.total_seconds += seconds;
         nn_mpi_get_stats(&stats);
-        st = nn_mpi_evaluate(m, &test, MPI_COMM_WORLD, &metrics);
+        st = nn_mpi_evaluate(m, &test, MPI_COMM_WORLD, &p.metrics);
         if (st != NN_OK) fatal(st, "evaluation");
         st = nn_mpi_check_replicas(m, MPI_COMM_WORLD);
         if (st != NN_OK) fatal(st, "replica check");
@@ -190,17 +206,19 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "[%s] epoch %3d  train loss %.4f  test loss %.4f acc %6.2f%%  %.2fs (rank 0: compute %.2fs, "
                     "waiting %.2fs, allreduce %.2fs)\n",
-                    variant, epoch, loss_sum / steps, metrics.loss, metrics.accuracy, seconds, stats.compute_seconds,
+                    variant, epoch, loss_sum / steps, p.metrics.loss, p.metrics.accuracy, seconds, stats.compute_seconds,
                     stats.sync_seconds, stats.allreduce_seconds);
-            fprintf(csv, "%d,%.6f,%.6f,%.2f,%.3f,%.3f,%.3f,%.3f\n", epoch, loss_sum / steps, metrics.loss,
-                    metrics.accuracy, seconds, stats.compute_seconds, stats.sync_seconds, stats.allreduce_seconds);
+            fprintf(csv, "%d,%.6f,%.6f,%.2f,%.3f,%.3f,%.3f,%.3f\n", epoch, loss_sum / steps, p.metrics.loss,
+                    p.metrics.accuracy, seconds, stats.compute_seconds, stats.sync_seconds, stats.allreduce_seconds);
             fflush(csv);
         }
+        ex_run_epoch_end(&ck, epoch, &rng);
     }
+    ex_run_end(&ck);
     if (rank == 0) {
         ex_csv_close(csv);
-        ex_result(&o, variant, "test_acc=%.2f seconds=%.2f epoch_seconds=%.2f threads=%d", metrics.accuracy,
-                  total_seconds, total_seconds / o.epochs, nn_threads());
+        ex_result(&o, variant, "test_acc=%.2f seconds=%.2f epoch_seconds=%.2f threads=%d", p.metrics.accuracy,
+                  p.total_seconds, p.total_seconds / o.epochs, nn_threads());
     }
     free(order);
     free(xb);
