@@ -231,7 +231,12 @@ int main(int argc, char **argv)
         fit.on_epoch = log_epoch;
         fit.user = (void *)arch;
         fprintf(stderr, "training %s: %d images, %d epoch(s), Adam 1e-3, batch 64\n", arch, train.count, o.epochs);
-        ex_check(nn_fit(m, &opt, &train, &fit, NULL), "training");
+        {
+            ex_run run; /* --checkpoint FILE / --resume, as every training example */
+            ex_run_begin(&run, &o, NULL, m, &opt, NULL);
+            ex_run_resume(&run);
+            ex_run_fit(&run, &train, &fit, NULL);
+        }
         ex_check(nn_set_meta(m, "input", "MNIST pixels / 255"), "metadata");
         ex_mkdirs(o.out_dir);
         snprintf(path, sizeof path, "%s/%s.nn", o.out_dir, arch);
